@@ -1,0 +1,121 @@
+"""Find and load the native libraries (libllama, libggml*, libmtmd).
+
+Where it looks, in order:
+
+1. ``$LLAMA_BINDING_LIB_DIR`` when set: that folder only, so a developer can point the
+   package at another build of llama.cpp (for example ``build/bin``);
+2. otherwise the ``lib/`` folder of every ``llama_binding`` package folder on ``sys.path``
+   (the installed wheel, or the build output of an editable install).
+
+The first folder from which ``libllama`` loads wins, and every other library comes from
+that same folder. When nothing loads, :class:`~llama_binding.errors.LibraryLoadError`
+lists every path tried and why it failed. Loading happens on first use, not at import,
+so ``import llama_binding`` works even where the libraries are missing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+import threading
+from pathlib import Path
+
+from ..errors import LibraryLoadError
+
+__all__ = ["ENV_LIB_DIR", "candidate_dirs", "lib_dir", "library_filename", "load"]
+
+ENV_LIB_DIR = "LLAMA_BINDING_LIB_DIR"
+
+_lock = threading.RLock()
+_state: dict[str, object] = {}  # "dir" -> Path, "libs" -> dict[str, ctypes.CDLL]
+
+
+def library_filename(name: str) -> str:
+    """The platform's file name of library ``name`` (``llama`` -> ``libllama.so``)."""
+    if sys.platform == "win32":
+        return f"{name}.dll"
+    if sys.platform == "darwin":
+        return f"lib{name}.dylib"
+    return f"lib{name}.so"
+
+
+def candidate_dirs() -> list[Path]:
+    """The folders that are searched, in order."""
+    override = os.environ.get(ENV_LIB_DIR)
+    if override:
+        return [Path(override).expanduser()]
+    dirs: list[Path] = []
+    here = Path(__file__).resolve().parents[1] / "lib"
+    dirs.append(here)
+    for entry in sys.path:
+        try:
+            cand = (Path(entry or ".") / "llama_binding" / "lib").resolve()
+        except OSError:
+            continue
+        if cand not in dirs:
+            dirs.append(cand)
+    return dirs
+
+
+def _dlopen(path: Path) -> ctypes.CDLL:
+    mode = getattr(os, "RTLD_NOW", 0) | getattr(ctypes, "RTLD_LOCAL", 0)
+    return ctypes.CDLL(str(path), mode=mode)
+
+
+def _open_first() -> tuple[Path, dict[str, ctypes.CDLL]]:
+    attempts: list[tuple[str, str]] = []
+    for folder in candidate_dirs():
+        path = folder / library_filename("llama")
+        if not path.is_file():
+            attempts.append((str(path), "no such file"))
+            continue
+        try:
+            libs: dict[str, ctypes.CDLL] = {}
+            # ggml first, so that llama binds to the copies in this same folder
+            for dep in ("ggml-base", "ggml"):
+                dep_path = folder / library_filename(dep)
+                if dep_path.is_file():
+                    libs[dep] = _dlopen(dep_path)
+            libs["llama"] = _dlopen(path)
+        except OSError as exc:
+            attempts.append((str(path), str(exc)))
+            continue
+        return folder, libs
+    hint = (
+        f"set {ENV_LIB_DIR} to a folder holding {library_filename('llama')}, "
+        "or reinstall the package (pip install llama-binding) so that it builds them"
+    )
+    raise LibraryLoadError(f"could not load the llama.cpp libraries; {hint}. Tried:", attempts)
+
+
+def _ensure_loaded() -> tuple[Path, dict[str, ctypes.CDLL]]:
+    with _lock:
+        if "dir" not in _state:
+            folder, libs = _open_first()
+            _state["dir"] = folder
+            _state["libs"] = libs
+        return _state["dir"], _state["libs"]  # type: ignore[return-value]
+
+
+def lib_dir() -> Path:
+    """The folder the libraries were loaded from (loads them if needed)."""
+    return _ensure_loaded()[0]
+
+
+def load(name: str) -> ctypes.CDLL:
+    """The loaded library ``name`` (``llama``, ``ggml``, ``ggml-base`` or ``mtmd``)."""
+    folder, libs = _ensure_loaded()
+    with _lock:
+        lib = libs.get(name)
+        if lib is None:
+            path = folder / library_filename(name)
+            try:
+                lib = _dlopen(path)
+            except OSError as exc:
+                raise LibraryLoadError(
+                    f"could not load {library_filename(name)} beside libllama in {folder}",
+                    [(str(path), str(exc))],
+                ) from exc
+            libs[name] = lib
+        return lib
