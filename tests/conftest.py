@@ -16,7 +16,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from _tinymodel import TinySpec, vocab_path, write_tiny_llama
 
 REPO = Path(__file__).resolve().parents[1]

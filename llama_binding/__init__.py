@@ -1,0 +1,51 @@
+"""llama_binding: llama.cpp for Python.
+
+The C API, generated from llama.h, mtmd.h and gguf.h, is :mod:`llama_binding.capi`
+(``from llama_binding import capi``). This namespace holds the curated high-level names.
+"""
+
+from __future__ import annotations
+
+from ._backend import DeviceInfo, SystemInfo, system_info
+from ._version import __version__
+from .errors import (
+    ClosedError,
+    ContextCreateError,
+    ContextOverflowError,
+    DecodeAbortedError,
+    DecodeError,
+    FatalDecodeError,
+    InvalidBatchError,
+    KVCacheFullError,
+    LibraryLoadError,
+    LlamaError,
+    ModelLoadError,
+    SamplerError,
+    StateError,
+    SymbolNotFoundError,
+    TemplateError,
+    TokenizeError,
+)
+
+__all__ = [
+    "ClosedError",
+    "ContextCreateError",
+    "ContextOverflowError",
+    "DecodeAbortedError",
+    "DecodeError",
+    "DeviceInfo",
+    "FatalDecodeError",
+    "InvalidBatchError",
+    "KVCacheFullError",
+    "LibraryLoadError",
+    "LlamaError",
+    "ModelLoadError",
+    "SamplerError",
+    "StateError",
+    "SymbolNotFoundError",
+    "SystemInfo",
+    "TemplateError",
+    "TokenizeError",
+    "__version__",
+    "system_info",
+]

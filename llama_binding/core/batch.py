@@ -1,0 +1,78 @@
+"""A ``llama_batch`` owned from Python: tokens of many sequences, per-token output flags."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from .. import capi
+from ._handle import NativeHandle
+
+__all__ = ["Batch"]
+
+
+class Batch(NativeHandle[Any]):
+    """Room for ``capacity`` tokens, each in up to ``n_seq_max`` sequences.
+
+    ``add`` appends one token; ``clear`` empties the batch for reuse, so a per-token loop
+    allocates nothing.
+    """
+
+    _kind = "batch"
+
+    def __init__(self, capacity: int, n_seq_max: int = 1) -> None:
+        if capacity < 1 or n_seq_max < 1:
+            raise ValueError("a batch needs capacity >= 1 and n_seq_max >= 1")
+        struct = capi.llama_batch_init(capacity, 0, n_seq_max)
+        super().__init__(struct, capi.llama_batch_free)
+        self.capacity = capacity
+        self.n_seq_max = n_seq_max
+        self._struct = struct
+        # the arrays, cached: attribute lookups on the struct cost more than the work
+        self._token = struct.token
+        self._pos = struct.pos
+        self._n_seq_id = struct.n_seq_id
+        self._seq_id = struct.seq_id
+        self._logits = struct.logits
+
+    @property
+    def struct(self) -> Any:
+        """The ``llama_batch`` struct to pass to ``llama_decode`` (checks it is open)."""
+        return self.ptr
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self._struct.n_tokens)
+
+    def clear(self) -> None:
+        self.ptr  # noqa: B018 - raises ClosedError after close
+        self._struct.n_tokens = 0
+
+    def add(self, token: int, pos: int, seq_ids: Sequence[int] = (0,), logits: bool = False) -> int:
+        """Append ``token`` at ``pos`` of ``seq_ids``; returns its index in the batch."""
+        self.ptr  # noqa: B018
+        i = self._struct.n_tokens
+        if i >= self.capacity:
+            raise ValueError(f"batch is full ({self.capacity} tokens)")
+        if not 1 <= len(seq_ids) <= self.n_seq_max:
+            raise ValueError(f"a token belongs to 1..{self.n_seq_max} sequences, got {len(seq_ids)}")
+        self._token[i] = token
+        self._pos[i] = pos
+        self._n_seq_id[i] = len(seq_ids)
+        row = self._seq_id[i]
+        for j, s in enumerate(seq_ids):
+            row[j] = s
+        self._logits[i] = logits
+        self._struct.n_tokens = i + 1
+        return i
+
+    def add_sequence(self, tokens: Iterable[int], start_pos: int, seq_id: int = 0,
+                     logits_last: bool = True, logits_all: bool = False) -> None:
+        """Append a run of tokens of one sequence at consecutive positions."""
+        toks = list(tokens)
+        for k, tok in enumerate(toks):
+            self.add(tok, start_pos + k, (seq_id,), logits_all or (logits_last and k == len(toks) - 1))
+
+    def output_indices(self) -> list[int]:
+        """Indices of the tokens that request outputs, in order."""
+        return [i for i in range(self.n_tokens) if self._logits[i]]

@@ -1,0 +1,278 @@
+"""The inference context: one ``llama_context *`` over a model, with its KV memory.
+
+Cancellation is cheap: the abort callback is a few lines of our own C
+(``native/abort_flag.c``) that reads an int flag, not a Python callback. The CPU backend
+checks it after every graph node, so :meth:`Context.cancel` stops a running decode within
+one node. The CUDA backend does not call the abort callback during a decode: there a
+cancel takes effect between decodes (between tokens, or between the n_batch chunks of a
+long prompt).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import enum
+import os
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .. import _log, capi
+from ..capi import _loader
+from ..errors import ContextCreateError, check_decode
+from ._handle import NativeHandle
+from .batch import Batch
+from .model import Model
+
+__all__ = ["Context", "ContextParams", "FlashAttnType", "PoolingType", "physical_cores"]
+
+
+class FlashAttnType(enum.IntEnum):
+    AUTO = -1
+    DISABLED = 0
+    ENABLED = 1
+
+
+class PoolingType(enum.IntEnum):
+    UNSPECIFIED = -1
+    NONE = 0
+    MEAN = 1
+    CLS = 2
+    LAST = 3
+    RANK = 4
+
+
+def physical_cores() -> int:
+    """Physical CPU cores available to this process (hyper-threads share a core)."""
+    try:
+        allowed = os.sched_getaffinity(0)
+    except (AttributeError, OSError):
+        allowed = set(range(os.cpu_count() or 1))
+    cores: set[tuple[str, str]] = set()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu, phys = -1, "0"
+            for line in fh:
+                key, _, value = line.partition(":")
+                key, value = key.strip(), value.strip()
+                if key == "processor":
+                    cpu = int(value)
+                elif key == "physical id":
+                    phys = value
+                elif key == "core id" and cpu in allowed:
+                    cores.add((phys, value))
+    except OSError:
+        pass
+    return max(1, min(len(cores) or len(allowed), len(allowed)))
+
+
+@dataclass(frozen=True)
+class ContextParams:
+    """Options of :class:`Context`. ``None`` keeps llama.cpp's default from
+    ``llama_context_default_params()``, read when the context is created; ``n_threads``
+    and ``n_threads_batch`` default to the physical cores instead of llama.cpp's 4."""
+
+    n_ctx: int | None = None
+    n_batch: int | None = None
+    n_ubatch: int | None = None
+    n_seq_max: int | None = None
+    n_outputs_max_per_seq: int | None = None
+    n_threads: int | None = None
+    n_threads_batch: int | None = None
+    rope_scaling_type: int | None = None
+    pooling_type: PoolingType | int | None = None
+    attention_type: int | None = None
+    flash_attn_type: FlashAttnType | int | None = None
+    rope_freq_base: float | None = None
+    rope_freq_scale: float | None = None
+    yarn_ext_factor: float | None = None
+    yarn_attn_factor: float | None = None
+    yarn_beta_fast: float | None = None
+    yarn_beta_slow: float | None = None
+    yarn_orig_ctx: int | None = None
+    type_k: int | None = None
+    type_v: int | None = None
+    embeddings: bool | None = None
+    offload_kqv: bool | None = None
+    no_perf: bool | None = None
+    op_offload: bool | None = None
+    swa_full: bool | None = None
+    kv_unified: bool | None = None
+
+    def to_c(self) -> Any:
+        params = capi.llama_context_default_params()
+        threads = physical_cores()
+        params.n_threads = threads
+        params.n_threads_batch = threads
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is not None:
+                if isinstance(value, enum.Enum):
+                    value = value.value
+                setattr(params, f.name, value)
+        return params
+
+
+_abort_cb: list[Any] = []
+
+
+def _native_abort_callback() -> Any:
+    """The C function ``llama_binding_abort_flag_cb`` as a ``ggml_abort_callback``."""
+    if not _abort_cb:
+        lib = _loader.load("llama_binding_native")
+        addr = ctypes.cast(lib.llama_binding_abort_flag_cb, ctypes.c_void_p).value or 0
+        _abort_cb.append(ctypes.cast(addr, capi.ggml_abort_callback))
+    return _abort_cb[0]
+
+
+class Context(NativeHandle[Any]):
+    """A context of ``model``; it keeps the model alive."""
+
+    _kind = "context"
+
+    def __init__(self, model: Model, params: ContextParams | None = None) -> None:
+        self.params = params or ContextParams()
+        cparams = self.params.to_c()
+        self._abort_flag = ctypes.c_int(0)
+        cparams.abort_callback = _native_abort_callback()
+        cparams.abort_callback_data = ctypes.cast(ctypes.pointer(self._abort_flag), ctypes.c_void_p)
+        mark = _log.error_mark()
+        ptr = capi.llama_init_from_model(model.ptr, cparams)
+        if not ptr:
+            detail = _log.errors_since(mark)
+            raise ContextCreateError(
+                "llama.cpp could not create the context" + (f": {detail}" if detail else ""))
+        super().__init__(ptr, capi.llama_free, parent=model)
+        self.model = model
+        self._n_vocab = int(capi.llama_vocab_n_tokens(capi.llama_model_get_vocab(model.ptr)))
+        self._n_embd = model.n_embd
+
+    # --- sizes ---------------------------------------------------------------------------
+
+    @property
+    def n_ctx(self) -> int:
+        return int(capi.llama_n_ctx(self.ptr))
+
+    @property
+    def n_ctx_seq(self) -> int:
+        """Tokens one sequence may hold (``llama_n_ctx_seq``)."""
+        return int(capi.llama_n_ctx_seq(self.ptr))
+
+    @property
+    def n_batch(self) -> int:
+        return int(capi.llama_n_batch(self.ptr))
+
+    @property
+    def n_ubatch(self) -> int:
+        return int(capi.llama_n_ubatch(self.ptr))
+
+    @property
+    def n_seq_max(self) -> int:
+        return int(capi.llama_n_seq_max(self.ptr))
+
+    @property
+    def pooling_type(self) -> PoolingType:
+        return PoolingType(int(capi.llama_pooling_type(self.ptr)))
+
+    def set_threads(self, n_threads: int, n_threads_batch: int) -> None:
+        capi.llama_set_n_threads(self.ptr, n_threads, n_threads_batch)
+
+    # --- running the model ---------------------------------------------------------------
+
+    def decode(self, batch: Batch) -> None:
+        """Run ``batch`` through the model; raises the exception matching the C code."""
+        code = capi.llama_decode(self.ptr, batch.struct)
+        if code:
+            self._after_failure(code, "llama_decode")
+
+    def encode(self, batch: Batch) -> None:
+        """Run ``batch`` through the encoder (encoder-decoder and embedding models)."""
+        code = capi.llama_encode(self.ptr, batch.struct)
+        if code:
+            self._after_failure(code, "llama_encode")
+
+    def _after_failure(self, code: int, what: str) -> None:
+        self._abort_flag.value = 0  # a cancel is used up by the decode it stopped
+        check_decode(code, what)
+
+    def cancel(self) -> None:
+        """Abort the decode running now (from another thread or a signal handler).
+
+        On the CPU the decode stops within one graph node and raises
+        :class:`~llama_binding.errors.DecodeAbortedError`; on CUDA the running decode
+        finishes and the next one is aborted. The context stays usable.
+        """
+        self._abort_flag.value = 1
+
+    def clear_cancel(self) -> None:
+        """Forget a cancel that no decode has seen yet."""
+        self._abort_flag.value = 0
+
+    def synchronize(self) -> None:
+        capi.llama_synchronize(self.ptr)
+
+    # --- outputs as zero-copy numpy views ------------------------------------------------
+
+    def logits(self, i: int = -1) -> npt.NDArray[np.float32]:
+        """Logits of output ``i`` of the last decode (negative: from the end), a view."""
+        ptr = capi.llama_get_logits_ith(self.ptr, i)
+        if not ptr:
+            raise IndexError(f"no logits for output {i} in the last batch")
+        return np.ctypeslib.as_array(ptr, shape=(self._n_vocab,))
+
+    def embeddings(self, i: int = -1) -> npt.NDArray[np.float32]:
+        """Embedding of output ``i`` (no pooling), a view."""
+        ptr = capi.llama_get_embeddings_ith(self.ptr, i)
+        if not ptr:
+            raise IndexError(f"no embedding for output {i}; was the context made with embeddings=True?")
+        return np.ctypeslib.as_array(ptr, shape=(self._n_embd,))
+
+    def seq_embeddings(self, seq_id: int) -> npt.NDArray[np.float32]:
+        """Pooled embedding of sequence ``seq_id``, a view."""
+        ptr = capi.llama_get_embeddings_seq(self.ptr, seq_id)
+        if not ptr:
+            raise IndexError(f"no pooled embedding for sequence {seq_id}")
+        n = 1 if self.pooling_type == PoolingType.RANK else self._n_embd
+        return np.ctypeslib.as_array(ptr, shape=(n,))
+
+    # --- KV memory, per sequence ---------------------------------------------------------
+
+    @property
+    def _memory(self) -> Any:
+        return capi.llama_get_memory(self.ptr)
+
+    def memory_clear(self, data: bool = True) -> None:
+        capi.llama_memory_clear(self._memory, data)
+
+    def seq_rm(self, seq_id: int, p0: int = -1, p1: int = -1) -> bool:
+        """Remove positions [p0, p1) of ``seq_id`` (-1: all sequences / open ends)."""
+        return bool(capi.llama_memory_seq_rm(self._memory, seq_id, p0, p1))
+
+    def seq_cp(self, src: int, dst: int, p0: int = -1, p1: int = -1) -> None:
+        capi.llama_memory_seq_cp(self._memory, src, dst, p0, p1)
+
+    def seq_keep(self, seq_id: int) -> None:
+        capi.llama_memory_seq_keep(self._memory, seq_id)
+
+    def seq_shift(self, seq_id: int, p0: int, p1: int, delta: int) -> None:
+        """Add ``delta`` to the positions [p0, p1) of ``seq_id``."""
+        capi.llama_memory_seq_add(self._memory, seq_id, p0, p1, delta)
+
+    def seq_pos_min(self, seq_id: int) -> int:
+        return int(capi.llama_memory_seq_pos_min(self._memory, seq_id))
+
+    def seq_pos_max(self, seq_id: int) -> int:
+        """Largest position of ``seq_id`` in memory, -1 when empty."""
+        return int(capi.llama_memory_seq_pos_max(self._memory, seq_id))
+
+    # --- timings ---------------------------------------------------------------------------
+
+    def perf(self) -> dict[str, float]:
+        """llama.cpp's own timings of this context (ms and counts)."""
+        data = capi.llama_perf_context(self.ptr)
+        return {f[0]: float(getattr(data, f[0])) for f in data._fields_}
+
+    def perf_reset(self) -> None:
+        capi.llama_perf_context_reset(self.ptr)

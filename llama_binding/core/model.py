@@ -1,0 +1,227 @@
+"""The model: one ``llama_model *``, loaded from a GGUF file, freed once."""
+
+from __future__ import annotations
+
+import ctypes
+import enum
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Union
+
+from .. import _backend, _log, capi
+from ..errors import ModelLoadError
+from ._handle import NativeHandle
+
+__all__ = ["LoadMode", "Model", "ModelParams", "SplitMode"]
+
+KVValue = Union[bool, int, float, str]
+ProgressCallback = Callable[[float], object]
+
+
+class LoadMode(enum.IntEnum):
+    """How the weights are read (``enum llama_load_mode``)."""
+
+    AUTO = -1
+    NONE = 0
+    MMAP = 1
+    MLOCK = 2
+    MMAP_MLOCK = 3
+    DIRECT_IO = 4
+
+
+class SplitMode(enum.IntEnum):
+    """How layers are split over several GPUs (``enum llama_split_mode``)."""
+
+    NONE = 0
+    LAYER = 1
+    ROW = 2
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    """Options of :class:`Model`. ``None`` keeps llama.cpp's default from
+    ``llama_model_default_params()``, read when the model is loaded."""
+
+    n_gpu_layers: int | None = None
+    split_mode: SplitMode | int | None = None
+    main_gpu: int | None = None
+    tensor_split: Sequence[float] | None = None
+    vocab_only: bool | None = None
+    load_mode: LoadMode | int | None = None
+    check_tensors: bool | None = None
+    kv_overrides: Mapping[str, KVValue] | None = None
+
+    def to_c(self) -> tuple[Any, list[Any]]:
+        """The C struct, and the buffers it points into (keep them alive while loading)."""
+        params = capi.llama_model_default_params()
+        keep: list[Any] = []
+        for name in ("n_gpu_layers", "main_gpu", "vocab_only", "check_tensors"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(params, name, value)
+        if self.split_mode is not None:
+            params.split_mode = int(self.split_mode)
+        if self.load_mode is not None:
+            params.load_mode = int(self.load_mode)
+        if self.tensor_split is not None:
+            n = int(capi.llama_max_devices())
+            if len(self.tensor_split) > n:
+                raise ValueError(
+                    f"tensor_split has {len(self.tensor_split)} entries; this build has {n} devices")
+            arr = (ctypes.c_float * n)(*self.tensor_split)
+            keep.append(arr)
+            params.tensor_split = arr
+        if self.kv_overrides:
+            arr = _kv_overrides(self.kv_overrides)
+            keep.append(arr)
+            params.kv_overrides = arr
+        return params, keep
+
+
+def _kv_overrides(overrides: Mapping[str, KVValue]) -> Any:
+    items = list(overrides.items())
+    arr = (capi.llama_model_kv_override * (len(items) + 1))()  # zeroed end marker
+    for slot, (key, value) in zip(arr, items):
+        raw = key.encode()
+        if not raw or len(raw) >= 128:
+            raise ValueError(f"kv_overrides key {key!r} must be 1 to 127 bytes")
+        slot.key = raw
+        if isinstance(value, bool):
+            slot.tag, slot.val_bool = capi.LLAMA_KV_OVERRIDE_TYPE_BOOL, value
+        elif isinstance(value, int):
+            slot.tag, slot.val_i64 = capi.LLAMA_KV_OVERRIDE_TYPE_INT, value
+        elif isinstance(value, float):
+            slot.tag, slot.val_f64 = capi.LLAMA_KV_OVERRIDE_TYPE_FLOAT, value
+        elif isinstance(value, str):
+            sval = value.encode()
+            if len(sval) >= 128:
+                raise ValueError(f"kv_overrides value for {key!r} must be under 128 bytes")
+            slot.tag, slot.val_str = capi.LLAMA_KV_OVERRIDE_TYPE_STR, sval
+        else:
+            raise TypeError(
+                f"kv_overrides[{key!r}] must be bool, int, float or str, not {type(value).__name__}")
+    return arr
+
+
+def _check_path(path: str | os.PathLike[str]) -> Path:
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"model_path must be a str or path, not {type(path).__name__}")
+    p = Path(path)
+    if not p.exists():
+        raise ModelLoadError(f"model file not found: {p}")
+    if p.is_dir():
+        raise ModelLoadError(f"model path is a directory, not a GGUF file: {p}")
+    try:
+        with p.open("rb") as fh:
+            magic = fh.read(4)
+    except OSError as exc:
+        raise ModelLoadError(f"cannot read model file {p}: {exc}") from exc
+    if magic != b"GGUF":
+        raise ModelLoadError(f"not a GGUF file (magic {magic!r}): {p}")
+    return p
+
+
+class Model(NativeHandle[Any]):
+    """A loaded model. ``Model(path, ModelParams(n_gpu_layers=-1))``.
+
+    Split GGUF files (``name-00001-of-00003.gguf``) load from their first part.
+    ``progress`` is called with a value in [0, 1] while loading; returning ``False``
+    cancels the load (which then raises :class:`ModelLoadError`).
+    """
+
+    _kind = "model"
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        params: ModelParams | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> None:
+        p = _check_path(path)
+        params = params or ModelParams()
+        _backend.init_backends()
+        cparams, keep = params.to_c()
+        cb = None
+        cancelled = []
+        if progress is not None:
+
+            def on_progress(value: float, _user: Any) -> bool:
+                try:
+                    go = progress(float(value)) is not False
+                except BaseException:  # never raise into C; cancel instead
+                    go = False
+                if not go:
+                    cancelled.append(True)
+                return go
+
+            cb = capi.llama_progress_callback(on_progress)
+            cparams.progress_callback = cb
+        mark = _log.error_mark()
+        ptr = capi.llama_model_load_from_file(os.fsencode(p), cparams)
+        del keep, cb
+        if not ptr:
+            if cancelled:
+                raise ModelLoadError(f"loading {p} was cancelled by the progress callback")
+            detail = _log.errors_since(mark)
+            raise ModelLoadError(f"llama.cpp could not load {p}" + (f": {detail}" if detail else ""))
+        super().__init__(ptr, capi.llama_model_free)
+        self.path = p
+        self.params = params
+
+    # --- properties read from the model --------------------------------------------------
+
+    @property
+    def n_ctx_train(self) -> int:
+        return int(capi.llama_model_n_ctx_train(self.ptr))
+
+    @property
+    def n_embd(self) -> int:
+        return int(capi.llama_model_n_embd(self.ptr))
+
+    @property
+    def n_layer(self) -> int:
+        return int(capi.llama_model_n_layer(self.ptr))
+
+    @property
+    def n_params(self) -> int:
+        return int(capi.llama_model_n_params(self.ptr))
+
+    @property
+    def size(self) -> int:
+        return int(capi.llama_model_size(self.ptr))
+
+    @property
+    def has_encoder(self) -> bool:
+        return bool(capi.llama_model_has_encoder(self.ptr))
+
+    @property
+    def has_decoder(self) -> bool:
+        return bool(capi.llama_model_has_decoder(self.ptr))
+
+    def description(self) -> str:
+        buf = ctypes.create_string_buffer(256)
+        n = capi.llama_model_desc(self.ptr, buf, len(buf))
+        return buf.raw[: max(n, 0)].decode("utf-8", "replace")
+
+    def chat_template(self, name: str | None = None) -> str | None:
+        """The GGUF's ``tokenizer.chat_template`` (or its named variant), if any."""
+        raw = capi.llama_model_chat_template(self.ptr, name.encode() if name else None)
+        return raw.decode("utf-8", "replace") if raw else None
+
+    def meta(self) -> dict[str, str]:
+        """Every scalar metadata key as llama.cpp renders it (arrays are abbreviated)."""
+        out: dict[str, str] = {}
+        buf = ctypes.create_string_buffer(1 << 14)
+        for i in range(int(capi.llama_model_meta_count(self.ptr))):
+            n = capi.llama_model_meta_key_by_index(self.ptr, i, buf, len(buf))
+            key = buf.raw[: max(n, 0)].decode("utf-8", "replace")
+            n = capi.llama_model_meta_val_str_by_index(self.ptr, i, buf, len(buf))
+            if n >= len(buf):
+                big = ctypes.create_string_buffer(n + 1)
+                n = capi.llama_model_meta_val_str_by_index(self.ptr, i, big, len(big))
+                out[key] = big.raw[:n].decode("utf-8", "replace")
+            else:
+                out[key] = buf.raw[: max(n, 0)].decode("utf-8", "replace")
+        return out

@@ -1,0 +1,207 @@
+"""Native samplers and the sampler chain.
+
+Every llama.cpp sampler has a factory here returning an owned :class:`Sampler`.
+:meth:`SamplerChain.add` moves it into the chain (``llama_sampler_chain_add`` takes
+ownership), after which the :class:`Sampler` object is empty and its finalizer frees
+nothing. The chain samples inside C: ``sample(ctx, i)`` is one ctypes call per token.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .. import _log, capi
+from ..errors import ClosedError, SamplerError
+from ._handle import NativeHandle
+from .context import Context
+from .vocab import Vocab
+
+__all__ = ["Sampler", "SamplerChain"]
+
+DEFAULT_SEED = 0xFFFFFFFF  # LLAMA_DEFAULT_SEED: a random seed
+
+
+def _made(ptr: Any, what: str, mark: int | None = None) -> Sampler:
+    if not ptr:
+        detail = _log.errors_since(mark) if mark is not None else ""
+        raise SamplerError(f"could not create the {what} sampler" + (f": {detail}" if detail else ""))
+    return Sampler(ptr)
+
+
+def _cstrings(items: Sequence[str]) -> Any:
+    arr = (ctypes.c_char_p * max(1, len(items)))()
+    for i, s in enumerate(items):
+        arr[i] = s.encode()
+    return arr
+
+
+class Sampler(NativeHandle[Any]):
+    """One native sampler (``llama_sampler *``)."""
+
+    _kind = "sampler"
+
+    def __init__(self, ptr: Any) -> None:
+        super().__init__(ptr, capi.llama_sampler_free)
+
+    def release(self) -> Any:
+        """Give up ownership: return the pointer and leave this object empty."""
+        ptr = self.ptr
+        self._box.ptr = None
+        self._finalizer.detach()
+        return ptr
+
+    @property
+    def name(self) -> str:
+        raw = capi.llama_sampler_name(self.ptr)
+        return raw.decode() if raw else ""
+
+    # --- factories, one per llama.cpp sampler -------------------------------------------
+
+    @classmethod
+    def greedy(cls) -> Sampler:
+        return _made(capi.llama_sampler_init_greedy(), "greedy")
+
+    @classmethod
+    def dist(cls, seed: int = DEFAULT_SEED) -> Sampler:
+        return _made(capi.llama_sampler_init_dist(seed & 0xFFFFFFFF), "dist")
+
+    @classmethod
+    def top_k(cls, k: int) -> Sampler:
+        return _made(capi.llama_sampler_init_top_k(k), "top-k")
+
+    @classmethod
+    def top_p(cls, p: float, min_keep: int = 1) -> Sampler:
+        return _made(capi.llama_sampler_init_top_p(p, min_keep), "top-p")
+
+    @classmethod
+    def min_p(cls, p: float, min_keep: int = 1) -> Sampler:
+        return _made(capi.llama_sampler_init_min_p(p, min_keep), "min-p")
+
+    @classmethod
+    def typical(cls, p: float, min_keep: int = 1) -> Sampler:
+        return _made(capi.llama_sampler_init_typical(p, min_keep), "typical")
+
+    @classmethod
+    def temp(cls, t: float) -> Sampler:
+        return _made(capi.llama_sampler_init_temp(t), "temperature")
+
+    @classmethod
+    def temp_ext(cls, t: float, delta: float, exponent: float) -> Sampler:
+        return _made(capi.llama_sampler_init_temp_ext(t, delta, exponent), "dynamic temperature")
+
+    @classmethod
+    def xtc(cls, p: float, t: float, min_keep: int = 1, seed: int = DEFAULT_SEED) -> Sampler:
+        return _made(capi.llama_sampler_init_xtc(p, t, min_keep, seed & 0xFFFFFFFF), "XTC")
+
+    @classmethod
+    def top_n_sigma(cls, n: float) -> Sampler:
+        return _made(capi.llama_sampler_init_top_n_sigma(n), "top-n-sigma")
+
+    @classmethod
+    def adaptive_p(cls, target: float, decay: float, seed: int = DEFAULT_SEED) -> Sampler:
+        return _made(capi.llama_sampler_init_adaptive_p(target, decay, seed & 0xFFFFFFFF), "adaptive-p")
+
+    @classmethod
+    def mirostat(cls, n_vocab: int, tau: float, eta: float, m: int = 100,
+                 seed: int = DEFAULT_SEED) -> Sampler:
+        return _made(capi.llama_sampler_init_mirostat(n_vocab, seed & 0xFFFFFFFF, tau, eta, m), "mirostat")
+
+    @classmethod
+    def mirostat_v2(cls, tau: float, eta: float, seed: int = DEFAULT_SEED) -> Sampler:
+        return _made(capi.llama_sampler_init_mirostat_v2(seed & 0xFFFFFFFF, tau, eta), "mirostat v2")
+
+    @classmethod
+    def penalties(cls, n_vocab: int, last_n: int = 64, repeat: float = 1.0, freq: float = 0.0,
+                  present: float = 0.0) -> Sampler:
+        return _made(capi.llama_sampler_init_penalties(n_vocab, last_n, repeat, freq, present), "penalties")
+
+    @classmethod
+    def dry(cls, vocab: Vocab, multiplier: float = 0.0, base: float = 1.75,
+            allowed_length: int = 2, penalty_last_n: int = -1,
+            seq_breakers: Sequence[str] = ("\n", ":", '"', "*")) -> Sampler:
+        arr = _cstrings(seq_breakers)
+        ptr = capi.llama_sampler_init_dry(vocab.ptr, multiplier, base, allowed_length,
+                                          penalty_last_n, arr, len(seq_breakers))
+        return _made(ptr, "DRY")
+
+    @classmethod
+    def logit_bias(cls, n_vocab: int, bias: Mapping[int, float]) -> Sampler:
+        arr = (capi.llama_logit_bias * max(1, len(bias)))()
+        for slot, (tok, b) in zip(arr, bias.items()):
+            if not 0 <= int(tok) < n_vocab:
+                raise ValueError(f"logit_bias token {tok} is outside the vocabulary")
+            slot.token, slot.bias = int(tok), float(b)
+        return _made(capi.llama_sampler_init_logit_bias(n_vocab, len(bias), arr), "logit-bias")
+
+    @classmethod
+    def grammar(cls, vocab: Vocab, grammar: str, root: str = "root") -> Sampler:
+        """A GBNF grammar; an invalid grammar raises :class:`SamplerError` here."""
+        mark = _log.error_mark()
+        ptr = capi.llama_sampler_init_grammar(vocab.ptr, grammar.encode(), root.encode())
+        return _made(ptr, "grammar", mark)
+
+    @classmethod
+    def grammar_lazy(cls, vocab: Vocab, grammar: str, trigger_patterns: Sequence[str] = (),
+                     trigger_tokens: Sequence[int] = (), root: str = "root") -> Sampler:
+        """A grammar that starts constraining once a trigger pattern or token appears."""
+        pats = _cstrings(trigger_patterns)
+        toks = (capi.llama_token * max(1, len(trigger_tokens)))(*trigger_tokens)
+        mark = _log.error_mark()
+        ptr = capi.llama_sampler_init_grammar_lazy_patterns(
+            vocab.ptr, grammar.encode(), root.encode(), pats, len(trigger_patterns),
+            toks, len(trigger_tokens))
+        return _made(ptr, "lazy grammar", mark)
+
+    @classmethod
+    def infill(cls, vocab: Vocab) -> Sampler:
+        return _made(capi.llama_sampler_init_infill(vocab.ptr), "infill")
+
+
+class SamplerChain(NativeHandle[Any]):
+    """A chain of samplers, applied in order, that picks one token per call."""
+
+    _kind = "sampler chain"
+
+    def __init__(self, samplers: Sequence[Sampler] = (), no_perf: bool = True) -> None:
+        params = capi.llama_sampler_chain_default_params()
+        params.no_perf = no_perf
+        ptr = capi.llama_sampler_chain_init(params)
+        if not ptr:
+            raise SamplerError("could not create a sampler chain")
+        super().__init__(ptr, capi.llama_sampler_free)
+        for s in samplers:
+            self.add(s)
+
+    def add(self, sampler: Sampler) -> SamplerChain:
+        """Move ``sampler`` into the chain (the chain owns it from now on)."""
+        if sampler.closed:
+            raise ClosedError("this sampler is closed or already in a chain")
+        capi.llama_sampler_chain_add(self.ptr, sampler.release())
+        return self
+
+    def __len__(self) -> int:
+        return int(capi.llama_sampler_chain_n(self.ptr))
+
+    def names(self) -> list[str]:
+        chain = self.ptr
+        out = []
+        for i in range(len(self)):
+            raw = capi.llama_sampler_name(capi.llama_sampler_chain_get(chain, i))
+            out.append(raw.decode() if raw else "")
+        return out
+
+    def sample(self, ctx: Context, i: int = -1) -> int:
+        """Sample from output ``i`` of the last decode and accept the token."""
+        return int(capi.llama_sampler_sample(self.ptr, ctx.ptr, i))
+
+    def accept(self, token: int) -> None:
+        capi.llama_sampler_accept(self.ptr, token)
+
+    def reset(self) -> None:
+        capi.llama_sampler_reset(self.ptr)
+
+    @property
+    def seed(self) -> int:
+        return int(capi.llama_sampler_get_seed(self.ptr))
