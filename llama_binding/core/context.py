@@ -183,12 +183,16 @@ class Context(NativeHandle[Any]):
 
     def decode(self, batch: Batch) -> None:
         """Run ``batch`` through the model; raises the exception matching the C code."""
+        if self._abort_flag.value:  # a GPU decode never sees the flag: honour it here
+            self._after_failure(2, "llama_decode")
         code = capi.llama_decode(self.ptr, batch.struct)
         if code:
             self._after_failure(code, "llama_decode")
 
     def encode(self, batch: Batch) -> None:
         """Run ``batch`` through the encoder (encoder-decoder and embedding models)."""
+        if self._abort_flag.value:
+            self._after_failure(2, "llama_encode")
         code = capi.llama_encode(self.ptr, batch.struct)
         if code:
             self._after_failure(code, "llama_encode")
