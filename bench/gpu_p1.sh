@@ -12,7 +12,7 @@ mkdir -p "$W" "$OUT"
 python3 -m pip install -q --no-index --no-deps --no-compile --target "$W/site" .carry/whl/*.whl
 export PYTHONPATH="$W/site"
 mkdir -p vendor && tar xzf .carry/llama.cpp.tar.gz -C vendor
-cp .carry/ggml-vocab-llama-spm.gguf vendor/llama.cpp/models/
+mkdir -p vendor/llama.cpp/models && cp .carry/ggml-vocab-llama-spm.gguf vendor/llama.cpp/models/
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/nvidia-smi.csv"
 nvcc --version | tail -2 >> "$OUT/nvidia-smi.csv"
 
@@ -37,4 +37,5 @@ cd "$OLDPWD"
 # library runs here, on the CUDA build
 PIP_RETRIES=0 PIP_TIMEOUT=3 LLAMA_BINDING_MODELS=.carry python3 -m pytest -q tests/test_foundation.py \
     tests/core tests/generation tests/test_examples.py tests/capi/test_calls.py tests/capi/test_lazy.py \
-    2>&1 | tail -30 | tee "$OUT/pytest-gpu.txt"
+    -v > "$OUT/pytest-gpu.txt" 2>&1 || { grep -n -E "PASSED|FAILED|ERROR|Fatal|File .*tests/" "$OUT/pytest-gpu.txt" | tail -40; exit 1; }
+tail -5 "$OUT/pytest-gpu.txt"

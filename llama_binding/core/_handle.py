@@ -4,7 +4,9 @@ Rules (DESIGN.md, "One owner per native handle"): the wrapper knows its free fun
 frees exactly once (the pointer is swapped out before the free runs), is a context
 manager with ``close()``, has a ``weakref.finalize`` safety net instead of ``__del__``,
 refuses use after close with :class:`~llama_binding.errors.ClosedError`, and keeps its
-parent alive (a context holds its model) for as long as it lives.
+parent alive (a context holds its model) for as long as it lives. Closing a parent
+explicitly closes its live children first, so ``model.close()`` never leaves a context
+pointing at freed weights.
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ class NativeHandle(Generic[P]):
     def __init__(self, ptr: P, free: Callable[[P], None], parent: object = None) -> None:
         self._box = _Box(ptr)
         self._parent = parent
+        self._children: weakref.WeakSet[NativeHandle[Any]] = weakref.WeakSet()
+        if isinstance(parent, NativeHandle):
+            parent._children.add(self)
         self._finalizer = weakref.finalize(self, _release, self._box, free, parent)
 
     @property
@@ -58,7 +63,9 @@ class NativeHandle(Generic[P]):
         return self._box.ptr is None
 
     def close(self) -> None:
-        """Free the native object now (idempotent)."""
+        """Free the native object now, after its live children (idempotent)."""
+        for child in list(self._children):
+            child.close()
         self._finalizer()
 
     def __enter__(self: Any) -> Any:

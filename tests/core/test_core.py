@@ -75,6 +75,18 @@ def test_close_is_idempotent_and_use_after_close_is_clear(stories260k: Path) -> 
         vocab.tokenize("hi")
 
 
+def test_closing_a_model_closes_its_contexts_first(stories260k: Path) -> None:
+    model = Model(stories260k)
+    ctx = Context(model, ContextParams(n_ctx=64))
+    batch = Batch(2)
+    batch.add(1, 0, (0,), True)
+    ctx.decode(batch)
+    model.close()
+    assert ctx.closed
+    with pytest.raises(ClosedError):
+        ctx.decode(batch)
+
+
 def test_context_keeps_its_model_alive(stories260k: Path) -> None:
     ctx = Context(Model(stories260k), ContextParams(n_ctx=64))
     gc.collect()
