@@ -7,25 +7,8 @@
 # bench/results/).
 set -euo pipefail
 OUT=${OUT:-bench/results}
-W=/tmp/lb                      # build outside the repo copy: it may be wiped between calls
-mkdir -p "$W" "$OUT"
-python3 -m pip install -q --no-index --no-deps --no-compile --target "$W/site" .carry/whl/*.whl
-export PYTHONPATH="$W/site"
-mkdir -p vendor && tar xzf .carry/llama.cpp.tar.gz -C vendor
-mkdir -p vendor/llama.cpp/models && cp .carry/ggml-vocab-llama-spm.gguf vendor/llama.cpp/models/
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/nvidia-smi.csv"
-nvcc --version | tail -2 >> "$OUT/nvidia-smi.csv"
-
-start=$(date +%s)
-CMAKE_ARGS="-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=90" LLAMA_BINDING_TOOLS=ON \
-CMAKE_BUILD_PARALLEL_LEVEL=16 \
-python3 -m pip install --no-build-isolation --no-deps -v --target "$W/pkg" \
-    -Cbuild-dir="$W/build" . > "$W/cuda-build.log" 2>&1 || { tail -80 "$W/cuda-build.log"; exit 1; }
-end=$(date +%s)
-grep -E "Including|shipping|CUDA Toolkit|CMAKE_CUDA_ARCH" "$W/cuda-build.log" | head -20 > "$OUT/cuda-build-summary.txt" || true
-echo "cuda_build_wall_s=$((end - start)) (pip install of the package with LLAMA_BINDING_TOOLS=ON, 16 jobs)" \
-    | tee -a "$OUT/cuda-build-summary.txt"
-ls -la "$W/pkg/llama_binding/lib" "$W/pkg/llama_binding/bin" | tee -a "$OUT/cuda-build-summary.txt"
+W=/tmp/lb
+source bench/gpu_build.sh
 
 export PYTHONPATH="$W/pkg:$W/site"
 cd /tmp  # import the installed package, not the repo copy
