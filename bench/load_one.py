@@ -1,11 +1,14 @@
 """Load one GGUF through the raw C API and print what happened (a crash probe).
 
-Usage: python bench/load_one.py MODEL.gguf N_GPU_LAYERS [no_host]
+Usage: python bench/load_one.py MODEL.gguf N_GPU_LAYERS [no_host] [numpy]
 """
 
 from __future__ import annotations
 
 import sys
+
+if "numpy" in sys.argv[3:]:
+    import numpy  # noqa: F401
 
 import llama_binding
 from llama_binding import capi
