@@ -1,25 +1,21 @@
 #!/usr/bin/env bash
-# Diagnose a crash of model loading under pytest on the CUDA build (the same load in a
-# plain process works): which difference of the pytest process matters, and where.
+# Diagnose a crash of model loading after `import numpy` on the CUDA build.
 set -uo pipefail
 OUT=${OUT:-bench/results}
 W=/tmp/lb
 source bench/gpu_build.sh
 R="$OUT/gpu-diag.txt"
-export LLAMA_BINDING_MODELS=.carry PIP_RETRIES=0 PIP_TIMEOUT=3
 M=.carry/stories260K.gguf
-T=tests/core/test_core.py::test_greedy_matches_reference_text
+L="$W/pkg/llama_binding/lib"
 {
-ldd "$W/pkg/llama_binding/lib/libggml-cpu.so" | grep -E "gomp|omp" ; echo "---"
-timeout 60 python3 bench/load_one.py $M 0; echo "rc=$? plain"
-timeout 60 python3 bench/load_one.py $M 0 numpy; echo "rc=$? numpy first"
-timeout 60 python3 bench/load_one.py $M 0 > /tmp/o.txt 2> /tmp/e.txt; echo "rc=$? fds to files"
-timeout 60 python3 -c "import numpy.random; import runpy,sys; sys.argv=['x','$M','0']; runpy.run_path('bench/load_one.py')"; echo "rc=$? numpy.random first"
-timeout 120 python3 -m pytest -q -x -s "$T" 2>&1 | tail -2; echo "rc=$? pytest -s"
-timeout 120 python3 -m pytest -q -x --capture=sys "$T" 2>&1 | tail -2; echo "rc=$? pytest capture=sys"
-timeout 120 python3 -m pytest -q -x "$T" 2>&1 | tail -2; echo "rc=$? pytest default"
-echo "== gdb"
-timeout 200 cuda-gdb -batch -ex run -ex bt --args python3 -m pytest -q -x -o cache_dir=/tmp/pc "$T" 2>&1 \
-    | grep -v "^\[New Thread\|^\[Thread\|^\[Detaching" | grep -E "^#|signal|SIG" | head -40
+for v in plain preload_stdcxx deepbind ours_first; do
+  timeout 60 python3 bench/load_variants.py $M $v 2>&1 | grep -v "^  File\|^$" | tail -3; echo "rc=$? $v"
+done
+echo "== exports of std:: weak symbols"
+for f in "$L"/*.so; do echo "$(basename $f) $(nm -D --defined-only $f | grep -c ' [WVT] _ZNS[oti]\| [WVT] _ZNKS[oti]')"; done
+nm -D --defined-only "$L/libggml-cuda.so" | grep -E "_M_insert|codecvt" | head -5
+echo "== libllama needs"; readelf -d "$L/libllama.so" | grep -E "NEEDED|RUNPATH"
+echo "== numpy"; python3 -c "import numpy, os; d=os.path.join(os.path.dirname(numpy.__file__), '..', 'numpy.libs'); print(numpy.__version__, numpy.__file__, os.listdir(d) if os.path.isdir(d) else 'no numpy.libs')"
+gcc --version | head -1; nvcc --version | tail -1; ls /usr/lib/x86_64-linux-gnu/libstdc++.so.6*
 } > "$R" 2>&1
 cat "$R"
