@@ -21,6 +21,8 @@ if variant == "preload_stdcxx":
     ctypes.CDLL("libstdc++.so.6", mode=ctypes.RTLD_GLOBAL)
 from llama_binding.capi import _loader  # noqa: E402
 
+if variant != "preload_stdcxx":
+    _loader._preload_runtime = lambda: None  # type: ignore[assignment]  # probe the build alone
 if variant == "deepbind":
     def _deep(p: object) -> ctypes.CDLL:
         return ctypes.CDLL(str(p), mode=os.RTLD_NOW | os.RTLD_DEEPBIND)

@@ -63,7 +63,22 @@ def _dlopen(path: Path) -> ctypes.CDLL:
     return ctypes.CDLL(str(path), mode=mode)
 
 
+def _preload_runtime() -> None:
+    """Put the C++ runtime in the global scope before our libraries load (Linux).
+
+    A library built by another toolchain (a CUDA build elsewhere, pointed at with
+    $LLAMA_BINDING_LIB_DIR) may export copies of libstdc++ internals; with the real
+    libstdc++ global, symbol lookup finds it first. Where it is missing this does nothing.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libstdc++.so.6", mode=ctypes.RTLD_GLOBAL)
+        except OSError:
+            pass
+
+
 def _open_first() -> tuple[Path, dict[str, ctypes.CDLL]]:
+    _preload_runtime()
     attempts: list[tuple[str, str]] = []
     for folder in candidate_dirs():
         path = folder / library_filename("llama")
