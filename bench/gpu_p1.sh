@@ -12,11 +12,13 @@ source bench/gpu_build.sh
 L="$W/pkg/llama_binding/lib"
 M=.carry/stories260K.gguf
 {
-echo "== libstdc++ internals exported by libggml-cuda (0 expected with --exclude-libs)"
+echo "== libstdc++ internals exported by libggml-cuda, and what libllama lists as NEEDED"
 nm -D --defined-only "$L/libggml-cuda.so" | grep -c -E " T _ZNKSt19__codecvt| T _ZNSo9_M_insert" || true
 readelf -d "$L/libllama.so" | grep NEEDED
-echo "== numpy imported first, loader preload disabled: the build alone must not crash"
-timeout 60 python3 bench/load_variants.py $M plain 2>&1 | tail -2; echo "rc=$?"
+echo "== numpy imported first: without the loader's libstdc++ preload (crashes), then as shipped"
+for v in plain preload_stdcxx; do
+  timeout 60 python3 bench/load_variants.py $M $v 2>&1 | grep -v "^  File\|^$" | tail -2; echo "rc=$? $v"
+done
 } > "$OUT/gpu-crash-check.txt" 2>&1
 cat "$OUT/gpu-crash-check.txt"
 (cd /tmp && python3 "$OLDPWD/bench/gpu_check.py" "$OLDPWD/$M" "$OUT/gpu-check.json") | tail -30

@@ -66,9 +66,12 @@ def _dlopen(path: Path) -> ctypes.CDLL:
 def _preload_runtime() -> None:
     """Put the C++ runtime in the global scope before our libraries load (Linux).
 
-    A library built by another toolchain (a CUDA build elsewhere, pointed at with
-    $LLAMA_BINDING_LIB_DIR) may export copies of libstdc++ internals; with the real
-    libstdc++ global, symbol lookup finds it first. Where it is missing this does nothing.
+    A CUDA build (CUDA 13, gcc 13) links parts of a static libstdc++ into libggml-cuda and
+    exports them, and libllama, which then lists no libstdc++ of its own, binds its iostream
+    calls to those copies. Once the process's real libstdc++ was initialised first (``import
+    numpy`` does it) those copies crash in ``llama_model::print_info``. With libstdc++ in the
+    global scope, symbol lookup finds the real one first. Where it is missing this does
+    nothing. (Seen on the H100 with cuda-gdb; bench/gpu_diag.sh and bench/load_variants.py.)
     """
     if sys.platform.startswith("linux"):
         try:
