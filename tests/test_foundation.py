@@ -12,6 +12,8 @@ import sys
 import tarfile
 from pathlib import Path
 
+import pytest
+
 import llama_binding
 from llama_binding import capi
 from llama_binding.capi import _loader
@@ -187,3 +189,32 @@ def test_pinned_tree_is_synced() -> None:
     stamp = REPO / "vendor" / "llama.cpp" / ".llama-binding-pin"
     assert stamp.read_text().strip() == pin["sha256"]
     assert (REPO / "vendor" / "llama.cpp" / "models" / "ggml-vocab-llama-spm.gguf").is_file()
+
+
+@pytest.mark.parametrize("fixture, vocab", [("tiny_spm", "llama-spm"), ("tiny_bpe", "llama-bpe")])
+def test_tiny_models_carry_the_real_tokenizer(
+    request: pytest.FixtureRequest, fixture: str, vocab: str
+) -> None:
+    """A generated model tokenizes exactly like llama.cpp's vocab-only GGUF it copied."""
+    from _tinymodel import vocab_path
+
+    llama_binding.system_info()
+    path = request.getfixturevalue(fixture)
+    text = "Hello world! Grüße 🦙 1234"
+
+    def tokens(model_path: Path, vocab_only: bool) -> list[int]:
+        params = capi.llama_model_default_params()
+        params.vocab_only = vocab_only
+        params.n_gpu_layers = 0
+        model = capi.llama_model_load_from_file(str(model_path).encode(), params)
+        assert model
+        try:
+            v = capi.llama_model_get_vocab(model)
+            buf = (capi.llama_token * 64)()
+            n = capi.llama_tokenize(v, text.encode(), len(text.encode()), buf, 64, True, False)
+            assert n > 0
+            return list(buf[:n])
+        finally:
+            capi.llama_model_free(model)
+
+    assert tokens(path, False) == tokens(vocab_path(vocab), True)
