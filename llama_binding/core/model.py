@@ -37,6 +37,7 @@ class SplitMode(enum.IntEnum):
     NONE = 0
     LAYER = 1
     ROW = 2
+    TENSOR = 3
 
 
 @dataclass(frozen=True)

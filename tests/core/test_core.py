@@ -266,3 +266,18 @@ def test_model_params_and_metadata(stories260k: Path) -> None:
 def test_progress_callback_can_cancel_loading(stories260k: Path) -> None:
     with pytest.raises(ModelLoadError, match="cancelled"):
         Model(stories260k, progress=lambda v: False)
+
+
+@pytest.mark.parametrize("friendly, generated, prefix", [
+    ("LoadMode", "llama_load_mode", "LLAMA_LOAD_MODE_"),
+    ("SplitMode", "llama_split_mode", "LLAMA_SPLIT_MODE_"),
+    ("FlashAttnType", "llama_flash_attn_type", "LLAMA_FLASH_ATTN_TYPE_"),
+    ("PoolingType", "llama_pooling_type_enum", "LLAMA_POOLING_TYPE_"),
+])
+def test_friendly_enums_match_the_header(friendly: str, generated: str, prefix: str) -> None:
+    """The core's short-named enums stay in step with the generated C enums."""
+    from llama_binding import capi, core
+
+    ours = {m.name: m.value for m in getattr(core, friendly)}
+    theirs = {name.removeprefix(prefix): int(v) for name, v in getattr(capi, generated).__members__.items()}
+    assert ours == theirs
