@@ -1,0 +1,161 @@
+"""Sampling options -> a native sampler chain.
+
+:class:`SamplingParams` holds the options with llama-cpp-python's names and defaults.
+:func:`plan` turns them into an ordered list of :class:`SamplerStep` (pure logic, tested
+without a model); :func:`build_chain` makes the native chain from a plan. The order follows
+llama.cpp's own tools: logit bias, grammar, penalties, DRY, top-n-sigma, top-k, typical,
+top-p, min-p, XTC, temperature, then the final pick (greedy, mirostat or a seeded draw).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..core.sampler import DEFAULT_SEED, Sampler, SamplerChain
+from ..core.vocab import Vocab
+
+__all__ = ["SamplerStep", "SamplingParams", "build_chain", "plan"]
+
+_VOCAB_STEPS = frozenset({"grammar", "grammar_lazy", "dry", "infill"})
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Sampling options; names and defaults follow llama-cpp-python's ``create_completion``."""
+
+    temperature: float = 0.8
+    top_k: int = 40
+    top_p: float = 0.95
+    min_p: float = 0.05
+    typical_p: float = 1.0
+    repeat_penalty: float = 1.0
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    penalty_last_n: int = 64
+    mirostat_mode: int = 0
+    mirostat_tau: float = 5.0
+    mirostat_eta: float = 0.1
+    xtc_probability: float = 0.0
+    xtc_threshold: float = 0.1
+    top_n_sigma: float = -1.0
+    dynatemp_range: float = 0.0
+    dynatemp_exponent: float = 1.0
+    dry_multiplier: float = 0.0
+    dry_base: float = 1.75
+    dry_allowed_length: int = 2
+    dry_penalty_last_n: int = -1
+    dry_sequence_breakers: Sequence[str] = ("\n", ":", '"', "*")
+    min_keep: int = 1
+    seed: int | None = None
+    logit_bias: Mapping[int, float] | None = None
+    grammar: str | None = None
+    grammar_root: str = "root"
+    grammar_trigger_patterns: Sequence[str] = field(default_factory=tuple)
+    grammar_trigger_tokens: Sequence[int] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        for name in ("temperature", "top_p", "min_p", "typical_p", "repeat_penalty",
+                     "frequency_penalty", "presence_penalty", "mirostat_tau", "mirostat_eta"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
+        if self.mirostat_mode not in (0, 1, 2):
+            raise ValueError(f"mirostat_mode must be 0, 1 or 2, got {self.mirostat_mode!r}")
+        if self.repeat_penalty <= 0:
+            raise ValueError("repeat_penalty must be > 0 (1.0 disables it)")
+        if self.min_keep < 1:
+            raise ValueError("min_keep must be >= 1")
+
+    @property
+    def is_greedy(self) -> bool:
+        return self.temperature <= 0 and self.mirostat_mode == 0
+
+
+@dataclass(frozen=True)
+class SamplerStep:
+    """One sampler of a plan: the :class:`Sampler` factory name and its arguments."""
+
+    name: str
+    args: tuple[Any, ...] = ()
+
+
+def _last_n(value: int, n_ctx: int, name: str) -> int:
+    """``-1`` means the whole context, as in llama.cpp's tools."""
+    if value != -1:
+        return value
+    if n_ctx <= 0:
+        raise ValueError(f"{name}=-1 (the whole context) needs the context size")
+    return n_ctx
+
+
+def plan(p: SamplingParams, n_vocab: int, n_ctx: int = 0) -> list[SamplerStep]:
+    """The samplers, in order, that implement ``p`` (no sampler that would do nothing).
+
+    ``n_ctx`` resolves ``penalty_last_n=-1`` and ``dry_penalty_last_n=-1``.
+    """
+    seed = DEFAULT_SEED if p.seed is None else p.seed & 0xFFFFFFFF
+    steps: list[SamplerStep] = []
+    if p.logit_bias:
+        steps.append(SamplerStep("logit_bias", (n_vocab, dict(p.logit_bias))))
+    if p.grammar is not None:
+        if p.grammar_trigger_patterns or p.grammar_trigger_tokens:
+            steps.append(SamplerStep("grammar_lazy", (p.grammar, tuple(p.grammar_trigger_patterns),
+                                                      tuple(p.grammar_trigger_tokens), p.grammar_root)))
+        else:
+            steps.append(SamplerStep("grammar", (p.grammar, p.grammar_root)))
+    if p.repeat_penalty != 1.0 or p.frequency_penalty != 0.0 or p.presence_penalty != 0.0:
+        last_n = _last_n(p.penalty_last_n, n_ctx, "penalty_last_n")
+        steps.append(SamplerStep("penalties", (n_vocab, last_n, p.repeat_penalty,
+                                               p.frequency_penalty, p.presence_penalty)))
+    if p.dry_multiplier > 0:
+        last_n = _last_n(p.dry_penalty_last_n, n_ctx, "dry_penalty_last_n")
+        steps.append(SamplerStep("dry", (p.dry_multiplier, p.dry_base, p.dry_allowed_length,
+                                         last_n, tuple(p.dry_sequence_breakers))))
+    if p.is_greedy:
+        steps.append(SamplerStep("greedy"))
+        return steps
+    if p.mirostat_mode == 1:
+        steps.append(SamplerStep("temp", (p.temperature,)))
+        steps.append(SamplerStep("mirostat", (n_vocab, p.mirostat_tau, p.mirostat_eta, 100, seed)))
+        return steps
+    if p.mirostat_mode == 2:
+        steps.append(SamplerStep("temp", (p.temperature,)))
+        steps.append(SamplerStep("mirostat_v2", (p.mirostat_tau, p.mirostat_eta, seed)))
+        return steps
+    if p.top_n_sigma > 0:
+        steps.append(SamplerStep("top_n_sigma", (p.top_n_sigma,)))
+    if 0 < p.top_k < n_vocab:
+        steps.append(SamplerStep("top_k", (p.top_k,)))
+    if p.typical_p < 1.0:
+        steps.append(SamplerStep("typical", (p.typical_p, p.min_keep)))
+    if p.top_p < 1.0:
+        steps.append(SamplerStep("top_p", (p.top_p, p.min_keep)))
+    if p.min_p > 0.0:
+        steps.append(SamplerStep("min_p", (p.min_p, p.min_keep)))
+    if p.xtc_probability > 0.0:
+        steps.append(SamplerStep("xtc", (p.xtc_probability, p.xtc_threshold, p.min_keep, seed)))
+    if p.dynatemp_range > 0:
+        steps.append(SamplerStep("temp_ext", (p.temperature, p.dynatemp_range, p.dynatemp_exponent)))
+    else:
+        steps.append(SamplerStep("temp", (p.temperature,)))
+    steps.append(SamplerStep("dist", (seed,)))
+    return steps
+
+
+def build_chain(p: SamplingParams, vocab: Vocab, n_ctx: int) -> SamplerChain:
+    """The native chain for ``p`` in a context of ``n_ctx`` tokens (an invalid grammar
+    raises :class:`~llama_binding.errors.SamplerError` here, at once)."""
+    made: list[Sampler] = []
+    try:
+        for step in plan(p, vocab.n_tokens, n_ctx):
+            factory = getattr(Sampler, step.name)
+            args = (vocab, *step.args) if step.name in _VOCAB_STEPS else step.args
+            made.append(factory(*args))
+        return SamplerChain(made)
+    except BaseException:
+        for s in made:
+            s.close()
+        raise
