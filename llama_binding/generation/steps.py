@@ -1,0 +1,103 @@
+"""The token step generator: prompt in, sampled token ids out, one decode per token.
+
+:class:`SequenceState` remembers which tokens one sequence holds in the context's KV
+memory, so that a new prompt reuses the longest common prefix and evaluates only the rest.
+:func:`generate_tokens` is the bottom of the stacked generators (step -> stream ->
+collect): it prefills the prompt in ``n_batch`` chunks, then per token samples inside the
+native chain, yields the id, and decodes it only when the caller asks for the next one,
+so a caller that stops early (a stop string, EOS) leaves the KV memory exactly in step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+from ..core.batch import Batch
+from ..core.context import Context
+from ..core.sampler import SamplerChain
+from ..core.vocab import Vocab
+from ..errors import ContextOverflowError
+
+__all__ = ["SequenceState", "common_prefix", "generate_tokens"]
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """Length of the longest common prefix of two token lists."""
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+class SequenceState:
+    """The tokens that sequence ``seq_id`` of ``ctx`` holds in KV memory, in order."""
+
+    __slots__ = ("ctx", "seq_id", "tokens")
+
+    def __init__(self, ctx: Context, seq_id: int = 0) -> None:
+        self.ctx = ctx
+        self.seq_id = seq_id
+        self.tokens: list[int] = []
+
+    def reset(self) -> None:
+        self.ctx.seq_rm(self.seq_id, -1, -1)
+        self.tokens.clear()
+
+    def reuse(self, prompt: Sequence[int]) -> int:
+        """Keep the common prefix with ``prompt`` in memory, drop the rest; return its length.
+
+        The last prompt token is always evaluated again, since its logits are needed.
+        """
+        n = min(common_prefix(self.tokens, prompt), len(prompt) - 1)
+        if n < len(self.tokens):
+            if not self.ctx.seq_rm(self.seq_id, n, -1):  # e.g. recurrent memory: all or nothing
+                self.reset()
+                return 0
+            del self.tokens[n:]
+        return n
+
+
+def generate_tokens(
+    ctx: Context,
+    vocab: Vocab,
+    chain: SamplerChain,
+    prompt: Sequence[int],
+    state: SequenceState,
+    max_tokens: int | None = None,
+    batch: Batch | None = None,
+) -> Iterator[int]:
+    """Yield sampled token ids after ``prompt``; stops at end-of-generation, after
+    ``max_tokens`` (None: until the context is full) or when the caller stops."""
+    if not prompt:
+        raise ValueError("the prompt is empty: give at least one token (for example BOS)")
+    limit = ctx.n_ctx_seq
+    if len(prompt) > limit:
+        raise ContextOverflowError(
+            f"the prompt has {len(prompt)} tokens but the context holds {limit} per sequence")
+    n_batch = ctx.n_batch
+    batch = batch or Batch(min(n_batch, max(len(prompt), 1)))
+    seq = (state.seq_id,)
+    i = state.reuse(prompt)
+    last = len(prompt) - 1
+    while i < len(prompt):
+        chunk = prompt[i : i + min(n_batch, batch.capacity)]
+        batch.clear()
+        for k, tok in enumerate(chunk):
+            batch.add(tok, i + k, seq, i + k == last)
+        ctx.decode(batch)
+        state.tokens.extend(chunk)
+        i += len(chunk)
+    pos = len(prompt)
+    produced = 0
+    while max_tokens is None or produced < max_tokens:
+        tok = chain.sample(ctx, -1)
+        produced += 1
+        yield tok
+        if vocab.is_eog(tok) or pos >= limit or (max_tokens is not None and produced >= max_tokens):
+            return
+        batch.clear()
+        batch.add(tok, pos, seq, True)
+        ctx.decode(batch)
+        state.tokens.append(tok)
+        pos += 1
