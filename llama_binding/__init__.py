@@ -26,6 +26,7 @@ from .errors import (
     TemplateError,
     TokenizeError,
 )
+from .llama import Llama
 
 __all__ = [
     "ClosedError",
@@ -38,6 +39,7 @@ __all__ = [
     "InvalidBatchError",
     "KVCacheFullError",
     "LibraryLoadError",
+    "Llama",
     "LlamaError",
     "ModelLoadError",
     "SamplerError",

@@ -1,0 +1,83 @@
+"""The one mapping from llama-cpp-python's ``Llama(...)`` keywords to our option dataclasses.
+
+``tests/test_llama_params.py`` keeps the ``Llama`` signature, these tables and the fields of
+:class:`~llama_binding.core.ModelParams` / :class:`~llama_binding.core.ContextParams` in step.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Union
+
+from .core.context import FlashAttnType
+from .core.model import LoadMode
+
+__all__ = ["CONTEXT_FIELDS", "CONVERTED", "IGNORED", "MODEL_FIELDS", "flash_attn_type", "load_mode"]
+
+#: ``Llama`` keyword -> ModelParams field (same meaning, maybe another name)
+MODEL_FIELDS: dict[str, str] = {
+    "n_gpu_layers": "n_gpu_layers",
+    "split_mode": "split_mode",
+    "main_gpu": "main_gpu",
+    "tensor_split": "tensor_split",
+    "vocab_only": "vocab_only",
+    "kv_overrides": "kv_overrides",
+    "check_tensors": "check_tensors",
+}
+
+#: ``Llama`` keyword -> ContextParams field
+CONTEXT_FIELDS: dict[str, str] = {
+    "n_ctx": "n_ctx",
+    "n_batch": "n_batch",
+    "n_ubatch": "n_ubatch",
+    "n_seq_max": "n_seq_max",
+    "n_threads": "n_threads",
+    "n_threads_batch": "n_threads_batch",
+    "rope_scaling_type": "rope_scaling_type",
+    "pooling_type": "pooling_type",
+    "attention_type": "attention_type",
+    "rope_freq_base": "rope_freq_base",
+    "rope_freq_scale": "rope_freq_scale",
+    "yarn_ext_factor": "yarn_ext_factor",
+    "yarn_attn_factor": "yarn_attn_factor",
+    "yarn_beta_fast": "yarn_beta_fast",
+    "yarn_beta_slow": "yarn_beta_slow",
+    "yarn_orig_ctx": "yarn_orig_ctx",
+    "type_k": "type_k",
+    "type_v": "type_v",
+    "offload_kqv": "offload_kqv",
+    "op_offload": "op_offload",
+    "swa_full": "swa_full",
+    "kv_unified": "kv_unified",
+    "embedding": "embeddings",
+}
+
+#: ``Llama`` keywords with no C field of that name, and where they go
+CONVERTED: dict[str, str] = {
+    "use_mmap": "ModelParams.load_mode",
+    "use_mlock": "ModelParams.load_mode",
+    "flash_attn": "ContextParams.flash_attn_type",
+    "seed": "the sampler chain's seed",
+    "verbose": "logging (llama_binding._log.set_verbose)",
+}
+
+#: llama-cpp-python keywords that mean nothing with this llama.cpp: accepted with a warning
+IGNORED: frozenset[str] = frozenset({
+    "numa", "mul_mat_q", "f16_kv", "low_vram", "tfs_z", "last_n_tokens_size", "logits_all",
+    "lora_base", "rpc_servers", "no_perf", "spm_infill", "type_v_quant",
+})
+
+
+def load_mode(use_mmap: bool, use_mlock: bool) -> LoadMode:
+    """llama-cpp-python's two booleans as this llama.cpp's ``load_mode``."""
+    if use_mmap:
+        return LoadMode.MMAP_MLOCK if use_mlock else LoadMode.MMAP
+    return LoadMode.MLOCK if use_mlock else LoadMode.NONE
+
+
+def flash_attn_type(flash_attn: Union[bool, Literal["auto"], Any]) -> FlashAttnType:
+    """``flash_attn=True/False/"auto"`` as ``flash_attn_type``."""
+    if flash_attn == "auto" or flash_attn is None:
+        return FlashAttnType.AUTO
+    if isinstance(flash_attn, bool):
+        return FlashAttnType.ENABLED if flash_attn else FlashAttnType.DISABLED
+    raise ValueError(f"flash_attn must be True, False or 'auto', not {flash_attn!r}")

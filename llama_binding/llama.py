@@ -1,0 +1,316 @@
+"""The ``Llama`` facade: llama-cpp-python's constructor and completion API over our layers.
+
+It composes core objects (model, context, vocab, batch) and the generation layers (steps ->
+stream -> collect); it holds little logic itself. One ``Llama`` runs one generation at a
+time: a call from another thread waits for the running one; a call from the thread that
+holds an open stream raises :class:`~llama_binding.errors.LlamaError` (finish or close the
+stream first).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Literal, Union, overload
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _log, _params
+from .core import Batch, Context, ContextParams, Model, ModelParams, Vocab
+from .errors import LlamaError
+from .generation.sampling import SamplingParams, build_chain
+from .generation.steps import SequenceState, generate_tokens
+from .generation.stopping import StopMatcher
+from .generation.stream import TextChunk, collect, stream_text
+from .llama_types import CompletionChunk, CreateCompletionResponse
+
+__all__ = ["DEFAULT_N_CTX", "Llama"]
+
+#: context size when ``n_ctx`` is not given (or the model's training context if smaller)
+DEFAULT_N_CTX = 4096
+
+
+class Llama:
+    """A model and a context, with llama-cpp-python's names.
+
+    Defaults chosen here (README lists them): every layer on the GPU when the build has
+    one (``n_gpu_layers=-1``), ``n_ctx`` 4096 (0: the model's training context),
+    ``n_batch`` 2048 and ``n_ubatch`` 512 (llama.cpp's), flash attention "auto", threads =
+    physical cores, weights memory-mapped.
+    """
+
+    def __init__(
+        self,
+        model_path: Union[str, os.PathLike[str]],
+        *,
+        n_gpu_layers: int = -1,
+        split_mode: int | None = None,
+        main_gpu: int | None = None,
+        tensor_split: Sequence[float] | None = None,
+        vocab_only: bool = False,
+        use_mmap: bool = True,
+        use_mlock: bool = False,
+        kv_overrides: Mapping[str, Union[bool, int, float, str]] | None = None,
+        check_tensors: bool | None = None,
+        seed: int | None = None,
+        n_ctx: int = DEFAULT_N_CTX,
+        n_batch: int = 2048,
+        n_ubatch: int = 512,
+        n_seq_max: int | None = None,
+        n_threads: int | None = None,
+        n_threads_batch: int | None = None,
+        rope_scaling_type: int | None = None,
+        pooling_type: int | None = None,
+        attention_type: int | None = None,
+        rope_freq_base: float | None = None,
+        rope_freq_scale: float | None = None,
+        yarn_ext_factor: float | None = None,
+        yarn_attn_factor: float | None = None,
+        yarn_beta_fast: float | None = None,
+        yarn_beta_slow: float | None = None,
+        yarn_orig_ctx: int | None = None,
+        flash_attn: Union[bool, Literal["auto"]] = "auto",
+        type_k: int | None = None,
+        type_v: int | None = None,
+        offload_kqv: bool | None = None,
+        op_offload: bool | None = None,
+        swa_full: bool | None = None,
+        kv_unified: bool | None = None,
+        embedding: bool = False,
+        verbose: bool = False,
+        **ignored: Any,
+    ) -> None:
+        given = dict(locals())
+        for name in ignored:
+            if name not in _params.IGNORED:
+                raise TypeError(f"Llama() got an unexpected keyword argument {name!r}")
+            warnings.warn(f"Llama({name}=...) has no effect with this llama.cpp and is ignored",
+                          DeprecationWarning, stacklevel=2)
+        _log.set_verbose(verbose)
+        model_kw = {f: given[k] for k, f in _params.MODEL_FIELDS.items()}
+        model_kw["load_mode"] = _params.load_mode(use_mmap, use_mlock)
+        self.model_path = os.fspath(model_path)
+        self._model = Model(model_path, ModelParams(**model_kw))
+        self._vocab = Vocab(self._model)
+        self.seed = seed
+        self.verbose = verbose
+        self._init_kwargs = {k: v for k, v in given.items() if k not in ("self", "ignored", "__class__")}
+        self._lock = threading.Lock()
+        self._owner: int | None = None
+        if vocab_only:
+            self._ctx: Context | None = None
+            return
+        ctx_kw = {f: given[k] for k, f in _params.CONTEXT_FIELDS.items()}
+        if n_ctx == 0:
+            ctx_kw["n_ctx"] = self._model.n_ctx_train
+        elif n_ctx == DEFAULT_N_CTX:
+            ctx_kw["n_ctx"] = min(DEFAULT_N_CTX, self._model.n_ctx_train) or DEFAULT_N_CTX
+        ctx_kw["flash_attn_type"] = _params.flash_attn_type(flash_attn)
+        self.context_params = ContextParams(**ctx_kw)
+        self._ctx = Context(self._model, self.context_params)
+        self._state = SequenceState(self._ctx)
+        self._batch = Batch(self._ctx.n_batch)
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Free the context and the model now (idempotent)."""
+        self._model.close()
+
+    def __enter__(self) -> Llama:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return dict(self._init_kwargs)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        kwargs = dict(state)
+        self.__init__(kwargs.pop("model_path"), **kwargs)  # type: ignore[misc]
+
+    @property
+    def _context(self) -> Context:
+        if self._ctx is None:
+            raise LlamaError("this Llama was loaded with vocab_only=True and has no context")
+        return self._ctx
+
+    # --- vocabulary ----------------------------------------------------------------------
+
+    def tokenize(self, text: bytes, add_bos: bool = True, special: bool = False) -> list[int]:
+        return self._vocab.tokenize(text, add_special=add_bos, parse_special=special)
+
+    def detokenize(self, tokens: Sequence[int], special: bool = False) -> bytes:
+        return self._vocab.detokenize(tokens, special=special)
+
+    def token_bos(self) -> int:
+        return self._vocab.bos()
+
+    def token_eos(self) -> int:
+        return self._vocab.eos()
+
+    def token_nl(self) -> int:
+        return self._vocab.nl()
+
+    def n_vocab(self) -> int:
+        return self._vocab.n_tokens
+
+    def n_embd(self) -> int:
+        return self._model.n_embd
+
+    def n_ctx(self) -> int:
+        return self._context.n_ctx
+
+    @property
+    def n_tokens(self) -> int:
+        """Tokens held in the context now (prompt and generated)."""
+        return len(self._state.tokens) if self._ctx is not None else 0
+
+    @property
+    def input_ids(self) -> npt.NDArray[np.intc]:
+        return np.array(self._state.tokens if self._ctx is not None else [], dtype=np.intc)
+
+    def reset(self) -> None:
+        """Forget the context's contents (the next call evaluates its prompt from scratch)."""
+        if self._ctx is not None:
+            self._state.reset()
+
+    # --- generation ----------------------------------------------------------------------
+
+    def _acquire(self) -> None:
+        me = threading.get_ident()
+        if self._owner == me:
+            raise LlamaError("this thread already has a generation open on this Llama "
+                             "(an unfinished stream); finish or close it first")
+        self._lock.acquire()
+        self._owner = me
+
+    def _release(self) -> None:
+        self._owner = None
+        self._lock.release()
+
+    def _prompt_tokens(self, prompt: Union[str, Sequence[int]]) -> list[int]:
+        if isinstance(prompt, str):
+            return self._vocab.tokenize(prompt, add_special=True, parse_special=True)
+        if isinstance(prompt, (bytes, bytearray)):
+            raise TypeError("prompt must be a str or a list of token ids, not bytes")
+        tokens = [int(t) for t in prompt]
+        n_vocab = self._vocab.n_tokens
+        bad = [t for t in tokens if not 0 <= t < n_vocab]
+        if bad:
+            raise ValueError(f"prompt token ids outside the vocabulary: {bad[:5]}")
+        return tokens
+
+    def generate(self, tokens: Sequence[int], *, max_tokens: int | None = None,
+                 **sampling: Any) -> Iterator[int]:
+        """Yield sampled token ids after ``tokens`` (a custom loop's building block)."""
+        params = self._sampling(sampling)
+        ctx = self._context
+        self._acquire()
+        try:
+            chain = build_chain(params, self._vocab, ctx.n_ctx)
+            yield from generate_tokens(ctx, self._vocab, chain, list(tokens), self._state, max_tokens,
+                                       self._batch)
+        finally:
+            self._release()
+
+    def _sampling(self, kw: dict[str, Any]) -> SamplingParams:
+        if kw.get("seed") is None:
+            kw["seed"] = self.seed
+        for name in ("tfs_z",):
+            if kw.pop(name, None) not in (None, 1.0):
+                warnings.warn(f"{name} has no effect with this llama.cpp", DeprecationWarning, stacklevel=3)
+        try:
+            return SamplingParams(**kw)
+        except TypeError as exc:
+            raise TypeError(f"unknown sampling option: {exc}") from None
+
+    def create_completion(
+        self,
+        prompt: Union[str, Sequence[int]],
+        *,
+        max_tokens: int | None = 16,
+        temperature: float = 0.8,
+        top_p: float = 0.95,
+        min_p: float = 0.05,
+        typical_p: float = 1.0,
+        top_k: int = 40,
+        repeat_penalty: float = 1.0,
+        frequency_penalty: float = 0.0,
+        presence_penalty: float = 0.0,
+        mirostat_mode: int = 0,
+        mirostat_tau: float = 5.0,
+        mirostat_eta: float = 0.1,
+        seed: int | None = None,
+        logit_bias: Mapping[int, float] | None = None,
+        grammar: str | None = None,
+        stop: Union[str, Sequence[str], None] = None,
+        echo: bool = False,
+        stream: bool = False,
+        model: str | None = None,
+        tfs_z: float | None = None,
+    ) -> Union[CreateCompletionResponse, Iterator[CompletionChunk]]:
+        """An OpenAI completion of ``prompt`` (or an iterator of chunks with ``stream=True``).
+
+        ``max_tokens`` None or <= 0 generates until the context is full.
+        """
+        sampling = self._sampling(dict(
+            temperature=temperature, top_p=top_p, min_p=min_p, typical_p=typical_p, top_k=top_k,
+            repeat_penalty=repeat_penalty, frequency_penalty=frequency_penalty,
+            presence_penalty=presence_penalty, mirostat_mode=mirostat_mode, mirostat_tau=mirostat_tau,
+            mirostat_eta=mirostat_eta, seed=seed, logit_bias=logit_bias, grammar=grammar, tfs_z=tfs_z))
+        ctx = self._context
+        tokens = self._prompt_tokens(prompt)
+        chain = build_chain(sampling, self._vocab, ctx.n_ctx)  # an invalid grammar raises here
+        limit = None if max_tokens is None or max_tokens <= 0 else int(max_tokens)
+        matcher = StopMatcher(stop)
+        cid, created, model_name = f"cmpl-{uuid.uuid4()}", int(time.time()), model or self.model_path
+        echo_text = self.detokenize(tokens).decode("utf-8", "replace") if echo else ""
+
+        def chunks() -> Iterator[TextChunk]:
+            self._acquire()
+            try:
+                steps = generate_tokens(ctx, self._vocab, chain, tokens, self._state, limit, self._batch)
+                yield from stream_text(steps, self._vocab, matcher, limit)
+            finally:
+                self._release()
+
+        if stream:
+            return self._stream_dicts(chunks(), cid, created, model_name, echo_text)
+        done = collect(chunks())
+        response: CreateCompletionResponse = {
+            "id": cid, "object": "text_completion", "created": created, "model": model_name,
+            "choices": [{"text": echo_text + done.text, "index": 0, "logprobs": None,
+                         "finish_reason": done.finish_reason}],
+            "usage": {"prompt_tokens": len(tokens), "completion_tokens": len(done.tokens),
+                      "total_tokens": len(tokens) + len(done.tokens)},
+        }
+        return response
+
+    @staticmethod
+    def _stream_dicts(chunks: Iterator[TextChunk], cid: str, created: int, model_name: str,
+                      echo_text: str) -> Iterator[CompletionChunk]:
+        first = echo_text
+        for chunk in chunks:
+            text, first = first + chunk.text, ""
+            if not text and chunk.finish_reason is None:
+                continue
+            yield {"id": cid, "object": "text_completion", "created": created, "model": model_name,
+                   "choices": [{"text": text, "index": 0, "logprobs": None,
+                                "finish_reason": chunk.finish_reason}]}
+
+    @overload
+    def __call__(self, prompt: Union[str, Sequence[int]], *, stream: Literal[False] = ...,
+                 **kwargs: Any) -> CreateCompletionResponse: ...
+    @overload
+    def __call__(self, prompt: Union[str, Sequence[int]], *, stream: Literal[True],
+                 **kwargs: Any) -> Iterator[CompletionChunk]: ...
+
+    def __call__(self, prompt: Union[str, Sequence[int]], **kwargs: Any) -> Any:
+        return self.create_completion(prompt, **kwargs)

@@ -1,0 +1,46 @@
+"""OpenAI-shaped result types (the names of llama-cpp-python's ``llama_types``)."""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from typing_extensions import TypedDict
+
+__all__ = [
+    "CompletionChoice",
+    "CompletionChunk",
+    "CompletionUsage",
+    "CreateCompletionResponse",
+]
+
+FinishReason = Literal["stop", "length"]
+
+
+class CompletionUsage(TypedDict):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class CompletionChoice(TypedDict):
+    text: str
+    index: int
+    logprobs: Optional[dict[str, object]]
+    finish_reason: Optional[FinishReason]
+
+
+class CreateCompletionResponse(TypedDict):
+    id: str
+    object: Literal["text_completion"]
+    created: int
+    model: str
+    choices: list[CompletionChoice]
+    usage: CompletionUsage
+
+
+class CompletionChunk(TypedDict):
+    id: str
+    object: Literal["text_completion"]
+    created: int
+    model: str
+    choices: list[CompletionChoice]

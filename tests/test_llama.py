@@ -1,0 +1,140 @@
+"""The Llama facade on real models: llama-cpp-python's names, OpenAI shapes, bad inputs."""
+
+from __future__ import annotations
+
+import inspect
+import pickle
+import warnings
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+
+from llama_binding import _params
+from llama_binding.core import ContextParams, ModelParams
+from llama_binding.errors import ClosedError, ContextOverflowError, SamplerError
+from llama_binding.llama import Llama
+
+STORY = ", there was a little girl named Lily. She loved to play outside in the park."
+
+
+@pytest.fixture(scope="module")
+def llm(stories260k: Path) -> Llama:
+    with Llama(stories260k, n_ctx=256) as model:
+        yield model
+
+
+def test_signature_table_and_dataclasses_agree() -> None:
+    sig = inspect.signature(Llama.__init__)
+    names = {n for n, p in sig.parameters.items() if p.kind is p.KEYWORD_ONLY}
+    mapped = set(_params.MODEL_FIELDS) | set(_params.CONTEXT_FIELDS) | set(_params.CONVERTED)
+    assert names == mapped
+    assert set(_params.MODEL_FIELDS.values()) <= {f.name for f in fields(ModelParams)}
+    assert set(_params.CONTEXT_FIELDS.values()) <= {f.name for f in fields(ContextParams)}
+    assert not names & _params.IGNORED
+
+
+def test_greedy_completion_and_openai_shape(llm: Llama) -> None:
+    out = llm.create_completion("Once upon a time", max_tokens=20, temperature=0.0)
+    assert out["object"] == "text_completion" and out["id"].startswith("cmpl-")
+    choice = out["choices"][0]
+    assert STORY.startswith(choice["text"]) and len(choice["text"]) > 20
+    assert choice["finish_reason"] == "length" and choice["index"] == 0
+    usage = out["usage"]
+    assert usage["completion_tokens"] == 20
+    assert usage["total_tokens"] == usage["prompt_tokens"] + 20
+
+
+def test_stream_equals_non_stream(llm: Llama) -> None:
+    full = llm("Once upon a time", max_tokens=30, temperature=0.0)["choices"][0]["text"]
+    chunks = list(llm("Once upon a time", max_tokens=30, temperature=0.0, stream=True))
+    assert "".join(c["choices"][0]["text"] for c in chunks) == full
+    assert chunks[-1]["choices"][0]["finish_reason"] == "length"
+    assert all(c["choices"][0]["finish_reason"] is None for c in chunks[:-1])
+
+
+def test_stop_string_split_across_tokens(llm: Llama) -> None:
+    out = llm("Once upon a time", max_tokens=40, temperature=0.0, stop=["le gi", "zzz"])
+    assert out["choices"][0]["text"] == ", there was a litt"
+    assert out["choices"][0]["finish_reason"] == "stop"
+
+
+def test_echo_and_token_prompt(llm: Llama) -> None:
+    tokens = llm.tokenize(b"Once upon a time")
+    out = llm.create_completion(tokens, max_tokens=5, temperature=0.0, echo=True)
+    assert out["choices"][0]["text"].startswith(" Once upon a time, there")
+
+
+def test_max_tokens_none_runs_to_the_context_end(stories260k: Path) -> None:
+    with Llama(stories260k, n_ctx=64) as small:
+        no_eos = {small.token_eos(): -1e9}
+        out = small("Once upon a time", max_tokens=None, temperature=0.0, logit_bias=no_eos)
+        assert out["choices"][0]["finish_reason"] == "length"
+        assert out["usage"]["total_tokens"] == small.n_ctx() + 1
+
+
+def test_seed_reproduces(llm: Llama) -> None:
+    a = llm("Once upon a time", max_tokens=16, seed=11)["choices"][0]["text"]
+    b = llm("Once upon a time", max_tokens=16, seed=11)["choices"][0]["text"]
+    c = llm("Once upon a time", max_tokens=16, seed=12)["choices"][0]["text"]
+    assert a == b and a != c
+
+
+def test_bad_inputs_raise_clearly(llm: Llama) -> None:
+    with pytest.raises(ContextOverflowError):
+        llm.create_completion([1] * 10_000, max_tokens=1)
+    with pytest.raises(SamplerError):
+        llm.create_completion("x", grammar="root ::= missing-rule")
+    with pytest.raises(ValueError):
+        llm.create_completion([10**7], max_tokens=1)
+    with pytest.raises(TypeError):
+        llm.create_completion(b"bytes prompt")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        llm.create_completion("x", temperature=float("nan"))
+
+
+def test_unknown_and_ignored_keywords(stories260k: Path) -> None:
+    with pytest.raises(TypeError, match="n_ctxx"):
+        Llama(stories260k, n_ctxx=128)  # type: ignore[call-arg]
+    with pytest.warns(DeprecationWarning, match="mul_mat_q"):
+        Llama(stories260k, n_ctx=64, mul_mat_q=True).close()
+
+
+def test_pickle_recreates_from_parameters(llm: Llama) -> None:
+    clone = pickle.loads(pickle.dumps(llm))
+    try:
+        assert clone.n_ctx() == llm.n_ctx()
+        a = clone("Once upon a time", max_tokens=8, temperature=0.0)["choices"][0]["text"]
+        assert a == llm("Once upon a time", max_tokens=8, temperature=0.0)["choices"][0]["text"]
+    finally:
+        clone.close()
+
+
+def test_open_stream_in_same_thread_is_refused(llm: Llama) -> None:
+    it = llm("Once upon a time", max_tokens=8, stream=True)
+    next(it)
+    with pytest.raises(Exception, match="already has a generation open"):
+        llm("again", max_tokens=1)
+    it.close()  # type: ignore[attr-defined]
+    assert llm("again", max_tokens=1)["usage"]["completion_tokens"] == 1
+
+
+def test_call_after_close(stories260k: Path) -> None:
+    model = Llama(stories260k, n_ctx=64)
+    model.close()
+    with pytest.raises(ClosedError):
+        model("x", max_tokens=1)
+
+
+def test_prefix_reuse_between_calls(llm: Llama) -> None:
+    llm("Once upon a time, there was", max_tokens=2, temperature=0.0)
+    kept = llm.n_tokens
+    llm._context.perf_reset()
+    llm("Once upon a time, there was a dog", max_tokens=1, temperature=0.0)
+    assert 0 < llm._context.perf()["n_p_eval"] < kept
+
+
+def test_quiet_by_default(stories260k: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    with warnings.catch_warnings():
+        Llama(stories260k, n_ctx=64).close()
+    assert capfd.readouterr().err == ""
