@@ -1,0 +1,137 @@
+"""Prefill and decode speed of ``Llama.create_completion`` beside llama-bench (same build).
+
+    python bench/decode.py MODEL.gguf [--prompt 128] [--gen 128] [--reps 5] [--ngl 0] [--fa auto]
+
+Prints, per mode (greedy; temperature 0.8 / top_p 0.95 / top_k 40):
+- prefill tokens/s of create_completion (prompt evaluated from scratch: prefix reuse off)
+  beside llama-bench pp<prompt>, and the ratio;
+- decode tokens/s beside llama-bench tg<gen> at the prompt's depth (-d), and the ratio;
+- the native sampling cost per token on its own line (llama-bench samples nothing);
+- the Python overhead per token measured in-process: wall time per token minus llama.cpp's
+  own eval time per token (its perf counters) minus the sampling cost.
+Runs alternate (ours, llama-bench, ours, ...) and medians are reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+from llama_binding import Llama
+from llama_binding.capi import _loader
+from llama_binding.core import Sampler, SamplerChain
+from llama_binding.core.context import physical_cores
+
+MODES = {
+    "greedy": {"temperature": 0.0},
+    "sampled": {"temperature": 0.8, "top_p": 0.95, "top_k": 40, "min_p": 0.0},
+}
+
+
+def llama_bench(model: str, args: argparse.Namespace, threads: int) -> tuple[float, float]:
+    tool = _loader.lib_dir().parent / "bin" / "llama-bench"
+    if not tool.is_file():
+        raise SystemExit("llama-bench not built: install with LLAMA_BINDING_TOOLS=ON")
+    fa = {"auto": "auto", "on": "1", "off": "0"}[args.fa]
+    common = [str(tool), "-m", model, "-r", "1", "-o", "json", "-t", str(threads), "-ngl", str(args.ngl),
+              "-fa", fa, "-b", "2048", "-ub", "512"]
+    pp = json.loads(subprocess.run([*common, "-p", str(args.prompt), "-n", "0"], capture_output=True,
+                                   text=True, check=True).stdout)
+    tg = json.loads(subprocess.run([*common, "-p", "0", "-n", str(args.gen), "-d", str(args.prompt)],
+                                   capture_output=True, text=True, check=True).stdout)
+    return float(pp[0]["avg_ts"]), float(tg[0]["avg_ts"])
+
+
+def ours(llm: Llama, prompt: list[int], gen: int, mode: dict[str, float]) -> dict[str, float]:
+    llm.reset()  # prefix reuse off: time the whole prompt
+    ctx = llm._context
+    ctx.perf_reset()
+    no_eos = {llm.token_eos(): -1e9}
+    t0 = time.perf_counter()
+    t_first = 0.0
+    n = 0
+    for _chunk in llm.create_completion(prompt, max_tokens=gen, stream=True, logit_bias=no_eos, seed=1,
+                                        **mode):  # type: ignore[arg-type]
+        if n == 0:
+            t_first = time.perf_counter()
+        n += 1
+    t_end = time.perf_counter()
+    perf = ctx.perf()
+    n_tokens = llm.n_tokens - len(prompt) + 1  # generated, the last one sampled but not decoded
+    decode_wall = (t_end - t_first) / max(n_tokens - 1, 1)
+    eval_per_token = perf["t_eval_ms"] / 1e3 / max(perf["n_eval"], 1)
+    return {
+        "prefill_tps": len(prompt) / (t_first - t0),
+        "decode_tps": 1.0 / decode_wall,
+        "wall_us": decode_wall * 1e6,
+        "eval_us": eval_per_token * 1e6,
+    }
+
+
+def sampling_cost_us(llm: Llama, mode: dict[str, float]) -> float:
+    """Native sampling per token: the chain run again and again on the same logits."""
+    if mode.get("temperature", 0.8) <= 0:
+        chain = SamplerChain([Sampler.greedy()])
+    else:
+        chain = SamplerChain([Sampler.top_k(40), Sampler.top_p(0.95), Sampler.temp(0.8), Sampler.dist(1)])
+    ctx = llm._context
+    reps = 200
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        chain.sample(ctx, -1)
+    return (time.perf_counter() - t0) / reps * 1e6
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("model")
+    ap.add_argument("--prompt", type=int, default=128)
+    ap.add_argument("--gen", type=int, default=128)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--ngl", type=int, default=0)
+    ap.add_argument("--fa", choices=["auto", "on", "off"], default="auto")
+    ap.add_argument("--json", type=Path, help="also write the results here")
+    args = ap.parse_args()
+    threads = physical_cores()
+    fa = {"auto": "auto", "on": True, "off": False}[args.fa]
+    llm = Llama(args.model, n_ctx=args.prompt + args.gen + 16, n_gpu_layers=args.ngl,
+                flash_attn=fa)  # type: ignore[arg-type]
+    prompt = [llm.token_bos()] + [(i * 7919) % (llm.n_vocab() - 100) + 50 for i in range(args.prompt - 1)]
+    llm.create_completion(prompt[:16], max_tokens=4)  # warm-up
+    results: dict[str, object] = {"model": args.model, "threads": threads, "ngl": args.ngl, "fa": args.fa,
+                                  "prompt": args.prompt, "gen": args.gen, "reps": args.reps}
+    bench_pp: list[float] = []
+    bench_tg: list[float] = []
+    runs: dict[str, list[dict[str, float]]] = {m: [] for m in MODES}
+    for _ in range(args.reps):
+        for name, mode in MODES.items():
+            runs[name].append(ours(llm, prompt, args.gen, mode))
+        pp, tg = llama_bench(args.model, args, threads)
+        bench_pp.append(pp)
+        bench_tg.append(tg)
+    pp, tg = statistics.median(bench_pp), statistics.median(bench_tg)
+    print(f"model {args.model}  threads {threads}  ngl {args.ngl}  fa {args.fa}  reps {args.reps}")
+    print(f"llama-bench: pp{args.prompt} {pp:10.1f} t/s   tg{args.gen} @ d{args.prompt} {tg:9.1f} t/s")
+    for name, mode in MODES.items():
+        med = {k: statistics.median(r[k] for r in runs[name]) for k in runs[name][0]}
+        sample_us = sampling_cost_us(llm, mode)
+        overhead = med["wall_us"] - med["eval_us"] - sample_us
+        print(f"[{name}] prefill {med['prefill_tps']:10.1f} t/s  ratio {med['prefill_tps'] / pp:5.3f}x")
+        print(f"[{name}] decode  {med['decode_tps']:10.1f} t/s  ratio {med['decode_tps'] / tg:5.3f}x")
+        print(f"[{name}] sampling cost {sample_us:7.1f} us/token (native chain, not in llama-bench)")
+        print(f"[{name}] python overhead {overhead:7.1f} us/token "
+              f"(wall {med['wall_us']:.1f} - eval {med['eval_us']:.1f} - sampling {sample_us:.1f})")
+        results[name] = {**med, "sampling_us": sample_us, "overhead_us": overhead,
+                         "prefill_ratio": med["prefill_tps"] / pp, "decode_ratio": med["decode_tps"] / tg}
+    results["llama_bench"] = {"pp": pp, "tg": tg}
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    llm.close()
+
+
+if __name__ == "__main__":
+    main()
