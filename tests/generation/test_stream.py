@@ -38,7 +38,7 @@ def test_stop_inside_a_split_character(bpe_vocab: Vocab) -> None:
 
 
 def test_eog_token_ends_with_stop_and_adds_no_text(bpe_vocab: Vocab) -> None:
-    tokens = bpe_vocab.tokenize("hello", add_special=False) + [bpe_vocab.eos()]
+    tokens = [*bpe_vocab.tokenize("hello", add_special=False), bpe_vocab.eos()]
     done = collect(stream_text(iter(tokens), bpe_vocab, StopMatcher(None), None))
     assert done.text == "hello" and done.finish_reason == "stop"
 
