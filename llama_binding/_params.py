@@ -49,6 +49,7 @@ CONTEXT_FIELDS: dict[str, str] = {
     "swa_full": "swa_full",
     "kv_unified": "kv_unified",
     "embedding": "embeddings",
+    "no_perf": "no_perf",
 }
 
 #: ``Llama`` keywords with no C field of that name, and where they go
@@ -63,7 +64,7 @@ CONVERTED: dict[str, str] = {
 #: llama-cpp-python keywords that mean nothing with this llama.cpp: accepted with a warning
 IGNORED: frozenset[str] = frozenset({
     "numa", "mul_mat_q", "f16_kv", "low_vram", "tfs_z", "last_n_tokens_size", "logits_all",
-    "lora_base", "rpc_servers", "no_perf", "spm_infill", "type_v_quant",
+    "lora_base", "rpc_servers", "spm_infill", "type_v_quant",
 })
 
 

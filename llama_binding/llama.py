@@ -82,6 +82,7 @@ class Llama:
         swa_full: bool | None = None,
         kv_unified: bool | None = None,
         embedding: bool = False,
+        no_perf: bool = False,
         verbose: bool = False,
         **ignored: Any,
     ) -> None:
