@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import numpy as np
+
 from .. import capi
 from ._handle import NativeHandle
 
@@ -34,6 +36,12 @@ class Batch(NativeHandle[Any]):
         self._n_seq_id = struct.n_seq_id
         self._seq_id = struct.seq_id
         self._logits = struct.logits
+        # numpy views of the same memory, for filling long runs of tokens at once
+        self._np_token = np.ctypeslib.as_array(struct.token, shape=(capacity,))
+        self._np_pos = np.ctypeslib.as_array(struct.pos, shape=(capacity,))
+        self._np_n_seq = np.ctypeslib.as_array(struct.n_seq_id, shape=(capacity,))
+        self._np_logits = np.ctypeslib.as_array(struct.logits, shape=(capacity,))
+        self._rows = [struct.seq_id[i] for i in range(capacity)]
 
     @property
     def struct(self) -> Any:
@@ -68,10 +76,24 @@ class Batch(NativeHandle[Any]):
 
     def add_sequence(self, tokens: Iterable[int], start_pos: int, seq_id: int = 0,
                      logits_last: bool = True, logits_all: bool = False) -> None:
-        """Append a run of tokens of one sequence at consecutive positions."""
-        toks = list(tokens)
-        for k, tok in enumerate(toks):
-            self.add(tok, start_pos + k, (seq_id,), logits_all or (logits_last and k == len(toks) - 1))
+        """Append a run of tokens of one sequence at consecutive positions (vectorised)."""
+        self.ptr  # noqa: B018
+        toks = tokens if isinstance(tokens, (list, tuple)) else list(tokens)
+        n = len(toks)
+        i = int(self._struct.n_tokens)
+        if i + n > self.capacity:
+            raise ValueError(f"batch is full ({self.capacity} tokens)")
+        if n == 0:
+            return
+        self._np_token[i : i + n] = toks
+        self._np_pos[i : i + n] = np.arange(start_pos, start_pos + n)
+        self._np_n_seq[i : i + n] = 1
+        self._np_logits[i : i + n] = 1 if logits_all else 0
+        if logits_last:
+            self._np_logits[i + n - 1] = 1
+        for row in self._rows[i : i + n]:
+            row[0] = seq_id
+        self._struct.n_tokens = i + n
 
     def output_indices(self) -> list[int]:
         """Indices of the tokens that request outputs, in order."""

@@ -83,8 +83,7 @@ def generate_tokens(
     while i < len(prompt):
         chunk = prompt[i : i + min(n_batch, batch.capacity)]
         batch.clear()
-        for k, tok in enumerate(chunk):
-            batch.add(tok, i + k, seq, i + k == last)
+        batch.add_sequence(chunk, i, state.seq_id, logits_last=i + len(chunk) - 1 == last)
         ctx.decode(batch)
         state.tokens.extend(chunk)
         i += len(chunk)
