@@ -22,6 +22,7 @@ import numpy.typing as npt
 
 from . import _log, _params
 from .core import Batch, Context, ContextParams, Model, ModelParams, Vocab
+from .core.metadata import read_metadata
 from .errors import LlamaError
 from .generation.sampling import SamplingParams, build_chain
 from .generation.steps import SequenceState, generate_tokens
@@ -100,6 +101,7 @@ class Llama:
         self._vocab = Vocab(self._model)
         self.seed = seed
         self.verbose = verbose
+        self._metadata: dict[str, Any] | None = None
         self._init_kwargs = {k: v for k, v in given.items() if k not in ("self", "ignored", "__class__")}
         self._lock = threading.Lock()
         self._owner: int | None = None
@@ -167,6 +169,13 @@ class Llama:
 
     def n_ctx(self) -> int:
         return self._context.n_ctx
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """Every GGUF metadata key of the model file, arrays included (read once)."""
+        if self._metadata is None:
+            self._metadata = read_metadata(self.model_path)
+        return self._metadata
 
     @property
     def n_tokens(self) -> int:

@@ -138,3 +138,18 @@ def test_quiet_by_default(stories260k: Path, capfd: pytest.CaptureFixture[str]) 
     with warnings.catch_warnings():
         Llama(stories260k, n_ctx=64).close()
     assert capfd.readouterr().err == ""
+
+
+def test_metadata_has_every_key_with_arrays(smollm2: Path) -> None:
+    import numpy as np
+
+    with Llama(smollm2, vocab_only=True) as llm:
+        meta = llm.metadata
+    assert meta["general.architecture"] == "llama"
+    assert meta["llama.context_length"] == 8192
+    assert meta["tokenizer.ggml.add_bos_token"] is False
+    tokens = meta["tokenizer.ggml.tokens"]
+    assert isinstance(tokens, list) and len(tokens) == 49152 and tokens[1] == "<|im_start|>"
+    types = meta["tokenizer.ggml.token_type"]
+    assert isinstance(types, np.ndarray) and types.shape == (49152,)
+    assert meta["tokenizer.chat_template"].startswith("{% for message in messages %}")
