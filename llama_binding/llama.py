@@ -14,7 +14,8 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal, Union, overload
 
 import numpy as np
@@ -24,6 +25,7 @@ from . import _log, _params
 from .core import Batch, Context, ContextParams, Model, ModelParams, Vocab
 from .core.metadata import read_metadata
 from .errors import LlamaError
+from .generation.logprobs import TokenLogprob, openai_logprobs, with_logprobs
 from .generation.sampling import SamplingParams, build_chain
 from .generation.steps import SequenceState, generate_tokens
 from .generation.stopping import StopMatcher
@@ -262,14 +264,21 @@ class Llama:
         grammar: str | None = None,
         stop: Union[str, Sequence[str], None] = None,
         echo: bool = False,
+        logprobs: int | None = None,
         stream: bool = False,
         model: str | None = None,
         tfs_z: float | None = None,
     ) -> Union[CreateCompletionResponse, Iterator[CompletionChunk]]:
         """An OpenAI completion of ``prompt`` (or an iterator of chunks with ``stream=True``).
 
-        ``max_tokens`` None or <= 0 generates until the context is full.
+        ``max_tokens`` None or <= 0 generates until the context is full. ``logprobs=N``
+        adds the log-probability of each generated token and of its N most likely
+        alternatives (from the model's raw logits); with ``echo`` it is not supported yet.
         """
+        if logprobs is not None and (not isinstance(logprobs, int) or logprobs < 0):
+            raise ValueError(f"logprobs must be an int >= 0, got {logprobs!r}")
+        if logprobs is not None and echo:
+            raise ValueError("logprobs together with echo (prompt logprobs) is not supported yet")
         sampling = self._sampling(dict(
             temperature=temperature, top_p=top_p, min_p=min_p, typical_p=typical_p, top_k=top_k,
             repeat_penalty=repeat_penalty, frequency_penalty=frequency_penalty,
@@ -283,20 +292,34 @@ class Llama:
         cid, created, model_name = f"cmpl-{uuid.uuid4()}", int(time.time()), model or self.model_path
         echo_text = self.detokenize(tokens).decode("utf-8", "replace") if echo else ""
 
+        sink: deque[TokenLogprob] = deque()
+
         def chunks() -> Iterator[TextChunk]:
             self._acquire()
             try:
-                steps = generate_tokens(ctx, self._vocab, chain, tokens, self._state, limit, self._batch)
+                steps: Iterator[int] = generate_tokens(ctx, self._vocab, chain, tokens, self._state, limit,
+                                                       self._batch)
+                if logprobs is not None:
+                    steps = with_logprobs(steps, ctx, logprobs, sink)
                 yield from stream_text(steps, self._vocab, matcher, limit)
             finally:
                 self._release()
 
+        offset = [len(echo_text)]
+
+        def logprobs_of(toks: list[int]) -> dict[str, object] | None:
+            if logprobs is None:
+                return None
+            entries = [sink.popleft() for _ in toks]
+            out, offset[0] = openai_logprobs(entries, self._vocab, offset[0])
+            return out
+
         if stream:
-            return self._stream_dicts(chunks(), cid, created, model_name, echo_text)
+            return self._stream_dicts(chunks(), cid, created, model_name, echo_text, logprobs_of)
         done = collect(chunks())
         response: CreateCompletionResponse = {
             "id": cid, "object": "text_completion", "created": created, "model": model_name,
-            "choices": [{"text": echo_text + done.text, "index": 0, "logprobs": None,
+            "choices": [{"text": echo_text + done.text, "index": 0, "logprobs": logprobs_of(done.tokens),
                          "finish_reason": done.finish_reason}],
             "usage": {"prompt_tokens": len(tokens), "completion_tokens": len(done.tokens),
                       "total_tokens": len(tokens) + len(done.tokens)},
@@ -304,15 +327,18 @@ class Llama:
         return response
 
     @staticmethod
-    def _stream_dicts(chunks: Iterator[TextChunk], cid: str, created: int, model_name: str,
-                      echo_text: str) -> Iterator[CompletionChunk]:
+    def _stream_dicts(
+        chunks: Iterator[TextChunk], cid: str, created: int, model_name: str, echo_text: str,
+        logprobs_of: Callable[[list[int]], dict[str, object] | None],
+    ) -> Iterator[CompletionChunk]:
         first = echo_text
         for chunk in chunks:
             text, first = first + chunk.text, ""
+            lp = logprobs_of(chunk.tokens)  # consumed in order, even for a chunk with no text
             if not text and chunk.finish_reason is None:
                 continue
             yield {"id": cid, "object": "text_completion", "created": created, "model": model_name,
-                   "choices": [{"text": text, "index": 0, "logprobs": None,
+                   "choices": [{"text": text, "index": 0, "logprobs": lp,
                                 "finish_reason": chunk.finish_reason}]}
 
     @overload

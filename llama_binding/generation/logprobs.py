@@ -1,0 +1,73 @@
+"""Log-probabilities of sampled tokens, read from the logits view only when asked for.
+
+:func:`with_logprobs` sits between the step generator and the text stream: for each token
+it reads the zero-copy logits view of the output the token was sampled from (still valid,
+since the next decode happens only when the stream asks for the next token), computes
+the token's log-softmax and the top ``n`` alternatives with ``argpartition``, and records
+them. Nothing is computed when logprobs were not requested.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from ..core.context import Context
+from ..core.vocab import Vocab
+
+__all__ = ["TokenLogprob", "log_softmax_at", "openai_logprobs", "with_logprobs"]
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    token: int
+    logprob: float
+    top: dict[int, float]
+
+
+def log_softmax_at(logits: npt.NDArray[np.float32], token: int, n_top: int) -> TokenLogprob:
+    """log p(token) and the ``n_top`` most likely tokens' log p, from raw logits."""
+    x = logits.astype(np.float64, copy=False)
+    m = float(x.max())
+    lse = m + float(np.log(np.exp(x - m).sum()))
+    top: dict[int, float] = {}
+    if n_top > 0:
+        k = min(n_top, x.shape[0])
+        idx = np.argpartition(-x, k - 1)[:k]
+        idx = idx[np.argsort(-x[idx], kind="stable")]
+        top = {int(i): float(x[i]) - lse for i in idx}
+    return TokenLogprob(token, float(x[token]) - lse, top)
+
+
+def with_logprobs(tokens: Iterable[int], ctx: Context, n_top: int,
+                  sink: deque[TokenLogprob]) -> Iterator[int]:
+    """Pass ``tokens`` through, appending each one's :class:`TokenLogprob` to ``sink``."""
+    for tok in tokens:
+        sink.append(log_softmax_at(ctx.logits(-1), tok, n_top))
+        yield tok
+
+
+def openai_logprobs(entries: list[TokenLogprob], vocab: Vocab,
+                    text_offset: int) -> tuple[dict[str, object], int]:
+    """The OpenAI completion ``logprobs`` object for ``entries``, and the text offset after them."""
+    tokens: list[str] = []
+    offsets: list[int] = []
+    pos = text_offset
+    for e in entries:
+        piece = vocab.token_to_piece(e.token).decode("utf-8", "replace")
+        tokens.append(piece)
+        offsets.append(pos)
+        pos += len(piece)
+    return {
+        "tokens": tokens,
+        "text_offset": offsets,
+        "token_logprobs": [e.logprob for e in entries],
+        "top_logprobs": [
+            {vocab.token_to_piece(t).decode("utf-8", "replace"): lp for t, lp in e.top.items()}
+            for e in entries
+        ],
+    }, pos
