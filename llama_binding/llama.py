@@ -42,7 +42,8 @@ class Llama:
     """A model and a context, with llama-cpp-python's names.
 
     Defaults chosen here (README lists them): every layer on the GPU when the build has
-    one (``n_gpu_layers=-1``), ``n_ctx`` 4096 (0: the model's training context),
+    one (``n_gpu_layers=-1``), ``n_ctx`` 4096 or the model's training context if smaller
+    (0: the training context),
     ``n_batch`` 2048 and ``n_ubatch`` 512 (llama.cpp's), flash attention "auto", threads =
     physical cores, weights memory-mapped.
     """
@@ -61,7 +62,7 @@ class Llama:
         kv_overrides: Mapping[str, Union[bool, int, float, str]] | None = None,
         check_tensors: bool | None = None,
         seed: int | None = None,
-        n_ctx: int = DEFAULT_N_CTX,
+        n_ctx: int | None = None,
         n_batch: int = 2048,
         n_ubatch: int = 512,
         n_seq_max: int | None = None,
@@ -113,7 +114,7 @@ class Llama:
         ctx_kw = {f: given[k] for k, f in _params.CONTEXT_FIELDS.items()}
         if n_ctx == 0:
             ctx_kw["n_ctx"] = self._model.n_ctx_train
-        elif n_ctx == DEFAULT_N_CTX:
+        elif n_ctx is None:
             ctx_kw["n_ctx"] = min(DEFAULT_N_CTX, self._model.n_ctx_train) or DEFAULT_N_CTX
         ctx_kw["flash_attn_type"] = _params.flash_attn_type(flash_attn)
         self.context_params = ContextParams(**ctx_kw)

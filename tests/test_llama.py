@@ -153,3 +153,20 @@ def test_metadata_has_every_key_with_arrays(smollm2: Path) -> None:
     types = meta["tokenizer.ggml.token_type"]
     assert isinstance(types, np.ndarray) and types.shape == (49152,)
     assert meta["tokenizer.chat_template"].startswith("{% for message in messages %}")
+
+
+def test_cancelled_prompt_leaves_llama_consistent(tiny_spm: Path) -> None:
+    import threading
+
+    from llama_binding.errors import DecodeAbortedError
+
+    with Llama(tiny_spm, n_ctx=4096, n_gpu_layers=0) as llm:
+        prompt = [1] + [(i % 1000) + 100 for i in range(4000)]
+        timer = threading.Timer(0.05, llm._context.cancel)
+        timer.start()
+        with pytest.raises(DecodeAbortedError):
+            llm.create_completion(prompt, max_tokens=1)
+        timer.join()
+        assert llm._context.seq_pos_max(0) == llm.n_tokens - 1  # memory and bookkeeping agree
+        out = llm.create_completion(prompt[:50], max_tokens=2, temperature=0.0)
+        assert out["usage"]["completion_tokens"] == 2

@@ -1,11 +1,13 @@
 """The inference context: one ``llama_context *`` over a model, with its KV memory.
 
 Cancellation is cheap: the abort callback is a few lines of our own C
-(``native/abort_flag.c``) that reads an int flag, not a Python callback. The CPU backend
-checks it after every graph node, so :meth:`Context.cancel` stops a running decode within
-one node. The CUDA backend does not call the abort callback during a decode: there a
-cancel takes effect between decodes (between tokens, or between the n_batch chunks of a
-long prompt).
+(``native/abort_flag.c``) that reads two ints, not a Python callback. The CPU backend
+checks it after every graph node, so :meth:`Context.cancel` (from another thread) and
+Ctrl-C (SIGINT, counted by a C handler put in front of Python's) stop a running decode
+within one node; Python then raises KeyboardInterrupt as usual and the context stays
+usable. The CUDA backend does not call the abort callback during a decode: there a cancel
+takes effect between decodes (between tokens, or between the n_batch chunks of a long
+prompt).
 """
 
 from __future__ import annotations
@@ -115,16 +117,29 @@ class ContextParams:
         return params
 
 
-_abort_cb: list[Any] = []
+class _AbortState(ctypes.Structure):
+    """``struct llama_binding_abort`` of native/abort_flag.c."""
+
+    _fields_ = [("cancel", ctypes.c_int), ("interrupts_seen", ctypes.c_int)]
 
 
-def _native_abort_callback() -> Any:
-    """The C function ``llama_binding_abort_flag_cb`` as a ``ggml_abort_callback``."""
-    if not _abort_cb:
+_native: dict[str, Any] = {}
+
+
+def _native_abort() -> tuple[Any, Any]:
+    """(the C abort callback as a ``ggml_abort_callback``, the SIGINT counter function)."""
+    if not _native:
         lib = _loader.load("llama_binding_native")
         addr = ctypes.cast(lib.llama_binding_abort_flag_cb, ctypes.c_void_p).value or 0
-        _abort_cb.append(ctypes.cast(addr, capi.ggml_abort_callback))
-    return _abort_cb[0]
+        _native["cb"] = ctypes.cast(addr, capi.ggml_abort_callback)
+        counter = lib.llama_binding_interrupts
+        counter.restype, counter.argtypes = ctypes.c_int, []
+        _native["interrupts"] = counter
+        install = lib.llama_binding_install_sigint
+        install.restype, install.argtypes = ctypes.c_int, []
+        _native["install"] = install
+    _native["install"]()  # idempotent; again in case Python's signal.signal replaced it
+    return _native["cb"], _native["interrupts"]
 
 
 class Context(NativeHandle[Any]):
@@ -135,9 +150,9 @@ class Context(NativeHandle[Any]):
     def __init__(self, model: Model, params: ContextParams | None = None) -> None:
         self.params = params or ContextParams()
         cparams = self.params.to_c()
-        self._abort_flag = ctypes.c_int(0)
-        cparams.abort_callback = _native_abort_callback()
-        cparams.abort_callback_data = ctypes.cast(ctypes.pointer(self._abort_flag), ctypes.c_void_p)
+        self._abort = _AbortState(0, 0)
+        cparams.abort_callback, self._interrupts = _native_abort()
+        cparams.abort_callback_data = ctypes.cast(ctypes.pointer(self._abort), ctypes.c_void_p)
         mark = _log.error_mark()
         ptr = capi.llama_init_from_model(model.ptr, cparams)
         if not ptr:
@@ -183,22 +198,30 @@ class Context(NativeHandle[Any]):
 
     def decode(self, batch: Batch) -> None:
         """Run ``batch`` through the model; raises the exception matching the C code."""
-        if self._abort_flag.value:  # a GPU decode never sees the flag: honour it here
+        abort = self._abort
+        if abort.cancel:  # a GPU decode never sees the flag: honour it here
             self._after_failure(2, "llama_decode")
+        abort.interrupts_seen = self._interrupts()
         code = capi.llama_decode(self.ptr, batch.struct)
         if code:
             self._after_failure(code, "llama_decode")
 
     def encode(self, batch: Batch) -> None:
         """Run ``batch`` through the encoder (encoder-decoder and embedding models)."""
-        if self._abort_flag.value:
+        abort = self._abort
+        if abort.cancel:
             self._after_failure(2, "llama_encode")
+        abort.interrupts_seen = self._interrupts()
         code = capi.llama_encode(self.ptr, batch.struct)
         if code:
             self._after_failure(code, "llama_encode")
 
     def _after_failure(self, code: int, what: str) -> None:
-        self._abort_flag.value = 0  # a cancel is used up by the decode it stopped
+        self._abort.cancel = 0  # a cancel is used up by the decode it stopped
+        if code == 2 and self._interrupts() != self._abort.interrupts_seen:
+            # Ctrl-C stopped it. Python's own KeyboardInterrupt may already have been spent
+            # inside a native log callback during the abort, so raise it here.
+            raise KeyboardInterrupt
         check_decode(code, what)
 
     def cancel(self) -> None:
@@ -208,11 +231,11 @@ class Context(NativeHandle[Any]):
         :class:`~llama_binding.errors.DecodeAbortedError`; on CUDA the running decode
         finishes and the next one is aborted. The context stays usable.
         """
-        self._abort_flag.value = 1
+        self._abort.cancel = 1
 
     def clear_cancel(self) -> None:
         """Forget a cancel that no decode has seen yet."""
-        self._abort_flag.value = 0
+        self._abort.cancel = 0
 
     def synchronize(self) -> None:
         capi.llama_synchronize(self.ptr)

@@ -58,6 +58,16 @@ class SequenceState:
         return n
 
 
+def _decode(ctx: Context, batch: Batch, state: SequenceState) -> None:
+    """Decode; on any failure (an abort, Ctrl-C, a full cache) drop what the batch may
+    have left in memory, so memory and ``state.tokens`` stay in step."""
+    try:
+        ctx.decode(batch)
+    except BaseException:
+        ctx.seq_rm(state.seq_id, len(state.tokens), -1)
+        raise
+
+
 def generate_tokens(
     ctx: Context,
     vocab: Vocab,
@@ -84,7 +94,7 @@ def generate_tokens(
         chunk = prompt[i : i + min(n_batch, batch.capacity)]
         batch.clear()
         batch.add_sequence(chunk, i, state.seq_id, logits_last=i + len(chunk) - 1 == last)
-        ctx.decode(batch)
+        _decode(ctx, batch, state)
         state.tokens.extend(chunk)
         i += len(chunk)
     pos = len(prompt)
@@ -97,6 +107,6 @@ def generate_tokens(
             return
         batch.clear()
         batch.add(tok, pos, seq, True)
-        ctx.decode(batch)
+        _decode(ctx, batch, state)
         state.tokens.append(tok)
         pos += 1

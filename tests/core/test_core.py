@@ -281,3 +281,32 @@ def test_friendly_enums_match_the_header(friendly: str, generated: str, prefix: 
     ours = {m.name: m.value for m in getattr(core, friendly)}
     theirs = {name.removeprefix(prefix): int(v) for name, v in getattr(capi, generated).__members__.items()}
     assert ours == theirs
+
+
+def test_ctrl_c_aborts_a_long_decode_and_leaves_the_context_usable(tiny_spm: Path) -> None:
+    """SIGINT during a long CPU prefill: KeyboardInterrupt well before the decode would end."""
+    code = f"""
+import os, signal, sys, threading, time
+from llama_binding.core import Batch, Context, ContextParams, Model, ModelParams
+model = Model({str(tiny_spm)!r}, ModelParams(n_gpu_layers=0))
+ctx = Context(model, ContextParams(n_ctx=4096, n_batch=4096, n_ubatch=512))
+batch = Batch(4096)
+batch.add_sequence([(i % 1000) + 100 for i in range(4096)], 0)
+t0 = time.perf_counter(); ctx.decode(batch); full = time.perf_counter() - t0
+ctx.memory_clear()
+threading.Timer(full / 10, os.kill, (os.getpid(), signal.SIGINT)).start()
+t0 = time.perf_counter()
+try:
+    ctx.decode(batch)
+    print("NOT INTERRUPTED")
+except KeyboardInterrupt:
+    print("interrupted after", round((time.perf_counter() - t0) / full, 2), "of a full decode")
+ctx.memory_clear()
+small = Batch(4); small.add_sequence([1, 2, 3], 0); ctx.decode(small)
+print("usable", ctx.seq_pos_max(0))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "interrupted after" in proc.stdout and "usable 2" in proc.stdout, proc.stdout
+    frac = float(proc.stdout.split("interrupted after")[1].split()[0])
+    assert frac < 0.8, proc.stdout
