@@ -170,3 +170,25 @@ def test_cancelled_prompt_leaves_llama_consistent(tiny_spm: Path) -> None:
         assert llm._context.seq_pos_max(0) == llm.n_tokens - 1  # memory and bookkeeping agree
         out = llm.create_completion(prompt[:50], max_tokens=2, temperature=0.0)
         assert out["usage"]["completion_tokens"] == 2
+
+
+def test_two_threads_are_serialized(llm: Llama) -> None:
+    import threading
+
+    expected = llm("Once upon a time", max_tokens=12, temperature=0.0)["choices"][0]["text"]
+    results: list[str] = []
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(3):
+                results.append(llm("Once upon a time", max_tokens=12, temperature=0.0)["choices"][0]["text"])
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and results == [expected] * 6
