@@ -34,6 +34,8 @@ def test_library_loads_from_one_folder() -> None:
 
 
 def test_installed_libraries_ship_once_with_origin_rpath() -> None:
+    if os.environ.get(_loader.ENV_LIB_DIR):
+        pytest.skip(f"{_loader.ENV_LIB_DIR} points at another build; this checks the package's own")
     folder = _loader.lib_dir()
     names = sorted(p.name for p in folder.iterdir() if ".so" in p.name)
     # one copy each: no libfoo.so.0 / libfoo.so.0.0.1 duplicates, no symlinks
@@ -42,7 +44,7 @@ def test_installed_libraries_ship_once_with_origin_rpath() -> None:
     for required in ("llama", "ggml", "ggml-base", "mtmd"):
         assert f"lib{required}.so" in names
     readelf = shutil.which("readelf")
-    if readelf is None or os.environ.get(_loader.ENV_LIB_DIR):
+    if readelf is None:
         return
     out = subprocess.run([readelf, "-d", str(folder / "libllama.so")], capture_output=True, text=True).stdout
     assert "$ORIGIN" in out, out
