@@ -23,16 +23,19 @@ _INT32_MIN = -(2**31)
 class Vocab:
     """Tokenizer of ``model`` (thread-safe, like llama.cpp's tokenizer API)."""
 
-    __slots__ = ("_model", "_piece_buf", "_piece_cache")
+    __slots__ = ("_eog", "_model", "_piece_buf", "_piece_cache", "_vptr")
 
     def __init__(self, model: Model) -> None:
         self._model = model
+        self._vptr = capi.llama_model_get_vocab(model.ptr)  # lives as long as the model
         self._piece_buf = ctypes.create_string_buffer(256)
         self._piece_cache: dict[tuple[int, bool], bytes] = {}
+        self._eog: dict[int, bool] = {}
 
     @property
     def ptr(self) -> Any:
-        return capi.llama_model_get_vocab(self._model.ptr)  # raises ClosedError after close
+        self._model.ptr  # noqa: B018 - raises ClosedError once the model is closed
+        return self._vptr
 
     @property
     def n_tokens(self) -> int:
@@ -74,8 +77,11 @@ class Vocab:
         return bool(capi.llama_vocab_get_add_eos(self.ptr))
 
     def is_eog(self, token: int) -> bool:
-        """Whether ``token`` ends generation (EOS, EOT, ...)."""
-        return bool(capi.llama_vocab_is_eog(self.ptr, token))
+        """Whether ``token`` ends generation (EOS, EOT, ...); memoised, it runs per token."""
+        answer = self._eog.get(token)
+        if answer is None:
+            answer = self._eog[token] = bool(capi.llama_vocab_is_eog(self.ptr, token))
+        return answer
 
     def is_control(self, token: int) -> bool:
         return bool(capi.llama_vocab_is_control(self.ptr, token))

@@ -17,22 +17,19 @@ __all__ = ["IncrementalDetokenizer"]
 class IncrementalDetokenizer:
     """Feed token pieces (bytes), get the text that is complete so far."""
 
-    __slots__ = ("_decoder", "_text_len")
+    __slots__ = ("_decoder",)
 
     def __init__(self) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._text_len = 0
 
     def feed(self, piece: bytes) -> str:
         """Text completed by ``piece`` (may be empty while a character is unfinished)."""
         text: str = self._decoder.decode(piece, final=False)
-        self._text_len += len(text)
         return text
 
     def flush(self) -> str:
         """The end of the stream: unfinished bytes become U+FFFD."""
         text: str = self._decoder.decode(b"", final=True)
-        self._text_len += len(text)
         self._decoder.reset()
         return text
 
@@ -41,8 +38,3 @@ class IncrementalDetokenizer:
         """Whether bytes of an unfinished character are held back."""
         buffered, _ = self._decoder.getstate()
         return bool(buffered)
-
-    @property
-    def text_length(self) -> int:
-        """Characters produced so far."""
-        return self._text_len

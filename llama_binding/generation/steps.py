@@ -86,7 +86,8 @@ def generate_tokens(
         raise ContextOverflowError(
             f"the prompt has {len(prompt)} tokens but the context holds {limit} per sequence")
     n_batch = ctx.n_batch
-    batch = batch or Batch(min(n_batch, max(len(prompt), 1)))
+    if batch is None:
+        batch = Batch(min(n_batch, len(prompt)))
     seq = (state.seq_id,)
     i = state.reuse(prompt)
     last = len(prompt) - 1
