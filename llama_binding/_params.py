@@ -59,11 +59,14 @@ CONVERTED: dict[str, str] = {
     "flash_attn": "ContextParams.flash_attn_type",
     "seed": "the sampler chain's seed",
     "verbose": "logging (llama_binding._log.set_verbose)",
+    "logits_all": "an output flag on every evaluated token (Llama.scores)",
+    "backend_sampling": "llama_set_sampler: the sequence's chain runs inside the decode",
+    "progress": "ModelParams' progress callback (a terminal bar for True)",
 }
 
 #: llama-cpp-python keywords that mean nothing with this llama.cpp: accepted with a warning
 IGNORED: frozenset[str] = frozenset({
-    "numa", "mul_mat_q", "f16_kv", "low_vram", "tfs_z", "last_n_tokens_size", "logits_all",
+    "numa", "mul_mat_q", "f16_kv", "low_vram", "tfs_z", "last_n_tokens_size",
     "lora_base", "rpc_servers", "spm_infill", "type_v_quant",
 })
 

@@ -16,21 +16,27 @@ import uuid
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, Literal, Union, overload
+from typing import TYPE_CHECKING, Any, Literal, Union, overload
 
 import numpy as np
 import numpy.typing as npt
 
-from . import _log, _params
+from . import _log, _params, capi
+from ._progress import ProgressArg, progress_callback
 from .core import Batch, Context, ContextParams, Model, ModelParams, Vocab
+from .core.context import PoolingType
 from .core.metadata import read_metadata
-from .errors import LlamaError
-from .generation.logprobs import TokenLogprob, openai_logprobs, with_logprobs
-from .generation.sampling import SamplingParams, build_chain
-from .generation.steps import SequenceState, generate_tokens
+from .errors import ContextOverflowError, LlamaError
+from .generation.hooks import LogitsProcessor, StoppingCriteria, as_logits_hook, as_stop_hook
+from .generation.logprobs import TokenLogprob, openai_logprobs, prompt_logprobs, with_logprobs
+from .generation.sampling import ChainSlot, SamplingParams
+from .generation.steps import SequenceState, decode_in_step, generate_tokens
 from .generation.stopping import StopMatcher
 from .generation.stream import TextChunk, collect, stream_text
 from .llama_types import CompletionChunk, CreateCompletionResponse
+
+if TYPE_CHECKING:
+    from .grammar import LlamaGrammar
 
 __all__ = ["DEFAULT_N_CTX", "Llama"]
 
@@ -46,6 +52,15 @@ class Llama:
     (0: the training context),
     ``n_batch`` 2048 and ``n_ubatch`` 512 (llama.cpp's), flash attention "auto", threads =
     physical cores, weights memory-mapped.
+
+    ``backend_sampling`` (None: on when the output layer is offloaded to a GPU) samples
+    inside the decode on the device, so a token costs no copy of the vocabulary's logits;
+    calls that need the logits on the host (logprobs, logits processors, stopping
+    criteria, grammars) sample on the CPU as usual. ``logits_all=True`` keeps the logits
+    of every evaluated token in :attr:`scores` (``eval`` and prompt log-probabilities).
+    ``progress=True`` draws a loading bar on a terminal; a callable gets the fraction
+    loaded and may return False to cancel. ``verbose=True`` shows llama.cpp's logs on
+    stderr; logging is process-wide, so it applies to every ``Llama`` of the process.
     """
 
     def __init__(
@@ -86,8 +101,11 @@ class Llama:
         swa_full: bool | None = None,
         kv_unified: bool | None = None,
         embedding: bool = False,
+        logits_all: bool = False,
+        backend_sampling: bool | None = None,
         no_perf: bool = False,
         verbose: bool = False,
+        progress: ProgressArg = False,
         **ignored: Any,
     ) -> None:
         given = dict(locals())
@@ -100,10 +118,13 @@ class Llama:
         model_kw = {f: given[k] for k, f in _params.MODEL_FIELDS.items()}
         model_kw["load_mode"] = _params.load_mode(use_mmap, use_mlock)
         self.model_path = os.fspath(model_path)
-        self._model = Model(model_path, ModelParams(**model_kw))
+        on_progress = progress_callback(progress, f"loading {os.path.basename(self.model_path)}")
+        self._model = Model(model_path, ModelParams(**model_kw), progress=on_progress)
         self._vocab = Vocab(self._model)
         self.seed = seed
         self.verbose = verbose
+        self.logits_all = logits_all
+        self._scores: list[npt.NDArray[np.float32]] = []
         self._metadata: dict[str, Any] | None = None
         self._init_kwargs = {k: v for k, v in given.items() if k not in ("self", "ignored", "__class__")}
         self._lock = threading.Lock()
@@ -121,6 +142,10 @@ class Llama:
         self._ctx = Context(self._model, self.context_params)
         self._state = SequenceState(self._ctx)
         self._batch = Batch(self._ctx.n_batch)
+        if backend_sampling is None:  # auto: when the output layer is on a GPU
+            backend_sampling = bool(capi.llama_supports_gpu_offload()) and (
+                n_gpu_layers < 0 or n_gpu_layers > self._model.n_layer)
+        self._slot = ChainSlot(self._ctx, self._vocab, self._state.seq_id, backend=backend_sampling)
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -194,6 +219,66 @@ class Llama:
         if self._ctx is not None:
             self._state.reset()
 
+    # --- low-level loop (llama-cpp-python's eval / sample) ------------------------------
+
+    @property
+    def scores(self) -> npt.NDArray[np.float32]:
+        """Logits kept by :meth:`eval`: one row per evaluated token with ``logits_all=True``,
+        else the last token's row only (shape ``(rows, n_vocab)``, a copy)."""
+        if not self._scores:
+            return np.zeros((0, self._vocab.n_tokens), dtype=np.float32)
+        return np.stack(self._scores)
+
+    def eval(self, tokens: Sequence[int]) -> None:
+        """Evaluate ``tokens`` after those already in the context (appends to ``input_ids``)."""
+        toks = self._checked_tokens(tokens)
+        ctx, state, batch = self._context, self._state, self._batch
+        if len(state.tokens) + len(toks) > ctx.n_ctx_seq:
+            raise ContextOverflowError(
+                f"{len(state.tokens)} + {len(toks)} tokens do not fit in the context ({ctx.n_ctx_seq})")
+        self._acquire()
+        try:
+            self._slot.detach()  # eval's caller reads the logits
+            for i in range(0, len(toks), batch.capacity):
+                chunk = toks[i : i + batch.capacity]
+                batch.clear()
+                batch.add_sequence(chunk, len(state.tokens), state.seq_id, logits_all=self.logits_all)
+                decode_in_step(ctx, batch, state)
+                state.tokens.extend(chunk)
+                rows = range(len(chunk)) if self.logits_all else range(len(chunk) - 1, len(chunk))
+                if not self.logits_all:
+                    self._scores.clear()
+                self._scores.extend(ctx.logits(j).copy() for j in rows)
+        finally:
+            self._release()
+
+    def sample(self, *, idx: int = -1, logits_processor: LogitsProcessor | None = None,
+               grammar: str | LlamaGrammar | None = None, **sampling: Any) -> int:
+        """Sample one token from the logits of the last :meth:`eval` (output ``idx``);
+        ``sampling`` takes the options of :meth:`create_completion` (``temp`` too)."""
+        if "temp" in sampling:
+            sampling["temperature"] = sampling.pop("temp")
+        for name in ("penalize_nl", "tfs_z"):
+            sampling.pop(name, None)
+        params = self._sampling(dict(sampling, **_grammar_fields(grammar)))
+        ctx = self._context
+        self._acquire()
+        try:
+            chain = self._slot.chain(params, raw_logits=True)
+            hook = as_logits_hook(logits_processor)
+            if hook is not None:
+                hook(self._state.tokens, ctx.logits(idx))
+            return chain.sample(ctx, idx)
+        finally:
+            self._release()
+
+    def set_seed(self, seed: int) -> None:
+        """The seed of later calls that do not pass one."""
+        self.seed = int(seed)
+
+    def pooling_type(self) -> PoolingType:
+        return self._context.pooling_type
+
     # --- generation ----------------------------------------------------------------------
 
     def _acquire(self) -> None:
@@ -208,28 +293,54 @@ class Llama:
         self._owner = None
         self._lock.release()
 
-    def _prompt_tokens(self, prompt: Union[str, Sequence[int]]) -> list[int]:
+    def _checked_tokens(self, tokens: Sequence[int]) -> list[int]:
+        if isinstance(tokens, (str, bytes, bytearray)):
+            raise TypeError("expected a list of token ids, not text")
+        try:
+            toks = [int(t) for t in tokens]
+        except TypeError:
+            raise TypeError(f"expected a list of token ids, not {type(tokens).__name__}") from None
+        n_vocab = self._vocab.n_tokens
+        bad = [t for t in toks if not 0 <= t < n_vocab]
+        if bad:
+            raise ValueError(f"token ids outside the vocabulary: {bad[:5]}")
+        return toks
+
+    def _prompt_tokens(self, prompt: Union[str, Sequence[int]], suffix: str | None = None) -> list[int]:
+        if suffix is not None:
+            return self._infill_tokens(prompt, suffix)
         if isinstance(prompt, str):
             return self._vocab.tokenize(prompt, add_special=True, parse_special=True)
-        if isinstance(prompt, (bytes, bytearray)):
-            raise TypeError("prompt must be a str or a list of token ids, not bytes")
-        tokens = [int(t) for t in prompt]
-        n_vocab = self._vocab.n_tokens
-        bad = [t for t in tokens if not 0 <= t < n_vocab]
-        if bad:
-            raise ValueError(f"prompt token ids outside the vocabulary: {bad[:5]}")
-        return tokens
+        if prompt is None or isinstance(prompt, (bytes, bytearray)):
+            raise TypeError("prompt must be a str or a list of token ids")
+        return self._checked_tokens(prompt)
+
+    def _infill_tokens(self, prompt: Union[str, Sequence[int]], suffix: str) -> list[int]:
+        """Fill-in-the-middle: ``[BOS] <PRE> prompt <SUF> suffix <MID>``, as llama.cpp's server."""
+        v = self._vocab
+        pre, suf, mid = v.fim_pre(), v.fim_suf(), v.fim_mid()
+        if min(pre, suf, mid) < 0:
+            raise ValueError("suffix (fill-in-the-middle) needs a model with FIM tokens; this one has none")
+        if not isinstance(suffix, str):
+            raise TypeError("suffix must be a str")
+        head = (v.tokenize(prompt, add_special=False, parse_special=False) if isinstance(prompt, str)
+                else self._checked_tokens(prompt))
+        bos = [v.bos()] if v.add_bos() and v.bos() >= 0 else []
+        return [*bos, pre, *head, suf, *v.tokenize(suffix, add_special=False, parse_special=False), mid]
 
     def generate(self, tokens: Sequence[int], *, max_tokens: int | None = None,
-                 **sampling: Any) -> Iterator[int]:
+                 logits_processor: LogitsProcessor | Sequence[LogitsProcessor] | None = None,
+                 grammar: str | LlamaGrammar | None = None, **sampling: Any) -> Iterator[int]:
         """Yield sampled token ids after ``tokens`` (a custom loop's building block)."""
-        params = self._sampling(sampling)
+        params = self._sampling(dict(sampling, **_grammar_fields(grammar)))
+        toks = self._checked_tokens(tokens)
+        hook = as_logits_hook(logits_processor)
         ctx = self._context
         self._acquire()
         try:
-            chain = build_chain(params, self._vocab, ctx.n_ctx)
-            yield from generate_tokens(ctx, self._vocab, chain, list(tokens), self._state, max_tokens,
-                                       self._batch)
+            chain = self._slot.chain(params, raw_logits=hook is not None)
+            yield from generate_tokens(ctx, self._vocab, chain, toks, self._state, max_tokens,
+                                       self._batch, logits_hook=hook)
         finally:
             self._release()
 
@@ -247,71 +358,93 @@ class Llama:
     def create_completion(
         self,
         prompt: Union[str, Sequence[int]],
-        *,
+        suffix: str | None = None,
         max_tokens: int | None = 16,
         temperature: float = 0.8,
         top_p: float = 0.95,
         min_p: float = 0.05,
         typical_p: float = 1.0,
-        top_k: int = 40,
-        repeat_penalty: float = 1.0,
+        logprobs: int | None = None,
+        echo: bool = False,
+        stop: Union[str, Sequence[str], None] = None,
         frequency_penalty: float = 0.0,
         presence_penalty: float = 0.0,
+        repeat_penalty: float = 1.0,
+        top_k: int = 40,
+        stream: bool = False,
+        seed: int | None = None,
+        tfs_z: float | None = None,
         mirostat_mode: int = 0,
         mirostat_tau: float = 5.0,
         mirostat_eta: float = 0.1,
-        seed: int | None = None,
-        logit_bias: Mapping[int, float] | None = None,
-        grammar: str | None = None,
-        stop: Union[str, Sequence[str], None] = None,
-        echo: bool = False,
-        logprobs: int | None = None,
-        stream: bool = False,
         model: str | None = None,
-        tfs_z: float | None = None,
+        stopping_criteria: StoppingCriteria | Sequence[StoppingCriteria] | None = None,
+        logits_processor: LogitsProcessor | Sequence[LogitsProcessor] | None = None,
+        grammar: str | LlamaGrammar | None = None,
+        logit_bias: Mapping[int, float] | None = None,
     ) -> Union[CreateCompletionResponse, Iterator[CompletionChunk]]:
         """An OpenAI completion of ``prompt`` (or an iterator of chunks with ``stream=True``).
 
-        ``max_tokens`` None or <= 0 generates until the context is full. ``logprobs=N``
-        adds the log-probability of each generated token and of its N most likely
-        alternatives (from the model's raw logits); with ``echo`` it is not supported yet.
+        The positional order is llama-cpp-python's. ``suffix`` makes it a fill-in-the-middle
+        completion (models with FIM tokens). ``max_tokens`` None or <= 0 generates until the
+        context is full. ``logprobs=N`` adds the log-probability of each generated token and
+        of its N most likely alternatives (from the model's raw logits); with ``echo`` the
+        prompt's tokens get theirs too (the prompt is then evaluated again in full).
+        ``logits_processor`` may rewrite each step's logits; ``stopping_criteria`` gets the
+        token ids including the new token and that token's logits, and ends the completion
+        (finish_reason "stop", the token dropped) when it returns True.
         """
-        if logprobs is not None and (not isinstance(logprobs, int) or logprobs < 0):
+        if logprobs is not None and (not isinstance(logprobs, int) or isinstance(logprobs, bool)
+                                     or logprobs < 0):
             raise ValueError(f"logprobs must be an int >= 0, got {logprobs!r}")
-        if logprobs is not None and echo:
-            raise ValueError("logprobs together with echo (prompt logprobs) is not supported yet")
+        if max_tokens is not None and not isinstance(max_tokens, int):
+            raise TypeError(f"max_tokens must be an int or None, not {type(max_tokens).__name__}")
         sampling = self._sampling(dict(
             temperature=temperature, top_p=top_p, min_p=min_p, typical_p=typical_p, top_k=top_k,
             repeat_penalty=repeat_penalty, frequency_penalty=frequency_penalty,
             presence_penalty=presence_penalty, mirostat_mode=mirostat_mode, mirostat_tau=mirostat_tau,
-            mirostat_eta=mirostat_eta, seed=seed, logit_bias=logit_bias, grammar=grammar, tfs_z=tfs_z))
+            mirostat_eta=mirostat_eta, seed=seed, logit_bias=logit_bias, tfs_z=tfs_z,
+            **_grammar_fields(grammar)))
         ctx = self._context
-        tokens = self._prompt_tokens(prompt)
-        chain = build_chain(sampling, self._vocab, ctx.n_ctx)  # an invalid grammar raises here
+        tokens = self._prompt_tokens(prompt, suffix)
+        logits_hook = as_logits_hook(logits_processor)
+        stop_hook = as_stop_hook(stopping_criteria)
         limit = None if max_tokens is None or max_tokens <= 0 else int(max_tokens)
         matcher = StopMatcher(stop)
+        raw_logits = logprobs is not None or logits_hook is not None or stop_hook is not None
         cid, created, model_name = f"cmpl-{uuid.uuid4()}", int(time.time()), model or self.model_path
         echo_text = self.detokenize(tokens).decode("utf-8", "replace") if echo else ""
-
         sink: deque[TokenLogprob] = deque()
+        prompt_entries: list[TokenLogprob] = []
+        state = self._state
 
         def chunks() -> Iterator[TextChunk]:
             self._acquire()
             try:
-                steps: Iterator[int] = generate_tokens(ctx, self._vocab, chain, tokens, self._state, limit,
-                                                       self._batch)
+                chain = self._slot.chain(sampling, raw_logits)  # an invalid grammar raises here
+                read_prompt = (prompt_logprobs(ctx, tokens, logprobs, prompt_entries)
+                               if echo and logprobs is not None else None)
+                steps: Iterator[int] = generate_tokens(ctx, self._vocab, chain, tokens, state, limit,
+                                                       self._batch, logits_hook=logits_hook,
+                                                       prompt_logits=read_prompt)
                 if logprobs is not None:
                     steps = with_logprobs(steps, ctx, logprobs, sink)
-                yield from stream_text(steps, self._vocab, matcher, limit)
+                stop_token = None
+                if stop_hook is not None:
+                    def stop_token(tok: int) -> bool:
+                        return stop_hook([*state.tokens, tok], ctx.logits(-1))
+                yield from stream_text(steps, self._vocab, matcher, limit, stop_token)
             finally:
                 self._release()
 
-        offset = [len(echo_text)]
+        offset = [0]
 
-        def logprobs_of(toks: list[int]) -> dict[str, object] | None:
+        def logprobs_of(toks: list[int], first: bool) -> dict[str, object] | None:
             if logprobs is None:
                 return None
             entries = [sink.popleft() for _ in toks]
+            if first and prompt_entries:
+                entries = prompt_entries + entries
             out, offset[0] = openai_logprobs(entries, self._vocab, offset[0])
             return out
 
@@ -320,7 +453,8 @@ class Llama:
         done = collect(chunks())
         response: CreateCompletionResponse = {
             "id": cid, "object": "text_completion", "created": created, "model": model_name,
-            "choices": [{"text": echo_text + done.text, "index": 0, "logprobs": logprobs_of(done.tokens),
+            "choices": [{"text": echo_text + done.text, "index": 0,
+                         "logprobs": logprobs_of(done.tokens, True),
                          "finish_reason": done.finish_reason}],
             "usage": {"prompt_tokens": len(tokens), "completion_tokens": len(done.tokens),
                       "total_tokens": len(tokens) + len(done.tokens)},
@@ -330,12 +464,13 @@ class Llama:
     @staticmethod
     def _stream_dicts(
         chunks: Iterator[TextChunk], cid: str, created: int, model_name: str, echo_text: str,
-        logprobs_of: Callable[[list[int]], dict[str, object] | None],
+        logprobs_of: Callable[[list[int], bool], dict[str, object] | None],
     ) -> Iterator[CompletionChunk]:
-        first = echo_text
+        first = True
         for chunk in chunks:
-            text, first = first + chunk.text, ""
-            lp = logprobs_of(chunk.tokens)  # consumed in order, even for a chunk with no text
+            text = echo_text + chunk.text if first else chunk.text
+            lp = logprobs_of(chunk.tokens, first)  # consumed in order, even for a chunk with no text
+            first = False
             if not text and chunk.finish_reason is None:
                 continue
             yield {"id": cid, "object": "text_completion", "created": created, "model": model_name,
@@ -349,5 +484,18 @@ class Llama:
     def __call__(self, prompt: Union[str, Sequence[int]], *, stream: Literal[True],
                  **kwargs: Any) -> Iterator[CompletionChunk]: ...
 
-    def __call__(self, prompt: Union[str, Sequence[int]], **kwargs: Any) -> Any:
-        return self.create_completion(prompt, **kwargs)
+    def __call__(self, prompt: Union[str, Sequence[int]], *args: Any, **kwargs: Any) -> Any:
+        return self.create_completion(prompt, *args, **kwargs)
+
+
+def _grammar_fields(grammar: str | LlamaGrammar | None) -> dict[str, Any]:
+    """``grammar=`` as SamplingParams fields (a GBNF string or a :class:`LlamaGrammar`)."""
+    if grammar is None:
+        return {}
+    if isinstance(grammar, str):
+        return {"grammar": grammar}
+    from .grammar import LlamaGrammar
+
+    if isinstance(grammar, LlamaGrammar):
+        return {"grammar": grammar.grammar, "grammar_root": grammar.root}
+    raise TypeError(f"grammar must be a GBNF string or a LlamaGrammar, not {type(grammar).__name__}")

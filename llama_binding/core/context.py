@@ -16,7 +16,7 @@ import ctypes
 import enum
 import os
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -27,6 +27,9 @@ from ..errors import ContextCreateError, check_decode
 from ._handle import NativeHandle
 from .batch import Batch
 from .model import Model
+
+if TYPE_CHECKING:
+    from .sampler import SamplerChain
 
 __all__ = ["Context", "ContextParams", "FlashAttnType", "PoolingType", "physical_cores"]
 
@@ -80,6 +83,7 @@ class ContextParams:
     n_batch: int | None = None
     n_ubatch: int | None = None
     n_seq_max: int | None = None
+    n_outputs_max: int | None = None
     n_outputs_max_per_seq: int | None = None
     n_threads: int | None = None
     n_threads_batch: int | None = None
@@ -163,6 +167,7 @@ class Context(NativeHandle[Any]):
         self.model = model
         self._n_vocab = int(capi.llama_vocab_n_tokens(capi.llama_model_get_vocab(model.ptr)))
         self._n_embd = model.n_embd
+        self._samplers: dict[int, SamplerChain] = {}  # attached chains, kept alive while attached
 
     # --- sizes ---------------------------------------------------------------------------
 
@@ -190,6 +195,39 @@ class Context(NativeHandle[Any]):
     @property
     def pooling_type(self) -> PoolingType:
         return PoolingType(int(capi.llama_pooling_type(self.ptr)))
+
+    # --- backend ("GPU-side") sampling ------------------------------------------------------
+
+    def attach_sampler(self, seq_id: int, chain: SamplerChain) -> bool:
+        """Sample ``seq_id``'s outputs with ``chain`` inside the decode, on the device that
+        computes the output layer (``llama_set_sampler``). Returns False when llama.cpp
+        cannot offload it (the chain then stays a plain CPU chain).
+
+        While attached, a decode brings only the sampled token (and the candidates that the
+        chain's CPU tail needs) back to the host, not the logits: ``logits()`` of that
+        sequence is unavailable. The leading samplers that the backend supports (greedy,
+        dist, top-k, top-p, min-p, temperature, penalties, logit bias) run there; the rest
+        of the chain runs on the CPU over the candidates left. A chain can be attached once
+        in its life; it stays alive while attached, and closing it detaches it first. A
+        decode may then ask for at most ``n_outputs_max_per_seq`` outputs of that sequence.
+        """
+        self.detach_sampler(seq_id)
+        if not capi.llama_set_sampler(self.ptr, seq_id, chain.ptr):
+            return False
+        self._samplers[seq_id] = chain
+        chain._attached_to(self, seq_id)
+        return True
+
+    def detach_sampler(self, seq_id: int) -> None:
+        """Stop sampling ``seq_id`` on the backend (no-op when nothing is attached)."""
+        chain = self._samplers.pop(seq_id, None)
+        if chain is not None:
+            chain._attached_to(None, seq_id)
+            if not self.closed:
+                capi.llama_set_sampler(self.ptr, seq_id, None)
+
+    def attached_sampler(self, seq_id: int) -> SamplerChain | None:
+        return self._samplers.get(seq_id)
 
     def set_threads(self, n_threads: int, n_threads_batch: int) -> None:
         capi.llama_set_n_threads(self.ptr, n_threads, n_threads_batch)

@@ -9,6 +9,7 @@ nothing. The chain samples inside C: ``sample(ctx, i)`` is one ctypes call per t
 from __future__ import annotations
 
 import ctypes
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -171,8 +172,27 @@ class SamplerChain(NativeHandle[Any]):
         if not ptr:
             raise SamplerError("could not create a sampler chain")
         super().__init__(ptr, capi.llama_sampler_free)
+        self._ctx: weakref.ref[Context] | None = None  # the context it is attached to
+        self._seq_id = -1
         for s in samplers:
             self.add(s)
+
+    def _attached_to(self, ctx: Context | None, seq_id: int) -> None:
+        """Called by :meth:`Context.attach_sampler` / ``detach_sampler``."""
+        self._ctx = None if ctx is None else weakref.ref(ctx)
+        self._seq_id = seq_id
+
+    @property
+    def attached(self) -> bool:
+        """True while a context samples with this chain on its backend."""
+        return self._ctx is not None and self._ctx() is not None
+
+    def close(self) -> None:
+        """Detach from its context (if attached), then free."""
+        ctx = self._ctx() if self._ctx is not None else None
+        if ctx is not None:
+            ctx.detach_sampler(self._seq_id)
+        super().close()
 
     def add(self, sampler: Sampler) -> SamplerChain:
         """Move ``sampler`` into the chain (the chain owns it from now on)."""

@@ -10,7 +10,7 @@ them. Nothing is computed when logprobs were not requested.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,14 +19,16 @@ import numpy.typing as npt
 from ..core.context import Context
 from ..core.vocab import Vocab
 
-__all__ = ["TokenLogprob", "log_softmax_at", "openai_logprobs", "with_logprobs"]
+__all__ = ["TokenLogprob", "log_softmax_at", "openai_logprobs", "prompt_logprobs", "with_logprobs"]
 
 
 @dataclass(frozen=True)
 class TokenLogprob:
+    """A token's log-probability and its alternatives' (None for a prompt's first token)."""
+
     token: int
-    logprob: float
-    top: dict[int, float]
+    logprob: float | None
+    top: dict[int, float] | None
 
 
 def log_softmax_at(logits: npt.NDArray[np.float32], token: int, n_top: int) -> TokenLogprob:
@@ -51,6 +53,22 @@ def with_logprobs(tokens: Iterable[int], ctx: Context, n_top: int,
         yield tok
 
 
+def prompt_logprobs(ctx: Context, prompt: Sequence[int], n_top: int,
+                    out: list[TokenLogprob]) -> Callable[[int, int], None]:
+    """A ``prompt_logits`` reader for :func:`~.steps.generate_tokens` that appends one
+    entry per prompt token to ``out`` (the first has no log-probability: nothing
+    predicts it)."""
+    out.append(TokenLogprob(prompt[0], None, None))
+
+    def read(start: int, n: int) -> None:
+        for j in range(n):
+            nxt = start + j + 1
+            if nxt < len(prompt):
+                out.append(log_softmax_at(ctx.logits(j), prompt[nxt], n_top))
+
+    return read
+
+
 def openai_logprobs(entries: list[TokenLogprob], vocab: Vocab,
                     text_offset: int) -> tuple[dict[str, object], int]:
     """The OpenAI completion ``logprobs`` object for ``entries``, and the text offset after them."""
@@ -67,7 +85,8 @@ def openai_logprobs(entries: list[TokenLogprob], vocab: Vocab,
         "text_offset": offsets,
         "token_logprobs": [e.logprob for e in entries],
         "top_logprobs": [
-            {vocab.token_to_piece(t).decode("utf-8", "replace"): lp for t, lp in e.top.items()}
+            None if e.top is None
+            else {vocab.token_to_piece(t).decode("utf-8", "replace"): lp for t, lp in e.top.items()}
             for e in entries
         ],
     }, pos

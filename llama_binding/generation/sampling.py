@@ -14,12 +14,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..core.context import Context
 from ..core.sampler import DEFAULT_SEED, Sampler, SamplerChain
 from ..core.vocab import Vocab
 
-__all__ = ["SamplerStep", "SamplingParams", "build_chain", "plan"]
+__all__ = ["BACKEND_STEPS", "ChainSlot", "SamplerStep", "SamplingParams", "build_chain", "plan"]
 
 _VOCAB_STEPS = frozenset({"grammar", "grammar_lazy", "dry", "infill"})
+
+#: samplers that this llama.cpp can run inside the decode graph ("backend sampling")
+BACKEND_STEPS = frozenset({"logit_bias", "penalties", "greedy", "dist", "top_k", "top_p", "min_p",
+                           "temp", "temp_ext"})
 
 
 @dataclass(frozen=True)
@@ -159,3 +164,52 @@ def build_chain(p: SamplingParams, vocab: Vocab, n_ctx: int) -> SamplerChain:
         for s in made:
             s.close()
         raise
+
+
+class ChainSlot:
+    """The sampler chain of one sequence, sampled on the backend (GPU-side) when allowed.
+
+    With ``backend=True``, a chain whose leading samplers the backend supports is attached
+    to the context, so that a decode brings back a token instead of the whole vocabulary's
+    logits. Attaching makes llama.cpp rebuild its graphs, so an attached chain stays
+    attached between calls with equal options and is only reset. A call that needs the
+    raw logits (logprobs, a Python logits processor) gets a CPU chain and detaches the
+    backend one.
+    """
+
+    def __init__(self, ctx: Context, vocab: Vocab, seq_id: int = 0, backend: bool = False) -> None:
+        self.ctx = ctx
+        self.vocab = vocab
+        self.seq_id = seq_id
+        self.backend = backend
+        self._attached: tuple[SamplingParams, SamplerChain] | None = None
+
+    def chain(self, p: SamplingParams, raw_logits: bool = False) -> SamplerChain:
+        """A fresh (or reset) chain for ``p``; an invalid grammar raises here, at once."""
+        cur = self._attached
+        if cur is not None and not raw_logits and cur[0] == p and cur[1].attached:
+            cur[1].reset()
+            return cur[1]
+        chain = build_chain(p, self.vocab, self.ctx.n_ctx)
+        self.detach()
+        if self.backend and not raw_logits and on_backend(p, self.vocab.n_tokens):
+            if self.ctx.attach_sampler(self.seq_id, chain):
+                self._attached = (p, chain)
+        return chain
+
+    @property
+    def on_backend(self) -> bool:
+        """True while a chain samples on the backend."""
+        return self._attached is not None and self._attached[1].attached
+
+    def detach(self) -> None:
+        if self._attached is not None:
+            self._attached = None
+            self.ctx.detach_sampler(self.seq_id)
+
+
+def on_backend(p: SamplingParams, n_vocab: int) -> bool:
+    """Whether the chain for ``p`` starts with samplers the backend runs (so attaching it
+    saves copying the logits to the host)."""
+    steps = plan(p, n_vocab, 1)
+    return bool(steps) and steps[0].name in BACKEND_STEPS

@@ -10,7 +10,10 @@ so a caller that stops early (a stop string, EOS) leaves the KV memory exactly i
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+
+import numpy as np
+import numpy.typing as npt
 
 from ..core.batch import Batch
 from ..core.context import Context
@@ -18,7 +21,7 @@ from ..core.sampler import SamplerChain
 from ..core.vocab import Vocab
 from ..errors import ContextOverflowError
 
-__all__ = ["SequenceState", "common_prefix", "generate_tokens"]
+__all__ = ["SequenceState", "common_prefix", "decode_in_step", "generate_tokens"]
 
 
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
@@ -58,7 +61,7 @@ class SequenceState:
         return n
 
 
-def _decode(ctx: Context, batch: Batch, state: SequenceState) -> None:
+def decode_in_step(ctx: Context, batch: Batch, state: SequenceState) -> None:
     """Decode; on any failure (an abort, Ctrl-C, a full cache) drop what the batch may
     have left in memory, so memory and ``state.tokens`` stay in step."""
     try:
@@ -76,9 +79,19 @@ def generate_tokens(
     state: SequenceState,
     max_tokens: int | None = None,
     batch: Batch | None = None,
+    *,
+    logits_hook: Callable[[Sequence[int], npt.NDArray[np.float32]], None] | None = None,
+    prompt_logits: Callable[[int, int], None] | None = None,
 ) -> Iterator[int]:
     """Yield sampled token ids after ``prompt``; stops at end-of-generation, after
-    ``max_tokens`` (None: until the context is full) or when the caller stops."""
+    ``max_tokens`` (None: until the context is full) or when the caller stops.
+
+    ``logits_hook(tokens, logits)`` may change the next token's logits in place before
+    each sample. ``prompt_logits(start, n)`` asks for the logits of every prompt token:
+    the whole prompt is evaluated again (no prefix reuse) and after each chunk it is
+    called while the chunk's ``n`` rows (batch outputs 0..n-1, prompt positions
+    ``start..start+n-1``) can be read from the context.
+    """
     if not prompt:
         raise ValueError("the prompt is empty: give at least one token (for example BOS)")
     limit = ctx.n_ctx_seq
@@ -89,18 +102,28 @@ def generate_tokens(
     if batch is None:
         batch = Batch(min(n_batch, len(prompt)))
     seq = (state.seq_id,)
-    i = state.reuse(prompt)
+    if prompt_logits is not None:
+        state.reset()
+        i = 0
+    else:
+        i = state.reuse(prompt)
     last = len(prompt) - 1
+    all_logits = prompt_logits is not None
     while i < len(prompt):
         chunk = prompt[i : i + min(n_batch, batch.capacity)]
         batch.clear()
-        batch.add_sequence(chunk, i, state.seq_id, logits_last=i + len(chunk) - 1 == last)
-        _decode(ctx, batch, state)
+        batch.add_sequence(chunk, i, state.seq_id, logits_last=i + len(chunk) - 1 == last,
+                           logits_all=all_logits)
+        decode_in_step(ctx, batch, state)
         state.tokens.extend(chunk)
+        if prompt_logits is not None:
+            prompt_logits(i, len(chunk))
         i += len(chunk)
     pos = len(prompt)
     produced = 0
     while max_tokens is None or produced < max_tokens:
+        if logits_hook is not None:
+            logits_hook(state.tokens, ctx.logits(-1))
         tok = chain.sample(ctx, -1)
         produced += 1
         yield tok
@@ -108,6 +131,6 @@ def generate_tokens(
             return
         batch.clear()
         batch.add(tok, pos, seq, True)
-        _decode(ctx, batch, state)
+        decode_in_step(ctx, batch, state)
         state.tokens.append(tok)
         pos += 1

@@ -7,7 +7,7 @@ objects; :func:`collect` joins them. The OpenAI dict shapes are made at the edge
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
@@ -37,11 +37,13 @@ class Completion:
 
 
 def stream_text(tokens: Iterable[int], vocab: Vocab, stop: StopMatcher,
-                max_tokens: int | None) -> Iterator[TextChunk]:
+                max_tokens: int | None, stop_token: Callable[[int], bool] | None = None
+                ) -> Iterator[TextChunk]:
     """Text chunks of ``tokens``; the last chunk carries ``finish_reason``.
 
-    "stop": an end-of-generation token or a stop string; "length": ``max_tokens`` or the
-    context ran out. End-of-generation tokens add no text.
+    "stop": an end-of-generation token, a stop string, or ``stop_token(token)`` returned
+    True (that token is dropped); "length": ``max_tokens`` or the context ran out.
+    End-of-generation tokens add no text.
     """
     detok = IncrementalDetokenizer()
     pending: list[int] = []
@@ -49,7 +51,7 @@ def stream_text(tokens: Iterable[int], vocab: Vocab, stop: StopMatcher,
     reason: FinishReason = "length"
     for tok in tokens:
         produced += 1
-        if vocab.is_eog(tok):
+        if vocab.is_eog(tok) or (stop_token is not None and stop_token(tok)):
             reason = "stop"
             break
         pending.append(tok)

@@ -67,5 +67,30 @@ def test_stream_logprobs_equal_non_stream(llm: Llama) -> None:
 def test_bad_logprobs_arguments(llm: Llama) -> None:
     with pytest.raises(ValueError):
         llm("x", max_tokens=1, logprobs=-1)
-    with pytest.raises(ValueError, match="echo"):
-        llm("x", max_tokens=1, logprobs=1, echo=True)
+    with pytest.raises(ValueError):
+        llm("x", max_tokens=1, logprobs=True)  # type: ignore[arg-type]
+
+
+def test_echo_logprobs_cover_the_prompt(llm: Llama, smollm2: Path) -> None:
+    prompt = "The capital of France is"
+    ptoks = llm.tokenize(prompt.encode())
+    llm("warm the prefix cache: " + prompt, max_tokens=1)  # prompt logprobs must not reuse it
+    out = llm(prompt, max_tokens=4, temperature=0.0, logprobs=2, echo=True)
+    choice = out["choices"][0]
+    lp = choice["logprobs"]
+    assert lp is not None
+    assert len(lp["tokens"]) == len(ptoks) + 4
+    assert "".join(lp["tokens"]) == choice["text"] and choice["text"].startswith(prompt)
+    assert lp["token_logprobs"][0] is None and lp["top_logprobs"][0] is None
+    # the prompt's log-probabilities equal those computed from eval() with logits_all
+    with Llama(smollm2, n_ctx=256, logits_all=True) as ref:
+        ref.eval(ptoks)
+        scores = ref.scores.astype(np.float64)
+        assert scores.shape == (len(ptoks), ref.n_vocab())
+    for i in range(1, len(ptoks)):
+        row = scores[i - 1]
+        expected = row[ptoks[i]] - (row.max() + np.log(np.exp(row - row.max()).sum()))
+        assert lp["token_logprobs"][i] == pytest.approx(expected, abs=2e-3)
+    streamed = list(llm(prompt, max_tokens=4, temperature=0.0, logprobs=2, echo=True, stream=True))
+    toks = [t for c in streamed if c["choices"][0]["logprobs"] for t in c["choices"][0]["logprobs"]["tokens"]]
+    assert toks == lp["tokens"]
