@@ -21,4 +21,7 @@ if [ ! -f "$W/pkg/llama_binding/lib/libllama.so" ]; then
     ls -la "$W/pkg/llama_binding/lib" "$W/pkg/llama_binding/bin" | tee -a "$OUT/cuda-build-summary.txt"
 
 fi
-export PYTHONPATH="$W/pkg:$W/site"
+# the native libraries and tools from the build, the Python code from this working tree (so a
+# Python-only change needs no rebuild between calls)
+export LLAMA_BINDING_LIB_DIR="$W/pkg/llama_binding/lib"
+export PYTHONPATH="$PWD:$W/site"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# P3 decode benchmark on the GPU machine: a synthetic Llama-3.2-1B-shaped model (random
-# weights, Llama-3 BPE vocabulary, 16 layers, n_embd 2048, GQA 32/8, n_ff 8192) quantized
-# to Q4_K_M with the same build's llama-quantize, every layer offloaded, flash attention on.
+# P3 on the GPU machine: GPU tests of the Llama facade, then the decode benchmark on a
+# synthetic Llama-3.2-1B-shaped model (random weights, Llama-3 BPE vocabulary, 16 layers,
+# n_embd 2048, GQA 32/8, n_ff 8192) quantized to Q4_K_M with the same build's llama-quantize,
+# every layer offloaded, flash attention on; with backend sampling (auto) and without.
 #   device run, carry [".carry"]:  bash bench/gpu_p3.sh
 set -uo pipefail
 OUT=${OUT:-bench/results}
@@ -9,8 +10,9 @@ W=/tmp/lb
 source bench/gpu_build.sh
 mkdir -p vendor/llama.cpp/models && cp .carry/ggml-vocab-llama-bpe.gguf vendor/llama.cpp/models/
 M=/tmp/models; mkdir -p $M
-t0=$(date +%s)
-python3 - <<'PY'
+if [ ! -f $M/llama1b-q4km.gguf ]; then
+    t0=$(date +%s)
+    python3 - <<'PY'
 import sys
 from pathlib import Path
 sys.path.insert(0, "tests")
@@ -19,8 +21,19 @@ spec = TinySpec(vocab="llama-bpe", n_embd=2048, n_layer=16, n_head=32, n_head_kv
                 n_ctx_train=8192, seed=1)
 write_tiny_llama(Path("/tmp/models/llama1b-f32.gguf"), spec)
 PY
-"$W/pkg/llama_binding/bin/llama-quantize" $M/llama1b-f32.gguf $M/llama1b-q4km.gguf Q4_K_M 16 > $W/quantize.log 2>&1 \
-    || { tail -20 $W/quantize.log; exit 1; }
-echo "model written and quantized in $(( $(date +%s) - t0 )) s: $(ls -la $M/llama1b-q4km.gguf)"
-python3 bench/decode.py $M/llama1b-q4km.gguf --prompt 512 --gen 128 --reps 3 --ngl 99 --fa on \
-    --json "$OUT/decode-gpu-llama1b-q4km.json" 2>&1 | tee "$OUT/decode-gpu-llama1b-q4km.txt" | tail -12
+    "$W/pkg/llama_binding/bin/llama-quantize" $M/llama1b-f32.gguf $M/llama1b-q4km.gguf Q4_K_M 16 \
+        > $W/quantize.log 2>&1 || { tail -20 $W/quantize.log; exit 1; }
+    echo "model written and quantized in $(( $(date +%s) - t0 )) s: $(ls -la $M/llama1b-q4km.gguf)"
+fi
+if [ "${SKIP_TESTS:-0}" != 1 ]; then
+    # the facade's tests with every layer on the GPU (stories260K from the carry)
+    PIP_NO_INDEX=1 LLAMA_BINDING_MODELS=$PWD/.carry python3 -m pytest -q \
+        tests/test_llama.py tests/test_llama_hooks.py tests/generation 2>&1 | tail -15 \
+        | tee "$OUT/pytest-gpu.txt"
+    python3 bench/gpu_sampling_check.py $M/llama1b-q4km.gguf 2>&1 | tee "$OUT/gpu-sampling-check.txt"
+fi
+for bs in auto off; do
+    python3 bench/decode.py $M/llama1b-q4km.gguf --prompt 512 --gen 128 --reps ${REPS:-3} --ngl 99 --fa on \
+        --backend-sampling $bs --json "$OUT/decode-gpu-llama1b-q4km-bs-$bs.json" 2>&1 \
+        | tee "$OUT/decode-gpu-llama1b-q4km-bs-$bs.txt" | tail -12
+done
