@@ -4,6 +4,7 @@
 # n_embd 2048, GQA 32/8, n_ff 8192) quantized to Q4_K_M with the same build's llama-quantize,
 # every layer offloaded, flash attention on; with backend sampling (auto) and without.
 #   device run, carry [".carry"]:  bash bench/gpu_p3.sh
+#   (in two calls within 600 s each: SKIP_BENCH=1 bash bench/gpu_p3.sh; SKIP_TESTS=1 bash bench/gpu_p3.sh)
 set -uo pipefail
 OUT=${OUT:-bench/results}
 W=/tmp/lb
@@ -32,6 +33,7 @@ if [ "${SKIP_TESTS:-0}" != 1 ]; then
         | tee "$OUT/pytest-gpu.txt"
     python3 bench/gpu_sampling_check.py $M/llama1b-q4km.gguf 2>&1 | tee "$OUT/gpu-sampling-check.txt"
 fi
+[ "${SKIP_BENCH:-0}" = 1 ] && exit 0
 for bs in auto off; do
     python3 bench/decode.py $M/llama1b-q4km.gguf --prompt 512 --gen 128 --reps ${REPS:-3} --ngl 99 --fa on \
         --backend-sampling $bs --json "$OUT/decode-gpu-llama1b-q4km-bs-$bs.json" 2>&1 \
