@@ -48,6 +48,9 @@ def llama_bench(model: str, args: argparse.Namespace, threads: int) -> tuple[flo
 
 
 def ours(llm: Llama, prompt: list[int], gen: int, mode: dict[str, float]) -> dict[str, float]:
+    # warm-up with the same options, as llama-bench warms up: the first call with new options
+    # attaches a new GPU-side sampler (a graph re-reserve, timed on its own by switch_cost_ms)
+    llm.create_completion(prompt[:8], max_tokens=2, **mode)  # type: ignore[arg-type]
     llm.reset()  # prefix reuse off: time the whole prompt
     ctx = llm._context
     ctx.perf_reset()
@@ -71,6 +74,21 @@ def ours(llm: Llama, prompt: list[int], gen: int, mode: dict[str, float]) -> dic
         "wall_us": decode_wall * 1e6,
         "eval_us": eval_per_token * 1e6,
     }
+
+
+def switch_cost_ms(llm: Llama, prompt: list[int]) -> float:
+    """Extra time of a short call whose sampling options differ from the previous call's."""
+    a, b = MODES["greedy"], MODES["sampled"]
+
+    def call(mode: dict[str, float]) -> float:
+        llm.reset()
+        t0 = time.perf_counter()
+        llm.create_completion(prompt[:8], max_tokens=1, **mode)  # type: ignore[arg-type]
+        return time.perf_counter() - t0
+
+    same = [call(a) for _ in range(6)][1:]
+    switched = [call(a if i % 2 else b) for i in range(6)]
+    return (statistics.median(switched) - statistics.median(same)) * 1e3
 
 
 def sampling_cost_us(llm: Llama, mode: dict[str, float]) -> float:
@@ -140,6 +158,10 @@ def main() -> None:
               f"(wall {med['wall_us']:.1f} - eval {med['eval_us']:.1f} - CPU sampling {cpu_sample_us:.1f})")
         results[name] = {**med, "sampling_us": sample_us, "backend_sampling": on_gpu, "overhead_us": overhead,
                          "prefill_ratio": med["prefill_tps"] / pp, "decode_ratio": med["decode_tps"] / tg}
+    switch = switch_cost_ms(llm, prompt)
+    print(f"changing sampling options between calls costs {switch:.2f} ms once "
+          f"({'re-attaching the GPU-side sampler' if on_gpu else 'a new CPU chain'})")
+    results["switch_cost_ms"] = switch
     results["llama_bench"] = {"pp": pp, "tg": tg}
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

@@ -29,8 +29,9 @@ fi
 if [ "${SKIP_TESTS:-0}" != 1 ]; then
     # the facade's tests with every layer on the GPU (stories260K from the carry)
     PIP_NO_INDEX=1 LLAMA_BINDING_MODELS=$PWD/.carry python3 -m pytest -q \
-        -k "not infill" tests/test_llama.py tests/test_llama_hooks.py tests/generation 2>&1 | tail -15 \
-        | tee "$OUT/pytest-gpu.txt"
+        -k "not infill" tests/test_llama.py tests/test_llama_hooks.py tests/generation \
+        > "$OUT/pytest-gpu.txt" 2>&1
+    tail -5 "$OUT/pytest-gpu.txt"
     python3 bench/gpu_sampling_check.py $M/llama1b-q4km.gguf 2>&1 | tee "$OUT/gpu-sampling-check.txt"
 fi
 [ "${SKIP_BENCH:-0}" = 1 ] && exit 0

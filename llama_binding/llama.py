@@ -146,6 +146,9 @@ class Llama:
             backend_sampling = bool(capi.llama_supports_gpu_offload()) and (
                 n_gpu_layers < 0 or n_gpu_layers > self._model.n_layer)
         self._slot = ChainSlot(self._ctx, self._vocab, self._state.seq_id, backend=backend_sampling)
+        # an offloaded model decodes asynchronously: start each token's decode before handing
+        # the token on, so that detokenizing and stop checks overlap the GPU's work
+        self._lookahead = bool(capi.llama_supports_gpu_offload()) and n_gpu_layers != 0
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -424,9 +427,9 @@ class Llama:
                 chain = self._slot.chain(sampling, raw_logits)  # an invalid grammar raises here
                 read_prompt = (prompt_logprobs(ctx, tokens, logprobs, prompt_entries)
                                if echo and logprobs is not None else None)
-                steps: Iterator[int] = generate_tokens(ctx, self._vocab, chain, tokens, state, limit,
-                                                       self._batch, logits_hook=logits_hook,
-                                                       prompt_logits=read_prompt)
+                steps: Iterator[int] = generate_tokens(
+                    ctx, self._vocab, chain, tokens, state, limit, self._batch, logits_hook=logits_hook,
+                    prompt_logits=read_prompt, lookahead=self._lookahead and not raw_logits)
                 if logprobs is not None:
                     steps = with_logprobs(steps, ctx, logprobs, sink)
                 stop_token = None

@@ -82,7 +82,8 @@ def test_eval_scores_and_sample(stories260k: Path) -> None:
     with Llama(stories260k, n_ctx=128) as last_only:
         last_only.eval(toks)
         assert last_only.scores.shape == (1, last_only.n_vocab())
-        np.testing.assert_allclose(last_only.scores[0], scores[-1], rtol=1e-4, atol=1e-4)
+        # a GPU computes one row and many rows with different kernels: close, not equal
+        np.testing.assert_allclose(last_only.scores[0], scores[-1], rtol=1e-3, atol=2e-2)
 
 
 def test_backend_sampling_on_the_cpu_backend_matches(stories260k: Path) -> None:

@@ -82,6 +82,7 @@ def generate_tokens(
     *,
     logits_hook: Callable[[Sequence[int], npt.NDArray[np.float32]], None] | None = None,
     prompt_logits: Callable[[int, int], None] | None = None,
+    lookahead: bool = False,
 ) -> Iterator[int]:
     """Yield sampled token ids after ``prompt``; stops at end-of-generation, after
     ``max_tokens`` (None: until the context is full) or when the caller stops.
@@ -91,6 +92,13 @@ def generate_tokens(
     the whole prompt is evaluated again (no prefix reuse) and after each chunk it is
     called while the chunk's ``n`` rows (batch outputs 0..n-1, prompt positions
     ``start..start+n-1``) can be read from the context.
+
+    ``lookahead=True`` starts the decode of each token before yielding it, so that an
+    asynchronous backend (CUDA) computes it while the caller detokenizes and checks stop
+    strings: the Python work of a token hides behind the GPU's. A caller that stops then
+    leaves that one token decoded in memory (it is in ``state.tokens`` too, so prefix reuse
+    stays exact), and the logits of the yielded token are gone once it is yielded: use
+    it only when nobody reads logits after sampling.
     """
     if not prompt:
         raise ValueError("the prompt is empty: give at least one token (for example BOS)")
@@ -126,8 +134,17 @@ def generate_tokens(
             logits_hook(state.tokens, ctx.logits(-1))
         tok = chain.sample(ctx, -1)
         produced += 1
+        final = vocab.is_eog(tok) or pos >= limit or (max_tokens is not None and produced >= max_tokens)
+        if lookahead and not final:
+            batch.clear()
+            batch.add(tok, pos, seq, True)
+            decode_in_step(ctx, batch, state)  # runs on the device while the caller works
+            state.tokens.append(tok)
+            pos += 1
+            yield tok
+            continue
         yield tok
-        if vocab.is_eog(tok) or pos >= limit or (max_tokens is not None and produced >= max_tokens):
+        if final:
             return
         batch.clear()
         batch.add(tok, pos, seq, True)

@@ -114,3 +114,29 @@ def test_generation_stops_when_the_context_is_full(stories260k: Path) -> None:
     chain = build_chain(SamplingParams(temperature=0.0, logit_bias={2: -1000.0}), vocab, 32)  # no EOS
     out = list(generate_tokens(ctx, vocab, chain, prompt, SequenceState(ctx), None))
     assert len(prompt) + len(out) == ctx.n_ctx_seq + 1  # the last sampled token is never decoded
+
+
+def test_lookahead_gives_the_same_tokens_and_keeps_memory_in_step(stories260k: Path) -> None:
+    model = Model(stories260k)
+    ctx = Context(model, ContextParams(n_ctx=256))
+    vocab = Vocab(model)
+    prompt = vocab.tokenize("Once upon a time")
+    other = Context(model, ContextParams(n_ctx=256))
+    plain = list(generate_tokens(other, vocab, build_chain(GREEDY, vocab, 256), prompt,
+                                 SequenceState(other), 20))
+    ahead_state = SequenceState(ctx)
+    ahead = list(generate_tokens(ctx, vocab, build_chain(GREEDY, vocab, 256), prompt, ahead_state, 20,
+                                 lookahead=True))
+    assert ahead == plain
+    steps = generate_tokens(ctx, vocab, build_chain(GREEDY, vocab, 256), prompt, ahead_state, 20,
+                            lookahead=True)
+    for i, _tok in enumerate(steps):
+        if i == 4:
+            break
+    steps.close()  # type: ignore[attr-defined]
+    # the caller stopped after 5 tokens; the 5th was already decoded and is accounted for
+    assert ahead_state.tokens == prompt + plain[:5]
+    assert ctx.seq_pos_max(0) == len(ahead_state.tokens) - 1
+    again = list(generate_tokens(ctx, vocab, build_chain(GREEDY, vocab, 256), prompt + plain[:5],
+                                 ahead_state, 5, lookahead=True))
+    assert again == plain[5:10]
