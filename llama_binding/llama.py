@@ -470,15 +470,20 @@ class Llama:
         logprobs_of: Callable[[list[int], bool], dict[str, object] | None],
     ) -> Iterator[CompletionChunk]:
         first = True
-        for chunk in chunks:
-            text = echo_text + chunk.text if first else chunk.text
-            lp = logprobs_of(chunk.tokens, first)  # consumed in order, even for a chunk with no text
-            first = False
-            if not text and chunk.finish_reason is None:
-                continue
-            yield {"id": cid, "object": "text_completion", "created": created, "model": model_name,
-                   "choices": [{"text": text, "index": 0, "logprobs": lp,
-                                "finish_reason": chunk.finish_reason}]}
+        try:
+            for chunk in chunks:
+                text = echo_text + chunk.text if first else chunk.text
+                lp = logprobs_of(chunk.tokens, first)  # consumed in order, even for a chunk with no text
+                first = False
+                if not text and chunk.finish_reason is None:
+                    continue
+                yield {"id": cid, "object": "text_completion", "created": created, "model": model_name,
+                       "choices": [{"text": text, "index": 0, "logprobs": lp,
+                                    "finish_reason": chunk.finish_reason}]}
+        finally:
+            # release the Llama now when the caller closes the stream early, not when the
+            # inner generator happens to be collected
+            chunks.close()  # type: ignore[attr-defined]
 
     @overload
     def __call__(self, prompt: Union[str, Sequence[int]], *, stream: Literal[False] = ...,
