@@ -217,6 +217,12 @@ class Llama:
     def input_ids(self) -> npt.NDArray[np.intc]:
         return np.array(self._state.tokens if self._ctx is not None else [], dtype=np.intc)
 
+    def cancel(self) -> None:
+        """Abort the decode running now, from another thread (see ``Context.cancel``): the
+        running call raises :class:`~llama_binding.errors.DecodeAbortedError` and this
+        ``Llama`` stays usable."""
+        self._context.cancel()
+
     def reset(self) -> None:
         """Forget the context's contents (the next call evaluates its prompt from scratch)."""
         if self._ctx is not None:

@@ -162,7 +162,7 @@ def test_cancelled_prompt_leaves_llama_consistent(tiny_spm: Path) -> None:
 
     with Llama(tiny_spm, n_ctx=4096, n_gpu_layers=0) as llm:
         prompt = [1] + [(i % 1000) + 100 for i in range(4000)]
-        timer = threading.Timer(0.05, llm._context.cancel)
+        timer = threading.Timer(0.05, llm.cancel)
         timer.start()
         with pytest.raises(DecodeAbortedError):
             llm.create_completion(prompt, max_tokens=1)
