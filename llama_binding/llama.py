@@ -117,6 +117,10 @@ class Llama:
         _log.set_verbose(verbose)
         model_kw = {f: given[k] for k, f in _params.MODEL_FIELDS.items()}
         model_kw["load_mode"] = _params.load_mode(use_mmap, use_mlock)
+        if not isinstance(model_path, (str, os.PathLike)):
+            raise TypeError(f"model_path must be a str or os.PathLike, not {type(model_path).__name__}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise TypeError(f"seed must be an int or None, not {type(seed).__name__}")
         self.model_path = os.fspath(model_path)
         on_progress = progress_callback(progress, f"loading {os.path.basename(self.model_path)}")
         self._model = Model(model_path, ModelParams(**model_kw), progress=on_progress)
@@ -274,9 +278,10 @@ class Llama:
         self._acquire()
         try:
             chain = self._slot.chain(params, raw_logits=True)
+            logits = ctx.logits(idx)  # IndexError where llama_sampler_sample would abort
             hook = as_logits_hook(logits_processor)
             if hook is not None:
-                hook(self._state.tokens, ctx.logits(idx))
+                hook(self._state.tokens, logits)
             return chain.sample(ctx, idx)
         finally:
             self._release()

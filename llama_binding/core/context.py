@@ -26,7 +26,7 @@ from ..capi import _loader
 from ..errors import ContextCreateError, check_decode
 from ._handle import NativeHandle
 from .batch import Batch
-from .model import Model
+from .model import Model, set_c_field
 
 if TYPE_CHECKING:
     from .sampler import SamplerChain
@@ -117,8 +117,16 @@ class ContextParams:
             if value is not None:
                 if isinstance(value, enum.Enum):
                     value = value.value
-                setattr(params, f.name, value)
+                set_c_field(params, f.name, value)
+        if params.n_batch < 1:
+            raise ValueError(f"n_batch must be >= 1, got {params.n_batch}")
+        for name in ("type_k", "type_v"):
+            if getattr(params, name) not in _GGML_TYPES:
+                raise ValueError(f"{name}={getattr(params, name)} is not a ggml type of this build")
         return params
+
+
+_GGML_TYPES = frozenset(int(v) for n, v in capi.ggml_type.__members__.items() if n != "GGML_TYPE_COUNT")
 
 
 class _AbortState(ctypes.Structure):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ctypes
 import enum
+import numbers
+import operator
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -13,6 +15,7 @@ from typing import Any, Callable, Union
 from .. import _backend, _log, capi
 from ..errors import ModelLoadError
 from ._handle import NativeHandle
+from ._header import check_header
 
 __all__ = ["LoadMode", "Model", "ModelParams", "SplitMode"]
 
@@ -58,14 +61,10 @@ class ModelParams:
         """The C struct, and the buffers it points into (keep them alive while loading)."""
         params = capi.llama_model_default_params()
         keep: list[Any] = []
-        for name in ("n_gpu_layers", "main_gpu", "vocab_only", "check_tensors"):
+        for name in ("n_gpu_layers", "split_mode", "load_mode", "main_gpu", "vocab_only", "check_tensors"):
             value = getattr(self, name)
             if value is not None:
-                setattr(params, name, value)
-        if self.split_mode is not None:
-            params.split_mode = int(self.split_mode)
-        if self.load_mode is not None:
-            params.load_mode = int(self.load_mode)
+                set_c_field(params, name, value)
         if self.tensor_split is not None:
             n = int(capi.llama_max_devices())
             if len(self.tensor_split) > n:
@@ -81,10 +80,44 @@ class ModelParams:
         return params, keep
 
 
+_C_INT_RANGES: dict[Any, tuple[int, int]] = {
+    ctypes.c_int8: (-(2**7), 2**7 - 1), ctypes.c_uint8: (0, 2**8 - 1),
+    ctypes.c_int16: (-(2**15), 2**15 - 1), ctypes.c_uint16: (0, 2**16 - 1),
+    ctypes.c_int32: (-(2**31), 2**31 - 1), ctypes.c_uint32: (0, 2**32 - 1),
+    ctypes.c_int64: (-(2**63), 2**63 - 1), ctypes.c_uint64: (0, 2**64 - 1),
+}
+
+
+def set_c_field(struct: Any, name: str, value: Any) -> None:
+    """``setattr(struct, name, value)`` for a scalar field of a ctypes parameter struct,
+    refusing what ctypes would silently truncate (``n_ctx=2**33``, ``-1`` in an unsigned
+    field) or reject with a message that does not name the option."""
+    ctype = next(f[1] for f in type(struct)._fields_ if f[0] == name)
+    if ctype in _C_INT_RANGES:
+        try:
+            value = operator.index(value)
+        except TypeError:
+            raise TypeError(f"{name} must be an int, not {type(value).__name__} ({value!r})") from None
+        lo, hi = _C_INT_RANGES[ctype]
+        if not lo <= value <= hi:
+            raise ValueError(f"{name} must be in {lo}..{hi}, got {value}")
+    elif ctype in (ctypes.c_float, ctypes.c_double):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{name} must be a number, not {type(value).__name__} ({value!r})")
+    elif ctype is ctypes.c_bool and not isinstance(value, (bool, int)):
+        raise TypeError(f"{name} must be a bool, not {type(value).__name__} ({value!r})")
+    setattr(struct, name, value)
+
+
 def _kv_overrides(overrides: Mapping[str, KVValue]) -> Any:
+    if not isinstance(overrides, Mapping):
+        raise TypeError(f"kv_overrides must be a mapping of str to bool/int/float/str, "
+                        f"not {type(overrides).__name__}")
     items = list(overrides.items())
     arr = (capi.llama_model_kv_override * (len(items) + 1))()  # zeroed end marker
     for slot, (key, value) in zip(arr, items):
+        if not isinstance(key, str):
+            raise TypeError(f"kv_overrides keys must be str, not {type(key).__name__} ({key!r})")
         raw = key.encode()
         if not raw or len(raw) >= 128:
             raise ValueError(f"kv_overrides key {key!r} must be 1 to 127 bytes")
@@ -144,6 +177,7 @@ class Model(NativeHandle[Any]):
         params = params or ModelParams()
         _backend.init_backends()
         cparams, keep = params.to_c()
+        check_header(p, params)
         cb = None
         cancelled = []
         if progress is not None:

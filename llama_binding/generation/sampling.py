@@ -67,6 +67,11 @@ class SamplingParams:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
+        for name in ("top_k", "penalty_last_n", "mirostat_mode", "dry_allowed_length",
+                     "dry_penalty_last_n", "min_keep"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be an int, got {value!r}")
         if self.mirostat_mode not in (0, 1, 2):
             raise ValueError(f"mirostat_mode must be 0, 1 or 2, got {self.mirostat_mode!r}")
         if self.repeat_penalty <= 0:

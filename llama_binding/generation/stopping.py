@@ -23,6 +23,8 @@ class StopMatcher:
             stops = ()
         elif isinstance(stops, str):
             stops = (stops,)
+        elif not isinstance(stops, Iterable):
+            raise TypeError(f"stop must be a str, a list of str or None, not {type(stops).__name__}")
         self.stops: tuple[str, ...] = tuple(s for s in stops if s)
         for s in self.stops:
             if not isinstance(s, str):

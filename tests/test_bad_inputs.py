@@ -1,0 +1,417 @@
+"""Bad inputs to ``Llama`` raise clear Python exceptions and never take the interpreter down.
+
+Every case runs in a child interpreter: a native crash (SIGSEGV, a ``GGML_ASSERT`` abort,
+SIGFPE) shows there as a negative return code instead of killing pytest. The child reports
+each case on one line (``@@label<TAB>exception class<TAB>its MRO<TAB>message``, or ``OK``);
+cases that cannot crash share a child, each loading case that reaches llama.cpp's parser
+has its own. A test then checks the class and that the message names the problem.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+TIMEOUT = 60  # seconds per child: a load that tries a huge allocation or loops fails here
+# ggml attaches gdb to print a backtrace on GGML_ASSERT: slow, and it buries the assert line
+CHILD_ENV = {**os.environ, "GGML_NO_BACKTRACE": "1"}
+
+PRELUDE = r'''
+import json, sys
+from llama_binding import Llama
+
+def report(label, fn):
+    print(f"@@{label}\tBEGIN", flush=True)
+    try:
+        value = fn()
+    except Exception as e:
+        mro = ",".join(c.__name__ for c in type(e).__mro__)
+        msg = " ".join(str(e).split())
+        print(f"@@{label}\t{type(e).__name__}\t{mro}\t{msg}", flush=True)
+    else:
+        print(f"@@{label}\tOK\t\t{' '.join(repr(value).split())[:300]}", flush=True)
+'''
+
+
+@dataclass(frozen=True)
+class Outcome:
+    name: str  # the exception's class name, or "OK"
+    lineage: tuple[str, ...]  # the class names of its MRO
+    message: str  # the exception's message, or repr() of the returned value
+
+    def is_a(self, *names: str) -> bool:
+        return any(n in self.lineage for n in names)
+
+
+class Child:
+    """One child interpreter's run and the outcome of each labelled case."""
+
+    def __init__(self, code: str, *args: str) -> None:
+        try:
+            proc = subprocess.run([sys.executable, "-c", PRELUDE + code, *args], capture_output=True,
+                                  text=True, timeout=TIMEOUT, stdin=subprocess.DEVNULL, env=CHILD_ENV)
+            self.returncode: int | None = proc.returncode
+            stdout, self.stderr = proc.stdout, proc.stderr
+        except subprocess.TimeoutExpired as exc:
+            self.returncode = None
+            stdout = _text(exc.stdout)
+            self.stderr = _text(exc.stderr)
+        self.outcomes: dict[str, Outcome] = {}
+        self.started: list[str] = []
+        for line in stdout.splitlines():
+            if not line.startswith("@@"):
+                continue
+            label, name, *rest = line[2:].split("\t", 3)
+            if name == "BEGIN":
+                self.started.append(label)
+            else:
+                mro, message = rest
+                self.outcomes[label] = Outcome(name, tuple(mro.split(",")) if mro else (), message)
+
+    def __getitem__(self, label: str) -> Outcome:
+        if self.returncode != 0:
+            pytest.fail(self._death(), pytrace=False)
+        assert label in self.outcomes, f"the child never reported {label!r}"
+        return self.outcomes[label]
+
+    def _death(self) -> str:
+        if self.returncode is None:
+            how = f"hung (killed after {TIMEOUT} s)"
+        elif self.returncode < 0:
+            how = f"was killed by {signal.Signals(-self.returncode).name}"
+        else:
+            how = f"exited with {self.returncode}"
+        unfinished = [label for label in self.started if label not in self.outcomes]
+        where = f" during case {unfinished[0]!r}" if unfinished else ""
+        return f"the child interpreter {how}{where}; its stderr ends with:\n{self.stderr[-3000:]}"
+
+
+def _text(out: bytes | str | None) -> str:
+    return out.decode("utf-8", "replace") if isinstance(out, bytes) else (out or "")
+
+
+def _raised(outcome: Outcome, *classes: str, naming: tuple[str, ...] = ()) -> None:
+    """``outcome`` is an exception that is one of ``classes`` and whose message holds every
+    fragment of ``naming`` (case-insensitive)."""
+    wanted = " or ".join(classes)
+    if outcome.name == "OK":
+        pytest.fail(f"expected {wanted}, but it returned {outcome.message}", pytrace=False)
+    if not outcome.is_a(*classes):
+        pytest.fail(f"expected {wanted}, got {outcome.name} ({' <- '.join(outcome.lineage)}): "
+                    f"{outcome.message}", pytrace=False)
+    missing = [f for f in naming if f.lower() not in outcome.message.lower()]
+    if missing:
+        pytest.fail(f"the {outcome.name} does not name {missing}: {outcome.message}", pytrace=False)
+
+
+# --- GGUF surgery ------------------------------------------------------------------------
+
+_SCALAR_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}  # gguf_type
+_STRING, _ARRAY = 8, 9
+
+
+def _gguf_layout(data: bytes) -> tuple[dict[str, int], list[dict[str, int]]]:
+    """Offsets in a GGUF v3 file: of each metadata value, and of each tensor info's fields."""
+    n_tensors, n_kv = struct.unpack_from("<qq", data, 8)
+    pos = 24
+
+    def skip(pos: int, vtype: int) -> int:
+        if vtype == _STRING:
+            return pos + 8 + int(struct.unpack_from("<Q", data, pos)[0])
+        if vtype == _ARRAY:
+            sub, n = struct.unpack_from("<IQ", data, pos)
+            pos += 12
+            if sub != _STRING and sub != _ARRAY:
+                return pos + int(n) * _SCALAR_SIZES[sub]
+            for _ in range(n):
+                pos = skip(pos, sub)
+            return pos
+        return pos + _SCALAR_SIZES[vtype]
+
+    values: dict[str, int] = {}
+    for _ in range(n_kv):
+        (klen,) = struct.unpack_from("<Q", data, pos)
+        key = data[pos + 8 : pos + 8 + klen].decode()
+        (vtype,) = struct.unpack_from("<I", data, pos + 8 + klen)
+        pos = values[key] = pos + 8 + klen + 4
+        pos = skip(pos, vtype)
+    tensors = []
+    for _ in range(n_tensors):
+        info = {"name_len": pos}
+        pos += 8 + struct.unpack_from("<Q", data, pos)[0]
+        (n_dims,) = struct.unpack_from("<I", data, pos)
+        info.update(n_dims=pos, dims=pos + 4, type=pos + 4 + 8 * n_dims, offset=pos + 8 + 8 * n_dims)
+        pos = info["offset"] + 8
+        tensors.append(info)
+    return values, tensors
+
+
+def _patched(data: bytes, fmt: str, at: int, value: int) -> bytes:
+    out = bytearray(data)
+    struct.pack_into(fmt, out, at, value)
+    return bytes(out)
+
+
+def _header(n_tensors: int, n_kv: int) -> bytes:
+    return b"GGUF" + struct.pack("<Iqq", 3, n_tensors, n_kv)
+
+
+def _first_tensor(field: str, fmt: str, value: int) -> Callable[[bytes], bytes]:
+    return lambda data: _patched(data, fmt, _gguf_layout(data)[1][0][field], value)
+
+
+def _block_count(value: int) -> Callable[[bytes], bytes]:
+    return lambda data: _patched(data, "<I", _gguf_layout(data)[0]["llama.block_count"], value)
+
+
+# (id, how to damage stories260K's bytes, kv_overrides, fragments the ModelLoadError names)
+DAMAGED: list[tuple[str, Callable[[bytes], bytes], dict[str, object], tuple[str, ...]]] = [
+    ("truncated-half", lambda d: d[: len(d) // 2], {}, ("corrupted or incomplete",)),
+    ("truncated-100-bytes", lambda d: d[:100], {}, ("key-value",)),
+    ("magic-only", lambda d: d[:4], {}, ("header",)),
+    ("absurd-n_tensors", lambda d: _header(2**62, 0), {}, ("number of tensors",)),
+    ("negative-n_tensors", lambda d: _header(-1, 0), {}, ("number of tensors",)),
+    ("absurd-n_kv", lambda d: _header(0, 2**62), {}, ("number of key value pairs",)),
+    ("n_tensors-off-by-one", lambda d: _patched(d, "<q", 8, struct.unpack_from("<q", d, 8)[0] + 1), {},
+     ("offset",)),
+    ("tensor-data-offset", _first_tensor("offset", "<Q", 2**60), {}, ("offset",)),
+    ("tensor-shape-overflow", _first_tensor("dims", "<q", 2**62), {}, ("overflow",)),
+    ("tensor-n_dims", _first_tensor("n_dims", "<I", 1000), {}, ("dimensions",)),
+    ("tensor-type", _first_tensor("type", "<I", 9999), {}, ("type",)),
+    ("tensor-name-length", _first_tensor("name_len", "<Q", 2**62), {}, ("string length",)),
+    # llama.cpp GGML_ASSERTs (aborts the process) on these; core/model.py checks them first
+    ("block_count-0", _block_count(0), {}, ("block_count",)),
+    ("block_count-1000", _block_count(1000), {}, ("block_count",)),
+    ("override-block_count-0", lambda d: d, {"llama.block_count": 0}, ("block_count",)),
+    ("override-nextn_predict_layers", lambda d: d, {"llama.nextn_predict_layers": 99}, ("nextn",)),
+    ("override-expert_count", lambda d: d, {"llama.expert_count": 8}, ("expert",)),
+]
+
+LOAD = "report('load', lambda: Llama(sys.argv[1], n_ctx=64, kv_overrides=json.loads(sys.argv[2]) or None))\n"
+
+
+@pytest.mark.parametrize("damage, overrides, naming", [d[1:] for d in DAMAGED], ids=[d[0] for d in DAMAGED])
+def test_damaged_gguf_raises_model_load_error(tmp_path: Path, stories260k: Path,
+                                              damage: Callable[[bytes], bytes], overrides: dict[str, object],
+                                              naming: tuple[str, ...]) -> None:
+    path = tmp_path / "damaged.gguf"
+    path.write_bytes(damage(stories260k.read_bytes()))
+    outcome = Child(LOAD, str(path), json.dumps(overrides))["load"]
+    _raised(outcome, "ModelLoadError", naming=naming)
+    assert outcome.is_a("OSError")
+    assert outcome.name == "ModelLoadError" and path.name in outcome.message
+
+
+# --- paths that are no model file (checked before llama.cpp sees them) -------------------
+
+@pytest.fixture(scope="module")
+def paths_child(tmp_path_factory: pytest.TempPathFactory) -> Child:
+    folder = tmp_path_factory.mktemp("paths")
+    text = folder / "model.gguf"
+    text.write_text("hello, I am not a model\n")
+    empty = folder / "empty.gguf"
+    empty.write_bytes(b"")
+    code = (
+        "for label, path in zip(('missing', 'directory', 'text', 'empty'), sys.argv[1:]):\n"
+        "    report(label, lambda: Llama(path))\n"
+    )
+    return Child(code, str(folder / "missing.gguf"), str(folder), str(text), str(empty))
+
+
+@pytest.mark.parametrize("label, naming", [
+    ("missing", ("not found", "missing.gguf")),
+    ("directory", ("directory",)),
+    ("text", ("not a gguf", "model.gguf")),
+    ("empty", ("not a gguf", "empty.gguf")),
+])
+def test_bad_model_path_raises_model_load_error(paths_child: Child, label: str,
+                                                naming: tuple[str, ...]) -> None:
+    outcome = paths_child[label]
+    _raised(outcome, "ModelLoadError", naming=naming)
+    assert outcome.is_a("OSError", "LlamaError")  # (a missing file is not a FileNotFoundError)
+
+
+# --- the context size ----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def context_child(stories260k: Path) -> Child:
+    code = (
+        "M = sys.argv[1]\n"
+        "llm = Llama(M, n_ctx=8)\n"
+        "report('n_ctx', llm.n_ctx)\n"
+        "long = 'Once upon a time ' * 100\n"
+        "report('overflow', lambda: llm.create_completion(long, max_tokens=4))\n"
+        "report('overflow-stream', lambda: list(llm.create_completion(long, max_tokens=4, stream=True)))\n"
+        "report('overflow-generate', lambda: next(llm.generate(llm.tokenize(long.encode()))))\n"
+        "report('overflow-eval', lambda: llm.eval(llm.tokenize(long.encode())))\n"
+        "report('usable-after', lambda: llm.create_completion('Once', max_tokens=2)['usage'])\n"
+        "report('n_ctx-negative', lambda: Llama(M, n_ctx=-1))\n"
+        "report('n_ctx-too-big', lambda: Llama(M, n_ctx=2**33))\n"
+    )
+    return Child(code, str(stories260k))
+
+
+def test_tiny_n_ctx_is_padded_and_a_longer_prompt_overflows(context_child: Child) -> None:
+    n_ctx = int(context_child["n_ctx"].message)
+    assert n_ctx >= 8  # llama.cpp pads n_ctx up (to 256 today)
+    for label in ("overflow", "overflow-stream", "overflow-generate", "overflow-eval"):
+        _raised(context_child[label], "ContextOverflowError", naming=(str(n_ctx),))
+        assert context_child[label].is_a("ValueError")
+    assert context_child["usable-after"].name == "OK", context_child["usable-after"]
+
+
+def test_negative_n_ctx_is_refused_by_name(context_child: Child) -> None:
+    _raised(context_child["n_ctx-negative"], "ValueError", "ContextCreateError", naming=("n_ctx", "-1"))
+
+
+def test_n_ctx_beyond_uint32_is_refused_not_truncated(context_child: Child) -> None:
+    _raised(context_child["n_ctx-too-big"], "ValueError", naming=("n_ctx",))
+
+
+# constructor options that llama.cpp aborts on (GGML_ASSERT, SIGFPE): one child each
+CRASHY_OPTIONS = [
+    ("n_batch-0", "dict(n_batch=0)", "n_batch"),
+    ("type_k-out-of-range", "dict(type_k=999)", "type_k"),
+    ("type_v-removed-type", "dict(type_v=4)", "type_v"),  # GGML_TYPE_Q4_2, gone: block size 0
+]
+
+
+@pytest.mark.parametrize("options, naming", [c[1:] for c in CRASHY_OPTIONS],
+                         ids=[c[0] for c in CRASHY_OPTIONS])
+def test_context_options_llama_cpp_aborts_on_are_refused(stories260k: Path, options: str,
+                                                         naming: str) -> None:
+    code = (f"def case():\n    llm = Llama(sys.argv[1], n_ctx=64, **{options})\n"
+            "    return llm.create_completion('Once', max_tokens=2)['usage']\n"
+            "report('case', case)\n")
+    _raised(Child(code, str(stories260k))["case"], "ValueError", "ContextCreateError", naming=(naming,))
+
+
+# --- sampling without logits ---------------------------------------------------------------
+
+SAMPLE_CASES = [
+    ("sample-before-eval", "llm.sample()"),
+    ("sample-idx-without-logits", "llm.eval([1, 2]); llm.sample(idx=0)"),
+    ("sample-idx-out-of-range", "llm.eval([1]); llm.sample(idx=5)"),
+]
+
+
+@pytest.mark.parametrize("statement", [c[1] for c in SAMPLE_CASES], ids=[c[0] for c in SAMPLE_CASES])
+def test_sample_without_logits_raises(stories260k: Path, statement: str) -> None:
+    code = f"llm = Llama(sys.argv[1], n_ctx=64)\ndef case():\n    {statement}\nreport('sample', case)\n"
+    _raised(Child(code, str(stories260k))["sample"], "IndexError", "ValueError", naming=("logits",))
+
+
+# --- grammar, keywords, wrong types, kv_overrides: one child ------------------------------
+
+API_CASES: list[tuple[str, str, tuple[str, ...], tuple[str, ...]]] = [
+    # (label, expression, acceptable classes, fragments the message names)
+    ("grammar-syntax", "llm.create_completion('Once', grammar='root ::= [a-')", ("SamplerError",),
+     ("grammar",)),
+    ("grammar-not-gbnf", "llm.create_completion('Once', grammar='this is not gbnf')", ("SamplerError",),
+     ("grammar",)),
+    ("grammar-no-root", "llm.create_completion('Once', grammar='foo ::= \"a\"')", ("SamplerError",),
+     ("root",)),
+    ("grammar-stream", "list(llm.create_completion('Once', grammar='root ::= [a-', stream=True))",
+     ("SamplerError",), ("grammar",)),
+    ("grammar-type", "llm.create_completion('Once', grammar=5)", ("TypeError",), ("grammar",)),
+    ("ctor-unknown-keyword", "Llama(M, n_ctxx=8)", ("TypeError",), ("n_ctxx",)),
+    ("completion-unknown-keyword", "llm.create_completion('Once', foo=1)", ("TypeError",), ("foo",)),
+    ("call-unknown-keyword", "llm('Once', foo=1)", ("TypeError",), ("foo",)),
+    ("model_path-int", "Llama(123)", ("TypeError",), ("model_path",)),
+    ("model_path-none", "Llama(None)", ("TypeError",), ("model_path",)),
+    ("n_ctx-str", "Llama(M, n_ctx='big')", ("TypeError", "ValueError"), ("n_ctx",)),
+    ("n_gpu_layers-str", "Llama(M, n_gpu_layers='x')", ("TypeError", "ValueError"), ("n_gpu_layers",)),
+    ("seed-str", "Llama(M, seed='x')", ("TypeError", "ValueError"), ("seed",)),
+    ("prompt-none", "llm.create_completion(None)", ("TypeError", "ValueError"), ("prompt",)),
+    ("max_tokens-str", "llm.create_completion('Once', max_tokens='x')", ("TypeError", "ValueError"),
+     ("max_tokens",)),
+    ("stop-int", "llm.create_completion('Once', stop=5)", ("TypeError", "ValueError"), ("stop",)),
+    ("top_k-str", "llm.create_completion('Once', top_k='x')", ("TypeError", "ValueError"), ("top_k",)),
+    ("kv_overrides-list", "Llama(M, kv_overrides=[('llama.context_length', 1)])", ("TypeError",),
+     ("kv_overrides",)),
+    ("kv_overrides-int-key", "Llama(M, kv_overrides={5: 1})", ("TypeError",), ("kv_overrides",)),
+    ("kv_overrides-list-value", "Llama(M, kv_overrides={'llama.context_length': [1]})", ("TypeError",),
+     ("llama.context_length",)),
+    ("kv_overrides-kind-mismatch", "Llama(M, kv_overrides={'llama.context_length': 'long'})",
+     ("TypeError", "ValueError"), ("llama.context_length",)),
+    ("kv_overrides-long-key", "Llama(M, kv_overrides={'k' * 200: 1})", ("ValueError",), ("kv_overrides",)),
+    ("vocab-only-completion", "Llama(M, vocab_only=True).create_completion('Once')", ("LlamaError",),
+     ("vocab_only",)),
+]
+
+
+@pytest.fixture(scope="module")
+def api_child(stories260k: Path) -> Child:
+    code = "M = sys.argv[1]\nllm = Llama(M, n_ctx=64)\n" + "".join(
+        f"report({label!r}, lambda: {expr})\n" for label, expr, _, _ in API_CASES)
+    return Child(code, str(stories260k))
+
+
+@pytest.mark.parametrize("label, classes, naming", [(c[0], c[2], c[3]) for c in API_CASES],
+                         ids=[c[0] for c in API_CASES])
+def test_bad_argument_raises_a_clear_exception(api_child: Child, label: str, classes: tuple[str, ...],
+                                               naming: tuple[str, ...]) -> None:
+    _raised(api_child[label], *classes, naming=naming)
+
+
+def test_sampler_error_is_a_value_error(api_child: Child) -> None:
+    assert api_child["grammar-syntax"].is_a("ValueError", "LlamaError")
+
+
+# --- every method after close() -------------------------------------------------------------
+
+CLOSED_CASES = [
+    ("tokenize", "llm.tokenize(b'Once')"),
+    ("detokenize", "llm.detokenize([1, 2])"),
+    ("create_completion", "llm.create_completion('Once', max_tokens=2)"),
+    ("create_completion-stream", "list(llm.create_completion('Once', max_tokens=2, stream=True))"),
+    ("call", "llm('Once', max_tokens=2)"),
+    ("generate", "next(llm.generate([1, 2]))"),
+    ("eval", "llm.eval([1, 2])"),
+    ("sample", "llm.sample()"),
+    ("reset", "llm.reset()"),
+    ("n_ctx", "llm.n_ctx()"),
+    ("n_vocab", "llm.n_vocab()"),
+    ("n_embd", "llm.n_embd()"),
+    ("token_eos", "llm.token_eos()"),
+    ("token_bos", "llm.token_bos()"),
+    ("token_nl", "llm.token_nl()"),
+    ("pooling_type", "llm.pooling_type()"),
+    ("with-block", "ctx_llm.tokenize(b'Once')"),
+]
+
+
+@pytest.fixture(scope="module")
+def closed_child(stories260k: Path) -> Child:
+    code = (
+        "M = sys.argv[1]\n"
+        "llm = Llama(M, n_ctx=64)\n"
+        "llm.create_completion('Once', max_tokens=2)\n"
+        "llm.close()\n"
+        "report('close-again', llm.close)\n"
+        "report('metadata', lambda: llm.metadata['general.architecture'])\n"
+        "with Llama(M, n_ctx=64) as ctx_llm:\n"
+        "    pass\n"
+    ) + "".join(f"report({label!r}, lambda: {expr})\n" for label, expr in CLOSED_CASES)
+    return Child(code, str(stories260k))
+
+
+@pytest.mark.parametrize("label", [c[0] for c in CLOSED_CASES])
+def test_method_after_close_raises_closed_error(closed_child: Child, label: str) -> None:
+    outcome = closed_child[label]
+    _raised(outcome, "ClosedError", naming=("closed",))
+    assert outcome.is_a("ValueError")
+
+
+def test_close_is_idempotent_and_file_metadata_stays_readable(closed_child: Child) -> None:
+    assert closed_child["close-again"].name == "OK"
+    assert closed_child["metadata"].name == "OK" and "llama" in closed_child["metadata"].message
