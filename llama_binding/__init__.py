@@ -26,6 +26,13 @@ from .errors import (
     TemplateError,
     TokenizeError,
 )
+from .generation.hooks import (
+    LogitsProcessor,
+    LogitsProcessorList,
+    StoppingCriteria,
+    StoppingCriteriaList,
+)
+from .grammar import LlamaGrammar
 from .llama import Llama
 
 __all__ = [
@@ -41,9 +48,14 @@ __all__ = [
     "LibraryLoadError",
     "Llama",
     "LlamaError",
+    "LlamaGrammar",
+    "LogitsProcessor",
+    "LogitsProcessorList",
     "ModelLoadError",
     "SamplerError",
     "StateError",
+    "StoppingCriteria",
+    "StoppingCriteriaList",
     "SymbolNotFoundError",
     "SystemInfo",
     "TemplateError",

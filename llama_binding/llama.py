@@ -16,7 +16,7 @@ import uuid
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, Union, overload
+from typing import Any, Literal, Union, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -33,10 +33,8 @@ from .generation.sampling import ChainSlot, SamplingParams
 from .generation.steps import SequenceState, decode_in_step, generate_tokens
 from .generation.stopping import StopMatcher
 from .generation.stream import TextChunk, collect, stream_text
+from .grammar import LlamaGrammar
 from .llama_types import CompletionChunk, CreateCompletionResponse
-
-if TYPE_CHECKING:
-    from .grammar import LlamaGrammar
 
 __all__ = ["DEFAULT_N_CTX", "Llama"]
 
@@ -513,8 +511,6 @@ def _grammar_fields(grammar: str | LlamaGrammar | None) -> dict[str, Any]:
         return {}
     if isinstance(grammar, str):
         return {"grammar": grammar}
-    from .grammar import LlamaGrammar
-
     if isinstance(grammar, LlamaGrammar):
         return {"grammar": grammar.grammar, "grammar_root": grammar.root}
     raise TypeError(f"grammar must be a GBNF string or a LlamaGrammar, not {type(grammar).__name__}")

@@ -138,3 +138,15 @@ def test_terminal_bar() -> None:
     assert "[          ]   0%" in text and "[#####     ]  50%" in text and text.endswith("100%\n")
     assert progress_callback(False, "x") is None
     assert progress_callback(True, "x") is None or callable(progress_callback(True, "x"))
+
+
+def test_grammar_object_and_hostile_grammar_string(llm: Llama) -> None:
+    from llama_binding import LlamaGrammar, SamplerError
+
+    g = LlamaGrammar.from_string('root ::= "yes" | "no"')
+    out = llm("Once upon a time", max_tokens=8, grammar=g, seed=3)
+    assert out["choices"][0]["text"] in ("yes", "no")
+    with pytest.raises(SamplerError):  # llama.cpp itself would loop for ever on this one
+        llm("Once upon a time", max_tokens=2, grammar='root ::= "a"{3,1}')
+    with pytest.raises(TypeError):
+        llm("Once upon a time", max_tokens=2, grammar=5)  # type: ignore[arg-type]

@@ -17,6 +17,7 @@ from typing import Any
 from ..core.context import Context
 from ..core.sampler import DEFAULT_SEED, Sampler, SamplerChain
 from ..core.vocab import Vocab
+from ..grammar import checked
 
 __all__ = ["BACKEND_STEPS", "ChainSlot", "SamplerStep", "SamplingParams", "build_chain", "plan"]
 
@@ -158,6 +159,8 @@ def plan(p: SamplingParams, n_vocab: int, n_ctx: int = 0) -> list[SamplerStep]:
 def build_chain(p: SamplingParams, vocab: Vocab, n_ctx: int) -> SamplerChain:
     """The native chain for ``p`` in a context of ``n_ctx`` tokens (an invalid grammar
     raises :class:`~llama_binding.errors.SamplerError` here, at once)."""
+    if p.grammar is not None:
+        checked(p.grammar, p.grammar_root)  # llama.cpp can hang or crash on some grammars
     made: list[Sampler] = []
     try:
         for step in plan(p, vocab.n_tokens, n_ctx):
