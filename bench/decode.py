@@ -48,18 +48,19 @@ def llama_bench(model: str, args: argparse.Namespace, threads: int) -> tuple[flo
 
 
 def ours(llm: Llama, prompt: list[int], gen: int, mode: dict[str, float]) -> dict[str, float]:
-    # warm-up with the same options, as llama-bench warms up: the first call with new options
-    # attaches a new GPU-side sampler (a graph re-reserve, timed on its own by switch_cost_ms)
-    llm.create_completion(prompt[:8], max_tokens=2, **mode)  # type: ignore[arg-type]
+    no_eos = {llm.token_eos(): -1e9}
+    opts = dict(mode, logit_bias=no_eos, seed=1)
+    # warm-up as llama-bench warms up: the same prompt shape just before the timed prefill
+    # (and the first call with new options attaches a new GPU-side sampler, timed apart by
+    # switch_cost_ms)
+    llm.create_completion(prompt, max_tokens=1, **opts)  # type: ignore[arg-type]
     llm.reset()  # prefix reuse off: time the whole prompt
     ctx = llm._context
     ctx.perf_reset()
-    no_eos = {llm.token_eos(): -1e9}
     t0 = time.perf_counter()
     t_first = 0.0
     n = 0
-    for _chunk in llm.create_completion(prompt, max_tokens=gen, stream=True, logit_bias=no_eos, seed=1,
-                                        **mode):  # type: ignore[arg-type]
+    for _chunk in llm.create_completion(prompt, max_tokens=gen, stream=True, **opts):  # type: ignore[arg-type]
         if n == 0:
             t_first = time.perf_counter()
         n += 1
@@ -68,8 +69,15 @@ def ours(llm: Llama, prompt: list[int], gen: int, mode: dict[str, float]) -> dic
     n_tokens = llm.n_tokens - len(prompt) + 1  # generated, the last one sampled but not decoded
     decode_wall = (t_end - t_first) / max(n_tokens - 1, 1)
     eval_per_token = perf["t_eval_ms"] / 1e3 / max(perf["n_eval"], 1)
+    # the same prompt right after decoding: what a user's next prompt meets (the graph of
+    # one-token decodes was the last one run)
+    llm.reset()
+    t1 = time.perf_counter()
+    llm.create_completion(prompt, max_tokens=1, **opts)  # type: ignore[arg-type]
+    after_decode = len(prompt) / (time.perf_counter() - t1)
     return {
         "prefill_tps": len(prompt) / (t_first - t0),
+        "prefill_after_decode_tps": after_decode,
         "decode_tps": 1.0 / decode_wall,
         "wall_us": decode_wall * 1e6,
         "eval_us": eval_per_token * 1e6,
@@ -119,13 +127,16 @@ def main() -> None:
     ap.add_argument("--fa", choices=["auto", "on", "off"], default="auto")
     ap.add_argument("--bench-reps", type=int, default=3, help="llama-bench -r (median taken)")
     ap.add_argument("--backend-sampling", choices=["auto", "on", "off"], default="auto")
+    ap.add_argument("--outputs-per-seq", type=int, default=None,
+                    help="n_outputs_max_per_seq (llama.cpp's default: n_batch)")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
     threads = physical_cores()
     fa = {"auto": "auto", "on": True, "off": False}[args.fa]
     backend = {"auto": None, "on": True, "off": False}[args.backend_sampling]
     llm = Llama(args.model, n_ctx=args.prompt + args.gen + 16, n_gpu_layers=args.ngl,
-                flash_attn=fa, backend_sampling=backend)  # type: ignore[arg-type]
+                flash_attn=fa, backend_sampling=backend,
+                n_outputs_max_per_seq=args.outputs_per_seq)  # type: ignore[arg-type]
     prompt = [llm.token_bos()] + [(i * 7919) % (llm.n_vocab() - 100) + 50 for i in range(args.prompt - 1)]
     llm.create_completion(prompt[:16], max_tokens=4)  # warm-up
     results: dict[str, object] = {"model": args.model, "threads": threads, "ngl": args.ngl, "fa": args.fa,
@@ -142,7 +153,7 @@ def main() -> None:
     pp, tg = statistics.median(bench_pp), statistics.median(bench_tg)
     on_gpu = llm._slot.backend
     print(f"model {args.model}  threads {threads}  ngl {args.ngl}  fa {args.fa}  reps {args.reps}  "
-          f"backend sampling {'on' if on_gpu else 'off'}")
+          f"backend sampling {'on' if on_gpu else 'off'}  n_outputs_max_per_seq {args.outputs_per_seq}")
     print(f"llama-bench: pp{args.prompt} {pp:10.1f} t/s   tg{args.gen} @ d{args.prompt} {tg:9.1f} t/s")
     for name, mode in MODES.items():
         med = {k: statistics.median(r[k] for r in runs[name]) for k in runs[name][0]}
@@ -150,7 +161,9 @@ def main() -> None:
         # with backend sampling the chain runs inside the decode (counted in eval)
         cpu_sample_us = 0.0 if on_gpu else sample_us
         overhead = med["wall_us"] - med["eval_us"] - cpu_sample_us
-        print(f"[{name}] prefill {med['prefill_tps']:10.1f} t/s  ratio {med['prefill_tps'] / pp:5.3f}x")
+        print(f"[{name}] prefill {med['prefill_tps']:10.1f} t/s  ratio {med['prefill_tps'] / pp:5.3f}x  "
+              f"(right after decoding: {med['prefill_after_decode_tps']:.1f} t/s, "
+              f"{med['prefill_after_decode_tps'] / pp:5.3f}x)")
         print(f"[{name}] decode  {med['decode_tps']:10.1f} t/s  ratio {med['decode_tps'] / tg:5.3f}x")
         where = "inside the decode on the GPU; CPU chain would cost" if on_gpu else "native chain on the CPU"
         print(f"[{name}] sampling: {where} {sample_us:7.1f} us/token (llama-bench samples nothing)")

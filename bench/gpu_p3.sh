@@ -35,8 +35,9 @@ if [ "${SKIP_TESTS:-0}" != 1 ]; then
     python3 bench/gpu_sampling_check.py $M/llama1b-q4km.gguf 2>&1 | tee "$OUT/gpu-sampling-check.txt"
 fi
 [ "${SKIP_BENCH:-0}" = 1 ] && exit 0
-for bs in auto off; do
+for run in "auto" "off" "auto --outputs-per-seq 1"; do
+    name=$(echo "bs-$run" | tr -d ' -' )
     python3 bench/decode.py $M/llama1b-q4km.gguf --prompt 512 --gen 128 --reps ${REPS:-3} --ngl 99 --fa on \
-        --backend-sampling $bs --json "$OUT/decode-gpu-llama1b-q4km-bs-$bs.json" 2>&1 \
-        | tee "$OUT/decode-gpu-llama1b-q4km-bs-$bs.txt" | tail -12
+        --backend-sampling $run --json "$OUT/decode-gpu-llama1b-q4km-$name.json" 2>&1 \
+        | tee "$OUT/decode-gpu-llama1b-q4km-$name.txt" | tail -12
 done

@@ -30,6 +30,7 @@ CONTEXT_FIELDS: dict[str, str] = {
     "n_batch": "n_batch",
     "n_ubatch": "n_ubatch",
     "n_seq_max": "n_seq_max",
+    "n_outputs_max_per_seq": "n_outputs_max_per_seq",
     "n_threads": "n_threads",
     "n_threads_batch": "n_threads_batch",
     "rope_scaling_type": "rope_scaling_type",

@@ -79,6 +79,7 @@ class Llama:
         n_batch: int = 2048,
         n_ubatch: int = 512,
         n_seq_max: int | None = None,
+        n_outputs_max_per_seq: int | None = None,
         n_threads: int | None = None,
         n_threads_batch: int | None = None,
         rope_scaling_type: int | None = None,
