@@ -20,6 +20,7 @@ import statistics
 import subprocess
 import time
 from pathlib import Path
+from typing import Literal, Union
 
 from llama_binding import Llama
 from llama_binding.capi import _loader
@@ -47,36 +48,38 @@ def llama_bench(model: str, args: argparse.Namespace, threads: int) -> tuple[flo
     return float(statistics.median(pp[0]["samples_ts"])), float(statistics.median(tg[0]["samples_ts"]))
 
 
-def ours(llm: Llama, prompt: list[int], gen: int, mode: dict[str, float]) -> dict[str, float]:
-    no_eos = {llm.token_eos(): -1e9}
-    opts = dict(mode, logit_bias=no_eos, seed=1)
-    # warm-up as llama-bench warms up: the same prompt shape just before the timed prefill
-    # (and the first call with new options attaches a new GPU-side sampler, timed apart by
-    # switch_cost_ms)
-    llm.create_completion(prompt, max_tokens=1, **opts)  # type: ignore[arg-type]
+def _prefill_tps(llm: Llama, prompt: list[int], opts: dict[str, object]) -> float:
+    """Prompt tokens/s of a call that evaluates ``prompt`` from scratch and samples one token."""
     llm.reset()  # prefix reuse off: time the whole prompt
+    t0 = time.perf_counter()
+    llm.create_completion(prompt, max_tokens=1, **opts)  # type: ignore[arg-type]
+    return len(prompt) / (time.perf_counter() - t0)
+
+
+def ours(llm: Llama, prompt: list[int], gen: int, mode: dict[str, float]) -> dict[str, float]:
+    opts: dict[str, object] = dict(mode, logit_bias={llm.token_eos(): -1e9}, seed=1)
+    # prefill as llama-bench measures it: after a warm-up of the same shape (which also
+    # attaches the GPU-side sampler for these options; switch_cost_ms times that apart)
+    _prefill_tps(llm, prompt, opts)
+    warm = _prefill_tps(llm, prompt, opts)
+    # decode: a streamed completion, timed from its first chunk to its end
+    llm.reset()
     ctx = llm._context
     ctx.perf_reset()
-    t0 = time.perf_counter()
     t_first = 0.0
-    n = 0
-    for _chunk in llm.create_completion(prompt, max_tokens=gen, stream=True, **opts):  # type: ignore[arg-type]
+    n_first = 0
+    for n, _chunk in enumerate(llm.create_completion(prompt, max_tokens=gen, stream=True,
+                                                     **opts)):  # type: ignore[arg-type]
         if n == 0:
-            t_first = time.perf_counter()
-        n += 1
+            t_first, n_first = time.perf_counter(), llm.n_tokens
     t_end = time.perf_counter()
     perf = ctx.perf()
-    n_tokens = llm.n_tokens - len(prompt) + 1  # generated, the last one sampled but not decoded
-    decode_wall = (t_end - t_first) / max(n_tokens - 1, 1)
+    decode_wall = (t_end - t_first) / max(llm.n_tokens - n_first, 1)  # tokens decoded since then
     eval_per_token = perf["t_eval_ms"] / 1e3 / max(perf["n_eval"], 1)
-    # the same prompt right after decoding: what a user's next prompt meets (the graph of
-    # one-token decodes was the last one run)
-    llm.reset()
-    t1 = time.perf_counter()
-    llm.create_completion(prompt, max_tokens=1, **opts)  # type: ignore[arg-type]
-    after_decode = len(prompt) / (time.perf_counter() - t1)
+    # the same prompt right after decoding: what a user's next prompt meets
+    after_decode = _prefill_tps(llm, prompt, opts)
     return {
-        "prefill_tps": len(prompt) / (t_first - t0),
+        "prefill_tps": warm,
         "prefill_after_decode_tps": after_decode,
         "decode_tps": 1.0 / decode_wall,
         "wall_us": decode_wall * 1e6,
@@ -132,11 +135,11 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
     threads = physical_cores()
-    fa = {"auto": "auto", "on": True, "off": False}[args.fa]
+    fa: Union[bool, Literal["auto"]] = {"auto": "auto", "on": True, "off": False}[args.fa]  # type: ignore[assignment]
     backend = {"auto": None, "on": True, "off": False}[args.backend_sampling]
     llm = Llama(args.model, n_ctx=args.prompt + args.gen + 16, n_gpu_layers=args.ngl,
                 flash_attn=fa, backend_sampling=backend,
-                n_outputs_max_per_seq=args.outputs_per_seq)  # type: ignore[arg-type]
+                n_outputs_max_per_seq=args.outputs_per_seq)
     prompt = [llm.token_bos()] + [(i * 7919) % (llm.n_vocab() - 100) + 50 for i in range(args.prompt - 1)]
     llm.create_completion(prompt[:16], max_tokens=4)  # warm-up
     results: dict[str, object] = {"model": args.model, "threads": threads, "ngl": args.ngl, "fa": args.fa,
