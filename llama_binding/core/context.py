@@ -27,6 +27,7 @@ from ..errors import ContextCreateError, check_decode
 from ._handle import NativeHandle
 from .batch import Batch
 from .model import Model, set_c_field
+from .threadpool import ThreadPool
 
 if TYPE_CHECKING:
     from .sampler import SamplerChain
@@ -171,7 +172,16 @@ class Context(NativeHandle[Any]):
             detail = _log.errors_since(mark)
             raise ContextCreateError(
                 "llama.cpp could not create the context" + (f": {detail}" if detail else ""))
-        super().__init__(ptr, capi.llama_free, parent=model)
+        # a persistent CPU pool, as llama.cpp's tools attach (else ggml spawns threads per graph)
+        pool = ThreadPool(max(cparams.n_threads, cparams.n_threads_batch))
+        if pool.ptr:
+            capi.llama_attach_threadpool(ptr, ctypes.cast(pool.ptr, capi.ggml_threadpool_t), None)
+
+        def free(p: Any) -> None:
+            capi.llama_free(p)
+            pool.free()  # after the context that uses it
+
+        super().__init__(ptr, free, parent=model)
         self.model = model
         self._n_vocab = int(capi.llama_vocab_n_tokens(capi.llama_model_get_vocab(model.ptr)))
         self._n_embd = model.n_embd
