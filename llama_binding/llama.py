@@ -145,13 +145,13 @@ class Llama:
         self._ctx = Context(self._model, self.context_params)
         self._state = SequenceState(self._ctx)
         self._batch = Batch(self._ctx.n_batch)
+        offloaded = bool(capi.llama_supports_gpu_offload()) and n_gpu_layers != 0
         if backend_sampling is None:  # auto: when the output layer is on a GPU
-            backend_sampling = bool(capi.llama_supports_gpu_offload()) and (
-                n_gpu_layers < 0 or n_gpu_layers > self._model.n_layer)
+            backend_sampling = offloaded and (n_gpu_layers < 0 or n_gpu_layers > self._model.n_layer)
         self._slot = ChainSlot(self._ctx, self._vocab, self._state.seq_id, backend=backend_sampling)
         # an offloaded model decodes asynchronously: start each token's decode before handing
         # the token on, so that detokenizing and stop checks overlap the GPU's work
-        self._lookahead = bool(capi.llama_supports_gpu_offload()) and n_gpu_layers != 0
+        self._lookahead = offloaded
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -270,8 +270,7 @@ class Llama:
         ``sampling`` takes the options of :meth:`create_completion` (``temp`` too)."""
         if "temp" in sampling:
             sampling["temperature"] = sampling.pop("temp")
-        for name in ("penalize_nl", "tfs_z"):
-            sampling.pop(name, None)
+        sampling.pop("penalize_nl", None)  # llama-cpp-python's; no such option in llama.cpp now
         params = self._sampling(dict(sampling, **_grammar_fields(grammar)))
         ctx = self._context
         self._acquire()

@@ -136,8 +136,26 @@ def test_terminal_bar() -> None:
         bar._drawn_at = 0.0  # no rate limit in the test
     text = buf.getvalue()
     assert "[          ]   0%" in text and "[#####     ]  50%" in text and text.endswith("100%\n")
-    assert progress_callback(False, "x") is None
-    assert progress_callback(True, "x") is None or callable(progress_callback(True, "x"))
+    assert progress_callback(False, "x") is None and progress_callback(None, "x") is None
+
+
+def test_progress_true_draws_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Stream(io.StringIO):
+        def __init__(self, tty: bool) -> None:
+            super().__init__()
+            self.tty = tty
+
+        def isatty(self) -> bool:
+            return self.tty
+
+    monkeypatch.setattr("sys.stderr", Stream(False))
+    assert progress_callback(True, "x") is None
+    term = Stream(True)
+    monkeypatch.setattr("sys.stderr", term)
+    bar = progress_callback(True, "loading")
+    assert isinstance(bar, TerminalBar)
+    bar(1.0)
+    assert term.getvalue().endswith("100%\n")
 
 
 def test_grammar_object_and_hostile_grammar_string(llm: Llama) -> None:
