@@ -9,35 +9,19 @@ set -uo pipefail
 OUT=${OUT:-bench/results}
 W=/tmp/lb
 source bench/gpu_build.sh
-mkdir -p vendor/llama.cpp/models && cp .carry/ggml-vocab-llama-bpe.gguf vendor/llama.cpp/models/
-M=/tmp/models; mkdir -p $M
-if [ ! -f $M/llama1b-q4km.gguf ]; then
-    t0=$(date +%s)
-    python3 - <<'PY'
-import sys
-from pathlib import Path
-sys.path.insert(0, "tests")
-from _tinymodel import TinySpec, write_tiny_llama
-spec = TinySpec(vocab="llama-bpe", n_embd=2048, n_layer=16, n_head=32, n_head_kv=8, n_ff=8192,
-                n_ctx_train=8192, seed=1)
-write_tiny_llama(Path("/tmp/models/llama1b-f32.gguf"), spec)
-PY
-    "$W/pkg/llama_binding/bin/llama-quantize" $M/llama1b-f32.gguf $M/llama1b-q4km.gguf Q4_K_M 16 \
-        > $W/quantize.log 2>&1 || { tail -20 $W/quantize.log; exit 1; }
-    echo "model written and quantized in $(( $(date +%s) - t0 )) s: $(ls -la $M/llama1b-q4km.gguf)"
-fi
+source bench/gpu_model.sh
 if [ "${SKIP_TESTS:-0}" != 1 ]; then
     # the facade's tests with every layer on the GPU (stories260K from the carry)
     PIP_NO_INDEX=1 LLAMA_BINDING_MODELS=$PWD/.carry python3 -m pytest -q \
         -k "not infill" tests/test_llama.py tests/test_llama_hooks.py tests/generation \
         > "$OUT/pytest-gpu.txt" 2>&1
     tail -5 "$OUT/pytest-gpu.txt"
-    python3 bench/gpu_sampling_check.py $M/llama1b-q4km.gguf 2>&1 | tee "$OUT/gpu-sampling-check.txt"
+    python3 bench/gpu_sampling_check.py $MODEL 2>&1 | tee "$OUT/gpu-sampling-check.txt"
 fi
 [ "${SKIP_BENCH:-0}" = 1 ] && exit 0
 for run in "auto" "off" "auto --outputs-per-seq 1"; do
     name=$(echo "bs-$run" | tr -d ' -' )
-    python3 bench/decode.py $M/llama1b-q4km.gguf --prompt 512 --gen 128 --reps ${REPS:-3} --ngl 99 --fa on \
+    python3 bench/decode.py $MODEL --prompt 512 --gen 128 --reps ${REPS:-3} --ngl 99 --fa on \
         --backend-sampling $run --json "$OUT/decode-gpu-llama1b-q4km-$name.json" 2>&1 \
         | tee "$OUT/decode-gpu-llama1b-q4km-$name.txt" | tail -12
 done
