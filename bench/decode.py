@@ -132,12 +132,15 @@ def main() -> None:
     ap.add_argument("--backend-sampling", choices=["auto", "on", "off"], default="auto")
     ap.add_argument("--outputs-per-seq", type=int, default=None,
                     help="n_outputs_max_per_seq (llama.cpp's default: n_batch)")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="CPU threads for both (0: physical cores, llama-bench's default too)")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
-    threads = physical_cores()
+    threads = args.threads or physical_cores()
     fa: Union[bool, Literal["auto"]] = {"auto": "auto", "on": True, "off": False}[args.fa]  # type: ignore[assignment]
     backend = {"auto": None, "on": True, "off": False}[args.backend_sampling]
-    llm = Llama(args.model, n_ctx=args.prompt + args.gen + 16, n_gpu_layers=args.ngl,
+    llm = Llama(args.model, n_ctx=args.prompt + args.gen + 16, n_gpu_layers=args.ngl, n_threads=threads,
+                n_threads_batch=threads,
                 flash_attn=fa, backend_sampling=backend,
                 n_outputs_max_per_seq=args.outputs_per_seq)
     prompt = [llm.token_bos()] + [(i * 7919) % (llm.n_vocab() - 100) + 50 for i in range(args.prompt - 1)]

@@ -159,11 +159,14 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--ngl", type=int, default=99)
     ap.add_argument("--n-ctx", type=int, nargs="+", default=[640, 656])
+    ap.add_argument("--threads", type=int, nargs="+", default=[0],
+                    help="generation threads to try (0: the default, physical cores)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     out: dict[str, Any] = {"reuse_disabled": os.environ.get("LLAMA_GRAPH_REUSE_DISABLE", "0")}
-    for n_ctx in args.n_ctx:
-        llm = Llama(args.model, n_ctx=n_ctx, n_gpu_layers=args.ngl, flash_attn=True)
+    for n_ctx, threads in [(c, t) for c in args.n_ctx for t in args.threads]:
+        llm = Llama(args.model, n_ctx=n_ctx, n_gpu_layers=args.ngl, flash_attn=True,
+                    n_threads=threads or None)
         runs: dict[str, list[dict[str, float]]] = {k: [] for k in VARIANTS}
         for fn in VARIANTS.values():
             fn(llm, args.depth, 8)  # warm-up of this variant's graphs
@@ -172,8 +175,9 @@ def main() -> None:
                 runs[name].append(fn(llm, args.depth, args.gen))
         for name, rs in runs.items():
             med = {k: statistics.median(r[k] for r in rs) for k in rs[0]}
-            out[f"{name}@{n_ctx}"] = med
-            print(f"n_ctx {n_ctx:5d} {name:8s} wall {med['wall_us']:8.1f} us  call {med['call_us']:7.1f}  "
+            out[f"{name}@{n_ctx}/t{threads}"] = med
+            print(f"n_ctx {n_ctx:5d} t{threads:<2d} {name:8s} wall {med['wall_us']:8.1f} us  "
+                  f"call {med['call_us']:7.1f}  "
                   f"sync {med['sync_us']:7.1f}  eval {med['eval_us']:8.1f}  "
                   f"reused {med['n_reused']:.0f}/{med['n_eval']:.0f}", flush=True)
         llm.close()
