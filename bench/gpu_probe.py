@@ -143,12 +143,29 @@ def variant_ours(llm: Llama, depth: int, gen: int) -> dict[str, float]:
             "n_eval": perf["n_eval"]}
 
 
+def variant_cloop(llm: Llama, depth: int, gen: int) -> dict[str, float]:
+    """bench/native/decode_loop.c's loop (llama-bench's, in C) called once from Python."""
+    lib = ctypes.CDLL(os.environ["LB_PROBE_LOOP_LIB"])
+    out = (ctypes.c_double * 3)()
+    llm._state.tokens.clear()
+    ctx = llm._context
+    ctx.perf_reset()
+    if lib.lb_probe_loop(ctypes.cast(ctx.ptr, ctypes.c_void_p), depth, gen, out) != 0:
+        raise RuntimeError("lb_probe_loop failed")
+    perf = ctx.perf()
+    return {"wall_us": out[0], "call_us": out[1], "sync_us": out[2],
+            "eval_us": perf["t_eval_ms"] * 1e3 / max(perf["n_eval"], 1), "n_reused": perf["n_reused"],
+            "n_eval": perf["n_eval"]}
+
+
 VARIANTS: dict[str, Callable[[Llama, int, int], dict[str, float]]] = {
     "ext": variant_ext,
     "batch": variant_batch,
     "sampler": lambda llm, d, g: variant_batch(llm, d, g, sampler=True),
     "ours": variant_ours,
 }
+if os.environ.get("LB_PROBE_LOOP_LIB"):
+    VARIANTS["cloop"] = variant_cloop
 
 
 def main() -> None:
