@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -42,6 +43,13 @@ class Batch(NativeHandle[Any]):
         self._np_n_seq = np.ctypeslib.as_array(struct.n_seq_id, shape=(capacity,))
         self._np_logits = np.ctypeslib.as_array(struct.logits, shape=(capacity,))
         self._rows = [struct.seq_id[i] for i in range(capacity)]
+        self._ref = ctypes.byref(struct)
+
+    @property
+    def ref(self) -> Any:
+        """A pointer to the struct, for our native helpers (checks it is open)."""
+        self.ptr  # noqa: B018 - raises ClosedError after close
+        return self._ref
 
     @property
     def struct(self) -> Any:

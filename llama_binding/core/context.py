@@ -22,8 +22,8 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import _log, capi
-from ..capi import _loader
 from ..errors import ContextCreateError, check_decode
+from . import _native
 from ._handle import NativeHandle
 from .batch import Batch
 from .model import Model, set_c_field
@@ -31,6 +31,7 @@ from .threadpool import ThreadPool
 
 if TYPE_CHECKING:
     from .sampler import SamplerChain
+    from .vocab import Vocab
 
 __all__ = ["Context", "ContextParams", "FlashAttnType", "PoolingType", "physical_cores"]
 
@@ -130,31 +131,6 @@ class ContextParams:
 _GGML_TYPES = frozenset(int(v) for n, v in capi.ggml_type.__members__.items() if n != "GGML_TYPE_COUNT")
 
 
-class _AbortState(ctypes.Structure):
-    """``struct llama_binding_abort`` of native/abort_flag.c."""
-
-    _fields_ = [("cancel", ctypes.c_int), ("interrupts_seen", ctypes.c_int)]
-
-
-_native: dict[str, Any] = {}
-
-
-def _native_abort() -> tuple[Any, Any]:
-    """(the C abort callback as a ``ggml_abort_callback``, the SIGINT counter function)."""
-    if not _native:
-        lib = _loader.load("llama_binding_native")
-        addr = ctypes.cast(lib.llama_binding_abort_flag_cb, ctypes.c_void_p).value or 0
-        _native["cb"] = ctypes.cast(addr, capi.ggml_abort_callback)
-        counter = lib.llama_binding_interrupts
-        counter.restype, counter.argtypes = ctypes.c_int, []
-        _native["interrupts"] = counter
-        install = lib.llama_binding_install_sigint
-        install.restype, install.argtypes = ctypes.c_int, []
-        _native["install"] = install
-    _native["install"]()  # idempotent; again in case Python's signal.signal replaced it
-    return _native["cb"], _native["interrupts"]
-
-
 class Context(NativeHandle[Any]):
     """A context of ``model``; it keeps the model alive."""
 
@@ -163,8 +139,14 @@ class Context(NativeHandle[Any]):
     def __init__(self, model: Model, params: ContextParams | None = None) -> None:
         self.params = params or ContextParams()
         cparams = self.params.to_c()
-        self._abort = _AbortState(0, 0)
-        cparams.abort_callback, self._interrupts = _native_abort()
+        self._abort = _native.AbortState(0, 0)
+        self._abort_ref = ctypes.byref(self._abort)
+        self._interrupts = _native.interrupts
+        self._decode_token = _native.decode_token()
+        self._sample_decode = _native.sample_decode()
+        self._sampled = ctypes.c_int32(0)
+        self._sampled_ref = ctypes.byref(self._sampled)
+        cparams.abort_callback = _native.abort_callback()
         cparams.abort_callback_data = ctypes.cast(ctypes.pointer(self._abort), ctypes.c_void_p)
         mark = _log.error_mark()
         ptr = capi.llama_init_from_model(model.ptr, cparams)
@@ -261,6 +243,28 @@ class Context(NativeHandle[Any]):
         code = capi.llama_decode(self.ptr, batch.struct)
         if code:
             self._after_failure(code, "llama_decode")
+
+    def decode_token(self, batch: Batch, token: int, pos: int, seq_id: int = 0) -> None:
+        """Decode one ``token`` at ``pos`` of ``seq_id`` in a single native call (``batch``
+        is overwritten): the per-token decode of the generation loop."""
+        code = self._decode_token(self.ptr, batch.ref, self._abort_ref, token, pos, seq_id)
+        if code:
+            self._after_failure(code, "llama_decode")
+
+    def sample_decode(self, chain: SamplerChain, vocab: Vocab, batch: Batch, pos: int,
+                      seq_id: int = 0) -> tuple[int, bool]:
+        """Sample from the last output with ``chain`` (which accepts the token), then, unless
+        the token ends generation, decode it at ``pos`` of ``seq_id`` at once, in a single
+        native call. Returns ``(token, decoded)``. On a GPU the decode runs while the
+        caller handles the token."""
+        code = self._sample_decode(self.ptr, chain.ptr, vocab.ptr, batch.ref, self._abort_ref,
+                                   pos, seq_id, 1, self._sampled_ref)
+        token = self._sampled.value
+        if code == _native.NOT_DECODED:
+            return token, False
+        if code:
+            self._after_failure(code, "llama_decode")
+        return token, True
 
     def encode(self, batch: Batch) -> None:
         """Run ``batch`` through the encoder (encoder-decoder and embedding models)."""

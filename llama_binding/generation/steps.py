@@ -109,7 +109,6 @@ def generate_tokens(
     n_batch = ctx.n_batch
     if batch is None:
         batch = Batch(min(n_batch, len(prompt)))
-    seq = (state.seq_id,)
     if prompt_logits is not None:
         state.reset()
         i = 0
@@ -129,25 +128,34 @@ def generate_tokens(
         i += len(chunk)
     pos = len(prompt)
     produced = 0
+    seq_id = state.seq_id
     while max_tokens is None or produced < max_tokens:
         if logits_hook is not None:
             logits_hook(state.tokens, ctx.logits(-1))
-        tok = chain.sample(ctx, -1)
         produced += 1
-        final = vocab.is_eog(tok) or pos >= limit or (max_tokens is not None and produced >= max_tokens)
-        if lookahead and not final:
-            batch.clear()
-            batch.add(tok, pos, seq, True)
-            decode_in_step(ctx, batch, state)  # runs on the device while the caller works
+        last = pos >= limit or (max_tokens is not None and produced >= max_tokens)
+        if lookahead and not last:
+            # sample and start decoding the token in one native call, then yield it
+            try:
+                tok, decoded = ctx.sample_decode(chain, vocab, batch, pos, seq_id)
+            except BaseException:
+                ctx.seq_rm(seq_id, len(state.tokens), -1)
+                raise
+            if not decoded:  # end of generation
+                yield tok
+                return
             state.tokens.append(tok)
             pos += 1
             yield tok
             continue
+        tok = chain.sample(ctx, -1)
         yield tok
-        if final:
+        if last or vocab.is_eog(tok):
             return
-        batch.clear()
-        batch.add(tok, pos, seq, True)
-        decode_in_step(ctx, batch, state)
+        try:
+            ctx.decode_token(batch, tok, pos, seq_id)
+        except BaseException:
+            ctx.seq_rm(seq_id, len(state.tokens), -1)
+            raise
         state.tokens.append(tok)
         pos += 1

@@ -1,0 +1,69 @@
+"""Our own native helpers (``native/*.c``, built into ``libllama_binding_native``).
+
+- the abort callback that reads a per-context flag (``abort_flag.c``): cancelling a decode
+  costs two loads per graph node instead of a Python call;
+- the per-token step of the generation loop (``step.c``): sample, then decode the sampled
+  token, in one ctypes call.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from typing import Any
+
+from .. import capi
+from ..capi import _loader
+
+__all__ = ["NOT_DECODED", "AbortState", "abort_callback", "decode_token", "interrupts", "sample_decode"]
+
+# llama_binding_sample_decode's answer when it sampled but decoded nothing
+NOT_DECODED = -(2**31)
+
+
+class AbortState(ctypes.Structure):
+    """``struct llama_binding_abort``: ``cancel`` aborts the running decode; a decode also
+    stops when the SIGINT counter moves past ``interrupts_seen``."""
+
+    _fields_ = [("cancel", ctypes.c_int), ("interrupts_seen", ctypes.c_int)]
+
+
+_fns: dict[str, Any] = {}
+
+
+def _lib() -> dict[str, Any]:
+    if not _fns:
+        lib = _loader.load("llama_binding_native")
+        addr = ctypes.cast(lib.llama_binding_abort_flag_cb, ctypes.c_void_p).value or 0
+        _fns["abort_cb"] = ctypes.cast(addr, capi.ggml_abort_callback)
+        for name in ("interrupts", "install_sigint", "decode_token", "sample_decode"):
+            fn = getattr(lib, f"llama_binding_{name}")
+            fn.restype = ctypes.c_int32
+            # no argtypes: ints and ctypes pointers pass as they are, the cheapest call
+            _fns[name] = fn
+        _fns["interrupts"].argtypes = []
+        _fns["install_sigint"].argtypes = []
+    return _fns
+
+
+def abort_callback() -> Any:
+    """The C abort callback (a ``ggml_abort_callback``); puts the SIGINT counter in front
+    of the handler in place (idempotent; again in case ``signal.signal`` replaced it)."""
+    fns = _lib()
+    fns["install_sigint"]()
+    return fns["abort_cb"]
+
+
+def interrupts() -> int:
+    """How many SIGINTs the native handler has seen."""
+    return int(_lib()["interrupts"]())
+
+
+def decode_token() -> Any:
+    """``llama_binding_decode_token(ctx, batch*, abort*, token, pos, seq_id) -> int``."""
+    return _lib()["decode_token"]
+
+
+def sample_decode() -> Any:
+    """``llama_binding_sample_decode(ctx, chain, vocab, batch*, abort*, pos, seq_id,
+    decode_next, token*) -> int`` (``NOT_DECODED`` when it decoded nothing)."""
+    return _lib()["sample_decode"]
