@@ -56,9 +56,19 @@ def _prefill_tps(llm: Llama, prompt: list[int], opts: dict[str, object]) -> floa
     return len(prompt) / (time.perf_counter() - t0)
 
 
-def ours(llm: Llama, prompt: list[int], gen: int, mode: dict[str, float], prefill_reps: int = 3,
+def call_options(llm: Llama, prompt: list[int], gen: int, mode: dict[str, float]) -> dict[str, object]:
+    """The mode's options, plus a logit bias banning EOS when the model would end before
+    ``gen`` tokens (a logit bias is one more sampler: on the GPU it costs time per token)."""
+    opts: dict[str, object] = dict(mode, seed=1)
+    llm.reset()
+    out = llm.create_completion(prompt, max_tokens=gen, **opts)  # type: ignore[arg-type]
+    if out["usage"]["completion_tokens"] < gen:
+        opts["logit_bias"] = {llm.token_eos(): -1e9}
+    return opts
+
+
+def ours(llm: Llama, prompt: list[int], gen: int, opts: dict[str, object], prefill_reps: int = 3,
          ) -> dict[str, float]:
-    opts: dict[str, object] = dict(mode, logit_bias={llm.token_eos(): -1e9}, seed=1)
     # prefill as llama-bench measures it: the median of repetitions after a warm-up of the
     # same shape (the warm-up also attaches the GPU-side sampler for these options, timed
     # apart by switch_cost_ms; on CUDA a repeated graph is captured once, on its 2nd run)
@@ -152,9 +162,10 @@ def main() -> None:
     bench_pp: list[float] = []
     bench_tg: list[float] = []
     runs: dict[str, list[dict[str, float]]] = {m: [] for m in MODES}
+    options = {name: call_options(llm, prompt, args.gen, mode) for name, mode in MODES.items()}
     for _ in range(args.reps):
-        for name, mode in MODES.items():
-            runs[name].append(ours(llm, prompt, args.gen, mode))
+        for name in MODES:
+            runs[name].append(ours(llm, prompt, args.gen, options[name]))
         pp, tg = llama_bench(args.model, args, threads)
         bench_pp.append(pp)
         bench_tg.append(tg)
@@ -172,12 +183,15 @@ def main() -> None:
         print(f"[{name}] prefill {med['prefill_tps']:10.1f} t/s  ratio {med['prefill_tps'] / pp:5.3f}x  "
               f"(right after decoding: {med['prefill_after_decode_tps']:.1f} t/s, "
               f"{med['prefill_after_decode_tps'] / pp:5.3f}x)")
-        print(f"[{name}] decode  {med['decode_tps']:10.1f} t/s  ratio {med['decode_tps'] / tg:5.3f}x")
+        banned = " (EOS banned by a logit bias: the model ended early without one)" \
+            if "logit_bias" in options[name] else ""
+        print(f"[{name}] decode  {med['decode_tps']:10.1f} t/s  ratio {med['decode_tps'] / tg:5.3f}x{banned}")
         where = "inside the decode on the GPU; CPU chain would cost" if on_gpu else "native chain on the CPU"
         print(f"[{name}] sampling: {where} {sample_us:7.1f} us/token (llama-bench samples nothing)")
         print(f"[{name}] python overhead {overhead:7.1f} us/token "
               f"(wall {med['wall_us']:.1f} - eval {med['eval_us']:.1f} - CPU sampling {cpu_sample_us:.1f})")
         results[name] = {**med, "sampling_us": sample_us, "backend_sampling": on_gpu, "overhead_us": overhead,
+                         "eos_banned": "logit_bias" in options[name],
                          "prefill_ratio": med["prefill_tps"] / pp, "decode_ratio": med["decode_tps"] / tg}
     switch = switch_cost_ms(llm, prompt)
     print(f"changing sampling options between calls costs {switch:.2f} ms once "
