@@ -350,7 +350,7 @@ class Llama:
         ctx = self._context
         self._acquire()
         try:
-            chain = self._slot.chain(params, raw_logits=hook is not None)
+            chain = self._slot.chain_or_argmax(params, raw_logits=hook is not None)
             yield from generate_tokens(ctx, self._vocab, chain, toks, self._state, max_tokens,
                                        self._batch, logits_hook=hook)
         finally:
@@ -433,7 +433,7 @@ class Llama:
         def chunks() -> Iterator[TextChunk]:
             self._acquire()
             try:
-                chain = self._slot.chain(sampling, raw_logits)  # an invalid grammar raises here
+                chain = self._slot.chain_or_argmax(sampling, raw_logits)  # an invalid grammar raises here
                 read_prompt = (prompt_logprobs(ctx, tokens, logprobs, prompt_entries)
                                if echo and logprobs is not None else None)
                 steps: Iterator[int] = generate_tokens(

@@ -74,7 +74,7 @@ def decode_in_step(ctx: Context, batch: Batch, state: SequenceState) -> None:
 def generate_tokens(
     ctx: Context,
     vocab: Vocab,
-    chain: SamplerChain,
+    chain: SamplerChain | None,
     prompt: Sequence[int],
     state: SequenceState,
     max_tokens: int | None = None,
@@ -86,6 +86,8 @@ def generate_tokens(
 ) -> Iterator[int]:
     """Yield sampled token ids after ``prompt``; stops at end-of-generation, after
     ``max_tokens`` (None: until the context is full) or when the caller stops.
+
+    ``chain`` samples each token; None means plain greedy: the argmax of the logits.
 
     ``logits_hook(tokens, logits)`` may change the next token's logits in place before
     each sample. ``prompt_logits(start, n)`` asks for the logits of every prompt token:
@@ -134,7 +136,14 @@ def generate_tokens(
             logits_hook(state.tokens, ctx.logits(-1))
         produced += 1
         last = pos >= limit or (max_tokens is not None and produced >= max_tokens)
-        if lookahead and not last:
+        if chain is None:  # plain greedy: the host's argmax (SIMD; the logits are a view)
+            tok = int(ctx.logits(-1).argmax())
+            if lookahead and not last and not vocab.is_eog(tok):
+                _decode_token(ctx, batch, tok, pos, state)  # runs on the device while the caller works
+                pos += 1
+                yield tok
+                continue
+        elif lookahead and not last:
             # sample and start decoding the token in one native call, then yield it
             try:
                 tok, decoded = ctx.sample_decode(chain, vocab, batch, pos, seq_id)
@@ -148,14 +157,21 @@ def generate_tokens(
             pos += 1
             yield tok
             continue
-        tok = chain.sample(ctx, -1)
+        else:
+            tok = chain.sample(ctx, -1)
         yield tok
         if last or vocab.is_eog(tok):
             return
-        try:
-            ctx.decode_token(batch, tok, pos, seq_id)
-        except BaseException:
-            ctx.seq_rm(seq_id, len(state.tokens), -1)
-            raise
-        state.tokens.append(tok)
+        _decode_token(ctx, batch, tok, pos, state)
         pos += 1
+
+
+def _decode_token(ctx: Context, batch: Batch, tok: int, pos: int, state: SequenceState) -> None:
+    """Decode ``tok`` at ``pos`` of the sequence and record it; on a failure drop what the
+    decode may have left in memory (as :func:`decode_in_step`)."""
+    try:
+        ctx.decode_token(batch, tok, pos, state.seq_id)
+    except BaseException:
+        ctx.seq_rm(state.seq_id, len(state.tokens), -1)
+        raise
+    state.tokens.append(tok)

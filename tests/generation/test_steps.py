@@ -140,3 +140,21 @@ def test_lookahead_gives_the_same_tokens_and_keeps_memory_in_step(stories260k: P
     again = list(generate_tokens(ctx, vocab, build_chain(GREEDY, vocab, 256), prompt + plain[:5],
                                  ahead_state, 5, lookahead=True))
     assert again == plain[5:10]
+
+
+@pytest.mark.parametrize("lookahead", [False, True])
+def test_argmax_without_a_chain_equals_the_greedy_chain(stories260k: Path, lookahead: bool) -> None:
+    """chain=None samples by the host's argmax of the logits: the same tokens as llama.cpp's
+    greedy sampler, with and without lookahead, and memory stays in step."""
+    model = Model(stories260k)
+    vocab = Vocab(model)
+    prompt = vocab.tokenize("Once upon a time")
+    ctx = Context(model, ContextParams(n_ctx=256))
+    greedy = build_chain(GREEDY, vocab, 256)
+    chained = list(generate_tokens(ctx, vocab, greedy, prompt, SequenceState(ctx), 24))
+    ctx2 = Context(model, ContextParams(n_ctx=256))
+    state = SequenceState(ctx2)
+    argmax = list(generate_tokens(ctx2, vocab, None, prompt, state, 24, lookahead=lookahead))
+    assert argmax == chained
+    assert ctx2.seq_pos_max(0) == len(state.tokens) - 1
+    assert state.tokens == prompt + argmax[: len(state.tokens) - len(prompt)]
