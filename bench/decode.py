@@ -24,8 +24,8 @@ from typing import Literal, Union
 
 from llama_binding import Llama
 from llama_binding.capi import _loader
-from llama_binding.core import Sampler, SamplerChain
 from llama_binding.core.context import physical_cores
+from llama_binding.generation.sampling import build_chain, is_plain_greedy, on_backend
 
 MODES = {
     "greedy": {"temperature": 0.0},
@@ -114,22 +114,31 @@ def switch_cost_ms(llm: Llama, prompt: list[int]) -> float:
     return (statistics.median(switched) - statistics.median(same)) * 1e3
 
 
-def sampling_cost_us(llm: Llama, mode: dict[str, float]) -> float:
-    """Native sampling per token on the CPU: the chain run again and again on the same
-    logits (read back from one decode without a backend sampler)."""
+def sampling_cost_us(llm: Llama, opts: dict[str, object]) -> tuple[str, float]:
+    """How a call with ``opts`` samples ("host argmax", "GPU-side chain" or "CPU chain")
+    and what that costs per token on the host, measured on the logits of one decode read
+    back again and again (a GPU-side chain runs inside the decode: counted in eval)."""
+    p = llm._sampling(dict(opts))
+    if is_plain_greedy(p, llm.n_vocab()):
+        how = "host argmax"
+    elif llm._slot.backend and on_backend(p, llm.n_vocab()):
+        how = "GPU-side chain"
+    else:
+        how = "CPU chain"
     llm.reset()
     llm._slot.detach()
     llm.eval([llm.token_bos()])
-    if mode.get("temperature", 0.8) <= 0:
-        chain = SamplerChain([Sampler.greedy()])
-    else:
-        chain = SamplerChain([Sampler.top_k(40), Sampler.top_p(0.95), Sampler.temp(0.8), Sampler.dist(1)])
     ctx = llm._context
+    chain = build_chain(p, llm._vocab, llm.n_ctx())
     reps = 200
     t0 = time.perf_counter()
     for _ in range(reps):
-        chain.sample(ctx, -1)
-    return (time.perf_counter() - t0) / reps * 1e6
+        if how == "host argmax":
+            int(ctx.logits(-1).argmax())
+        else:
+            chain.sample(ctx, -1)
+    chain.close()
+    return how, (time.perf_counter() - t0) / reps * 1e6
 
 
 def main() -> None:
@@ -174,11 +183,10 @@ def main() -> None:
     print(f"model {args.model}  threads {threads}  ngl {args.ngl}  fa {args.fa}  reps {args.reps}  "
           f"backend sampling {'on' if on_gpu else 'off'}  n_outputs_max_per_seq {args.outputs_per_seq}")
     print(f"llama-bench: pp{args.prompt} {pp:10.1f} t/s   tg{args.gen} @ d{args.prompt} {tg:9.1f} t/s")
-    for name, mode in MODES.items():
+    for name in MODES:
         med = {k: statistics.median(r[k] for r in runs[name]) for k in runs[name][0]}
-        sample_us = sampling_cost_us(llm, mode)
-        # with backend sampling the chain runs inside the decode (counted in eval)
-        cpu_sample_us = 0.0 if on_gpu else sample_us
+        how, sample_us = sampling_cost_us(llm, options[name])
+        cpu_sample_us = 0.0 if how == "GPU-side chain" else sample_us
         overhead = med["wall_us"] - med["eval_us"] - cpu_sample_us
         print(f"[{name}] prefill {med['prefill_tps']:10.1f} t/s  ratio {med['prefill_tps'] / pp:5.3f}x  "
               f"(right after decoding: {med['prefill_after_decode_tps']:.1f} t/s, "
@@ -186,11 +194,13 @@ def main() -> None:
         banned = " (EOS banned by a logit bias: the model ended early without one)" \
             if "logit_bias" in options[name] else ""
         print(f"[{name}] decode  {med['decode_tps']:10.1f} t/s  ratio {med['decode_tps'] / tg:5.3f}x{banned}")
-        where = "inside the decode on the GPU; CPU chain would cost" if on_gpu else "native chain on the CPU"
+        where = {"GPU-side chain": "GPU-side chain, inside the decode; on the CPU it would cost",
+                 "CPU chain": "llama.cpp's chain on the CPU", "host argmax": "the host's argmax (numpy)"}[how]
         print(f"[{name}] sampling: {where} {sample_us:7.1f} us/token (llama-bench samples nothing)")
         print(f"[{name}] python overhead {overhead:7.1f} us/token "
-              f"(wall {med['wall_us']:.1f} - eval {med['eval_us']:.1f} - CPU sampling {cpu_sample_us:.1f})")
-        results[name] = {**med, "sampling_us": sample_us, "backend_sampling": on_gpu, "overhead_us": overhead,
+              f"(wall {med['wall_us']:.1f} - eval {med['eval_us']:.1f} - host sampling {cpu_sample_us:.1f})")
+        results[name] = {**med, "sampling_us": sample_us, "sampled_by": how,
+                         "backend_sampling": on_gpu, "overhead_us": overhead,
                          "eos_banned": "logit_bias" in options[name],
                          "prefill_ratio": med["prefill_tps"] / pp, "decode_ratio": med["decode_tps"] / tg}
     switch = switch_cost_ms(llm, prompt)

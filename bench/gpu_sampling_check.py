@@ -1,4 +1,5 @@
-"""GPU-side sampling gives the tokens of CPU sampling (greedy), and seeds reproduce.
+"""GPU-side sampling gives the tokens of CPU sampling (greedy), plain greedy (the host's
+argmax) gives the tokens of the GPU-side greedy sampler, and seeds reproduce.
 
     python bench/gpu_sampling_check.py MODEL.gguf
 """
@@ -17,11 +18,18 @@ def main() -> None:
             Llama(path, n_ctx=512, flash_attn=True, backend_sampling=True) as gpu:
         print(f"backend sampling attached: {gpu._slot.backend}")
         same = 0
+        # a logit bias that changes nothing keeps greedy in a chain that the backend runs
+        on_gpu = {"temperature": 0.0, "logit_bias": {0: 0.0}}
         for p in prompts:
-            a = cpu.create_completion(p, max_tokens=48, temperature=0.0)["choices"][0]["text"]
-            b = gpu.create_completion(p, max_tokens=48, temperature=0.0)["choices"][0]["text"]
-            same += a == b
-            print(f"greedy {p!r}: {'equal' if a == b else 'DIFFERENT'}")
+            a = cpu.create_completion(p, max_tokens=48, **on_gpu)["choices"][0]["text"]  # type: ignore[arg-type]
+            b = gpu.create_completion(p, max_tokens=48, **on_gpu)["choices"][0]["text"]  # type: ignore[arg-type]
+            attached = gpu._slot.on_backend
+            c = gpu.create_completion(p, max_tokens=48, temperature=0.0)["choices"][0]["text"]
+            same += a == b == c
+            verdict = ("equal" if a == b else "DIFFERENT", "equal" if b == c else "DIFFERENT")
+            verdict = ("equal" if a == b else "DIFFERENT", "equal" if b == c else "DIFFERENT")
+            print(f"greedy {p!r}: CPU chain vs GPU chain (attached: {attached}) {verdict[0]}; "
+                  f"vs host argmax {verdict[1]}")
         s1 = gpu.create_completion(prompts[0], max_tokens=32, seed=7)["choices"][0]["text"]
         s2 = gpu.create_completion(prompts[0], max_tokens=32, seed=7)["choices"][0]["text"]
         print(f"seeded sampling on the GPU reproduces: {s1 == s2}; on the backend: {gpu._slot.on_backend}")
