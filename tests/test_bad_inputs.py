@@ -173,6 +173,21 @@ def _block_count(value: int) -> Callable[[bytes], bytes]:
     return lambda data: _patched(data, "<I", _gguf_layout(data)[0]["llama.block_count"], value)
 
 
+def _repeat_a_token(data: bytes) -> bytes:
+    """Overwrite the text of a later vocabulary entry with an earlier one's of equal length."""
+    pos = _gguf_layout(data)[0]["tokenizer.ggml.tokens"] + 12  # past the item type and count
+    first_of_length: dict[int, int] = {}
+    while True:
+        (n,) = struct.unpack_from("<Q", data, pos)
+        if n in first_of_length and n > 2:
+            out = bytearray(data)
+            src = first_of_length[n]
+            out[pos + 8 : pos + 8 + n] = data[src + 8 : src + 8 + n]
+            return bytes(out)
+        first_of_length.setdefault(n, pos)
+        pos += 8 + n
+
+
 # (id, how to damage stories260K's bytes, kv_overrides, fragments the ModelLoadError names)
 DAMAGED: list[tuple[str, Callable[[bytes], bytes], dict[str, object], tuple[str, ...]]] = [
     ("truncated-half", lambda d: d[: len(d) // 2], {}, ("corrupted or incomplete",)),
@@ -194,6 +209,7 @@ DAMAGED: list[tuple[str, Callable[[bytes], bytes], dict[str, object], tuple[str,
     ("override-block_count-0", lambda d: d, {"llama.block_count": 0}, ("block_count",)),
     ("override-nextn_predict_layers", lambda d: d, {"llama.nextn_predict_layers": 99}, ("nextn",)),
     ("override-expert_count", lambda d: d, {"llama.expert_count": 8}, ("expert",)),
+    ("repeated-token-text", _repeat_a_token, {}, ("repeats", "tokenizer.ggml.tokens")),
 ]
 
 LOAD = "report('load', lambda: Llama(sys.argv[1], n_ctx=64, kv_overrides=json.loads(sys.argv[2]) or None))\n"
@@ -209,6 +225,13 @@ def test_damaged_gguf_raises_model_load_error(tmp_path: Path, stories260k: Path,
     _raised(outcome, "ModelLoadError", naming=naming)
     assert outcome.is_a("OSError")
     assert outcome.name == "ModelLoadError" and path.name in outcome.message
+
+
+def test_repeated_token_text_is_refused_for_a_vocab_only_load(tmp_path: Path, stories260k: Path) -> None:
+    path = tmp_path / "repeated.gguf"
+    path.write_bytes(_repeat_a_token(stories260k.read_bytes()))
+    outcome = Child("report('load', lambda: Llama(sys.argv[1], vocab_only=True))\n", str(path))["load"]
+    _raised(outcome, "ModelLoadError", naming=("repeats",))
 
 
 # --- paths that are no model file (checked before llama.cpp sees them) -------------------

@@ -3,7 +3,8 @@
 - the abort callback that reads a per-context flag (``abort_flag.c``): cancelling a decode
   costs two loads per graph node instead of a Python call;
 - the per-token step of the generation loop (``step.c``): sample, then decode the sampled
-  token, in one ctypes call.
+  token, in one ctypes call;
+- a vocabulary check that llama.cpp makes only by aborting (``vocab_check.cpp``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from typing import Any
 from .. import capi
 from ..capi import _loader
 
-__all__ = ["NOT_DECODED", "AbortState", "abort_callback", "decode_token", "interrupts", "sample_decode"]
+__all__ = ["NOT_DECODED", "AbortState", "abort_callback", "decode_token", "first_repeated_token",
+           "interrupts", "sample_decode"]
 
 # llama_binding_sample_decode's answer when it sampled but decoded nothing
 NOT_DECODED = -(2**31)
@@ -42,6 +44,9 @@ def _lib() -> dict[str, Any]:
             _fns[name] = fn
         _fns["interrupts"].argtypes = []
         _fns["install_sigint"].argtypes = []
+        repeated = lib.llama_binding_first_repeated_token
+        repeated.restype, repeated.argtypes = ctypes.c_int64, [ctypes.c_void_p, ctypes.c_int64]
+        _fns["first_repeated_token"] = repeated
     return _fns
 
 
@@ -67,3 +72,9 @@ def sample_decode() -> Any:
     """``llama_binding_sample_decode(ctx, chain, vocab, batch*, abort*, pos, seq_id,
     decode_next, token*) -> int`` (``NOT_DECODED`` when it decoded nothing)."""
     return _lib()["sample_decode"]
+
+
+def first_repeated_token(gguf_ctx: Any, key_id: int) -> int:
+    """The index of the first entry of the string array ``key_id`` of an open
+    ``gguf_context`` whose text (as llama.cpp reads it) repeats an earlier one, or -1."""
+    return int(_lib()["first_repeated_token"](ctypes.cast(gguf_ctx, ctypes.c_void_p), key_id))
