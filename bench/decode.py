@@ -24,6 +24,7 @@ from typing import Literal, Union
 
 from llama_binding import Llama
 from llama_binding.capi import _loader
+from llama_binding.core import Batch
 from llama_binding.core.context import physical_cores
 from llama_binding.generation.sampling import build_chain, is_plain_greedy, on_backend
 
@@ -130,11 +131,12 @@ def sampling_cost_us(llm: Llama, opts: dict[str, object]) -> tuple[str, float]:
     llm.eval([llm.token_bos()])
     ctx = llm._context
     chain = build_chain(p, llm._vocab, llm.n_ctx())
+    vocab, batch = llm._vocab, Batch(1)
     reps = 200
     t0 = time.perf_counter()
     for _ in range(reps):
         if how == "host argmax":
-            int(ctx.logits(-1).argmax())
+            ctx.argmax_decode(vocab, batch, 0, 0, decode_next=False)
         else:
             chain.sample(ctx, -1)
     chain.close()
@@ -195,7 +197,7 @@ def main() -> None:
             if "logit_bias" in options[name] else ""
         print(f"[{name}] decode  {med['decode_tps']:10.1f} t/s  ratio {med['decode_tps'] / tg:5.3f}x{banned}")
         where = {"GPU-side chain": "GPU-side chain, inside the decode; on the CPU it would cost",
-                 "CPU chain": "llama.cpp's chain on the CPU", "host argmax": "the host's argmax (numpy)"}[how]
+                 "CPU chain": "llama.cpp's chain on the CPU", "host argmax": "the host's argmax (our C)"}[how]
         print(f"[{name}] sampling: {where} {sample_us:7.1f} us/token (llama-bench samples nothing)")
         print(f"[{name}] python overhead {overhead:7.1f} us/token "
               f"(wall {med['wall_us']:.1f} - eval {med['eval_us']:.1f} - host sampling {cpu_sample_us:.1f})")

@@ -15,11 +15,13 @@ from typing import Any
 from .. import capi
 from ..capi import _loader
 
-__all__ = ["NOT_DECODED", "AbortState", "abort_callback", "decode_token", "first_repeated_token",
-           "interrupts", "sample_decode"]
+__all__ = ["NOT_DECODED", "NO_LOGITS", "AbortState", "abort_callback", "argmax_decode", "decode_token",
+           "first_repeated_token", "interrupts", "sample_decode"]
 
 # llama_binding_sample_decode's answer when it sampled but decoded nothing
 NOT_DECODED = -(2**31)
+# llama_binding_argmax_decode's answer when the last decode has no logits
+NO_LOGITS = NOT_DECODED + 1
 
 
 class AbortState(ctypes.Structure):
@@ -37,7 +39,7 @@ def _lib() -> dict[str, Any]:
         lib = _loader.load("llama_binding_native")
         addr = ctypes.cast(lib.llama_binding_abort_flag_cb, ctypes.c_void_p).value or 0
         _fns["abort_cb"] = ctypes.cast(addr, capi.ggml_abort_callback)
-        for name in ("interrupts", "install_sigint", "decode_token", "sample_decode"):
+        for name in ("interrupts", "install_sigint", "decode_token", "sample_decode", "argmax_decode"):
             fn = getattr(lib, f"llama_binding_{name}")
             fn.restype = ctypes.c_int32
             # no argtypes: ints and ctypes pointers pass as they are, the cheapest call
@@ -72,6 +74,13 @@ def sample_decode() -> Any:
     """``llama_binding_sample_decode(ctx, chain, vocab, batch*, abort*, pos, seq_id,
     decode_next, token*) -> int`` (``NOT_DECODED`` when it decoded nothing)."""
     return _lib()["sample_decode"]
+
+
+def argmax_decode() -> Any:
+    """``llama_binding_argmax_decode(ctx, vocab, batch*, abort*, pos, seq_id, decode_next,
+    token*) -> int``: plain greedy, else as :func:`sample_decode` (``NO_LOGITS`` when the
+    last decode has none)."""
+    return _lib()["argmax_decode"]
 
 
 def first_repeated_token(gguf_ctx: Any, key_id: int) -> int:

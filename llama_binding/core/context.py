@@ -144,6 +144,7 @@ class Context(NativeHandle[Any]):
         self._interrupts = _native.interrupts
         self._decode_token = _native.decode_token()
         self._sample_decode = _native.sample_decode()
+        self._argmax_decode = _native.argmax_decode()
         self._sampled = ctypes.c_int32(0)
         self._sampled_ref = ctypes.byref(self._sampled)
         cparams.abort_callback = _native.abort_callback()
@@ -259,6 +260,23 @@ class Context(NativeHandle[Any]):
         caller handles the token."""
         code = self._sample_decode(self.ptr, chain.ptr, vocab.ptr, batch.ref, self._abort_ref,
                                    pos, seq_id, 1, self._sampled_ref)
+        token = self._sampled.value
+        if code == _native.NOT_DECODED:
+            return token, False
+        if code:
+            self._after_failure(code, "llama_decode")
+        return token, True
+
+    def argmax_decode(self, vocab: Vocab, batch: Batch, pos: int, seq_id: int = 0,
+                      decode_next: bool = True) -> tuple[int, bool]:
+        """Plain greedy in a single native call: the argmax of the last output's logits
+        (the first on ties, as llama.cpp's greedy sampler), then, when ``decode_next`` and
+        the token does not end generation, its decode at ``pos`` of ``seq_id``. Returns
+        ``(token, decoded)``."""
+        code = self._argmax_decode(self.ptr, vocab.ptr, batch.ref, self._abort_ref, pos, seq_id,
+                                   1 if decode_next else 0, self._sampled_ref)
+        if code == _native.NO_LOGITS:
+            raise IndexError("no logits for the last output of the last batch")
         token = self._sampled.value
         if code == _native.NOT_DECODED:
             return token, False

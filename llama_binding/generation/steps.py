@@ -136,10 +136,14 @@ def generate_tokens(
             logits_hook(state.tokens, ctx.logits(-1))
         produced += 1
         last = pos >= limit or (max_tokens is not None and produced >= max_tokens)
-        if chain is None:  # plain greedy: the host's argmax (SIMD; the logits are a view)
-            tok = int(ctx.logits(-1).argmax())
-            if lookahead and not last and not vocab.is_eog(tok):
-                _decode_token(ctx, batch, tok, pos, state)  # runs on the device while the caller works
+        if chain is None:  # plain greedy: the argmax of the logits, in C, with the next decode
+            try:
+                tok, decoded = ctx.argmax_decode(vocab, batch, pos, seq_id, lookahead and not last)
+            except BaseException:
+                ctx.seq_rm(seq_id, len(state.tokens), -1)
+                raise
+            if decoded:
+                state.tokens.append(tok)
                 pos += 1
                 yield tok
                 continue
