@@ -168,6 +168,35 @@ if os.environ.get("LB_PROBE_LOOP_LIB"):
     VARIANTS["cloop"] = variant_cloop
 
 
+def diagnose(model: str, depth: int, gen: int, reps: int) -> None:
+    """Our greedy loop under settings that differ from llama-bench's context: llama.cpp's
+    perf counters on/off, our abort callback set/removed, and how many native log lines
+    arrive per token (each is a Python callback)."""
+    from llama_binding import _log
+
+    lines = [0]
+    emit = _log._emit
+
+    def counting(level: int, text: str) -> None:
+        lines[0] += 1
+        emit(level, text)
+
+    _log._emit = counting  # type: ignore[assignment]
+    for no_perf, abort in ((False, True), (True, True), (False, False), (True, False)):
+        llm = Llama(model, n_ctx=depth + gen + 16, n_gpu_layers=99, flash_attn=True, no_perf=no_perf)
+        if not abort:
+            capi.llama_set_abort_callback(llm._context.ptr, capi.ggml_abort_callback(), None)
+        variant_ours(llm, depth, 8)
+        rs = []
+        for _ in range(reps):
+            lines[0] = 0
+            rs.append(variant_ours(llm, depth, gen)["wall_us"])
+        print(f"no_perf {no_perf!s:5}  abort callback {abort!s:5}  "
+              f"wall {statistics.median(rs):8.1f} us/token  native log lines in the last run: {lines[0]}",
+              flush=True)
+        llm.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model")
@@ -179,7 +208,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, nargs="+", default=[0],
                     help="generation threads to try (0: the default, physical cores)")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--diagnose", action="store_true", help="run diagnose() instead of the variants")
     args = ap.parse_args()
+    if args.diagnose:
+        diagnose(args.model, args.depth, args.gen, args.reps)
+        return
     out: dict[str, Any] = {"reuse_disabled": os.environ.get("LLAMA_GRAPH_REUSE_DISABLE", "0")}
     for n_ctx, threads in [(c, t) for c in args.n_ctx for t in args.threads]:
         llm = Llama(args.model, n_ctx=n_ctx, n_gpu_layers=args.ngl, flash_attn=True,
