@@ -9,6 +9,7 @@ stderr handler (:func:`set_verbose`).
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import sys
 import threading
@@ -16,8 +17,9 @@ from collections import deque
 from typing import Any
 
 from . import capi
+from .capi import _loader
 
-__all__ = ["error_mark", "errors_since", "install", "logger", "native_logger", "set_verbose"]
+__all__ = ["error_mark", "errors_since", "install", "logger", "native_logger", "set_verbose", "sync_level"]
 
 logger = logging.getLogger("llama_binding")
 logger.addHandler(logging.NullHandler())
@@ -29,6 +31,7 @@ _CONT = 5
 
 _lock = threading.Lock()
 _installed: list[Any] = []  # keeps the ctypes callback alive for the life of the process
+_min_level: list[Any] = []  # the C filter's level setter, once installed
 _partial: dict[str, Any] = {"level": logging.INFO, "text": ""}
 _verbose_handler: logging.Handler | None = None
 # the last native warnings and errors, numbered, so that a failed call can say why
@@ -73,13 +76,43 @@ def _callback(level: int, text: bytes | None, _user_data: Any) -> None:
 
 
 def install() -> None:
-    """Route llama.cpp's and ggml's logs into ``logging`` (idempotent)."""
+    """Route llama.cpp's and ggml's logs into ``logging`` (idempotent).
+
+    The callback that llama.cpp calls is our C filter (``native/log_filter.c``): lines
+    below the lowest level ``llama_binding.native`` accepts (see :func:`sync_level`) are
+    dropped there, since some arrive on every decode and a Python callback inside
+    ``llama_decode`` delays the GPU's work. Warnings and errors always reach Python.
+    """
     with _lock:
         if _installed:
             return
         cb = capi.ggml_log_callback(_callback)
-        capi.llama_log_set(cb, None)
-        _installed.append(cb)
+        try:
+            native = _loader.load("llama_binding_native")
+            forward = native.llama_binding_log_forward
+            forward.restype, forward.argtypes = None, [capi.ggml_log_callback]
+            min_level = native.llama_binding_log_min_level
+            min_level.restype, min_level.argtypes = None, [ctypes.c_int]
+            front = ctypes.cast(native.llama_binding_log_filter, capi.ggml_log_callback)
+        except (OSError, AttributeError):  # no helper library: every line goes to Python
+            capi.llama_log_set(cb, None)
+            _installed.append(cb)
+            return
+        forward(cb)
+        capi.llama_log_set(front, None)
+        _installed.extend([cb, front])
+        _min_level.append(min_level)
+    sync_level()
+
+
+def sync_level() -> None:
+    """Pass the lowest level that ``llama_binding.native`` accepts now to the C filter
+    (done at install, by ``Llama()``, each model load and :func:`set_verbose`; call it
+    again after enabling DEBUG logging to see llama.cpp's debug lines)."""
+    if _min_level:
+        level = (1 if native_logger.isEnabledFor(logging.DEBUG)
+                 else 2 if native_logger.isEnabledFor(logging.INFO) else 3)
+        _min_level[0](level)
 
 
 def set_verbose(verbose: bool) -> None:
@@ -100,3 +133,4 @@ def set_verbose(verbose: bool) -> None:
         elif not verbose and _verbose_handler is not None:
             logger.removeHandler(_verbose_handler)
             _verbose_handler = None
+    sync_level()

@@ -140,6 +140,38 @@ def test_quiet_by_default(stories260k: Path, capfd: pytest.CaptureFixture[str]) 
     assert capfd.readouterr().err == ""
 
 
+def test_native_debug_lines_stay_in_c_unless_debug_logging_is_on(
+        stories260k: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """llama.cpp's DEBUG lines never reach the Python callback while the logger does not
+    want them (our C filter drops them: some arrive on every decode); with DEBUG logging
+    on, a new Llama gets them; warnings always arrive (a failed call quotes them)."""
+    import logging
+
+    from llama_binding import _log
+
+    levels: list[int] = []
+    emit = _log._emit
+
+    def spy(level: int, text: str) -> None:
+        levels.append(level)
+        emit(level, text)
+
+    monkeypatch.setattr(_log, "_emit", spy)
+    native = logging.getLogger("llama_binding.native")
+    try:
+        with Llama(stories260k, n_ctx=64) as llm:  # stories260K's header draws two warnings
+            llm("Once", max_tokens=2, temperature=0.0)
+        assert 3 in levels and not {1, 2} & set(levels)  # ggml levels: DEBUG 1, INFO 2, WARN 3
+        levels.clear()
+        native.setLevel(logging.DEBUG)
+        with Llama(stories260k, n_ctx=64) as llm:
+            llm("Once", max_tokens=2, temperature=0.0)
+        assert 1 in levels
+    finally:
+        native.setLevel(logging.NOTSET)
+        _log.sync_level()
+
+
 def test_metadata_has_every_key_with_arrays(smollm2: Path) -> None:
     import numpy as np
 

@@ -193,6 +193,7 @@ class Model(NativeHandle[Any]):
 
             cb = capi.llama_progress_callback(on_progress)
             cparams.progress_callback = cb
+        _log.sync_level()  # the C log filter follows the logging configuration of now
         mark = _log.error_mark()
         ptr = capi.llama_model_load_from_file(os.fsencode(p), cparams)
         del keep, cb
