@@ -170,8 +170,10 @@ if os.environ.get("LB_PROBE_LOOP_LIB"):
 
 def diagnose(model: str, depth: int, gen: int, reps: int) -> None:
     """Our greedy loop under settings that differ from llama-bench's context: llama.cpp's
-    perf counters on/off, our abort callback set/removed, and how many native log lines
-    arrive per token (each is a Python callback)."""
+    perf counters on/off, our abort callback set/removed, and native DEBUG lines dropped
+    in C (the default) or passed to Python (a DEBUG-level logger), with their count."""
+    import logging
+
     from llama_binding import _log
 
     lines = [0]
@@ -182,7 +184,11 @@ def diagnose(model: str, depth: int, gen: int, reps: int) -> None:
         emit(level, text)
 
     _log._emit = counting  # type: ignore[assignment]
-    for no_perf, abort in ((False, True), (True, True), (False, False), (True, False)):
+    native = logging.getLogger("llama_binding.native")
+    configs = [(False, True, False), (True, True, False), (False, False, False), (True, False, False),
+               (False, True, True)]
+    for no_perf, abort, debug in configs:
+        native.setLevel(logging.DEBUG if debug else logging.NOTSET)
         llm = Llama(model, n_ctx=depth + gen + 16, n_gpu_layers=99, flash_attn=True, no_perf=no_perf)
         if not abort:
             capi.llama_set_abort_callback(llm._context.ptr, capi.ggml_abort_callback(), None)
@@ -191,10 +197,11 @@ def diagnose(model: str, depth: int, gen: int, reps: int) -> None:
         for _ in range(reps):
             lines[0] = 0
             rs.append(variant_ours(llm, depth, gen)["wall_us"])
-        print(f"no_perf {no_perf!s:5}  abort callback {abort!s:5}  "
+        print(f"no_perf {no_perf!s:5}  abort callback {abort!s:5}  debug lines to Python {debug!s:5}  "
               f"wall {statistics.median(rs):8.1f} us/token  native log lines in the last run: {lines[0]}",
               flush=True)
         llm.close()
+    native.setLevel(logging.NOTSET)
 
 
 def main() -> None:
