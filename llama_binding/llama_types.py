@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal, Optional, Union
 
 from typing_extensions import TypedDict
 
@@ -11,6 +11,9 @@ __all__ = [
     "CompletionChunk",
     "CompletionUsage",
     "CreateCompletionResponse",
+    "CreateEmbeddingResponse",
+    "Embedding",
+    "EmbeddingUsage",
 ]
 
 FinishReason = Literal["stop", "length"]
@@ -44,3 +47,21 @@ class CompletionChunk(TypedDict):
     created: int
     model: str
     choices: list[CompletionChoice]
+
+
+class EmbeddingUsage(TypedDict):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class Embedding(TypedDict):
+    index: int
+    object: Literal["embedding"]
+    embedding: Union[list[float], list[list[float]]]
+
+
+class CreateEmbeddingResponse(TypedDict):
+    object: Literal["list"]
+    model: str
+    data: list[Embedding]
+    usage: EmbeddingUsage

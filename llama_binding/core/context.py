@@ -168,6 +168,7 @@ class Context(NativeHandle[Any]):
         self.model = model
         self._n_vocab = int(capi.llama_vocab_n_tokens(capi.llama_model_get_vocab(model.ptr)))
         self._n_embd = model.n_embd
+        self._n_cls_out = max(1, int(capi.llama_model_n_cls_out(model.ptr)))
         self._samplers: dict[int, SamplerChain] = {}  # attached chains, kept alive while attached
 
     # --- sizes ---------------------------------------------------------------------------
@@ -339,7 +340,7 @@ class Context(NativeHandle[Any]):
         ptr = capi.llama_get_embeddings_seq(self.ptr, seq_id)
         if not ptr:
             raise IndexError(f"no pooled embedding for sequence {seq_id}")
-        n = 1 if self.pooling_type == PoolingType.RANK else self._n_embd
+        n = self._n_cls_out if self.pooling_type == PoolingType.RANK else self._n_embd
         return np.ctypeslib.as_array(ptr, shape=(n,))
 
     # --- KV memory, per sequence ---------------------------------------------------------

@@ -76,6 +76,9 @@ class Vocab:
     def add_eos(self) -> bool:
         return bool(capi.llama_vocab_get_add_eos(self.ptr))
 
+    def add_sep(self) -> bool:
+        return bool(capi.llama_vocab_get_add_sep(self.ptr))
+
     def is_eog(self, token: int) -> bool:
         """Whether ``token`` ends generation (EOS, EOT, ...); memoised, it runs per token."""
         answer = self._eog.get(token)
