@@ -33,7 +33,7 @@ from .generation.hooks import (
     StoppingCriteriaList,
 )
 from .grammar import LlamaGrammar
-from .llama import Llama
+from .llama import Llama, LlamaState
 
 __all__ = [
     "ClosedError",
@@ -49,6 +49,7 @@ __all__ = [
     "Llama",
     "LlamaError",
     "LlamaGrammar",
+    "LlamaState",
     "LogitsProcessor",
     "LogitsProcessorList",
     "ModelLoadError",

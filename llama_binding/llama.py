@@ -26,6 +26,7 @@ from ._progress import ProgressArg, progress_callback
 from .core import Batch, Context, ContextParams, Model, ModelParams, Vocab
 from .core.context import PoolingType
 from .core.metadata import read_metadata
+from .core.state import LlamaState, file_fingerprint
 from .errors import ContextOverflowError, LlamaError
 from .generation.embedding import embed_tokens, fit, rerank_tokens
 from .generation.hooks import LogitsProcessor, StoppingCriteria, as_logits_hook, as_stop_hook
@@ -37,7 +38,7 @@ from .generation.stream import TextChunk, collect, stream_text
 from .grammar import LlamaGrammar
 from .llama_types import CompletionChunk, CreateCompletionResponse, CreateEmbeddingResponse
 
-__all__ = ["DEFAULT_N_CTX", "Llama"]
+__all__ = ["DEFAULT_N_CTX", "Llama", "LlamaState"]
 
 #: context size when ``n_ctx`` is not given (or the model's training context if smaller)
 DEFAULT_N_CTX = 4096
@@ -133,6 +134,7 @@ class Llama:
         self.logits_all = logits_all
         self._scores: list[npt.NDArray[np.float32]] = []
         self._metadata: dict[str, Any] | None = None
+        self._fingerprint: str | None = None
         self._init_kwargs = {k: v for k, v in given.items() if k not in ("self", "ignored", "__class__")}
         self._lock = threading.Lock()
         self._owner: int | None = None
@@ -301,6 +303,66 @@ class Llama:
         return self._context.pooling_type
 
     # --- generation ----------------------------------------------------------------------
+
+    # --- saved state (core/state.py) ---------------------------------------------------------
+
+    #: the context options that shape the KV memory: a state only fits a context with equal ones
+    _STATE_OPTIONS = ("n_ctx", "n_seq_max", "type_k", "type_v", "kv_unified", "flash_attn_type",
+                      "swa_full", "embeddings")
+
+    def _state_identity(self) -> tuple[str, dict[str, Any], tuple[tuple[str, float], ...]]:
+        """(model fingerprint, memory-shaping context options, active adapters)."""
+        if self._fingerprint is None:
+            m = self._model
+            self._fingerprint = file_fingerprint(m.path, (m.description, m.n_params, m.size))
+        ctx = self._context
+        opts = {k: getattr(self.context_params, k) for k in self._STATE_OPTIONS}
+        opts.update(n_ctx=ctx.n_ctx, n_seq_max=ctx.n_seq_max)
+        return self._fingerprint, opts, self._active_adapters()
+
+    def _active_adapters(self) -> tuple[tuple[str, float], ...]:
+        return ()
+
+    def save_state(self, seq_id: int | None = None) -> LlamaState:
+        """The context's state (``seq_id`` None: the whole context, as llama-cpp-python's
+        ``save_state``), or one sequence's, with the tokens it holds and a header naming the
+        model, the context options and the adapters it belongs to."""
+        model, opts, adapters = self._state_identity()
+        self._acquire()
+        try:
+            ctx = self._context
+            if seq_id is not None and seq_id != self._state.seq_id:
+                raise ValueError(f"this Llama generates in sequence {self._state.seq_id}, not {seq_id}")
+            payload = ctx.state_bytes(seq_id)
+            tokens = tuple(self._state.tokens)
+        finally:
+            self._release()
+        return LlamaState(model, opts, adapters, "context" if seq_id is None else "sequence", tokens, payload)
+
+    def load_state(self, state: LlamaState) -> None:
+        """Restore a state of :meth:`save_state` (a whole context, or a sequence into this
+        Llama's sequence). A state of another model, other context options or other adapters
+        raises :class:`~llama_binding.errors.StateError`; the Llama then stays as it was."""
+        if not isinstance(state, LlamaState):
+            raise TypeError(f"state must be a LlamaState, not {type(state).__name__}")
+        state.check_fits(*self._state_identity())
+        self._acquire()
+        try:
+            seq = None if state.scope == "context" else self._state.seq_id
+            if seq is not None:
+                self._state.reset()
+            self._context.restore_state(state.payload, seq)
+            self._state.tokens[:] = state.tokens
+        finally:
+            self._release()
+
+    def save_session(self, path: Union[str, os.PathLike[str]]) -> None:
+        """:meth:`save_state` to a file (written atomically)."""
+        self.save_state().save(path)
+
+    def load_session(self, path: Union[str, os.PathLike[str]]) -> None:
+        """:meth:`load_state` from a file of :meth:`save_session`."""
+        self.load_state(LlamaState.load(path))
 
     # --- embeddings and reranking (generation/embedding.py) ------------------------------
 

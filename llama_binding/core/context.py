@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import _log, capi
-from ..errors import ContextCreateError, check_decode
+from ..errors import ContextCreateError, StateError, check_decode
 from . import _native
 from ._handle import NativeHandle
 from .batch import Batch
@@ -372,6 +372,37 @@ class Context(NativeHandle[Any]):
     def seq_pos_max(self, seq_id: int) -> int:
         """Largest position of ``seq_id`` in memory, -1 when empty."""
         return int(capi.llama_memory_seq_pos_max(self._memory, seq_id))
+
+    # --- saved state (llama.cpp's bytes; core/state.py puts our header around them) -------
+
+    def state_bytes(self, seq_id: int | None = None) -> bytes:
+        """llama.cpp's state of the whole context, or of one sequence's memory."""
+        ptr = self.ptr
+        if seq_id is None:
+            n = int(capi.llama_state_get_size(ptr))
+            buf = (ctypes.c_uint8 * max(n, 1))()
+            written = int(capi.llama_state_get_data(ptr, buf, n))
+        else:
+            n = int(capi.llama_state_seq_get_size(ptr, seq_id))
+            buf = (ctypes.c_uint8 * max(n, 1))()
+            written = int(capi.llama_state_seq_get_data(ptr, buf, n, seq_id))
+        if n and not written:
+            raise StateError("llama.cpp could not write the state")
+        return ctypes.string_at(buf, written)
+
+    def restore_state(self, data: bytes, seq_id: int | None = None) -> None:
+        """Load bytes of :meth:`state_bytes` (of a sequence into ``seq_id``); check where they
+        come from first (core/state.py), since llama.cpp only checks shapes."""
+        ptr = self.ptr
+        buf = (ctypes.c_uint8 * max(len(data), 1)).from_buffer_copy(data or b"\0")
+        mark = _log.error_mark()
+        if seq_id is None:
+            read = int(capi.llama_state_set_data(ptr, buf, len(data)))
+        else:
+            read = int(capi.llama_state_seq_set_data(ptr, buf, len(data), seq_id))
+        if not read:
+            detail = _log.errors_since(mark)
+            raise StateError("llama.cpp refused the state" + (f": {detail}" if detail else ""))
 
     # --- timings ---------------------------------------------------------------------------
 
