@@ -26,6 +26,8 @@ from .errors import (
     TemplateError,
     TokenizeError,
 )
+from .generation.cache import LlamaRAMCache
+from .generation.disk_cache import LlamaDiskCache
 from .generation.hooks import (
     LogitsProcessor,
     LogitsProcessorList,
@@ -47,8 +49,10 @@ __all__ = [
     "KVCacheFullError",
     "LibraryLoadError",
     "Llama",
+    "LlamaDiskCache",
     "LlamaError",
     "LlamaGrammar",
+    "LlamaRAMCache",
     "LlamaState",
     "LogitsProcessor",
     "LogitsProcessorList",

@@ -9,6 +9,7 @@ stream first).
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -27,12 +28,13 @@ from .core import Batch, Context, ContextParams, Model, ModelParams, Vocab
 from .core.context import PoolingType
 from .core.metadata import read_metadata
 from .core.state import LlamaState, file_fingerprint
-from .errors import ContextOverflowError, LlamaError
+from .errors import ContextOverflowError, LlamaError, StateError
+from .generation.cache import StateCache
 from .generation.embedding import embed_tokens, fit, rerank_tokens
 from .generation.hooks import LogitsProcessor, StoppingCriteria, as_logits_hook, as_stop_hook
 from .generation.logprobs import TokenLogprob, openai_logprobs, prompt_logprobs, with_logprobs
 from .generation.sampling import ChainSlot, SamplingParams
-from .generation.steps import SequenceState, decode_in_step, generate_tokens
+from .generation.steps import SequenceState, common_prefix, decode_in_step, generate_tokens
 from .generation.stopping import StopMatcher
 from .generation.stream import TextChunk, collect, stream_text
 from .grammar import LlamaGrammar
@@ -135,6 +137,7 @@ class Llama:
         self._scores: list[npt.NDArray[np.float32]] = []
         self._metadata: dict[str, Any] | None = None
         self._fingerprint: str | None = None
+        self._cache: StateCache | None = None
         self._init_kwargs = {k: v for k, v in given.items() if k not in ("self", "ignored", "__class__")}
         self._lock = threading.Lock()
         self._owner: int | None = None
@@ -303,6 +306,52 @@ class Llama:
         return self._context.pooling_type
 
     # --- generation ----------------------------------------------------------------------
+
+    # --- prompt caches (generation/cache.py, generation/disk_cache.py) ----------------------
+
+    @property
+    def cache(self) -> StateCache | None:
+        return self._cache
+
+    def set_cache(self, cache: StateCache | None) -> None:
+        """Use ``cache`` (a :class:`LlamaRAMCache` or :class:`LlamaDiskCache`) for prompts:
+        a completion stores its sequence's state twice, once its prompt is evaluated and
+        once it ends (prompt and completion, as llama-cpp-python), and a later prompt that
+        extends a stored token list restores that state instead of evaluating those tokens
+        again (when it is longer than what the context holds already). Entries are keyed by
+        the model's fingerprint, the context options and the active adapters."""
+        if cache is not None and not isinstance(cache, StateCache):
+            raise TypeError("cache must be a LlamaRAMCache, a LlamaDiskCache or None, "
+                            f"not {type(cache).__name__}")
+        self._cache = cache
+
+    def _cache_key(self) -> str:
+        model, opts, adapters = self._state_identity()
+        return json.dumps([model, opts, adapters], sort_keys=True)
+
+    def _restore_cached_prefix(self, tokens: Sequence[int]) -> None:
+        """Restore the longest cached state that extends the prefix the context holds."""
+        cache, state = self._cache, self._state
+        if cache is None or len(tokens) < 2:
+            return
+        held = min(common_prefix(state.tokens, tokens), len(tokens) - 1)
+        hit = cache.lookup(self._cache_key(), tokens[:-1])  # the last token is evaluated anyway
+        if hit is None or hit[0] <= held:
+            return
+        n, data = hit
+        state.reset()
+        try:
+            self._context.restore_state(data, state.seq_id)
+        except StateError as exc:  # a stale entry: evaluate the prompt instead
+            _log.logger.warning("a prompt cache entry could not be restored: %s", exc)
+            state.reset()
+            return
+        state.tokens[:] = tokens[:n]
+
+    def _store_in_cache(self) -> None:
+        if self._cache is not None and self._state.tokens:
+            self._cache.store(self._cache_key(), self._state.tokens,
+                              self._context.state_bytes(self._state.seq_id))
 
     # --- saved state (core/state.py) ---------------------------------------------------------
 
@@ -584,9 +633,12 @@ class Llama:
                 chain = self._slot.chain_or_argmax(sampling, raw_logits)  # an invalid grammar raises here
                 read_prompt = (prompt_logprobs(ctx, tokens, logprobs, prompt_entries)
                                if echo and logprobs is not None else None)
+                if read_prompt is None:
+                    self._restore_cached_prefix(tokens)
                 steps: Iterator[int] = generate_tokens(
                     ctx, self._vocab, chain, tokens, state, limit, self._batch, logits_hook=logits_hook,
-                    prompt_logits=read_prompt, lookahead=self._lookahead and not raw_logits)
+                    prompt_logits=read_prompt, lookahead=self._lookahead and not raw_logits,
+                    prefilled=self._store_in_cache if self._cache is not None else None)
                 if logprobs is not None:
                     steps = with_logprobs(steps, ctx, logprobs, sink)
                 stop_token = None
@@ -594,6 +646,7 @@ class Llama:
                     def stop_token(tok: int) -> bool:
                         return stop_hook([*state.tokens, tok], ctx.logits(-1))
                 yield from stream_text(steps, self._vocab, matcher, limit, stop_token)
+                self._store_in_cache()
             finally:
                 self._release()
 

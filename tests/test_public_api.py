@@ -7,7 +7,8 @@ import llama_binding
 EXPECTED = {
     "ClosedError", "ContextCreateError", "ContextOverflowError", "DecodeAbortedError",
     "DecodeError", "DeviceInfo", "FatalDecodeError", "InvalidBatchError", "KVCacheFullError",
-    "LibraryLoadError", "Llama", "LlamaError", "LlamaGrammar", "LlamaState", "LogitsProcessor",
+    "LibraryLoadError", "Llama", "LlamaDiskCache", "LlamaError", "LlamaGrammar", "LlamaRAMCache",
+    "LlamaState", "LogitsProcessor",
     "LogitsProcessorList",
     "ModelLoadError", "SamplerError", "StateError", "StoppingCriteria", "StoppingCriteriaList",
     "SymbolNotFoundError", "SystemInfo", "TemplateError", "TokenizeError", "__version__",

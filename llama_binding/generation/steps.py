@@ -82,6 +82,7 @@ def generate_tokens(
     *,
     logits_hook: Callable[[Sequence[int], npt.NDArray[np.float32]], None] | None = None,
     prompt_logits: Callable[[int, int], None] | None = None,
+    prefilled: Callable[[], None] | None = None,
     lookahead: bool = False,
 ) -> Iterator[int]:
     """Yield sampled token ids after ``prompt``; stops at end-of-generation, after
@@ -94,6 +95,9 @@ def generate_tokens(
     the whole prompt is evaluated again (no prefix reuse) and after each chunk it is
     called while the chunk's ``n`` rows (batch outputs 0..n-1, prompt positions
     ``start..start+n-1``) can be read from the context.
+
+    ``prefilled()`` is called once the prompt is in memory, before the first sample (a
+    prompt cache stores the state there).
 
     ``lookahead=True`` starts the decode of each token before yielding it, so that an
     asynchronous backend (CUDA) computes it while the caller detokenizes and checks stop
@@ -128,6 +132,8 @@ def generate_tokens(
         if prompt_logits is not None:
             prompt_logits(i, len(chunk))
         i += len(chunk)
+    if prefilled is not None:
+        prefilled()
     pos = len(prompt)
     produced = 0
     seq_id = state.seq_id
