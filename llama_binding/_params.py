@@ -63,6 +63,9 @@ CONVERTED: dict[str, str] = {
     "logits_all": "an output flag on every evaluated token (Llama.scores)",
     "backend_sampling": "llama_set_sampler: the sequence's chain runs inside the decode",
     "progress": "ModelParams' progress callback (a terminal bar for True)",
+    "lora_path": "core.adapter.LoraAdapter, applied with set_adapters (Llama.load_lora)",
+    "lora_scale": "the scale of lora_path's adapter (Llama.set_lora)",
+    "lora_adapters": "more LoraAdapters with their scales (Llama.load_lora)",
 }
 
 #: llama-cpp-python keywords that mean nothing with this llama.cpp: accepted with a warning

@@ -24,7 +24,7 @@ import numpy.typing as npt
 
 from . import _log, _params, capi
 from ._progress import ProgressArg, progress_callback
-from .core import Batch, Context, ContextParams, Model, ModelParams, Vocab
+from .core import Batch, Context, ContextParams, LoraAdapter, Model, ModelParams, Vocab, set_adapters
 from .core.context import PoolingType
 from .core.metadata import read_metadata
 from .core.state import LlamaState, file_fingerprint
@@ -107,6 +107,9 @@ class Llama:
         swa_full: bool | None = None,
         kv_unified: bool | None = None,
         embedding: bool = False,
+        lora_path: Union[str, os.PathLike[str], None] = None,
+        lora_scale: float = 1.0,
+        lora_adapters: Union[Mapping[str, float], Sequence[tuple[str, float]], None] = None,
         logits_all: bool = False,
         backend_sampling: bool | None = None,
         no_perf: bool = False,
@@ -138,10 +141,13 @@ class Llama:
         self._metadata: dict[str, Any] | None = None
         self._fingerprint: str | None = None
         self._cache: StateCache | None = None
+        self._loras: dict[str, tuple[LoraAdapter, float]] = {}
         self._init_kwargs = {k: v for k, v in given.items() if k not in ("self", "ignored", "__class__")}
         self._lock = threading.Lock()
         self._owner: int | None = None
         if vocab_only:
+            if lora_path is not None or lora_adapters:
+                raise ValueError("a vocab_only Llama has no weights to apply LoRA adapters to")
             self._ctx: Context | None = None
             return
         ctx_kw = {f: given[k] for k, f in _params.CONTEXT_FIELDS.items()}
@@ -166,6 +172,11 @@ class Llama:
         # an offloaded model decodes asynchronously: start each token's decode before handing
         # the token on, so that detokenizing and stop checks overlap the GPU's work
         self._lookahead = offloaded
+        adapters = list(lora_adapters.items() if isinstance(lora_adapters, Mapping) else lora_adapters or ())
+        if lora_path is not None:
+            adapters.insert(0, (os.fspath(lora_path), lora_scale))
+        for path, scale in adapters:
+            self.load_lora(path, scale)
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -307,6 +318,55 @@ class Llama:
 
     # --- generation ----------------------------------------------------------------------
 
+    # --- LoRA adapters (core/adapter.py) -----------------------------------------------------
+
+    @property
+    def lora_adapters(self) -> dict[str, float]:
+        """The loaded adapters and their scales (0: loaded but off)."""
+        return {path: scale for path, (_, scale) in self._loras.items()}
+
+    def load_lora(self, path: Union[str, os.PathLike[str]], scale: float = 1.0) -> None:
+        """Load a LoRA adapter of this model and apply it with ``scale``; a bad file raises
+        :class:`~llama_binding.errors.ModelLoadError` and changes nothing."""
+        key = os.fspath(path)
+        if key in self._loras:
+            raise ValueError(f"{key!r} is loaded already: change its scale with set_lora()")
+        adapter = LoraAdapter(self._model, key)
+        try:
+            self._apply_loras({**self._loras, key: (adapter, scale)})
+        except BaseException:
+            adapter.close()
+            raise
+
+    def set_lora(self, path: Union[str, os.PathLike[str]], scale: float) -> None:
+        """Rescale a loaded adapter at run time (0 turns it off); nothing is reloaded."""
+        key = os.fspath(path)
+        if key not in self._loras:
+            raise KeyError(f"no LoRA adapter {key!r} is loaded (loaded: {list(self._loras)})")
+        self._apply_loras({**self._loras, key: (self._loras[key][0], scale)})
+
+    def unload_lora(self, path: Union[str, os.PathLike[str]]) -> None:
+        """Remove a loaded adapter and free it."""
+        key = os.fspath(path)
+        if key not in self._loras:
+            raise KeyError(f"no LoRA adapter {key!r} is loaded (loaded: {list(self._loras)})")
+        self._apply_loras({k: v for k, v in self._loras.items() if k != key})
+
+    def _apply_loras(self, loras: dict[str, tuple[LoraAdapter, float]]) -> None:
+        """Set ``loras`` on the context; the KV memory computed with other adapters is
+        dropped, so no prefix of it is reused (prompt caches key on the adapters too)."""
+        dropped = [a for k, (a, _) in self._loras.items() if k not in loras]
+        if self._ctx is not None:
+            self._acquire()
+            try:
+                set_adapters(self._ctx, [(a, s) for a, s in loras.values() if s != 0])
+                self._state.reset()
+            finally:
+                self._release()
+        self._loras = loras
+        for adapter in dropped:
+            adapter.close()
+
     # --- prompt caches (generation/cache.py, generation/disk_cache.py) ----------------------
 
     @property
@@ -370,7 +430,7 @@ class Llama:
         return self._fingerprint, opts, self._active_adapters()
 
     def _active_adapters(self) -> tuple[tuple[str, float], ...]:
-        return ()
+        return tuple(sorted((os.path.abspath(k), float(s)) for k, (_, s) in self._loras.items() if s != 0))
 
     def save_state(self, seq_id: int | None = None) -> LlamaState:
         """The context's state (``seq_id`` None: the whole context, as llama-cpp-python's

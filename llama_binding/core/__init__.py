@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .adapter import LoraAdapter, set_adapters
 from .batch import Batch
 from .context import Context, ContextParams, FlashAttnType, PoolingType, physical_cores
 from .model import LoadMode, Model, ModelParams, SplitMode
@@ -14,6 +15,7 @@ __all__ = [
     "ContextParams",
     "FlashAttnType",
     "LoadMode",
+    "LoraAdapter",
     "Model",
     "ModelParams",
     "PoolingType",
@@ -22,4 +24,5 @@ __all__ = [
     "SplitMode",
     "Vocab",
     "physical_cores",
+    "set_adapters",
 ]

@@ -30,6 +30,7 @@ from .model import Model, set_c_field
 from .threadpool import ThreadPool
 
 if TYPE_CHECKING:
+    from .adapter import LoraAdapter
     from .sampler import SamplerChain
     from .vocab import Vocab
 
@@ -170,6 +171,7 @@ class Context(NativeHandle[Any]):
         self._n_embd = model.n_embd
         self._n_cls_out = max(1, int(capi.llama_model_n_cls_out(model.ptr)))
         self._samplers: dict[int, SamplerChain] = {}  # attached chains, kept alive while attached
+        self._adapters: tuple[tuple[LoraAdapter, float], ...] = ()  # set by core.adapter.set_adapters
 
     # --- sizes ---------------------------------------------------------------------------
 
