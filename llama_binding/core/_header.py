@@ -16,7 +16,7 @@ from . import _native
 if TYPE_CHECKING:
     from .model import KVValue, ModelParams
 
-__all__ = ["check_header"]
+__all__ = ["check_gguf_path", "check_header"]
 
 #: ``LLAMA_MAX_LAYERS`` and ``LLAMA_MAX_EXPERTS`` of llama.cpp's src/llama-hparams.h (not in llama.h)
 _MAX_LAYERS = 512
@@ -28,6 +28,26 @@ _KIND_OF_GGUF_TYPE: dict[int, str] = {
     int(capi.GGUF_TYPE_FLOAT32): "float", int(capi.GGUF_TYPE_FLOAT64): "float",
     int(capi.GGUF_TYPE_BOOL): "bool", int(capi.GGUF_TYPE_STRING): "str", int(capi.GGUF_TYPE_ARRAY): "array",
 }
+
+
+def check_gguf_path(path: str | os.PathLike[str], what: str = "model") -> Path:
+    """``path`` as a Path, once it names a readable file that starts with GGUF's magic;
+    else ModelLoadError saying which of those it is not (``what`` names the file's role)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"the {what} path must be a str or os.PathLike, not {type(path).__name__}")
+    p = Path(path)
+    if not p.exists():
+        raise ModelLoadError(f"{what} file not found: {p}")
+    if p.is_dir():
+        raise ModelLoadError(f"{what} path is a directory, not a GGUF file: {p}")
+    try:
+        with p.open("rb") as fh:
+            magic = fh.read(4)
+    except OSError as exc:
+        raise ModelLoadError(f"cannot read {what} file {p}: {exc}") from exc
+    if magic != b"GGUF":
+        raise ModelLoadError(f"not a GGUF file (magic {magic!r}), so not a {what}: {p}")
+    return p
 
 
 def check_header(path: Path, params: ModelParams) -> None:

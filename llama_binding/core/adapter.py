@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from .. import _log, capi
 from ..errors import LlamaError, ModelLoadError
 from ._handle import NativeHandle
+from ._header import check_gguf_path
 from .model import Model
 
 if TYPE_CHECKING:
@@ -178,21 +179,7 @@ def _read_str(call: Any) -> str:
 
 
 def _check_path(path: str | os.PathLike[str]) -> Path:
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path must be a str or path, not {type(path).__name__}")
-    p = Path(path)
-    if not p.exists():
-        raise ModelLoadError(f"LoRA adapter file not found: {p}")
-    if p.is_dir():
-        raise ModelLoadError(f"LoRA adapter path is a directory, not a GGUF file: {p}")
-    try:
-        with p.open("rb") as fh:
-            magic = fh.read(4)
-    except OSError as exc:
-        raise ModelLoadError(f"cannot read LoRA adapter file {p}: {exc}") from exc
-    if magic != b"GGUF":
-        raise ModelLoadError(f"not a GGUF file (magic {magic!r}), so not a LoRA adapter: {p}")
-    return p
+    return check_gguf_path(path, "LoRA adapter")
 
 
 class _TensorInfo(NamedTuple):

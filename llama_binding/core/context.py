@@ -263,12 +263,7 @@ class Context(NativeHandle[Any]):
         caller handles the token."""
         code = self._sample_decode(self.ptr, chain.ptr, vocab.ptr, batch.ref, self._abort_ref,
                                    pos, seq_id, 1, self._sampled_ref)
-        token = self._sampled.value
-        if code == _native.NOT_DECODED:
-            return token, False
-        if code:
-            self._after_failure(code, "llama_decode")
-        return token, True
+        return self._step_result(code)
 
     def argmax_decode(self, vocab: Vocab, batch: Batch, pos: int, seq_id: int = 0,
                       decode_next: bool = True) -> tuple[int, bool]:
@@ -280,6 +275,10 @@ class Context(NativeHandle[Any]):
                                    1 if decode_next else 0, self._sampled_ref)
         if code == _native.NO_LOGITS:
             raise IndexError("no logits for the last output of the last batch")
+        return self._step_result(code)
+
+    def _step_result(self, code: int) -> tuple[int, bool]:
+        """(the sampled token, whether it was decoded) of a native step; a failed decode raises."""
         token = self._sampled.value
         if code == _native.NOT_DECODED:
             return token, False

@@ -15,7 +15,7 @@ from typing import Any, Callable, Union
 from .. import _backend, _log, capi
 from ..errors import ModelLoadError
 from ._handle import NativeHandle
-from ._header import check_header
+from ._header import check_gguf_path, check_header
 
 __all__ = ["LoadMode", "Model", "ModelParams", "SplitMode"]
 
@@ -140,21 +140,7 @@ def _kv_overrides(overrides: Mapping[str, KVValue]) -> Any:
 
 
 def _check_path(path: str | os.PathLike[str]) -> Path:
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"model_path must be a str or path, not {type(path).__name__}")
-    p = Path(path)
-    if not p.exists():
-        raise ModelLoadError(f"model file not found: {p}")
-    if p.is_dir():
-        raise ModelLoadError(f"model path is a directory, not a GGUF file: {p}")
-    try:
-        with p.open("rb") as fh:
-            magic = fh.read(4)
-    except OSError as exc:
-        raise ModelLoadError(f"cannot read model file {p}: {exc}") from exc
-    if magic != b"GGUF":
-        raise ModelLoadError(f"not a GGUF file (magic {magic!r}): {p}")
-    return p
+    return check_gguf_path(path, "model")
 
 
 class Model(NativeHandle[Any]):

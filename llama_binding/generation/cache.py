@@ -172,6 +172,20 @@ class StateCache(abc.ABC):
 # memory
 
 
+def _checked_entry(key: str, tokens: Sequence[int], state: bytes, capacity: int,
+                   where: str) -> tuple[str, bytes, bytes, int] | None:
+    """(key, packed tokens, state, weight) of a valid entry, or None (logged) when it alone
+    exceeds ``capacity``; invalid arguments raise."""
+    key = _check_key(key)
+    packed = _pack_tokens(tokens, allow_empty=False)
+    state = _check_state(state)
+    nbytes = _entry_nbytes(packed, state)
+    if nbytes > capacity:
+        logger.debug("%s: a %d-byte state exceeds the capacity, not stored", where, nbytes)
+        return None
+    return key, packed, state, nbytes
+
+
 class _RamEntry(NamedTuple):
     n_tokens: int
     packed: bytes
@@ -224,13 +238,10 @@ class LlamaRAMCache(StateCache):
         return None
 
     def store(self, key: str, tokens: Sequence[int], state: bytes) -> None:
-        key = _check_key(key)
-        packed = _pack_tokens(tokens, allow_empty=False)
-        state = _check_state(state)
-        nbytes = _entry_nbytes(packed, state)
-        if nbytes > self._capacity:
-            logger.debug("RAM prompt cache: a %d-byte state exceeds the capacity, not stored", nbytes)
+        checked = _checked_entry(key, tokens, state, self._capacity, "RAM prompt cache")
+        if checked is None:
             return
+        key, packed, state, nbytes = checked
         n = len(packed) // _TOKEN_BYTES
         ident = (key, _digest(packed))
         with self._lock:

@@ -22,9 +22,8 @@ from .cache import (
     _candidates,
     _check_capacity,
     _check_key,
-    _check_state,
+    _checked_entry,
     _digest,
-    _entry_nbytes,
     _pack_tokens,
     logger,
 )
@@ -313,13 +312,10 @@ class LlamaDiskCache(StateCache):
         return None
 
     def store(self, key: str, tokens: Sequence[int], state: bytes) -> None:
-        key = _check_key(key)
-        packed = _pack_tokens(tokens, allow_empty=False)
-        state = _check_state(state)
-        nbytes = _entry_nbytes(packed, state)
-        if nbytes > self._capacity:
-            logger.debug("disk prompt cache %s: a %d-byte state exceeds the capacity", self._dir, nbytes)
+        checked = _checked_entry(key, tokens, state, self._capacity, f"disk prompt cache {self._dir}")
+        if checked is None:
             return
+        key, packed, state, nbytes = checked
         name = self._PREFIX + secrets.token_hex(16)
         self._cache.set(name, _encode_entry(_key_hash(key), packed, state))
         try:
