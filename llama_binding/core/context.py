@@ -377,25 +377,28 @@ class Context(NativeHandle[Any]):
     # --- saved state (llama.cpp's bytes; core/state.py puts our header around them) -------
 
     def state_bytes(self, seq_id: int | None = None) -> bytes:
-        """llama.cpp's state of the whole context, or of one sequence's memory."""
+        """llama.cpp's state of the whole context, or of one sequence's memory (written
+        straight into the bytes object's buffer: one copy of a state that can be large)."""
         ptr = self.ptr
-        if seq_id is None:
-            n = int(capi.llama_state_get_size(ptr))
-            buf = (ctypes.c_uint8 * max(n, 1))()
+        whole = seq_id is None
+        n = int(capi.llama_state_get_size(ptr) if whole else capi.llama_state_seq_get_size(ptr, seq_id))
+        out = bytearray(n)
+        buf = (ctypes.c_uint8 * n).from_buffer(out) if n else None
+        if whole:
             written = int(capi.llama_state_get_data(ptr, buf, n))
         else:
-            n = int(capi.llama_state_seq_get_size(ptr, seq_id))
-            buf = (ctypes.c_uint8 * max(n, 1))()
             written = int(capi.llama_state_seq_get_data(ptr, buf, n, seq_id))
+        del buf  # release the export before the bytearray is resized or converted
         if n and not written:
             raise StateError("llama.cpp could not write the state")
-        return ctypes.string_at(buf, written)
+        del out[written:]
+        return bytes(out)
 
     def restore_state(self, data: bytes, seq_id: int | None = None) -> None:
         """Load bytes of :meth:`state_bytes` (of a sequence into ``seq_id``); check where they
         come from first (core/state.py), since llama.cpp only checks shapes."""
         ptr = self.ptr
-        buf = (ctypes.c_uint8 * max(len(data), 1)).from_buffer_copy(data or b"\0")
+        buf = ctypes.cast(ctypes.c_char_p(bytes(data)), ctypes.POINTER(ctypes.c_uint8))  # no copy of bytes
         mark = _log.error_mark()
         if seq_id is None:
             read = int(capi.llama_state_set_data(ptr, buf, len(data)))
