@@ -380,11 +380,13 @@ class Context(NativeHandle[Any]):
         """llama.cpp's state of the whole context, or of one sequence's memory (written
         straight into the bytes object's buffer: one copy of a state that can be large)."""
         ptr = self.ptr
-        whole = seq_id is None
-        n = int(capi.llama_state_get_size(ptr) if whole else capi.llama_state_seq_get_size(ptr, seq_id))
+        if seq_id is None:
+            n = int(capi.llama_state_get_size(ptr))
+        else:
+            n = int(capi.llama_state_seq_get_size(ptr, seq_id))
         out = bytearray(n)
         buf = (ctypes.c_uint8 * n).from_buffer(out) if n else None
-        if whole:
+        if seq_id is None:
             written = int(capi.llama_state_get_data(ptr, buf, n))
         else:
             written = int(capi.llama_state_seq_get_data(ptr, buf, n, seq_id))
