@@ -66,6 +66,8 @@ CONVERTED: dict[str, str] = {
     "lora_path": "core.adapter.LoraAdapter, applied with set_adapters (Llama.load_lora)",
     "lora_scale": "the scale of lora_path's adapter (Llama.set_lora)",
     "lora_adapters": "more LoraAdapters with their scales (Llama.load_lora)",
+    "chat_format": "a built-in chat format by name (chat.formats), instead of the model's template",
+    "chat_handler": "a callable that answers create_chat_completion itself (llama-cpp-python's)",
 }
 
 #: llama-cpp-python keywords that mean nothing with this llama.cpp: accepted with a warning

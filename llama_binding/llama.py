@@ -24,6 +24,8 @@ import numpy.typing as npt
 
 from . import _log, _params, capi
 from ._progress import ProgressArg, progress_callback
+from .chat import ChatFormatter, TemplateFormat, get_format, templates_from_metadata
+from .chat.completion import chat_chunks, chat_response, response_format_grammar
 from .core import Batch, Context, ContextParams, LoraAdapter, Model, ModelParams, Vocab, set_adapters
 from .core.context import PoolingType
 from .core.metadata import read_metadata
@@ -38,7 +40,13 @@ from .generation.steps import SequenceState, common_prefix, decode_in_step, gene
 from .generation.stopping import StopMatcher
 from .generation.stream import TextChunk, collect, stream_text
 from .grammar import LlamaGrammar
-from .llama_types import CompletionChunk, CreateCompletionResponse, CreateEmbeddingResponse
+from .llama_types import (
+    ChatCompletionChunk,
+    CompletionChunk,
+    CreateChatCompletionResponse,
+    CreateCompletionResponse,
+    CreateEmbeddingResponse,
+)
 
 __all__ = ["DEFAULT_N_CTX", "Llama", "LlamaState"]
 
@@ -110,6 +118,8 @@ class Llama:
         lora_path: Union[str, os.PathLike[str], None] = None,
         lora_scale: float = 1.0,
         lora_adapters: Union[Mapping[str, float], Sequence[tuple[str, float]], None] = None,
+        chat_format: str | None = None,
+        chat_handler: Callable[..., Any] | None = None,
         logits_all: bool = False,
         backend_sampling: bool | None = None,
         no_perf: bool = False,
@@ -142,6 +152,9 @@ class Llama:
         self._fingerprint: str | None = None
         self._cache: StateCache | None = None
         self._loras: dict[str, tuple[LoraAdapter, float]] = {}
+        self.chat_format = chat_format
+        self.chat_handler = chat_handler
+        self._formatter: ChatFormatter | None = get_format(chat_format) if chat_format is not None else None
         self._init_kwargs = {k: v for k, v in given.items() if k not in ("self", "ignored", "__class__")}
         self._lock = threading.Lock()
         self._owner: int | None = None
@@ -317,6 +330,72 @@ class Llama:
         return self._context.pooling_type
 
     # --- generation ----------------------------------------------------------------------
+
+    # --- chat (chat/) -----------------------------------------------------------------------
+
+    def _chat_formatter(self) -> ChatFormatter:
+        """``chat_format``'s built-in format, else the model's own template, else llama-2
+        (llama-cpp-python's fallback for a model without a template)."""
+        if self._formatter is None:
+            default = templates_from_metadata(self.metadata).get("default")
+            self._formatter = TemplateFormat(default) if default is not None else get_format("llama-2")
+        return self._formatter
+
+    def create_chat_completion(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        temperature: float = 0.2,
+        top_p: float = 0.95,
+        top_k: int = 40,
+        min_p: float = 0.05,
+        typical_p: float = 1.0,
+        stream: bool = False,
+        stop: Union[str, Sequence[str], None] = None,
+        seed: int | None = None,
+        response_format: Mapping[str, Any] | None = None,
+        max_tokens: int | None = None,
+        presence_penalty: float = 0.0,
+        frequency_penalty: float = 0.0,
+        repeat_penalty: float = 1.0,
+        tfs_z: float | None = None,
+        mirostat_mode: int = 0,
+        mirostat_tau: float = 5.0,
+        mirostat_eta: float = 0.1,
+        model: str | None = None,
+        logits_processor: LogitsProcessor | Sequence[LogitsProcessor] | None = None,
+        grammar: str | LlamaGrammar | None = None,
+        logit_bias: Mapping[int, float] | None = None,
+        logprobs: bool | None = None,
+        top_logprobs: int | None = None,
+    ) -> Union[CreateChatCompletionResponse, Iterator[ChatCompletionChunk]]:
+        """An OpenAI chat completion of ``messages`` (an iterator of chunks with deltas for
+        ``stream=True``), with llama-cpp-python's names and defaults.
+
+        The prompt comes from ``chat_handler`` (which then answers the whole call, as in
+        llama-cpp-python), ``chat_format``, or the model's own template rendered in a
+        sandbox. ``response_format`` ``{"type": "json_object"}`` or ``{"type": "json_schema",
+        "json_schema": {"schema": ...}}`` is enforced with a grammar; ``logprobs=True`` with
+        ``top_logprobs=N`` gives OpenAI's chat log-probabilities.
+        """
+        options = {k: v for k, v in locals().items() if k not in ("self", "messages", "__class__")}
+        if self.chat_handler is not None:
+            return self.chat_handler(llama=self, messages=messages, **options)  # type: ignore[no-any-return]
+        prompt = self._chat_formatter()(messages)
+        schema_grammar = response_format_grammar(response_format)
+        if schema_grammar is not None and grammar is not None:
+            raise ValueError("give either grammar or response_format, not both")
+        tokens = self._vocab.tokenize(prompt.prompt, add_special=prompt.add_bos, parse_special=True)
+        stops = [*prompt.stop, *([stop] if isinstance(stop, str) else list(stop or []))]
+        result = self.create_completion(
+            tokens, max_tokens=max_tokens, temperature=temperature, top_p=top_p, min_p=min_p,
+            typical_p=typical_p, logprobs=(top_logprobs or 0) if logprobs else None, stop=stops,
+            frequency_penalty=frequency_penalty, presence_penalty=presence_penalty,
+            repeat_penalty=repeat_penalty, top_k=top_k, stream=stream, seed=seed, tfs_z=tfs_z,
+            mirostat_mode=mirostat_mode, mirostat_tau=mirostat_tau, mirostat_eta=mirostat_eta, model=model,
+            logits_processor=logits_processor, grammar=grammar or schema_grammar, logit_bias=logit_bias)
+        if stream:
+            return chat_chunks(result)  # type: ignore[arg-type]
+        return chat_response(result)  # type: ignore[arg-type]
 
     # --- LoRA adapters (core/adapter.py) -----------------------------------------------------
 

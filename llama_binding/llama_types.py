@@ -7,9 +7,16 @@ from typing import Literal, Optional, Union
 from typing_extensions import TypedDict
 
 __all__ = [
+    "ChatCompletionChoice",
+    "ChatCompletionChunk",
+    "ChatCompletionChunkChoice",
+    "ChatCompletionDelta",
+    "ChatCompletionMessage",
+    "ChatFinishReason",
     "CompletionChoice",
     "CompletionChunk",
     "CompletionUsage",
+    "CreateChatCompletionResponse",
     "CreateCompletionResponse",
     "CreateEmbeddingResponse",
     "Embedding",
@@ -65,3 +72,47 @@ class CreateEmbeddingResponse(TypedDict):
     model: str
     data: list[Embedding]
     usage: EmbeddingUsage
+
+
+ChatFinishReason = Literal["stop", "length"]
+
+
+class ChatCompletionMessage(TypedDict):
+    role: Literal["assistant"]
+    content: Optional[str]
+
+
+class ChatCompletionChoice(TypedDict):
+    index: int
+    message: ChatCompletionMessage
+    logprobs: Optional[dict[str, object]]
+    finish_reason: Optional[ChatFinishReason]
+
+
+class CreateChatCompletionResponse(TypedDict):
+    id: str
+    object: Literal["chat.completion"]
+    created: int
+    model: str
+    choices: list[ChatCompletionChoice]
+    usage: CompletionUsage
+
+
+class ChatCompletionDelta(TypedDict, total=False):
+    role: Literal["assistant"]
+    content: str
+
+
+class ChatCompletionChunkChoice(TypedDict):
+    index: int
+    delta: ChatCompletionDelta
+    logprobs: Optional[dict[str, object]]
+    finish_reason: Optional[ChatFinishReason]
+
+
+class ChatCompletionChunk(TypedDict):
+    id: str
+    object: Literal["chat.completion.chunk"]
+    created: int
+    model: str
+    choices: list[ChatCompletionChunkChoice]
