@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from typing import Literal, Optional, Union
 
-from typing_extensions import TypedDict
+from typing_extensions import NotRequired, TypedDict
 
 __all__ = [
     "ChatCompletionChoice",
     "ChatCompletionChunk",
     "ChatCompletionChunkChoice",
     "ChatCompletionDelta",
+    "ChatCompletionFunctionCall",
     "ChatCompletionMessage",
+    "ChatCompletionToolCall",
     "ChatFinishReason",
     "CompletionChoice",
     "CompletionChunk",
@@ -74,12 +76,24 @@ class CreateEmbeddingResponse(TypedDict):
     usage: EmbeddingUsage
 
 
-ChatFinishReason = Literal["stop", "length"]
+ChatFinishReason = Literal["stop", "length", "tool_calls"]
+
+
+class ChatCompletionFunctionCall(TypedDict):
+    name: str
+    arguments: str
+
+
+class ChatCompletionToolCall(TypedDict):
+    id: str
+    type: Literal["function"]
+    function: ChatCompletionFunctionCall
 
 
 class ChatCompletionMessage(TypedDict):
     role: Literal["assistant"]
     content: Optional[str]
+    tool_calls: NotRequired[list[ChatCompletionToolCall]]
 
 
 class ChatCompletionChoice(TypedDict):
@@ -101,6 +115,7 @@ class CreateChatCompletionResponse(TypedDict):
 class ChatCompletionDelta(TypedDict, total=False):
     role: Literal["assistant"]
     content: str
+    tool_calls: list[dict[str, object]]
 
 
 class ChatCompletionChunkChoice(TypedDict):

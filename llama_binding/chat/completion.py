@@ -7,7 +7,8 @@ Pure functions over the ``Llama`` facade's completion results, so that the facad
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import json
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from ..errors import SamplerError
@@ -21,7 +22,8 @@ from ..llama_types import (
     CreateCompletionResponse,
 )
 
-__all__ = ["chat_chunks", "chat_logprobs", "chat_response", "response_format_grammar"]
+__all__ = ["chat_chunks", "chat_logprobs", "chat_response", "check_tools", "response_format_grammar",
+           "tool_call_grammar", "tools_system_prompt"]
 
 
 def response_format_grammar(response_format: Mapping[str, Any] | None) -> str | None:
@@ -43,6 +45,58 @@ def response_format_grammar(response_format: Mapping[str, Any] | None) -> str | 
                                '{"json_schema": {"name": ..., "schema": {...}}}')
         return schema_to_gbnf(spec["schema"], strict=bool(spec.get("strict", True)))
     raise ValueError(f'response_format type must be "text", "json_object" or "json_schema", not {kind!r}')
+
+
+def check_tools(tools: Sequence[Mapping[str, Any]] | None, tool_choice: Any) -> list[Mapping[str, Any]]:
+    """The function tools of an OpenAI ``tools`` list, validated with ``tool_choice``."""
+    if tools is None:
+        if tool_choice not in (None, "none", "auto"):
+            raise ValueError(f"tool_choice {tool_choice!r} needs tools")
+        return []
+    if isinstance(tools, (str, bytes, Mapping)) or not isinstance(tools, Sequence):
+        raise TypeError(f"tools must be a list of tool dicts, not {type(tools).__name__}")
+    functions = []
+    for i, tool in enumerate(tools):
+        fn = tool.get("function") if isinstance(tool, Mapping) else None
+        if not isinstance(tool, Mapping) or tool.get("type") != "function" or not isinstance(fn, Mapping) \
+                or not isinstance(fn.get("name"), str):
+            raise ValueError(f'tools[{i}] must be {{"type": "function", "function": {{"name": ..., '
+                             f'"parameters": {{...}}}}}}')
+        functions.append(fn)
+    if isinstance(tool_choice, Mapping):
+        name = (tool_choice.get("function") or {}).get("name")
+        if name not in {fn["name"] for fn in functions}:
+            raise ValueError(f"tool_choice names {name!r}, which is not among the tools")
+    elif tool_choice not in (None, "none", "auto", "required"):
+        raise ValueError('tool_choice must be "none", "auto", "required" or a named function, '
+                         f"not {tool_choice!r}")
+    return functions
+
+
+def tool_call_grammar(functions: Sequence[Mapping[str, Any]], tool_choice: Any) -> str | None:
+    """A grammar that forces one call, as a JSON object {"name": ..., "arguments": {...}}
+    whose arguments match the function's parameter schema, for tool_choice "required" or
+    a named function; None for "auto"/"none" (the model chooses)."""
+    if isinstance(tool_choice, Mapping):
+        name = tool_choice["function"]["name"]
+        functions = [fn for fn in functions if fn["name"] == name]
+    elif tool_choice != "required":
+        return None
+    options = [{"type": "object", "additionalProperties": False, "required": ["name", "arguments"],
+                "properties": {"name": {"const": fn["name"]},
+                               "arguments": fn.get("parameters") or {"type": "object"}}}
+               for fn in functions]
+    return schema_to_gbnf(options[0] if len(options) == 1 else {"anyOf": options}, strict=False)
+
+
+def tools_system_prompt(functions: Sequence[Mapping[str, Any]]) -> str:
+    """Tool descriptions for a format whose template cannot render tools itself; the model
+    is asked for the generic JSON call that the "json" parser reads."""
+    specs = "\n".join(json.dumps({"name": fn["name"], "description": fn.get("description", ""),
+                                  "parameters": fn.get("parameters", {})}, ensure_ascii=False)
+                      for fn in functions)
+    return ("You can call these functions:\n" + specs + "\nTo call one, reply with only a JSON object "
+            '{"name": <function name>, "arguments": <arguments object>}.')
 
 
 def chat_logprobs(lp: Mapping[str, Any] | None) -> dict[str, object] | None:
