@@ -25,7 +25,15 @@ import numpy.typing as npt
 from . import _log, _params, capi
 from ._progress import ProgressArg, progress_callback
 from .chat import ChatFormatter, TemplateFormat, get_format, templates_from_metadata
-from .chat.completion import chat_chunks, chat_response, response_format_grammar
+from .chat.completion import (
+    chat_chunks,
+    chat_response,
+    check_tools,
+    response_format_grammar,
+    tool_call_grammar,
+    tools_system_prompt,
+)
+from .chat.tools import detect, get_parser
 from .core import Batch, Context, ContextParams, LoraAdapter, Model, ModelParams, Vocab, set_adapters
 from .core.context import PoolingType
 from .core.metadata import read_metadata
@@ -367,6 +375,8 @@ class Llama:
         logit_bias: Mapping[int, float] | None = None,
         logprobs: bool | None = None,
         top_logprobs: int | None = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        tool_choice: Union[str, Mapping[str, Any], None] = None,
     ) -> Union[CreateChatCompletionResponse, Iterator[ChatCompletionChunk]]:
         """An OpenAI chat completion of ``messages`` (an iterator of chunks with deltas for
         ``stream=True``), with llama-cpp-python's names and defaults.
@@ -376,14 +386,37 @@ class Llama:
         sandbox. ``response_format`` ``{"type": "json_object"}`` or ``{"type": "json_schema",
         "json_schema": {"schema": ...}}`` is enforced with a grammar; ``logprobs=True`` with
         ``top_logprobs=N`` gives OpenAI's chat log-probabilities.
+
+        ``tools`` (OpenAI function tools) are rendered by the model's template when it
+        knows tools, else described in a system message; ``tool_choice`` "auto" (the
+        default with tools) lets the model choose, "none" hides the tools, "required" or a
+        named function forces one call whose arguments match the function's parameter
+        schema (a grammar). Calls found in the output (Hermes/Qwen, Llama 3, Mistral or
+        plain JSON, by the template) come back as ``tool_calls`` with finish_reason
+        "tool_calls", streamed as OpenAI ``tool_calls`` deltas.
         """
         options = {k: v for k, v in locals().items() if k not in ("self", "messages", "__class__")}
         if self.chat_handler is not None:
             return self.chat_handler(llama=self, messages=messages, **options)  # type: ignore[no-any-return]
-        prompt = self._chat_formatter()(messages)
+        formatter = self._chat_formatter()
+        functions = check_tools(tools, tool_choice) if tool_choice != "none" else []
         schema_grammar = response_format_grammar(response_format)
+        parser = None
+        template_tools = None
+        if functions:
+            forced = tool_call_grammar(functions, tool_choice)
+            if forced is not None and (schema_grammar is not None or grammar is not None):
+                raise ValueError("a forced tool call cannot be combined with grammar or response_format")
+            source = formatter.template.source if isinstance(formatter, TemplateFormat) else None
+            if source is not None and "tools" in source:
+                template_tools = tools
+            else:
+                messages = [{"role": "system", "content": tools_system_prompt(functions)}, *messages]
+            parser = get_parser("json" if forced is not None or template_tools is None else detect(source))
+            schema_grammar = forced or schema_grammar
         if schema_grammar is not None and grammar is not None:
             raise ValueError("give either grammar or response_format, not both")
+        prompt = formatter(messages, tools=template_tools)
         tokens = self._vocab.tokenize(prompt.prompt, add_special=prompt.add_bos, parse_special=True)
         stops = [*prompt.stop, *([stop] if isinstance(stop, str) else list(stop or []))]
         result = self.create_completion(
@@ -394,8 +427,8 @@ class Llama:
             mirostat_mode=mirostat_mode, mirostat_tau=mirostat_tau, mirostat_eta=mirostat_eta, model=model,
             logits_processor=logits_processor, grammar=grammar or schema_grammar, logit_bias=logit_bias)
         if stream:
-            return chat_chunks(result)  # type: ignore[arg-type]
-        return chat_response(result)  # type: ignore[arg-type]
+            return chat_chunks(result, parser)  # type: ignore[arg-type]
+        return chat_response(result, parser)  # type: ignore[arg-type]
 
     # --- LoRA adapters (core/adapter.py) -----------------------------------------------------
 

@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from ..errors import SamplerError
 from ..grammar import JSON_GBNF, schema_to_gbnf
 from ..llama_types import (
     ChatCompletionChunk,
     ChatCompletionDelta,
+    ChatCompletionMessage,
+    ChatCompletionToolCall,
     ChatFinishReason,
     CompletionChunk,
     CreateChatCompletionResponse,
     CreateCompletionResponse,
 )
+from .tools import ToolCallParser
 
 __all__ = ["chat_chunks", "chat_logprobs", "chat_response", "check_tools", "response_format_grammar",
            "tool_call_grammar", "tools_system_prompt"]
@@ -113,9 +116,23 @@ def chat_logprobs(lp: Mapping[str, Any] | None) -> dict[str, object] | None:
     return {"content": content}
 
 
-def chat_response(completion: CreateCompletionResponse) -> CreateChatCompletionResponse:
-    """A text completion as a chat completion with one assistant message."""
+def chat_response(completion: CreateCompletionResponse,
+                  parser: ToolCallParser | None = None) -> CreateChatCompletionResponse:
+    """A text completion as a chat completion with one assistant message; with a tool-call
+    ``parser``, the calls it finds become ``tool_calls`` (finish_reason "tool_calls")."""
     choice = completion["choices"][0]
+    if parser is not None:
+        parsed = parser.parse(choice["text"])
+        if parsed.tool_calls:
+            message: ChatCompletionMessage = {
+                "role": "assistant", "content": parsed.content,
+                "tool_calls": [cast(ChatCompletionToolCall, c.to_dict()) for c in parsed.tool_calls]}
+            return {
+                "id": "chat" + completion["id"], "object": "chat.completion",
+                "created": completion["created"], "model": completion["model"],
+                "choices": [{"index": 0, "message": message, "logprobs": chat_logprobs(choice["logprobs"]),
+                             "finish_reason": "tool_calls"}],
+                "usage": completion["usage"]}
     return {
         "id": "chat" + completion["id"],
         "object": "chat.completion",
@@ -135,9 +152,13 @@ def _chunk(src: CompletionChunk, delta: ChatCompletionDelta, lp: dict[str, objec
             "choices": [{"index": 0, "delta": delta, "logprobs": lp, "finish_reason": finish}]}
 
 
-def chat_chunks(chunks: Iterator[CompletionChunk]) -> Iterator[ChatCompletionChunk]:
-    """Completion chunks as chat chunks: first the assistant role, then content deltas, and
-    a last chunk with an empty delta and the finish reason."""
+def chat_chunks(chunks: Iterator[CompletionChunk],
+                parser: ToolCallParser | None = None) -> Iterator[ChatCompletionChunk]:
+    """Completion chunks as chat chunks: first the assistant role, then content deltas (and,
+    with a tool-call ``parser``, ``tool_calls`` deltas), and a last chunk with an empty delta
+    and the finish reason ("tool_calls" when calls were made)."""
+    stream = parser.stream() if parser is not None else None
+    called = False
     try:
         first = True
         for chunk in chunks:
@@ -145,10 +166,18 @@ def chat_chunks(chunks: Iterator[CompletionChunk]) -> Iterator[ChatCompletionChu
                 first = False
                 yield _chunk(chunk, {"role": "assistant"}, None, None)
             choice = chunk["choices"][0]
-            if choice["text"]:
-                yield _chunk(chunk, {"content": choice["text"]}, chat_logprobs(choice["logprobs"]), None)
+            if stream is None:
+                if choice["text"]:
+                    yield _chunk(chunk, {"content": choice["text"]}, chat_logprobs(choice["logprobs"]), None)
+            else:
+                deltas = stream.feed(choice["text"]) if choice["text"] else []
+                if choice["finish_reason"] is not None:
+                    deltas += stream.finish()
+                for delta in deltas:
+                    called = called or "tool_calls" in delta
+                    yield _chunk(chunk, cast(ChatCompletionDelta, delta), None, None)
             if choice["finish_reason"] is not None:
-                yield _chunk(chunk, {}, None, choice["finish_reason"])
+                yield _chunk(chunk, {}, None, "tool_calls" if called else choice["finish_reason"])
     finally:
         close = getattr(chunks, "close", None)
         if close is not None:
