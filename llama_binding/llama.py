@@ -29,6 +29,7 @@ from .chat.completion import (
     chat_chunks,
     chat_response,
     check_tools,
+    inline_tool_calls,
     response_format_grammar,
     tool_call_grammar,
     tools_system_prompt,
@@ -398,6 +399,8 @@ class Llama:
         options = {k: v for k, v in locals().items() if k not in ("self", "messages", "__class__")}
         if self.chat_handler is not None:
             return self.chat_handler(llama=self, messages=messages, **options)  # type: ignore[no-any-return]
+        if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
+            raise TypeError(f"messages must be a list of message dicts, not {type(messages).__name__}")
         formatter = self._chat_formatter()
         functions = check_tools(tools, tool_choice) if tool_choice != "none" else []
         schema_grammar = response_format_grammar(response_format)
@@ -416,6 +419,8 @@ class Llama:
             schema_grammar = forced or schema_grammar
         if schema_grammar is not None and grammar is not None:
             raise ValueError("give either grammar or response_format, not both")
+        if template_tools is None:  # this format renders no tool calls: earlier ones as text
+            messages = inline_tool_calls(messages)
         prompt = formatter(messages, tools=template_tools)
         tokens = self._vocab.tokenize(prompt.prompt, add_special=prompt.add_bos, parse_special=True)
         stops = [*prompt.stop, *([stop] if isinstance(stop, str) else list(stop or []))]

@@ -118,3 +118,27 @@ def test_recorded_outputs_become_tool_calls(fmt: str) -> None:
                    for d in c["choices"][0]["delta"].get("tool_calls", []))  # type: ignore[index,union-attr,misc]
     assert args == call["function"]["arguments"]
     assert streamed[-1]["choices"][0]["finish_reason"] == "tool_calls"
+
+
+FOLLOW_UP = [
+    {"role": "user", "content": "What is the weather in Paris?"},
+    {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "call_1", "type": "function",
+         "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}}]},
+    {"role": "tool", "tool_call_id": "call_1", "content": "22 C and sunny"},
+]
+
+
+def test_a_conversation_with_earlier_calls_renders_on_a_template_without_tools(chat: Llama) -> None:
+    # SmolLM2's template concatenates content and knows no tool_calls: they are inlined as JSON
+    out = chat.create_chat_completion(FOLLOW_UP, temperature=0.0, max_tokens=8)
+    assert out["choices"][0]["message"]["content"] is not None
+
+
+def test_inline_tool_calls() -> None:
+    from llama_binding.chat.completion import inline_tool_calls
+
+    inlined = inline_tool_calls(FOLLOW_UP)
+    assert inlined[0] == FOLLOW_UP[0] and inlined[2] == FOLLOW_UP[2]
+    assert "tool_calls" not in inlined[1]
+    assert json.loads(inlined[1]["content"]) == {"name": "get_weather", "arguments": {"city": "Paris"}}

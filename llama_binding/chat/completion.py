@@ -25,8 +25,8 @@ from ..llama_types import (
 )
 from .tools import ToolCallParser
 
-__all__ = ["chat_chunks", "chat_logprobs", "chat_response", "check_tools", "response_format_grammar",
-           "tool_call_grammar", "tools_system_prompt"]
+__all__ = ["chat_chunks", "chat_logprobs", "chat_response", "check_tools", "inline_tool_calls",
+           "response_format_grammar", "tool_call_grammar", "tools_system_prompt"]
 
 
 def response_format_grammar(response_format: Mapping[str, Any] | None) -> str | None:
@@ -100,6 +100,30 @@ def tools_system_prompt(functions: Sequence[Mapping[str, Any]]) -> str:
                       for fn in functions)
     return ("You can call these functions:\n" + specs + "\nTo call one, reply with only a JSON object "
             '{"name": <function name>, "arguments": <arguments object>}.')
+
+
+def inline_tool_calls(messages: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Messages for a format that knows no tool calls: an assistant turn's ``tool_calls``
+    become its content, one generic JSON call per line (what :func:`tools_system_prompt`
+    asks for), so that a conversation with earlier calls still renders."""
+    out: list[Mapping[str, Any]] = []
+    for m in messages:
+        calls = m.get("tool_calls") if isinstance(m, Mapping) else None
+        if not calls:
+            out.append(m)
+            continue
+        lines = []
+        for call in calls:
+            fn = call.get("function", {}) if isinstance(call, Mapping) else {}
+            try:
+                args = json.loads(fn.get("arguments") or "{}")
+            except (TypeError, ValueError):
+                args = fn.get("arguments")
+            lines.append(json.dumps({"name": fn.get("name"), "arguments": args}, ensure_ascii=False))
+        content = m.get("content")
+        text = "\n".join(filter(None, [content if isinstance(content, str) else None, *lines]))
+        out.append({k: v for k, v in m.items() if k != "tool_calls"} | {"content": text})
+    return out
 
 
 def chat_logprobs(lp: Mapping[str, Any] | None) -> dict[str, object] | None:
