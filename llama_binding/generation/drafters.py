@@ -1,0 +1,183 @@
+"""Drafters: the guessing half of speculative decoding.
+
+A drafter proposes the next few tokens cheaply; the verify loop (elsewhere) checks them all
+in one batched decode and keeps the longest prefix the target model agrees with. Nothing here
+touches llama.cpp, so drafters are pure, fast to test and swappable.
+
+:class:`LlamaPromptLookupDecoding` (named as in llama-cpp-python, so it is a drop-in for its
+``draft_model=``) guesses by *prompt lookup*: if the last few tokens already occurred earlier,
+whatever followed them then is a good guess now. This pays off on summarising, editing and
+code, where the output copies spans of the input.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["Drafter", "LlamaPromptLookupDecoding"]
+
+
+@runtime_checkable
+class Drafter(Protocol):
+    """What the verify loop needs from a drafter: a guess, then feedback on how it went."""
+
+    def draft(self, tokens: Sequence[int], max_tokens: int) -> list[int]:
+        """Propose up to ``max_tokens`` tokens to follow ``tokens`` (prompt + generated so far).
+
+        May return ``[]`` when there is no good guess; the loop then decodes normally.
+        """
+        ...
+
+    def accepted(self, n_drafted: int, n_accepted: int) -> None:
+        """Report that ``n_accepted`` of the ``n_drafted`` proposed tokens were verified.
+
+        Lets a drafter tune itself (e.g. its draft length) to what actually gets accepted.
+        """
+        ...
+
+
+def _positive_int(name: str, value: object) -> int:
+    """``value`` as an int >= 1; bools are refused because ``True`` as a size is a bug."""
+    n = _int(name, value)
+    if n < 1:
+        raise ValueError(f"{name} must be >= 1, got {n}")
+    return n
+
+
+def _int(name: str, value: object) -> int:
+    """``value`` as a plain int (numpy integers welcome), refusing bools and floats."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, not bool")
+    try:
+        return operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}") from None
+
+
+class LlamaPromptLookupDecoding:
+    """Prompt-lookup drafter with an incremental n-gram index and an adaptive draft length.
+
+    **Lookup.** For ``n`` from ``max_ngram_size`` down to ``min_ngram_size``, take the last
+    ``n`` tokens; if they occurred earlier (followed by at least one token), propose what
+    followed their *most recent* earlier occurrence: recent context predicts better than
+    old, and the longest n-gram wins because a longer match is more specific. The draft
+    stops at the end of the history; it may overlap the matched suffix itself, which is how
+    a repeating pattern gets continued.
+
+    **Index.** One dict per n-gram size maps an n-gram to the position just after its most
+    recent occurrence. When ``tokens`` extends the previous call's list, only the new
+    positions are indexed (``max - min + 1`` dict writes per token), so a draft costs
+    ``O(max_ngram_size)`` lookups instead of a scan of the history. A list that is *not* an
+    extension (a new prompt, a rewind) is detected with one C-level list comparison and the
+    index is rebuilt from it.
+
+    **Adaptive length** (when ``adaptive``). The draft length starts at ``num_pred_tokens``.
+    After :meth:`accepted`: a draft accepted in full doubles it (capped at
+    ``num_pred_tokens``), since longer guesses are evidently paying off; a partly rejected
+    one sets it to ``n_accepted + 1`` (never above the current length, never below 1), the
+    smallest length that would have covered what was accepted plus one more try. Rejected
+    tokens cost verify work, so shrinking is fast and growing back is geometric.
+    """
+
+    def __init__(
+        self,
+        max_ngram_size: int = 3,
+        num_pred_tokens: int = 10,
+        *,
+        min_ngram_size: int = 1,
+        adaptive: bool = True,
+    ) -> None:
+        self.max_ngram_size = _positive_int("max_ngram_size", max_ngram_size)
+        self.min_ngram_size = _positive_int("min_ngram_size", min_ngram_size)
+        self.num_pred_tokens = _positive_int("num_pred_tokens", num_pred_tokens)
+        if self.max_ngram_size < self.min_ngram_size:
+            raise ValueError(
+                f"max_ngram_size ({self.max_ngram_size}) must be >= min_ngram_size ({self.min_ngram_size})"
+            )
+        if not isinstance(adaptive, bool):
+            raise TypeError(f"adaptive must be a bool, not {type(adaptive).__name__}")
+        self.adaptive = adaptive
+        self._draft_length = self.num_pred_tokens
+        self._tokens: list[int] = []
+        # _index[n - min_ngram_size]: n-gram -> position right after its latest occurrence
+        self._index: list[dict[tuple[int, ...], int]] = [
+            {} for _ in range(self.max_ngram_size - self.min_ngram_size + 1)
+        ]
+
+    @property
+    def draft_length(self) -> int:
+        """The current (adaptive) number of tokens a draft proposes at most."""
+        return self._draft_length
+
+    def reset(self) -> None:
+        """Forget the history and restore the full draft length (e.g. between requests)."""
+        self._draft_length = self.num_pred_tokens
+        self._tokens = []
+        for d in self._index:
+            d.clear()
+
+    def draft(self, tokens: Sequence[int] | npt.NDArray[np.integer[Any]], max_tokens: int) -> list[int]:
+        """Propose up to ``min(max_tokens, draft_length)`` tokens to follow ``tokens``."""
+        limit = _int("max_tokens", max_tokens)
+        if limit < 0:
+            raise ValueError(f"max_tokens must be >= 0, got {limit}")
+        toks = self._sync(tokens)
+        limit = min(limit, self._draft_length)
+        if limit == 0:
+            return []
+        end = len(toks)
+        for n in range(self.max_ngram_size, self.min_ngram_size - 1, -1):
+            if n > end:
+                continue
+            start = self._index[n - self.min_ngram_size].get(tuple(toks[end - n :]))
+            if start is not None:
+                return toks[start : start + limit]
+        return []
+
+    def accepted(self, n_drafted: int, n_accepted: int) -> None:
+        """Adapt the draft length to the verify result (see the class docstring for the rule)."""
+        drafted = _int("n_drafted", n_drafted)
+        ok = _int("n_accepted", n_accepted)
+        if not 0 <= ok <= drafted:
+            raise ValueError(f"need 0 <= n_accepted <= n_drafted, got {ok} of {drafted}")
+        if not self.adaptive or drafted == 0:
+            return
+        if ok == drafted:
+            self._draft_length = min(self.num_pred_tokens, 2 * self._draft_length)
+        else:
+            self._draft_length = max(1, min(self._draft_length, ok + 1))
+
+    def __call__(
+        self, input_ids: npt.NDArray[np.integer[Any]], /, scores: Any = None, **kwargs: Any
+    ) -> npt.NDArray[np.intc]:
+        """llama-cpp-python's ``LlamaDraftModel`` call form: the history in, the draft out.
+
+        ``scores`` and other keywords are accepted and ignored (prompt lookup needs no logits).
+        llama-cpp-python gives no acceptance feedback, so the length adapts only through
+        :meth:`accepted`.
+        """
+        return np.asarray(self.draft(input_ids, self.num_pred_tokens), dtype=np.intc)
+
+    def _sync(self, tokens: Sequence[int] | npt.NDArray[np.integer[Any]]) -> list[int]:
+        """Bring the index up to ``tokens``, incrementally when it extends the last history."""
+        toks: list[int] = tokens.tolist() if isinstance(tokens, np.ndarray) else list(tokens)
+        old = self._tokens
+        if len(toks) >= len(old) and toks[: len(old)] == old:
+            done = len(old)
+            old.extend(toks[done:])
+        else:
+            for d in self._index:
+                d.clear()
+            self._tokens = toks
+            done = 0
+        toks = self._tokens
+        # index every n-gram ending at e for e < len(toks): each has a following token
+        for n, d in enumerate(self._index, start=self.min_ngram_size):
+            for e in range(max(done, n), len(toks)):
+                d[tuple(toks[e - n : e])] = e
+        return toks
