@@ -174,7 +174,7 @@ def test_formats_ignore_tool_messages_like_llama_cpp_python() -> None:
 
 
 def test_unknown_format_lists_the_known_ones() -> None:
-    with pytest.raises(ValueError, match="unknown chat format 'chatml2'; known formats: alpaca, chatml, "):
+    with pytest.raises(ValueError, match="unknown chat format 'chatml2'; known: alpaca, chatml, "):
         get_format("chatml2")
 
 
@@ -184,7 +184,7 @@ def test_register_refuses_a_taken_name() -> None:
 
 
 def test_register_adds_a_format(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_registry, "_FORMATS", dict(_registry._FORMATS))  # undone after the test
+    monkeypatch.setattr(_registry._FORMATS, "_items", dict(_registry._FORMATS._items))  # undone later
     name = "test-echo-format"
 
     @register(name)

@@ -331,7 +331,7 @@ def test_tool_call_to_dict_is_openai_shaped() -> None:
 
 def test_registry() -> None:
     assert names() == ["hermes", "json", "llama3", "mistral"]
-    with pytest.raises(ValueError, match="known parsers: hermes, json, llama3, mistral"):
+    with pytest.raises(ValueError, match="known: hermes, json, llama3, mistral"):
         get_parser("nope")
     with pytest.raises(ValueError, match="already registered"):
         register("hermes")(MarkerParser)
@@ -350,7 +350,7 @@ def test_registry() -> None:
         parsed = get_parser("test-bracket").parse("go <<ping>>")
         assert parsed.content == "go" and parsed.tool_calls[0].name == "ping"
     finally:
-        _registry._PARSERS.pop("test-bracket", None)
+        _registry._PARSERS._items.pop("test-bracket", None)
 
 
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "vendor" / "llama.cpp" / "models" / "templates"

@@ -4,25 +4,20 @@ from __future__ import annotations
 
 from typing import Callable, TypeVar
 
+from ..._registry import Registry
 from ..types import ChatFormatter
 
 __all__ = ["get_format", "names", "register"]
 
-_FORMATS: dict[str, ChatFormatter] = {}
+_FORMATS: Registry[ChatFormatter] = Registry("chat format")
 _F = TypeVar("_F", bound=ChatFormatter)
 
 
 def register(name: str) -> Callable[[_F], _F]:
-    """Decorator: make a format available as ``get_format(name)``.
-
-    A name is registered once; a second registration is a mistake (two modules claiming
-    one name), so it raises ``ValueError`` instead of silently replacing the first.
-    """
+    """Decorator: make a format available as ``get_format(name)``."""
 
     def decorate(formatter: _F) -> _F:
-        if name in _FORMATS:
-            raise ValueError(f"chat format {name!r} is already registered")
-        _FORMATS[name] = formatter
+        _FORMATS.add(name, formatter)
         return formatter
 
     return decorate
@@ -30,12 +25,9 @@ def register(name: str) -> Callable[[_F], _F]:
 
 def get_format(name: str) -> ChatFormatter:
     """The format registered as ``name``; ``ValueError`` lists the known names otherwise."""
-    try:
-        return _FORMATS[name]
-    except KeyError:
-        raise ValueError(f"unknown chat format {name!r}; known formats: {', '.join(names())}") from None
+    return _FORMATS.get(name)
 
 
 def names() -> list[str]:
     """The registered format names, sorted."""
-    return sorted(_FORMATS)
+    return _FORMATS.names()
