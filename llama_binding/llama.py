@@ -17,24 +17,13 @@ import uuid
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, Literal, Union, overload
+from typing import TYPE_CHECKING, Any, Literal, Union, overload
 
 import numpy as np
 import numpy.typing as npt
 
 from . import _log, _params, capi
 from ._progress import ProgressArg, progress_callback
-from .chat import ChatFormatter, TemplateFormat, get_format, templates_from_metadata
-from .chat.completion import (
-    chat_chunks,
-    chat_response,
-    check_tools,
-    inline_tool_calls,
-    response_format_grammar,
-    tool_call_grammar,
-    tools_system_prompt,
-)
-from .chat.tools import detect, get_parser
 from .core import Batch, Context, ContextParams, LoraAdapter, Model, ModelParams, Vocab, set_adapters
 from .core.context import PoolingType
 from .core.metadata import read_metadata
@@ -56,6 +45,9 @@ from .llama_types import (
     CreateCompletionResponse,
     CreateEmbeddingResponse,
 )
+
+if TYPE_CHECKING:
+    from .chat import ChatFormatter
 
 __all__ = ["DEFAULT_N_CTX", "Llama", "LlamaState"]
 
@@ -163,7 +155,11 @@ class Llama:
         self._loras: dict[str, tuple[LoraAdapter, float]] = {}
         self.chat_format = chat_format
         self.chat_handler = chat_handler
-        self._formatter: ChatFormatter | None = get_format(chat_format) if chat_format is not None else None
+        self._formatter: ChatFormatter | None = None
+        if chat_format is not None:  # chat/ (jinja2) is imported on first use, not with the package
+            from .chat import get_format
+
+            self._formatter = get_format(chat_format)
         self._init_kwargs = {k: v for k, v in given.items() if k not in ("self", "ignored", "__class__")}
         self._lock = threading.Lock()
         self._owner: int | None = None
@@ -345,6 +341,8 @@ class Llama:
     def _chat_formatter(self) -> ChatFormatter:
         """``chat_format``'s built-in format, else the model's own template, else llama-2
         (llama-cpp-python's fallback for a model without a template)."""
+        from .chat import TemplateFormat, get_format, templates_from_metadata
+
         if self._formatter is None:
             default = templates_from_metadata(self.metadata).get("default")
             self._formatter = TemplateFormat(default) if default is not None else get_format("llama-2")
@@ -397,6 +395,18 @@ class Llama:
         "tool_calls", streamed as OpenAI ``tool_calls`` deltas.
         """
         options = {k: v for k, v in locals().items() if k not in ("self", "messages", "__class__")}
+        from .chat import TemplateFormat
+        from .chat.completion import (
+            chat_chunks,
+            chat_response,
+            check_tools,
+            inline_tool_calls,
+            response_format_grammar,
+            tool_call_grammar,
+            tools_system_prompt,
+        )
+        from .chat.tools import detect, get_parser
+
         if self.chat_handler is not None:
             return self.chat_handler(llama=self, messages=messages, **options)  # type: ignore[no-any-return]
         if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
