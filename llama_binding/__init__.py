@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ._backend import DeviceInfo, SystemInfo, system_info
 from ._version import __version__
+from .draft import LlamaDraftModel
 from .errors import (
     ClosedError,
     ContextCreateError,
@@ -28,12 +29,14 @@ from .errors import (
 )
 from .generation.cache import LlamaRAMCache
 from .generation.disk_cache import LlamaDiskCache
+from .generation.drafters import LlamaPromptLookupDecoding
 from .generation.hooks import (
     LogitsProcessor,
     LogitsProcessorList,
     StoppingCriteria,
     StoppingCriteriaList,
 )
+from .generation.speculative import SpeculativeStats
 from .grammar import LlamaGrammar
 from .llama import Llama, LlamaState
 
@@ -50,14 +53,17 @@ __all__ = [
     "LibraryLoadError",
     "Llama",
     "LlamaDiskCache",
+    "LlamaDraftModel",
     "LlamaError",
     "LlamaGrammar",
+    "LlamaPromptLookupDecoding",
     "LlamaRAMCache",
     "LlamaState",
     "LogitsProcessor",
     "LogitsProcessorList",
     "ModelLoadError",
     "SamplerError",
+    "SpeculativeStats",
     "StateError",
     "StoppingCriteria",
     "StoppingCriteriaList",

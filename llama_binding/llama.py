@@ -27,13 +27,17 @@ from ._progress import ProgressArg, progress_callback
 from .core import Batch, Context, ContextParams, LoraAdapter, Model, ModelParams, Vocab, set_adapters
 from .core.context import PoolingType
 from .core.metadata import read_metadata
+from .core.sampler import SamplerChain
 from .core.state import LlamaState, file_fingerprint
+from .draft import DraftModelArg, as_drafter
 from .errors import ContextOverflowError, LlamaError, StateError
 from .generation.cache import StateCache
+from .generation.drafters import Drafter
 from .generation.embedding import embed_tokens, fit, rerank_tokens
 from .generation.hooks import LogitsProcessor, StoppingCriteria, as_logits_hook, as_stop_hook
 from .generation.logprobs import TokenLogprob, openai_logprobs, prompt_logprobs, with_logprobs
 from .generation.sampling import ChainSlot, SamplingParams
+from .generation.speculative import SpeculativeStats, SpeculativeSteps
 from .generation.steps import SequenceState, common_prefix, decode_in_step, generate_tokens
 from .generation.stopping import StopMatcher
 from .generation.stream import TextChunk, collect, stream_text
@@ -121,6 +125,7 @@ class Llama:
         lora_adapters: Union[Mapping[str, float], Sequence[tuple[str, float]], None] = None,
         chat_format: str | None = None,
         chat_handler: Callable[..., Any] | None = None,
+        draft_model: DraftModelArg | None = None,
         logits_all: bool = False,
         backend_sampling: bool | None = None,
         no_perf: bool = False,
@@ -160,6 +165,9 @@ class Llama:
             from .chat import get_format
 
             self._formatter = get_format(chat_format)
+        self.draft_model = draft_model
+        self._drafter: Drafter | None = None
+        self.speculative_stats: SpeculativeStats | None = None
         self._init_kwargs = {k: v for k, v in given.items() if k not in ("self", "ignored", "__class__")}
         self._lock = threading.Lock()
         self._owner: int | None = None
@@ -195,6 +203,8 @@ class Llama:
             adapters.insert(0, (os.fspath(lora_path), lora_scale))
         for path, scale in adapters:
             self.load_lora(path, scale)
+        if draft_model is not None:
+            self._drafter = as_drafter(draft_model, self._vocab)
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -734,11 +744,27 @@ class Llama:
         ctx = self._context
         self._acquire()
         try:
-            chain = self._slot.chain_or_argmax(params, raw_logits=hook is not None)
-            yield from generate_tokens(ctx, self._vocab, chain, toks, self._state, max_tokens,
-                                       self._batch, logits_hook=hook)
+            drafter = self._drafter
+            chain = self._slot.chain_or_argmax(params, raw_logits=hook is not None or drafter is not None)
+            if drafter is not None:
+                steps = self._speculative(drafter, chain, toks, max_tokens, logits_hook=hook)
+                try:
+                    yield from steps
+                finally:
+                    steps.close()
+            else:
+                yield from generate_tokens(ctx, self._vocab, chain, toks, self._state, max_tokens,
+                                           self._batch, logits_hook=hook)
         finally:
             self._release()
+
+    def _speculative(self, drafter: Drafter, chain: SamplerChain | None, tokens: list[int],
+                     max_tokens: int | None, **hooks: Any) -> SpeculativeSteps:
+        """The verify loop over ``drafter``; its stats become :attr:`speculative_stats`."""
+        steps = SpeculativeSteps(self._context, self._vocab, chain, tokens, self._state, drafter,
+                                 max_tokens, self._batch, **hooks)
+        self.speculative_stats = steps.stats
+        return steps
 
     def _sampling(self, kw: dict[str, Any]) -> SamplingParams:
         if kw.get("seed") is None:
@@ -817,22 +843,39 @@ class Llama:
         def chunks() -> Iterator[TextChunk]:
             self._acquire()
             try:
-                chain = self._slot.chain_or_argmax(sampling, raw_logits)  # an invalid grammar raises here
+                drafter = self._drafter
+                # an invalid grammar raises here; drafts are verified on the host's logits
+                chain = self._slot.chain_or_argmax(sampling, raw_logits or drafter is not None)
                 read_prompt = (prompt_logprobs(ctx, tokens, logprobs, prompt_entries)
                                if echo and logprobs is not None else None)
                 if read_prompt is None:
                     self._restore_cached_prefix(tokens)
-                steps: Iterator[int] = generate_tokens(
-                    ctx, self._vocab, chain, tokens, state, limit, self._batch, logits_hook=logits_hook,
-                    prompt_logits=read_prompt, lookahead=self._lookahead and not raw_logits,
-                    prefilled=self._store_in_cache if self._cache is not None else None)
+                prefilled = self._store_in_cache if self._cache is not None else None
+                steps: Iterator[int]
+                logits_now: Callable[[], npt.NDArray[np.float32]]
+                history: Callable[[], list[int]]
+                spec: SpeculativeSteps | None = None
+                if drafter is not None:
+                    spec = self._speculative(drafter, chain, tokens, limit, logits_hook=logits_hook,
+                                             prompt_logits=read_prompt, prefilled=prefilled)
+                    steps, logits_now, history = spec, spec.logits, (lambda: spec.history)
+                else:
+                    steps = generate_tokens(
+                        ctx, self._vocab, chain, tokens, state, limit, self._batch, logits_hook=logits_hook,
+                        prompt_logits=read_prompt, lookahead=self._lookahead and not raw_logits,
+                        prefilled=prefilled)
+                    logits_now, history = (lambda: ctx.logits(-1)), (lambda: state.tokens)
                 if logprobs is not None:
-                    steps = with_logprobs(steps, ctx, logprobs, sink)
+                    steps = with_logprobs(steps, logits_now, logprobs, sink)
                 stop_token = None
                 if stop_hook is not None:
                     def stop_token(tok: int) -> bool:
-                        return stop_hook([*state.tokens, tok], ctx.logits(-1))
-                yield from stream_text(steps, self._vocab, matcher, limit, stop_token)
+                        return stop_hook([*history(), tok], logits_now())
+                try:
+                    yield from stream_text(steps, self._vocab, matcher, limit, stop_token)
+                finally:
+                    if spec is not None:
+                        spec.close()  # drops unverified drafts from the KV memory
                 self._store_in_cache()
             finally:
                 self._release()

@@ -7,10 +7,10 @@ import llama_binding
 EXPECTED = {
     "ClosedError", "ContextCreateError", "ContextOverflowError", "DecodeAbortedError",
     "DecodeError", "DeviceInfo", "FatalDecodeError", "InvalidBatchError", "KVCacheFullError",
-    "LibraryLoadError", "Llama", "LlamaDiskCache", "LlamaError", "LlamaGrammar", "LlamaRAMCache",
-    "LlamaState", "LogitsProcessor",
-    "LogitsProcessorList",
-    "ModelLoadError", "SamplerError", "StateError", "StoppingCriteria", "StoppingCriteriaList",
+    "LibraryLoadError", "Llama", "LlamaDiskCache", "LlamaDraftModel", "LlamaError", "LlamaGrammar",
+    "LlamaPromptLookupDecoding", "LlamaRAMCache", "LlamaState", "LogitsProcessor",
+    "LogitsProcessorList", "ModelLoadError", "SamplerError", "SpeculativeStats", "StateError",
+    "StoppingCriteria", "StoppingCriteriaList",
     "SymbolNotFoundError", "SystemInfo", "TemplateError", "TokenizeError", "__version__",
     "system_info",
 }

@@ -94,6 +94,30 @@ class Vocab:
         self._check(token)
         return capi.llama_vocab_get_text(self.ptr, token) or b""
 
+    def mismatch(self, other: Vocab) -> str | None:
+        """Why ``other`` does not tokenize like this vocabulary (None when it does): the
+        type, the size, the special ids and add-BOS/EOS flags, and every token's text."""
+        if self.type != other.type:
+            return f"vocabulary types differ ({self.type} vs {other.type})"
+        n = self.n_tokens
+        if n != other.n_tokens:
+            return f"vocabulary sizes differ ({n} vs {other.n_tokens} tokens)"
+        for name in ("bos", "eos", "eot", "sep", "pad", "nl", "add_bos", "add_eos"):
+            a, b = getattr(self, name)(), getattr(other, name)()
+            if a != b:
+                return f"{name} differs ({a} vs {b})"
+        get_text = capi.llama_vocab_get_text
+        mine, theirs = self.ptr, other.ptr
+        for t in range(n):
+            if get_text(mine, t) != get_text(theirs, t):
+                return f"token {t} differs ({get_text(mine, t)!r} vs {get_text(theirs, t)!r})"
+        return None
+
+    @property
+    def type(self) -> int:
+        """The tokenizer type (``LLAMA_VOCAB_TYPE_*``)."""
+        return int(capi.llama_vocab_type(self.ptr))
+
     # --- text <-> tokens ---------------------------------------------------------------------
 
     def tokenize(self, text: bytes | str, add_special: bool = True, parse_special: bool = False) -> list[int]:

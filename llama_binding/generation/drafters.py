@@ -19,7 +19,12 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Drafter", "LlamaPromptLookupDecoding"]
+from ..core.batch import Batch
+from ..core.context import Context
+from ..core.vocab import Vocab
+from .steps import SequenceState, prefill
+
+__all__ = ["AdaptiveLength", "Drafter", "LlamaPromptLookupDecoding", "ModelDrafter"]
 
 
 @runtime_checkable
@@ -57,6 +62,37 @@ def _int(name: str, value: object) -> int:
         return operator.index(value)  # type: ignore[arg-type]
     except TypeError:
         raise TypeError(f"{name} must be an int, not {type(value).__name__}") from None
+
+
+class AdaptiveLength:
+    """A draft length that follows acceptance: a draft accepted in full doubles it (up to
+    ``maximum``), a partly rejected one sets it to ``n_accepted + 1`` (never above the
+    current length, never below 1). Rejected tokens cost verify work, so shrinking is fast
+    and growing back is geometric."""
+
+    __slots__ = ("adaptive", "maximum", "value")
+
+    def __init__(self, maximum: int, adaptive: bool = True) -> None:
+        if not isinstance(adaptive, bool):
+            raise TypeError(f"adaptive must be a bool, not {type(adaptive).__name__}")
+        self.maximum = maximum
+        self.adaptive = adaptive
+        self.value = maximum
+
+    def reset(self) -> None:
+        self.value = self.maximum
+
+    def update(self, n_drafted: int, n_accepted: int) -> None:
+        drafted = _int("n_drafted", n_drafted)
+        ok = _int("n_accepted", n_accepted)
+        if not 0 <= ok <= drafted:
+            raise ValueError(f"need 0 <= n_accepted <= n_drafted, got {ok} of {drafted}")
+        if not self.adaptive or drafted == 0:
+            return
+        if ok == drafted:
+            self.value = min(self.maximum, 2 * self.value)
+        else:
+            self.value = max(1, min(self.value, ok + 1))
 
 
 class LlamaPromptLookupDecoding:
@@ -99,10 +135,7 @@ class LlamaPromptLookupDecoding:
             raise ValueError(
                 f"max_ngram_size ({self.max_ngram_size}) must be >= min_ngram_size ({self.min_ngram_size})"
             )
-        if not isinstance(adaptive, bool):
-            raise TypeError(f"adaptive must be a bool, not {type(adaptive).__name__}")
-        self.adaptive = adaptive
-        self._draft_length = self.num_pred_tokens
+        self._length = AdaptiveLength(self.num_pred_tokens, adaptive)
         self._tokens: list[int] = []
         # _index[n - min_ngram_size]: n-gram -> position right after its latest occurrence
         self._index: list[dict[tuple[int, ...], int]] = [
@@ -112,11 +145,15 @@ class LlamaPromptLookupDecoding:
     @property
     def draft_length(self) -> int:
         """The current (adaptive) number of tokens a draft proposes at most."""
-        return self._draft_length
+        return self._length.value
+
+    @property
+    def adaptive(self) -> bool:
+        return self._length.adaptive
 
     def reset(self) -> None:
         """Forget the history and restore the full draft length (e.g. between requests)."""
-        self._draft_length = self.num_pred_tokens
+        self._length.reset()
         self._tokens = []
         for d in self._index:
             d.clear()
@@ -127,7 +164,7 @@ class LlamaPromptLookupDecoding:
         if limit < 0:
             raise ValueError(f"max_tokens must be >= 0, got {limit}")
         toks = self._sync(tokens)
-        limit = min(limit, self._draft_length)
+        limit = min(limit, self._length.value)
         if limit == 0:
             return []
         end = len(toks)
@@ -141,16 +178,7 @@ class LlamaPromptLookupDecoding:
 
     def accepted(self, n_drafted: int, n_accepted: int) -> None:
         """Adapt the draft length to the verify result (see the class docstring for the rule)."""
-        drafted = _int("n_drafted", n_drafted)
-        ok = _int("n_accepted", n_accepted)
-        if not 0 <= ok <= drafted:
-            raise ValueError(f"need 0 <= n_accepted <= n_drafted, got {ok} of {drafted}")
-        if not self.adaptive or drafted == 0:
-            return
-        if ok == drafted:
-            self._draft_length = min(self.num_pred_tokens, 2 * self._draft_length)
-        else:
-            self._draft_length = max(1, min(self._draft_length, ok + 1))
+        self._length.update(n_drafted, n_accepted)
 
     def __call__(
         self, input_ids: npt.NDArray[np.integer[Any]], /, scores: Any = None, **kwargs: Any
@@ -181,3 +209,71 @@ class LlamaPromptLookupDecoding:
             for e in range(max(done, n), len(toks)):
                 d[tuple(toks[e - n : e])] = e
         return toks
+
+
+class ModelDrafter:
+    """Drafts with a (smaller) model's greedy tokens, keeping its KV memory in step.
+
+    Each :meth:`draft` brings the draft context up to ``tokens`` with prefix reuse (so only
+    the tokens accepted since the last call, and the target's correction, are evaluated;
+    rejected draft tokens are removed with ``llama_memory_seq_rm``), then decodes its argmax
+    token by token. ``p_min`` > 0 stops a draft at the first token the draft model gives
+    less than that probability (a guess it doubts is likely rejected). The length adapts
+    to acceptance as :class:`AdaptiveLength` says. The caller checks that the two models
+    share a vocabulary (:meth:`~llama_binding.core.vocab.Vocab.mismatch`).
+    """
+
+    def __init__(self, ctx: Context, vocab: Vocab, num_pred_tokens: int = 8, *,
+                 p_min: float = 0.0, adaptive: bool = True, seq_id: int = 0,
+                 state: SequenceState | None = None) -> None:
+        self.num_pred_tokens = _positive_int("num_pred_tokens", num_pred_tokens)
+        if isinstance(p_min, bool) or not isinstance(p_min, (int, float)) or not 0.0 <= p_min <= 1.0:
+            raise ValueError(f"p_min must be a number in [0, 1], got {p_min!r}")
+        self.ctx = ctx
+        self.vocab = vocab
+        self.p_min = float(p_min)
+        self.state = state if state is not None else SequenceState(ctx, seq_id)
+        self._length = AdaptiveLength(self.num_pred_tokens, adaptive)
+        self._batch = Batch(max(1, ctx.n_batch))
+
+    @property
+    def draft_length(self) -> int:
+        return self._length.value
+
+    def reset(self) -> None:
+        self._length.reset()
+
+    def draft(self, tokens: Sequence[int], max_tokens: int) -> list[int]:
+        ctx, state = self.ctx, self.state
+        limit = min(_int("max_tokens", max_tokens), self._length.value)
+        toks = tokens if isinstance(tokens, list) else list(tokens)
+        if limit <= 0 or not toks or len(toks) + limit > ctx.n_ctx_seq:
+            return []  # nothing asked, or the draft context is too small for this history
+        prefill(ctx, self._batch, toks, state)
+        out: list[int] = []
+        pos = len(toks)
+        seq_id = state.seq_id
+        for j in range(limit):
+            if self.p_min > 0.0 and not self._confident():
+                break
+            more = j + 1 < limit
+            try:
+                tok, decoded = ctx.argmax_decode(self.vocab, self._batch, pos, seq_id, more)
+            except BaseException:
+                ctx.seq_rm(seq_id, len(state.tokens), -1)
+                raise
+            out.append(tok)
+            if not decoded:  # the last one, or end of generation
+                break
+            state.tokens.append(tok)
+            pos += 1
+        return out
+
+    def _confident(self) -> bool:
+        """Whether the draft model's top token has probability >= p_min."""
+        x = self.ctx.logits(-1)
+        m = float(x.max())
+        return 1.0 / float(np.exp(x - m).sum()) >= self.p_min
+
+    def accepted(self, n_drafted: int, n_accepted: int) -> None:
+        self._length.update(n_drafted, n_accepted)

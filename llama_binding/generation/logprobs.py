@@ -1,8 +1,9 @@
 """Log-probabilities of sampled tokens, read from the logits view only when asked for.
 
 :func:`with_logprobs` sits between the step generator and the text stream: for each token
-it reads the zero-copy logits view of the output the token was sampled from (still valid,
-since the next decode happens only when the stream asks for the next token), computes
+it reads the zero-copy logits view of the output the token was sampled from (the step
+generator says which; still valid, since the next decode happens only when the stream
+asks for the next token), computes
 the token's log-softmax and the top ``n`` alternatives with ``argpartition``, and records
 them. Nothing is computed when logprobs were not requested.
 """
@@ -45,11 +46,12 @@ def log_softmax_at(logits: npt.NDArray[np.float32], token: int, n_top: int) -> T
     return TokenLogprob(token, float(x[token]) - lse, top)
 
 
-def with_logprobs(tokens: Iterable[int], ctx: Context, n_top: int,
+def with_logprobs(tokens: Iterable[int], logits: Callable[[], npt.NDArray[np.float32]], n_top: int,
                   sink: deque[TokenLogprob]) -> Iterator[int]:
-    """Pass ``tokens`` through, appending each one's :class:`TokenLogprob` to ``sink``."""
+    """Pass ``tokens`` through, appending each one's :class:`TokenLogprob` to ``sink``;
+    ``logits()`` gives the logits the token just received was sampled from."""
     for tok in tokens:
-        sink.append(log_softmax_at(ctx.logits(-1), tok, n_top))
+        sink.append(log_softmax_at(logits(), tok, n_top))
         yield tok
 
 

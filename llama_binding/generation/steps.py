@@ -21,7 +21,7 @@ from ..core.sampler import SamplerChain
 from ..core.vocab import Vocab
 from ..errors import ContextOverflowError
 
-__all__ = ["SequenceState", "common_prefix", "decode_in_step", "generate_tokens"]
+__all__ = ["SequenceState", "common_prefix", "decode_in_step", "generate_tokens", "prefill"]
 
 
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
@@ -71,6 +71,37 @@ def decode_in_step(ctx: Context, batch: Batch, state: SequenceState) -> None:
         raise
 
 
+def prefill(ctx: Context, batch: Batch, prompt: Sequence[int], state: SequenceState,
+            prompt_logits: Callable[[int, int], None] | None = None) -> None:
+    """Bring ``prompt`` into sequence ``state.seq_id``'s KV memory, reusing the common prefix
+    already there, in chunks of ``n_batch``; the last prompt token's logits are left as the
+    last output. ``prompt_logits`` (see :func:`generate_tokens`) re-evaluates it all."""
+    if not prompt:
+        raise ValueError("the prompt is empty: give at least one token (for example BOS)")
+    limit = ctx.n_ctx_seq
+    if len(prompt) > limit:
+        raise ContextOverflowError(
+            f"the prompt has {len(prompt)} tokens but the context holds {limit} per sequence")
+    n_batch = ctx.n_batch
+    if prompt_logits is not None:
+        state.reset()
+        i = 0
+    else:
+        i = state.reuse(prompt)
+    last = len(prompt) - 1
+    all_logits = prompt_logits is not None
+    while i < len(prompt):
+        chunk = prompt[i : i + min(n_batch, batch.capacity)]
+        batch.clear()
+        batch.add_sequence(chunk, i, state.seq_id, logits_last=i + len(chunk) - 1 == last,
+                           logits_all=all_logits)
+        decode_in_step(ctx, batch, state)
+        state.tokens.extend(chunk)
+        if prompt_logits is not None:
+            prompt_logits(i, len(chunk))
+        i += len(chunk)
+
+
 def generate_tokens(
     ctx: Context,
     vocab: Vocab,
@@ -106,32 +137,10 @@ def generate_tokens(
     stays exact), and the logits of the yielded token are gone once it is yielded: use
     it only when nobody reads logits after sampling.
     """
-    if not prompt:
-        raise ValueError("the prompt is empty: give at least one token (for example BOS)")
     limit = ctx.n_ctx_seq
-    if len(prompt) > limit:
-        raise ContextOverflowError(
-            f"the prompt has {len(prompt)} tokens but the context holds {limit} per sequence")
-    n_batch = ctx.n_batch
     if batch is None:
-        batch = Batch(min(n_batch, len(prompt)))
-    if prompt_logits is not None:
-        state.reset()
-        i = 0
-    else:
-        i = state.reuse(prompt)
-    last = len(prompt) - 1
-    all_logits = prompt_logits is not None
-    while i < len(prompt):
-        chunk = prompt[i : i + min(n_batch, batch.capacity)]
-        batch.clear()
-        batch.add_sequence(chunk, i, state.seq_id, logits_last=i + len(chunk) - 1 == last,
-                           logits_all=all_logits)
-        decode_in_step(ctx, batch, state)
-        state.tokens.extend(chunk)
-        if prompt_logits is not None:
-            prompt_logits(i, len(chunk))
-        i += len(chunk)
+        batch = Batch(min(ctx.n_batch, max(1, len(prompt))))
+    prefill(ctx, batch, prompt, state, prompt_logits)
     if prefilled is not None:
         prefilled()
     pos = len(prompt)

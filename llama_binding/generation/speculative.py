@@ -1,0 +1,226 @@
+"""Speculative decoding: a drafter guesses the next tokens, one batched decode checks them.
+
+:class:`SpeculativeSteps` is a drop-in for :func:`~.steps.generate_tokens` (same prompt
+handling, same stopping rules, same ``state`` bookkeeping) that decodes ``[token, *draft]``
+in one ``llama_decode`` with logits for every row, then walks the rows: row ``i`` holds the
+target's prediction after ``draft[:i]``; the token sampled there either equals ``draft[i]``
+(accepted, walk on) or replaces it (the correction, and the walk ends). When every draft
+token is accepted, the last row gives one more token for free. Rejected tokens are removed
+from the KV memory with ``llama_memory_seq_rm`` before the next decode.
+
+**Exactness.** Each token is sampled by the same chain, from the target's logits for the
+same history, as without speculation; the draft only decides how many rows one decode
+computes. With greedy sampling the output is therefore the plain greedy output, up to the
+tiny logit differences of batched kernels (a near-tie may flip). With a sampling chain the
+tokens follow the target's distribution exactly: sampling ``s ~ p`` and accepting the draft
+``d`` when ``s == d`` accepts with probability ``p(d)`` and, on rejection, yields ``s``
+distributed as ``p`` restricted to tokens other than ``d`` - which is the standard
+speculative-sampling rule (accept with ``min(1, p(d)/q(d))``, resample from
+``max(0, p - q)``) for a drafter whose proposal ``q`` is a point mass on ``d``. Both our
+drafters propose that way: prompt lookup copies tokens and the draft model drafts its
+argmax. Stateful samplers (penalties, grammars, mirostat) see exactly the accepted
+history, since the chain accepts only tokens that are output.
+
+The logits of the token just yielded stay readable (:meth:`SpeculativeSteps.logits`) until
+the caller asks for the next one, so log-probabilities and stopping criteria work as with
+the plain loop.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Generator, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from ..core.batch import Batch
+from ..core.context import Context
+from ..core.sampler import SamplerChain
+from ..core.vocab import Vocab
+from .drafters import Drafter
+from .steps import SequenceState, decode_in_step, prefill
+
+__all__ = ["SpeculativeStats", "SpeculativeSteps"]
+
+logger = logging.getLogger("llama_binding")
+
+Logits = npt.NDArray[np.float32]
+
+
+@dataclass
+class SpeculativeStats:
+    """Counts of one speculative generation (or, summed, of many)."""
+
+    drafted: int = 0
+    """Draft tokens proposed and verified."""
+    accepted: int = 0
+    """Draft tokens the target agreed with."""
+    generated: int = 0
+    """Tokens produced (accepted drafts plus the target's own)."""
+    target_decodes: int = 0
+    """Decodes of the target after the prompt (each verifies a draft, possibly empty)."""
+
+    @property
+    def acceptance_rate(self) -> float:
+        """accepted / drafted (0.0 before anything was drafted)."""
+        return self.accepted / self.drafted if self.drafted else 0.0
+
+    @property
+    def tokens_per_decode(self) -> float:
+        """Generated tokens per target decode: 1.0 without speculation."""
+        return self.generated / self.target_decodes if self.target_decodes else float(self.generated)
+
+    def add(self, other: SpeculativeStats) -> None:
+        self.drafted += other.drafted
+        self.accepted += other.accepted
+        self.generated += other.generated
+        self.target_decodes += other.target_decodes
+
+    def as_dict(self) -> dict[str, float]:
+        return {"drafted": self.drafted, "accepted": self.accepted, "generated": self.generated,
+                "target_decodes": self.target_decodes, "acceptance_rate": self.acceptance_rate,
+                "tokens_per_decode": self.tokens_per_decode}
+
+
+class SpeculativeSteps:
+    """An iterator of sampled token ids, like :func:`~.steps.generate_tokens`, that lets
+    ``drafter`` propose tokens and verifies them in one decode of the target.
+
+    ``chain`` None is plain greedy (the argmax of each row); ``logits_hook``,
+    ``prompt_logits`` and ``prefilled`` are as for ``generate_tokens``. ``max_draft`` caps a draft
+    (besides the batch's capacity, the context and ``max_tokens``). While the caller holds
+    a token, :attr:`history` is the sequence before it and :meth:`logits` its logits row.
+    ``stats`` is filled in as tokens are produced and logged at debug level at the end.
+    """
+
+    def __init__(
+        self,
+        ctx: Context,
+        vocab: Vocab,
+        chain: SamplerChain | None,
+        prompt: Sequence[int],
+        state: SequenceState,
+        drafter: Drafter,
+        max_tokens: int | None = None,
+        batch: Batch | None = None,
+        *,
+        max_draft: int = 64,
+        logits_hook: Callable[[Sequence[int], Logits], None] | None = None,
+        prompt_logits: Callable[[int, int], None] | None = None,
+        prefilled: Callable[[], None] | None = None,
+        stats: SpeculativeStats | None = None,
+    ) -> None:
+        self.ctx = ctx
+        self.vocab = vocab
+        self.chain = chain
+        self.state = state
+        self.drafter = drafter
+        self.max_tokens = max_tokens
+        self.batch = batch if batch is not None else Batch(max(ctx.n_batch, 1))
+        self.max_draft = max_draft
+        self.logits_hook = logits_hook
+        self.stats = stats if stats is not None else SpeculativeStats()
+        self.history: list[int] = list(prompt)
+        self._row = -1
+        self._it = self._run(prompt, prompt_logits, prefilled)
+
+    def __iter__(self) -> Iterator[int]:
+        return self
+
+    def __next__(self) -> int:
+        return next(self._it)
+
+    def close(self) -> None:
+        self._it.close()
+
+    def logits(self) -> Logits:
+        """The logits the token last yielded was sampled from (raw, unless a hook changed them)."""
+        return self.ctx.logits(self._row)
+
+    def _sample(self, row: int) -> int:
+        """The target's token at output ``row``, for the history so far."""
+        if self.logits_hook is not None:
+            self.logits_hook(self.history, self.ctx.logits(row))
+        if self.chain is None:
+            return int(np.argmax(self.ctx.logits(row)))
+        return self.chain.sample(self.ctx, row)
+
+    def _run(self, prompt: Sequence[int], prompt_logits: Callable[[int, int], None] | None,
+             prefilled: Callable[[], None] | None) -> Generator[int, None, None]:
+        ctx, state, batch, stats = self.ctx, self.state, self.batch, self.stats
+        prefill(ctx, batch, prompt, state, prompt_logits)
+        if prefilled is not None:
+            prefilled()
+        limit = ctx.n_ctx_seq
+        max_tokens = self.max_tokens
+        is_eog = self.vocab.is_eog
+        history = self.history
+        pos = len(prompt)  # where the next token goes; state.tokens[:pos] is the output so far
+        produced = 0
+        try:
+            tok, self._row = self._sample(-1), -1
+            while True:
+                yield tok
+                history.append(tok)
+                produced += 1
+                stats.generated += 1
+                if is_eog(tok) or pos >= limit or (max_tokens is not None and produced >= max_tokens):
+                    return
+                # drafts go at pos+1.. and are output tokens: leave room for both limits
+                room = min(limit - pos - 1, batch.capacity - 1, self.max_draft)
+                if max_tokens is not None:
+                    room = min(room, max_tokens - produced - 1)
+                draft = self._draft(room)
+                batch.clear()
+                batch.add_sequence([tok, *draft], pos, state.seq_id, logits_all=True)
+                decode_in_step(ctx, batch, state)
+                state.tokens += [tok, *draft]
+                stats.target_decodes += 1
+                pos += 1
+                n_ok = 0
+                for i, d in enumerate(draft):
+                    s = self._sample(i)
+                    stats.drafted += 1
+                    if s != d:
+                        tok, self._row = s, i
+                        self.drafter.accepted(i + 1, n_ok)
+                        break
+                    n_ok += 1
+                    stats.accepted += 1
+                    self._row = i
+                    yield d
+                    history.append(d)
+                    produced += 1
+                    stats.generated += 1
+                    pos += 1
+                    if is_eog(d) or (max_tokens is not None and produced >= max_tokens):
+                        self.drafter.accepted(i + 1, n_ok)
+                        return
+                else:
+                    tok, self._row = self._sample(len(draft)), len(draft)
+                    if draft:
+                        self.drafter.accepted(len(draft), n_ok)
+                self._trim(pos)
+        finally:
+            self._trim(pos)
+            if stats.drafted:
+                logger.debug("speculative: %d drafted, %d accepted (%.0f%%), %.2f tokens per decode",
+                             stats.drafted, stats.accepted, 100 * stats.acceptance_rate,
+                             stats.tokens_per_decode)
+
+    def _draft(self, n: int) -> list[int]:
+        """Up to ``n`` draft tokens after the history, as plain ints."""
+        if n <= 0:
+            return []
+        return [int(t) for t in self.drafter.draft(self.history, n)[:n]]
+
+    def _trim(self, pos: int) -> None:
+        """Drop rejected draft tokens (at ``pos`` and after) from the KV memory."""
+        state = self.state
+        if len(state.tokens) > pos:
+            if not self.ctx.seq_rm(state.seq_id, pos, -1):
+                state.reset()
+                return
+            del state.tokens[pos:]
