@@ -69,7 +69,8 @@ class SpeculativeStats:
 
     @property
     def tokens_per_decode(self) -> float:
-        """Generated tokens per target decode: 1.0 without speculation."""
+        """Generated tokens per target decode after the prompt's (whose logits give the first
+        token, so without drafts this is N/(N-1) for N tokens)."""
         return self.generated / self.target_decodes if self.target_decodes else float(self.generated)
 
     def add(self, other: SpeculativeStats) -> None:
@@ -124,6 +125,7 @@ class SpeculativeSteps:
         self.stats = stats if stats is not None else SpeculativeStats()
         self.history: list[int] = list(prompt)
         self._row = -1
+        self._n_vocab = vocab.n_tokens
         self._it = self._run(prompt, prompt_logits, prefilled)
 
     def __iter__(self) -> Iterator[int]:
@@ -159,13 +161,15 @@ class SpeculativeSteps:
         history = self.history
         pos = len(prompt)  # where the next token goes; state.tokens[:pos] is the output so far
         produced = 0
+        if max_tokens is not None and max_tokens <= 0:
+            return
         try:
             tok, self._row = self._sample(-1), -1
             while True:
+                produced += 1  # counted as handed out, so a caller that stops early sees it counted
+                stats.generated += 1
                 yield tok
                 history.append(tok)
-                produced += 1
-                stats.generated += 1
                 if is_eog(tok) or pos >= limit or (max_tokens is not None and produced >= max_tokens):
                     return
                 # drafts go at pos+1.. and are output tokens: leave room for both limits
@@ -190,10 +194,10 @@ class SpeculativeSteps:
                     n_ok += 1
                     stats.accepted += 1
                     self._row = i
-                    yield d
-                    history.append(d)
                     produced += 1
                     stats.generated += 1
+                    yield d
+                    history.append(d)
                     pos += 1
                     if is_eog(d) or (max_tokens is not None and produced >= max_tokens):
                         self.drafter.accepted(i + 1, n_ok)
@@ -214,7 +218,10 @@ class SpeculativeSteps:
         """Up to ``n`` draft tokens after the history, as plain ints."""
         if n <= 0:
             return []
-        return [int(t) for t in self.drafter.draft(self.history, n)[:n]]
+        draft = [int(t) for t in self.drafter.draft(self.history, n)[:n]]
+        if draft and not (0 <= min(draft) and max(draft) < self._n_vocab):
+            raise ValueError(f"the drafter proposed token ids outside the vocabulary: {draft}")
+        return draft
 
     def _trim(self, pos: int) -> None:
         """Drop rejected draft tokens (at ``pos`` and after) from the KV memory."""
