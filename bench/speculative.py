@@ -16,8 +16,9 @@ both variants and the time is the generation's; alternating repetitions, medians
   accepted, so this is the upper bound of the mechanics on this machine.
 
 Each line prints plain and speculative tokens/s, the ratio, the acceptance rate, tokens per
-target decode, and whether the texts are equal (they may differ at a near-tie: batched
-verification changes logits slightly).
+target decode, and whether the texts are equal; where not, the first differing token and the
+plain top-1/top-2 logit gap there (batched kernels change logits slightly, so a near-tie can
+flip; a warm context re-evaluates only the prompt's last token, which moves logits as well).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -83,6 +86,29 @@ def run_once(llm: Llama, prompt: str, max_tokens: int) -> tuple[float, str, int,
     return dt, str(r["choices"][0]["message"]["content"]), r["usage"]["completion_tokens"], stats
 
 
+def first_divergence(plain: Llama, prompt: str, spec_text: str, max_tokens: int) -> str:
+    """Where the speculative text leaves the plain one, and the plain top-1/top-2 logit gap
+    there (an untimed plain call with a logits hook): batched verification may flip a near-tie."""
+    gaps: list[float] = []
+
+    def record(ids: Any, logits: Any) -> Any:
+        top2 = np.partition(logits, -2)[-2:]
+        gaps.append(float(abs(top2[1] - top2[0])))
+        return logits
+
+    r = plain.create_chat_completion([{"role": "user", "content": prompt}], max_tokens=max_tokens,
+                                     temperature=0.0, logits_processor=record)
+    a = plain.tokenize(str(r["choices"][0]["message"]["content"]).encode(), add_bos=False)
+    b = plain.tokenize(spec_text.encode(), add_bos=False)
+    i = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None)
+    if i is None:
+        if len(a) == len(b):
+            return "equal"
+        i = min(len(a), len(b))  # one of them ended there (end of generation)
+    gap = f"{gaps[i]:.3f}" if i < len(gaps) else "?"
+    return f"differs from token {i} (plain top-1/top-2 gap there {gap})"
+
+
 def compare(name: str, plain: Llama, spec: Llama, prompt: str, args: argparse.Namespace) -> dict[str, Any]:
     """Alternate plain and speculative calls; medians of generated tokens/s."""
     run_once(plain, prompt, args.max_tokens)  # warm-up: the prompt is in both contexts now
@@ -100,9 +126,11 @@ def compare(name: str, plain: Llama, spec: Llama, prompt: str, args: argparse.Na
            "acceptance": st.get("acceptance_rate", 0.0),
            "tokens_per_decode": st.get("tokens_per_decode", 1.0),
            "equal_text": text_p == text_s}
+    if not row["equal_text"]:
+        row["divergence"] = first_divergence(plain, prompt, text_s, args.max_tokens)
     print(f"{name:38s} plain {p:8.1f} t/s  spec {s:8.1f} t/s  ratio {s / p:5.2f}x  "
           f"accepted {100 * row['acceptance']:5.1f}%  {row['tokens_per_decode']:5.2f} tok/decode  "
-          f"{n_s:4d} tokens  text {'equal' if row['equal_text'] else 'DIFFERS'}", flush=True)
+          f"{n_s:4d} tokens  text {row.get('divergence', 'equal')}", flush=True)
     return row
 
 

@@ -32,6 +32,7 @@ from .core.state import LlamaState, file_fingerprint
 from .draft import DraftModelArg, as_drafter
 from .errors import ContextOverflowError, LlamaError, StateError
 from .generation.cache import StateCache
+from .generation.draft_budget import DraftBudget
 from .generation.drafters import Drafter
 from .generation.embedding import embed_tokens, fit, rerank_tokens
 from .generation.hooks import LogitsProcessor, StoppingCriteria, as_logits_hook, as_stop_hook
@@ -167,6 +168,7 @@ class Llama:
             self._formatter = get_format(chat_format)
         self.draft_model = draft_model
         self._drafter: Drafter | None = None
+        self._draft_budget = DraftBudget()
         self.speculative_stats: SpeculativeStats | None = None
         self._init_kwargs = {k: v for k, v in given.items() if k not in ("self", "ignored", "__class__")}
         self._lock = threading.Lock()
@@ -762,7 +764,7 @@ class Llama:
                      max_tokens: int | None, **hooks: Any) -> SpeculativeSteps:
         """The verify loop over ``drafter``; its stats become :attr:`speculative_stats`."""
         steps = SpeculativeSteps(self._context, self._vocab, chain, tokens, self._state, drafter,
-                                 max_tokens, self._batch, **hooks)
+                                 max_tokens, self._batch, budget=self._draft_budget, **hooks)
         self.speculative_stats = steps.stats
         return steps
 

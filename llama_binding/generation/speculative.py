@@ -29,6 +29,7 @@ the plain loop.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -39,6 +40,7 @@ from ..core.batch import Batch
 from ..core.context import Context
 from ..core.sampler import SamplerChain
 from ..core.vocab import Vocab
+from .draft_budget import DraftBudget
 from .drafters import Drafter
 from .steps import SequenceState, decode_in_step, prefill
 
@@ -91,7 +93,8 @@ class SpeculativeSteps:
 
     ``chain`` None is plain greedy (the argmax of each row); ``logits_hook``,
     ``prompt_logits`` and ``prefilled`` are as for ``generate_tokens``. ``max_draft`` caps a draft
-    (besides the batch's capacity, the context and ``max_tokens``). While the caller holds
+    (besides the batch's capacity, the context and ``max_tokens``); a ``budget`` also caps
+    it at what the measured verify cost and acceptance make worth it. While the caller holds
     a token, :attr:`history` is the sequence before it and :meth:`logits` its logits row.
     ``stats`` is filled in as tokens are produced and logged at debug level at the end.
     """
@@ -108,6 +111,7 @@ class SpeculativeSteps:
         batch: Batch | None = None,
         *,
         max_draft: int = 64,
+        budget: DraftBudget | None = None,
         logits_hook: Callable[[Sequence[int], Logits], None] | None = None,
         prompt_logits: Callable[[int, int], None] | None = None,
         prefilled: Callable[[], None] | None = None,
@@ -121,6 +125,7 @@ class SpeculativeSteps:
         self.max_tokens = max_tokens
         self.batch = batch if batch is not None else Batch(max(ctx.n_batch, 1))
         self.max_draft = max_draft
+        self.budget = budget
         self.logits_hook = logits_hook
         self.stats = stats if stats is not None else SpeculativeStats()
         self.history: list[int] = list(prompt)
@@ -176,10 +181,17 @@ class SpeculativeSteps:
                 room = min(limit - pos - 1, batch.capacity - 1, self.max_draft)
                 if max_tokens is not None:
                     room = min(room, max_tokens - produced - 1)
+                budget = self.budget
+                if budget is not None:
+                    room = budget.limit(room)
                 draft = self._draft(room)
                 batch.clear()
                 batch.add_sequence([tok, *draft], pos, state.seq_id, logits_all=True)
+                t0 = time.perf_counter()
                 decode_in_step(ctx, batch, state)
+                if budget is not None:
+                    ctx.synchronize()  # the logits are read next anyway
+                    budget.observe_decode(1 + len(draft), time.perf_counter() - t0)
                 state.tokens += [tok, *draft]
                 stats.target_decodes += 1
                 pos += 1
@@ -189,7 +201,7 @@ class SpeculativeSteps:
                     stats.drafted += 1
                     if s != d:
                         tok, self._row = s, i
-                        self.drafter.accepted(i + 1, n_ok)
+                        self._feedback(i + 1, n_ok)
                         break
                     n_ok += 1
                     stats.accepted += 1
@@ -200,12 +212,12 @@ class SpeculativeSteps:
                     history.append(d)
                     pos += 1
                     if is_eog(d) or (max_tokens is not None and produced >= max_tokens):
-                        self.drafter.accepted(i + 1, n_ok)
+                        self._feedback(i + 1, n_ok)
                         return
                 else:
                     tok, self._row = self._sample(len(draft)), len(draft)
                     if draft:
-                        self.drafter.accepted(len(draft), n_ok)
+                        self._feedback(len(draft), n_ok)
                 self._trim(pos)
         finally:
             self._trim(pos)
@@ -213,6 +225,11 @@ class SpeculativeSteps:
                 logger.debug("speculative: %d drafted, %d accepted (%.0f%%), %.2f tokens per decode",
                              stats.drafted, stats.accepted, 100 * stats.acceptance_rate,
                              stats.tokens_per_decode)
+
+    def _feedback(self, n_drafted: int, n_accepted: int) -> None:
+        self.drafter.accepted(n_drafted, n_accepted)
+        if self.budget is not None:
+            self.budget.observe_verify(n_drafted, n_accepted)
 
     def _draft(self, n: int) -> list[int]:
         """Up to ``n`` draft tokens after the history, as plain ints."""
