@@ -17,6 +17,9 @@ if [ "${SKIP_TESTS:-0}" != 1 ]; then
         > "$OUT/pytest-gpu-speculative.txt" 2>&1
     tail -3 "$OUT/pytest-gpu-speculative.txt"
 fi
-python3 bench/speculative.py --model $MODEL --ngl 99 --fa on --cases ${CASES:-lookup,self} \
-    --reps ${REPS:-3} --max-tokens ${MAX_TOKENS:-256} --num-pred ${NUM_PRED:-16} \
-    --json "$OUT/speculative-gpu-llama1b-q4km.json" 2>&1 | tee "$OUT/speculative-gpu-llama1b-q4km.txt"
+# NUM_PRED lists the longest drafts to try (one run each)
+for np in ${NUM_PRED:-16}; do
+    python3 bench/speculative.py --model $MODEL --ngl 99 --fa on --cases ${CASES:-lookup,self} \
+        --reps ${REPS:-3} --max-tokens ${MAX_TOKENS:-256} --num-pred $np \
+        --json "$OUT/speculative-gpu-llama1b-q4km-np$np.json" 2>&1 | tee "$OUT/speculative-gpu-llama1b-q4km-np$np.txt"
+done

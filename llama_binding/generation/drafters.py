@@ -101,9 +101,9 @@ class LlamaPromptLookupDecoding:
     **Lookup.** For ``n`` from ``max_ngram_size`` down to ``min_ngram_size``, take the last
     ``n`` tokens; if they occurred earlier (followed by at least one token), propose what
     followed their *most recent* earlier occurrence: recent context predicts better than
-    old, and the longest n-gram wins because a longer match is more specific. The draft
-    stops at the end of the history; it may overlap the matched suffix itself, which is how
-    a repeating pattern gets continued.
+    old, and the longest n-gram wins because a longer match is more specific. A draft
+    that reaches the end of the history continues the pattern (``x[end + j] = x[start + j]``),
+    so a loop of period ``p`` is drafted in full, not ``p`` tokens at a time.
 
     **Index.** One dict per n-gram size maps an n-gram to the position just after its most
     recent occurrence. When ``tokens`` extends the previous call's list, only the new
@@ -173,7 +173,11 @@ class LlamaPromptLookupDecoding:
                 continue
             start = self._index[n - self.min_ngram_size].get(tuple(toks[end - n :]))
             if start is not None:
-                return toks[start : start + limit]
+                out = toks[start : start + limit]
+                period = end - start
+                while len(out) < limit:  # past the end of the history: the pattern repeats
+                    out.append(out[len(out) - period])
+                return out
         return []
 
     def accepted(self, n_drafted: int, n_accepted: int) -> None:

@@ -11,7 +11,8 @@ from llama_binding.generation.drafters import Drafter, LlamaPromptLookupDecoding
 
 
 def reference(tokens: list[int], max_n: int, min_n: int, k: int) -> list[int]:
-    """Brute force: longest suffix n-gram, most recent earlier occurrence with a follower."""
+    """Brute force: longest suffix n-gram, most recent earlier occurrence with a follower; past
+    the end of the history the pattern repeats."""
     end = len(tokens)
     for n in range(max_n, min_n - 1, -1):
         if n > end:
@@ -19,7 +20,10 @@ def reference(tokens: list[int], max_n: int, min_n: int, k: int) -> list[int]:
         suffix = tokens[end - n :]
         for i in range(end - n - 1, -1, -1):
             if tokens[i : i + n] == suffix:
-                return tokens[i + n : i + n + k]
+                ext = list(tokens)
+                while len(ext) < i + n + k:
+                    ext.append(ext[len(ext) - (end - i - n)])
+                return ext[i + n : i + n + k]
     return []
 
 
@@ -49,24 +53,25 @@ def test_no_match_and_trivial_inputs() -> None:
     assert d.draft([1, 2, 1, 2], 0) == []
     # min_ngram_size excludes short matches
     assert LlamaPromptLookupDecoding(min_ngram_size=2).draft([1, 9, 8, 1], 5) == []
-    assert LlamaPromptLookupDecoding(min_ngram_size=1).draft([1, 9, 8, 1], 5) == [9, 8, 1]
+    assert LlamaPromptLookupDecoding(min_ngram_size=1).draft([1, 9, 8, 1], 5) == [9, 8, 1, 9, 8]
 
 
 def test_draft_bounded_by_max_tokens_length_and_history() -> None:
     toks = [1, 2, 3, 4, 5, 6, 1, 2]
     assert LlamaPromptLookupDecoding(num_pred_tokens=10).draft(toks, 3) == [3, 4, 5]
     assert LlamaPromptLookupDecoding(num_pred_tokens=2).draft(toks, 10) == [3, 4]
-    # the match's continuation runs into the suffix and stops at the end of the history
-    assert LlamaPromptLookupDecoding(num_pred_tokens=10).draft([7, 7, 7], 10) == [7]
-    assert LlamaPromptLookupDecoding(num_pred_tokens=10).draft([1, 2, 1, 2, 1, 2], 10) == [1, 2]
+    # the match's continuation runs into the suffix and, past the end of the history, the
+    # pattern repeats: a loop is drafted in full
+    assert LlamaPromptLookupDecoding(num_pred_tokens=10).draft([7, 7, 7], 10) == [7] * 10
+    assert LlamaPromptLookupDecoding(num_pred_tokens=10).draft([1, 2, 1, 2, 1, 2], 5) == [1, 2, 1, 2, 1]
 
 
 def test_accepts_numpy_and_tuples() -> None:
     d = LlamaPromptLookupDecoding()
     got = d.draft(np.array([1, 2, 3, 1, 2], dtype=np.int32), 5)
-    assert got == [3, 1, 2]
+    assert got == [3, 1, 2, 3, 1]
     assert all(type(t) is int for t in got)
-    assert d.draft((1, 2, 3, 1, 2, 3), 5) == [1, 2, 3]
+    assert d.draft((1, 2, 3, 1, 2, 3), 5) == [1, 2, 3, 1, 2]
 
 
 @pytest.mark.parametrize("seed", range(8))
