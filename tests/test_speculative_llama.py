@@ -8,6 +8,7 @@ prompt, where prompt lookup drafts nearly every token.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -182,3 +183,12 @@ def test_bad_draft_models(smollm2: Path, stories260k: Path) -> None:
     with Llama(smollm2, n_ctx=256, draft_model=out_of_vocab) as llm:
         with pytest.raises(ValueError, match="vocabulary"):
             llm.create_completion("Hello", max_tokens=4, temperature=0.0)
+
+
+def test_generate_speculates_too(plain: Llama, lookup: Llama) -> None:
+    toks = plain.tokenize(b"Repeat: alpha beta gamma delta. Repeat: alpha beta")
+    want = list(itertools.islice(plain.generate(toks, temperature=0.0), 10))
+    got = list(itertools.islice(lookup.generate(toks, temperature=0.0), 10))
+    assert got == want
+    stats = lookup.speculative_stats
+    assert stats is not None and stats.generated >= 10
