@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ._backend import DeviceInfo, SystemInfo, system_info
 from ._version import __version__
+from .aio import AsyncLlama
 from .draft import LlamaDraftModel
 from .errors import (
     ClosedError,
@@ -21,6 +22,7 @@ from .errors import (
     LibraryLoadError,
     LlamaError,
     ModelLoadError,
+    QueueFullError,
     SamplerError,
     StateError,
     SymbolNotFoundError,
@@ -41,6 +43,7 @@ from .grammar import LlamaGrammar
 from .llama import Llama, LlamaState
 
 __all__ = [
+    "AsyncLlama",
     "ClosedError",
     "ContextCreateError",
     "ContextOverflowError",
@@ -62,6 +65,7 @@ __all__ = [
     "LogitsProcessor",
     "LogitsProcessorList",
     "ModelLoadError",
+    "QueueFullError",
     "SamplerError",
     "SpeculativeStats",
     "StateError",

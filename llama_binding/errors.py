@@ -19,6 +19,7 @@
     │   └── FatalDecodeError         return code < -1: the context is in an undefined state
     ├── SamplerError (ValueError)    a sampler could not be built (for example an invalid grammar)
     ├── StateError (ValueError)      a saved state is from another model or is damaged
+    ├── QueueFullError               a batching engine's waiting queue is at its bound
     └── TemplateError (ValueError)   a chat template failed to compile or render
 
 Every error raised because of a native return code goes through :func:`check_decode`
@@ -40,6 +41,7 @@ __all__ = [
     "LibraryLoadError",
     "LlamaError",
     "ModelLoadError",
+    "QueueFullError",
     "SamplerError",
     "StateError",
     "SymbolNotFoundError",
@@ -124,6 +126,10 @@ class FatalDecodeError(DecodeError):
 
 class SamplerError(LlamaError, ValueError):
     """A sampler could not be created or used."""
+
+
+class QueueFullError(LlamaError):
+    """A batching engine's queue of waiting requests is at its bound; retry later."""
 
 
 class StateError(LlamaError, ValueError):

@@ -114,3 +114,19 @@ LLAMA_BINDING_EXPORT int32_t llama_binding_argmax_decode(struct llama_context * 
     }
     return llama_binding_decode_token(ctx, batch, abort, token, pos, seq_id);
 }
+
+/* The argmax of the logits of each of the n batch indices rows[0..n) of the last decode,
+ * into out[0..n): plain greedy for many sequences in one call (the batching engine).
+ * Returns 0, or LLAMA_BINDING_NO_LOGITS at the first row that has no logits. */
+LLAMA_BINDING_EXPORT int32_t llama_binding_argmax_rows(struct llama_context * ctx, const struct llama_vocab * vocab,
+                                                       const int32_t * rows, int32_t n, llama_token * out) {
+    const int32_t n_vocab = llama_vocab_n_tokens(vocab);
+    for (int32_t k = 0; k < n; k++) {
+        const float * logits = llama_get_logits_ith(ctx, rows[k]);
+        if (logits == NULL) {
+            return LLAMA_BINDING_NO_LOGITS;
+        }
+        out[k] = argmax_f32(logits, n_vocab);
+    }
+    return 0;
+}

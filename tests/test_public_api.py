@@ -5,12 +5,12 @@ from __future__ import annotations
 import llama_binding
 
 EXPECTED = {
-    "ClosedError", "ContextCreateError", "ContextOverflowError", "DecodeAbortedError",
+    "AsyncLlama", "ClosedError", "ContextCreateError", "ContextOverflowError", "DecodeAbortedError",
     "DecodeError", "DeviceInfo", "FatalDecodeError", "InvalidBatchError", "KVCacheFullError",
     "LibraryLoadError", "Llama", "LlamaDiskCache", "LlamaDraftModel", "LlamaError", "LlamaGrammar",
     "LlamaPromptLookupDecoding", "LlamaRAMCache", "LlamaState", "LogitsProcessor",
-    "LogitsProcessorList", "ModelLoadError", "SamplerError", "SpeculativeStats", "StateError",
-    "StoppingCriteria", "StoppingCriteriaList",
+    "LogitsProcessorList", "ModelLoadError", "QueueFullError", "SamplerError", "SpeculativeStats",
+    "StateError", "StoppingCriteria", "StoppingCriteriaList",
     "SymbolNotFoundError", "SystemInfo", "TemplateError", "TokenizeError", "__version__",
     "system_info",
 }

@@ -15,8 +15,8 @@ from typing import Any
 from .. import capi
 from ..capi import _loader
 
-__all__ = ["NOT_DECODED", "NO_LOGITS", "AbortState", "abort_callback", "argmax_decode", "decode_token",
-           "first_repeated_token", "interrupts", "sample_decode"]
+__all__ = ["NOT_DECODED", "NO_LOGITS", "AbortState", "abort_callback", "argmax_decode", "argmax_rows",
+           "decode_token", "first_repeated_token", "interrupts", "sample_decode"]
 
 # llama_binding_sample_decode's answer when it sampled but decoded nothing
 NOT_DECODED = -(2**31)
@@ -39,12 +39,15 @@ def _lib() -> dict[str, Any]:
         lib = _loader.load("llama_binding_native")
         addr = ctypes.cast(lib.llama_binding_abort_flag_cb, ctypes.c_void_p).value or 0
         _fns["abort_cb"] = ctypes.cast(addr, capi.ggml_abort_callback)
-        for name in ("interrupts", "install_sigint", "decode_token", "sample_decode", "argmax_decode"):
+        for name in ("interrupts", "install_sigint", "decode_token", "sample_decode", "argmax_decode",
+                     "argmax_rows"):
             fn = getattr(lib, f"llama_binding_{name}")
             fn.restype = ctypes.c_int32
             # no argtypes: ints and ctypes pointers pass as they are, the cheapest call
             _fns[name] = fn
         _fns["interrupts"].argtypes = []
+        vp = ctypes.c_void_p  # the arrays pass as addresses: a plain int would be truncated to 32 bits
+        _fns["argmax_rows"].argtypes = [vp, vp, vp, ctypes.c_int32, vp]
         _fns["install_sigint"].argtypes = []
         repeated = lib.llama_binding_first_repeated_token
         repeated.restype, repeated.argtypes = ctypes.c_int64, [ctypes.c_void_p, ctypes.c_int64]
@@ -81,6 +84,12 @@ def argmax_decode() -> Any:
     token*) -> int``: plain greedy, else as :func:`sample_decode` (``NO_LOGITS`` when the
     last decode has none)."""
     return _lib()["argmax_decode"]
+
+
+def argmax_rows() -> Any:
+    """``llama_binding_argmax_rows(ctx, vocab, int32 rows*, n, token* out) -> int``: the
+    argmax of each listed batch index's logits (``NO_LOGITS`` if one has none)."""
+    return _lib()["argmax_rows"]
 
 
 def first_repeated_token(gguf_ctx: Any, key_id: int) -> int:

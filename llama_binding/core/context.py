@@ -146,6 +146,7 @@ class Context(NativeHandle[Any]):
         self._decode_token = _native.decode_token()
         self._sample_decode = _native.sample_decode()
         self._argmax_decode = _native.argmax_decode()
+        self._argmax_rows = _native.argmax_rows()
         self._sampled = ctypes.c_int32(0)
         self._sampled_ref = ctypes.byref(self._sampled)
         cparams.abort_callback = _native.abort_callback()
@@ -276,6 +277,17 @@ class Context(NativeHandle[Any]):
         if code == _native.NO_LOGITS:
             raise IndexError("no logits for the last output of the last batch")
         return self._step_result(code)
+
+    def argmax_rows(self, vocab: Vocab, rows: npt.NDArray[np.int32], out: npt.NDArray[np.int32]) -> None:
+        """``out[k]`` = the argmax of the logits at batch index ``rows[k]`` of the last decode,
+        for every k, in one native call (C-contiguous int32 arrays of equal length)."""
+        n = len(rows)
+        if len(out) < n or rows.dtype != np.int32 or out.dtype != np.int32 \
+                or not (rows.flags.c_contiguous and out.flags.c_contiguous):
+            raise ValueError("argmax_rows needs C-contiguous int32 arrays, out at least as long as rows")
+        code = self._argmax_rows(self.ptr, vocab.ptr, rows.ctypes.data, n, out.ctypes.data)
+        if code == _native.NO_LOGITS:
+            raise IndexError("a requested batch index has no logits in the last decode")
 
     def _step_result(self, code: int) -> tuple[int, bool]:
         """(the sampled token, whether it was decoded) of a native step; a failed decode raises."""

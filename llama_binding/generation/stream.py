@@ -15,7 +15,7 @@ from ..core.vocab import Vocab
 from .detokenizer import IncrementalDetokenizer
 from .stopping import StopMatcher
 
-__all__ = ["Completion", "FinishReason", "TextChunk", "collect", "stream_text"]
+__all__ = ["Completion", "FinishReason", "TextAssembler", "TextChunk", "collect", "stream_text"]
 
 FinishReason = Literal["stop", "length"]
 
@@ -36,6 +36,49 @@ class Completion:
     finish_reason: FinishReason
 
 
+class TextAssembler:
+    """One completion's token ids -> text chunks, a token at a time (the body of
+    :func:`stream_text`, for loops that are not a generator: the asyncio front end).
+
+    :meth:`feed` returns a chunk with text (or the stopping chunk) or None, and sets
+    :attr:`finish_reason` once the completion is over; :meth:`end` flushes the last chunk.
+    """
+
+    __slots__ = ("_detok", "_pending", "_stop", "finish_reason", "vocab")
+
+    def __init__(self, vocab: Vocab, stop: StopMatcher) -> None:
+        self.vocab = vocab
+        self._stop = stop
+        self._detok = IncrementalDetokenizer()
+        self._pending: list[int] = []
+        self.finish_reason: Optional[FinishReason] = None
+
+    def feed(self, tok: int, stop_token: bool = False) -> TextChunk | None:
+        """Add ``tok``; an end-of-generation token or ``stop_token=True`` ends it ("stop",
+        the token dropped); so does a stop string (the chunk returned is the last one)."""
+        if self.vocab.is_eog(tok) or stop_token:
+            self.finish_reason = "stop"
+            return None
+        self._pending.append(tok)
+        text, hit = self._stop.feed(self._detok.feed(self.vocab.token_to_piece(tok)))
+        if hit:
+            self.finish_reason = "stop"
+            return TextChunk(text, self._pending, "stop")
+        if text:
+            chunk, self._pending = TextChunk(text, self._pending), []
+            return chunk
+        return None
+
+    def end(self, reason: FinishReason) -> TextChunk:
+        """The last chunk: what the detokenizer and the stop matcher still hold."""
+        text, hit = self._stop.feed(self._detok.flush())
+        if not hit:
+            text += self._stop.flush()
+        reason = "stop" if hit else (self.finish_reason or reason)
+        self.finish_reason = reason
+        return TextChunk(text, self._pending, reason)
+
+
 def stream_text(tokens: Iterable[int], vocab: Vocab, stop: StopMatcher,
                 max_tokens: int | None, stop_token: Callable[[int], bool] | None = None
                 ) -> Iterator[TextChunk]:
@@ -45,29 +88,21 @@ def stream_text(tokens: Iterable[int], vocab: Vocab, stop: StopMatcher,
     True (that token is dropped); "length": ``max_tokens`` or the context ran out.
     End-of-generation tokens add no text.
     """
-    detok = IncrementalDetokenizer()
-    pending: list[int] = []
+    text = TextAssembler(vocab, stop)
     produced = 0
-    reason: FinishReason = "length"
     for tok in tokens:
         produced += 1
-        if vocab.is_eog(tok) or (stop_token is not None and stop_token(tok)):
-            reason = "stop"
+        chunk = text.feed(tok, stop_token is not None and stop_token(tok))
+        if text.finish_reason is not None:
+            if chunk is not None:  # a stop string: that chunk is the last
+                yield chunk
+                return
             break
-        pending.append(tok)
-        text, hit = stop.feed(detok.feed(vocab.token_to_piece(tok)))
-        if hit:
-            yield TextChunk(text, pending, "stop")
-            return
-        if text:
-            yield TextChunk(text, pending)
-            pending = []
+        if chunk is not None:
+            yield chunk
         if max_tokens is not None and produced >= max_tokens:
             break
-    text, hit = stop.feed(detok.flush())
-    if not hit:
-        text += stop.flush()
-    yield TextChunk(text, pending, "stop" if hit else reason)
+    yield text.end("length")
 
 
 def collect(chunks: Iterable[TextChunk]) -> Completion:

@@ -1,0 +1,196 @@
+"""Many sequences in one context: a continuous-batching scheduler.
+
+:class:`BatchEngine` owns the ``n_seq_max`` sequence slots of one context. Each
+:meth:`~BatchEngine.step` builds one ``llama_batch`` holding the next token of every running
+sequence plus chunks of waiting prompts (chunked prefill up to the batch's capacity),
+decodes once, samples every sequence that has an output row with its own sampler (or the
+argmax for plain greedy), frees the KV memory of finished sequences and admits waiting
+requests into the free slots. It is synchronous and single-threaded: an asyncio front end
+drives it from one worker thread.
+
+Use a unified KV cache (``kv_unified=True``): without it each sequence gets only
+``n_ctx / n_seq_max`` cells, and llama.cpp aborts the process on a partial ``seq_cp``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from ..core.batch import Batch
+from ..core.context import Context
+from ..core.sampler import SamplerChain
+from ..core.vocab import Vocab
+from ..errors import ContextOverflowError, QueueFullError
+
+__all__ = ["BatchEngine", "BatchRequest"]
+
+Phase = Literal["waiting", "prefill", "running", "done"]
+
+
+@dataclass(eq=False)
+class BatchRequest:
+    """One generation: a prompt, a token limit, a sampler (None: plain greedy)."""
+
+    prompt: list[int]
+    max_tokens: int | None = None
+    chain: SamplerChain | None = None
+    on_token: Callable[[BatchRequest, int], None] | None = None
+    """Called with each sampled token (inside :meth:`BatchEngine.step`)."""
+    id: int = field(default_factory=itertools.count().__next__)
+    phase: Phase = "waiting"
+    seq_id: int = -1
+    output: list[int] = field(default_factory=list)
+    finish_reason: Literal["stop", "length", "cancelled"] | None = None
+    _fed: int = 0  # prompt tokens in KV memory
+    _pending: int = -1  # sampled, not yet decoded
+    _row: int = -1  # the batch index of this step's output
+
+    @property
+    def done(self) -> bool:
+        return self.phase == "done"
+
+
+class BatchEngine:
+    """Continuous batching over the sequences of ``ctx`` (see the module docstring).
+
+    ``max_waiting`` bounds the queue of requests not yet admitted (:class:`QueueFullError`).
+    """
+
+    def __init__(self, ctx: Context, vocab: Vocab, *, max_waiting: int = 1024) -> None:
+        self.ctx = ctx
+        self.vocab = vocab
+        self.n_slots = ctx.n_seq_max
+        self.batch = Batch(max(ctx.n_batch, self.n_slots), 1)
+        self.max_waiting = max_waiting
+        self._free = list(range(self.n_slots - 1, -1, -1))
+        self._waiting: deque[BatchRequest] = deque()
+        self._active: list[BatchRequest] = []
+        self.steps = 0
+        self._rows = np.zeros(self.batch.capacity, dtype=np.int32)
+        self._picked = np.zeros(self.batch.capacity, dtype=np.int32)
+
+    # --- requests ----------------------------------------------------------------------------
+
+    def submit(self, request: BatchRequest) -> BatchRequest:
+        if not request.prompt:
+            raise ValueError("the prompt is empty: give at least one token (for example BOS)")
+        limit = self.ctx.n_ctx_seq
+        if len(request.prompt) > limit:
+            raise ContextOverflowError(
+                f"the prompt has {len(request.prompt)} tokens but the context holds {limit} per sequence")
+        if len(self._waiting) >= self.max_waiting:
+            raise QueueFullError(
+                f"{len(self._waiting)} requests are waiting (max_waiting={self.max_waiting}): retry later")
+        self._waiting.append(request)
+        return request
+
+    def cancel(self, request: BatchRequest) -> None:
+        """Stop ``request`` now: its slot and KV memory are freed; the others go on."""
+        if request.done:
+            return
+        if request.phase == "waiting":
+            self._waiting.remove(request)
+            request.phase, request.finish_reason = "done", "cancelled"
+            return
+        self._finish(request, "cancelled")
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._active or self._waiting)
+
+    @property
+    def n_waiting(self) -> int:
+        return len(self._waiting)
+
+    # --- the loop ----------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Step until every submitted request is done."""
+        while self.busy:
+            self.step()
+
+    def step(self) -> list[tuple[BatchRequest, int]]:
+        """One decode for every active sequence; returns the (request, token) pairs sampled."""
+        self._admit()
+        if not self._active:
+            return []
+        batch = self.batch
+        batch.clear()
+        room = batch.capacity
+        for r in self._active:  # decode steps first: one token each
+            if r.phase == "running":
+                r._row = batch.add(r._pending, len(r.prompt) + len(r.output) - 1, (r.seq_id,), True)
+                room -= 1
+        for r in self._active:  # then prompt chunks in the room left
+            if r.phase != "prefill" or room <= 0:
+                continue
+            n = min(room, len(r.prompt) - r._fed)
+            last = r._fed + n == len(r.prompt)
+            batch.add_sequence(r.prompt[r._fed : r._fed + n], r._fed, r.seq_id, logits_last=last)
+            r._fed += n
+            room -= n
+            if last:  # its logits are the batch's last token's (llama_get_logits_ith takes batch indices)
+                r._row = batch.n_tokens - 1
+                r.phase = "running"
+        self.ctx.decode(batch)
+        self.steps += 1
+        ready = [r for r in self._active if r._row >= 0]
+        greedy = [r for r in ready if r.chain is None]
+        picked: dict[int, int] = {}
+        if greedy:  # plain greedy for all of them in one native call
+            k = len(greedy)
+            self._rows[:k] = [r._row for r in greedy]
+            self.ctx.argmax_rows(self.vocab, self._rows[:k], self._picked[:k])
+            picked = dict(zip((r.id for r in greedy), self._picked[:k].tolist()))
+        out: list[tuple[BatchRequest, int]] = []
+        for r in ready:
+            row, r._row = r._row, -1
+            tok = picked[r.id] if r.chain is None else r.chain.sample(self.ctx, row)
+            r.output.append(tok)
+            r._pending = tok
+            out.append((r, tok))
+            if r.on_token is not None:
+                r.on_token(r, tok)
+            if self.vocab.is_eog(tok):
+                self._finish(r, "stop")
+            elif (r.max_tokens is not None and len(r.output) >= r.max_tokens) \
+                    or len(r.prompt) + len(r.output) > self.ctx.n_ctx_seq:  # no cell for it
+                self._finish(r, "length")
+        return out
+
+    def _admit(self) -> None:
+        while self._waiting and self._free:
+            r = self._waiting.popleft()
+            r.seq_id = self._free.pop()
+            self.ctx.seq_rm(r.seq_id, -1, -1)
+            r.phase = "prefill"
+            self._active.append(r)
+
+    def _finish(self, r: BatchRequest, reason: Literal["stop", "length", "cancelled"]) -> None:
+        r.phase, r.finish_reason = "done", reason
+        self._active.remove(r)
+        self.ctx.seq_rm(r.seq_id, -1, -1)
+        self._free.append(r.seq_id)
+
+    # --- a token-level generator for custom use ------------------------------------------------
+
+    def generate(self, prompts: Sequence[Sequence[int]], max_tokens: int | None = None,
+                 chains: Sequence[SamplerChain | None] | None = None) -> Iterator[tuple[int, int]]:
+        """Yield ``(prompt index, token)`` as the sequences produce them."""
+        reqs = [self.submit(BatchRequest(list(p), max_tokens, chains[i] if chains else None))
+                for i, p in enumerate(prompts)]
+        index = {r.id: i for i, r in enumerate(reqs)}
+        try:
+            while any(not r.done for r in reqs):
+                for r, tok in self.step():
+                    if r.id in index:
+                        yield index[r.id], tok
+        finally:
+            for r in reqs:
+                self.cancel(r)

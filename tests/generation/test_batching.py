@@ -1,0 +1,140 @@
+"""BatchEngine: many sequences in one context, on real models.
+
+Each sequence's greedy output must equal the single-sequence greedy output for its prompt,
+except where the single run's top-1/top-2 logit gap is below a small epsilon (batched
+kernels change logits slightly): such cases are counted and must stay rare."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from llama_binding.core import Context, ContextParams, Model, Vocab
+from llama_binding.errors import QueueFullError
+from llama_binding.generation.batching import BatchEngine, BatchRequest
+from llama_binding.generation.steps import SequenceState, generate_tokens
+
+EPS = 0.05
+
+
+@pytest.fixture(scope="module")
+def smol(smollm2: Path) -> Iterator[tuple[Model, Vocab]]:
+    m = Model(smollm2)
+    yield m, Vocab(m)
+    m.close()
+
+
+def single(m: Model, v: Vocab, prompt: list[int], n: int) -> tuple[list[int], list[float]]:
+    """Plain greedy in its own context, and the top-1/top-2 gap before each token."""
+    ctx = Context(m, ContextParams(n_ctx=512))
+    gaps: list[float] = []
+
+    def hook(_: object, logits: np.ndarray) -> None:
+        top = np.partition(logits, -2)[-2:]
+        gaps.append(float(top[1] - top[0]))
+
+    out = list(generate_tokens(ctx, v, None, prompt, SequenceState(ctx), n, logits_hook=hook))
+    ctx.close()
+    return out, gaps
+
+
+def check_equal(got: list[int], want: list[int], gaps: list[float], ties: list[float]) -> None:
+    i = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), None)
+    if i is None:
+        assert len(got) == len(want)
+        return
+    assert gaps[i] < EPS, f"diverged at {i} with gap {gaps[i]}"
+    ties.append(gaps[i])
+
+
+TEXTS = [
+    "The capital of France is", "Once upon a time, in a land far away,", "def fibonacci(n):",
+    "The three primary colors are", "Water boils at", "My favourite food is",
+    "In 1969, the first person to walk on the moon was", "import numpy as np\n",
+    "The quick brown fox", "Photosynthesis is the process", "1, 2, 3, 4,", "Dear Sir or Madam,",
+]
+
+
+def test_batched_greedy_equals_single_greedy(smol: tuple[Model, Vocab]) -> None:
+    m, v = smol
+    prompts = [v.tokenize(t) for t in TEXTS]
+    n = 24
+    ctx = Context(m, ContextParams(n_ctx=2048, n_seq_max=8, kv_unified=True, n_batch=64))
+    engine = BatchEngine(ctx, v)
+    reqs = [engine.submit(BatchRequest(p, n)) for p in prompts]  # 12 requests, 8 slots
+    engine.run()
+    ties: list[float] = []
+    for p, r in zip(prompts, reqs):
+        want, gaps = single(m, v, p, n)
+        assert r.done and r.finish_reason in ("length", "stop")
+        check_equal(r.output, want, gaps, ties)
+    assert len(ties) <= 1, ties
+    assert all(ctx.seq_pos_max(s) == -1 for s in range(8))  # every slot freed
+    # chunked prefill: the prompts of 8 sequences did not fit one 64-token batch at once
+    assert engine.steps > n
+
+
+def test_no_sequence_sees_another(smol: tuple[Model, Vocab]) -> None:
+    """A sequence told a secret continues it; one that was not told must not know it, even
+    when it reuses the slot the secret was in."""
+    m, v = smol
+    told = v.tokenize("The secret password is 'bluebird'. Repeat: the secret password is '")
+    blind = v.tokenize("Repeat: the secret password is '")
+    want_blind, _ = single(m, v, blind, 8)
+    ctx = Context(m, ContextParams(n_ctx=1024, n_seq_max=2, kv_unified=True))
+    engine = BatchEngine(ctx, v)
+    a = engine.submit(BatchRequest(told, 8))
+    b = engine.submit(BatchRequest(blind, 8))
+    c = engine.submit(BatchRequest(blind, 8))  # waits; gets a freed slot
+    engine.run()
+    assert "blue" in v.detokenize(a.output).decode()
+    for r in (b, c):
+        assert r.output == want_blind
+        assert "blue" not in v.detokenize(r.output).decode()
+
+
+def test_mixed_lengths_limits_and_cancel(smol: tuple[Model, Vocab]) -> None:
+    m, v = smol
+    rng = random.Random(3)
+    ctx = Context(m, ContextParams(n_ctx=1024, n_seq_max=4, kv_unified=True, n_batch=32))
+    engine = BatchEngine(ctx, v, max_waiting=6)
+    reqs = []
+    for _ in range(6):
+        text = " ".join(rng.choice(["alpha", "beta", "gamma", "delta"]) for _w in range(rng.randint(1, 60)))
+        reqs.append(engine.submit(BatchRequest(v.tokenize(text), max_tokens=rng.randint(1, 20))))
+    with pytest.raises(QueueFullError):
+        engine.submit(BatchRequest(v.tokenize("one more"), 4))
+    engine.step()
+    engine.step()
+    victim = next(r for r in reqs if not r.done and r.phase != "waiting")
+    engine.cancel(victim)
+    assert victim.finish_reason == "cancelled" and ctx.seq_pos_max(victim.seq_id) == -1
+    engine.run()
+    for r in reqs:
+        assert r.done
+        if r is not victim and r.finish_reason == "length":
+            assert len(r.output) == r.max_tokens
+
+
+def test_generator_and_context_limit(smol: tuple[Model, Vocab]) -> None:
+    m, v = smol
+    ctx = Context(m, ContextParams(n_ctx=256, n_seq_max=2, kv_unified=True))
+    engine = BatchEngine(ctx, v)
+    prompts = [v.tokenize("Count: 1, 2, 3,"), v.tokenize("Letters: a, b, c,")]
+    got: dict[int, list[int]] = {0: [], 1: []}
+    for i, tok in engine.generate(prompts, max_tokens=10):
+        got[i].append(tok)
+    for i, p in enumerate(prompts):
+        want, _ = single(m, v, p, 10)
+        assert got[i] == want
+    # a prompt that fills the context: generation stops at the last cell, as the plain loop
+    long = v.tokenize("word " * 300)[: ctx.n_ctx_seq - 3]
+    r = engine.submit(BatchRequest(long))
+    engine.run()
+    assert r.finish_reason == "length" and len(long) + len(r.output) == ctx.n_ctx_seq + 1
+    with pytest.raises(ValueError):
+        engine.submit(BatchRequest([]))

@@ -1,0 +1,92 @@
+"""AsyncLlama: concurrent asyncio callers on one continuous-batching engine (SmolLM2)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llama_binding import AsyncLlama, Llama, QueueFullError
+
+PROMPTS = ["The capital of France is", "Once upon a time", "def fib(n):", "Water boils at",
+           "1, 2, 3,", "The three primary colors are", "Dear Sir or Madam,", "import numpy as np\n"]
+
+
+@pytest.fixture(scope="module")
+def allm(smollm2: Path) -> Iterator[AsyncLlama]:
+    a = AsyncLlama(smollm2, n_seq_max=4, n_ctx=2048)
+    yield a
+    a.close()
+
+
+@pytest.fixture(scope="module")
+def plain(smollm2: Path) -> Iterator[Llama]:
+    with Llama(smollm2, n_ctx=512) as llm:
+        yield llm
+
+
+def test_concurrent_callers_get_their_own_greedy_text(allm: AsyncLlama, plain: Llama) -> None:
+    async def main() -> list[Any]:
+        return await asyncio.gather(*[allm.acreate_completion(p, max_tokens=20, temperature=0.0)
+                                      for p in PROMPTS])  # 8 callers, 4 slots
+
+    results = asyncio.run(main())
+    differ = 0
+    for p, r in zip(PROMPTS, results):
+        want = plain.create_completion(p, max_tokens=20, temperature=0.0)
+        differ += r["choices"][0]["text"] != want["choices"][0]["text"]
+        assert r["usage"]["completion_tokens"] == want["usage"]["completion_tokens"]
+    assert differ <= 1  # batched kernels may flip a near-tie (tests/generation/test_batching.py)
+
+
+def test_streaming_stop_and_cancel_leave_others_running(allm: AsyncLlama, plain: Llama) -> None:
+    async def stream(prompt: str, **kw: Any) -> tuple[str, str | None]:
+        it = await allm.acreate_completion(prompt, temperature=0.0, stream=True, **kw)
+        parts, reason = [], None
+        async for c in it:  # type: ignore[union-attr]
+            parts.append(c["choices"][0]["text"])
+            reason = c["choices"][0]["finish_reason"] or reason
+        return "".join(parts), reason
+
+    async def abandoned() -> None:
+        it = await allm.acreate_completion("Once upon a time", max_tokens=200, temperature=0.0, stream=True)
+        async for _ in it:  # type: ignore[union-attr]
+            break  # the caller walks away after one chunk
+        await it.aclose()  # type: ignore[union-attr]
+
+    async def main() -> list[Any]:
+        slow = asyncio.ensure_future(allm.acreate_completion("Tell me a story.", max_tokens=200,
+                                                             temperature=0.0))
+        await asyncio.sleep(0.05)
+        slow.cancel()  # a cancelled caller
+        return await asyncio.gather(stream("Count: 1, 2, 3,", max_tokens=40, stop=["7"]),
+                                    abandoned(), stream("Water boils at", max_tokens=12),
+                                    return_exceptions=True)
+
+    counted, _, water = asyncio.run(main())
+    assert counted == (" 4, 5, 6, ", "stop")
+    want = plain.create_completion("Water boils at", max_tokens=12, temperature=0.0)["choices"][0]["text"]
+    assert water == (want, "length")
+    assert not allm.engine.busy or allm.engine.n_waiting == 0
+
+
+def test_queue_is_bounded(smollm2: Path) -> None:
+    a = AsyncLlama(smollm2, n_seq_max=1, n_ctx=512, max_waiting=2)
+    try:
+        async def main() -> list[Any]:
+            tasks = [asyncio.ensure_future(a.acreate_completion("Hello", max_tokens=8, temperature=0.0))
+                     for _ in range(3)]  # 1 slot + 2 waiting
+            await asyncio.sleep(0)
+            with pytest.raises(QueueFullError, match="retry later"):
+                await a.acreate_completion("Hello", max_tokens=8)
+            return await asyncio.gather(*tasks)
+
+        done = asyncio.run(main())
+        assert all(r["usage"]["completion_tokens"] == 8 for r in done)
+    finally:
+        a.close()
+    with pytest.raises(Exception, match="closed"):
+        asyncio.run(a.acreate_completion("Hello"))  # type: ignore[arg-type]
