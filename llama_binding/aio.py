@@ -61,7 +61,8 @@ class AsyncLlama:
         if n_ctx is None:
             n_ctx = 4096 * max(1, n_seq_max // 4)
         self.llama = Llama(model_path, n_seq_max=n_seq_max, kv_unified=True, n_ctx=n_ctx, **llama_kwargs)
-        self.engine = BatchEngine(self.llama._context, self.llama._vocab, max_waiting=max_waiting)
+        # the bound is enforced when a caller submits (_submit); the engine takes what comes
+        self.engine = BatchEngine(self.llama._context, self.llama._vocab, max_waiting=1 << 30)
         self.max_waiting = max_waiting
         self._commands: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._outstanding = 0
@@ -106,7 +107,11 @@ class AsyncLlama:
                     return
                 if kind == "submit":
                     self._tickets[arg.request.id] = arg
-                    engine.submit(arg.request)
+                    try:
+                        engine.submit(arg.request)
+                    except Exception as exc:  # refused (too long, ...): that caller gets the error
+                        arg.request.phase = "done"
+                        self._deliver({arg.loop: [(arg, exc), (arg, None)]})
                 elif kind == "cancel" and arg.id in self._tickets:
                     engine.cancel(arg)
                 try:
@@ -153,7 +158,7 @@ class AsyncLlama:
 
     # --- the caller's side -------------------------------------------------------------------
 
-    def _submit(self, tokens: list[int], max_tokens: int | None, sampling: Any) -> _Ticket:
+    def _submit(self, tokens: list[int], max_tokens: int | None, sampling: Any, ignore_eos: bool) -> _Ticket:
         if self._closed:
             raise LlamaError("this AsyncLlama is closed")
         with self._count_lock:
@@ -175,7 +180,8 @@ class AsyncLlama:
             with self._count_lock:
                 self._outstanding -= 1
             raise
-        ticket = _Ticket(BatchRequest(tokens, max_tokens, chain), asyncio.get_running_loop())
+        ticket = _Ticket(BatchRequest(tokens, max_tokens, chain, ignore_eos=ignore_eos),
+                         asyncio.get_running_loop())
         self._commands.put(("submit", ticket))
         return ticket
 
@@ -192,15 +198,17 @@ class AsyncLlama:
         seed: int | None = None,
         stream: bool = False,
         model: str | None = None,
+        ignore_eos: bool = False,
     ) -> Union[CreateCompletionResponse, AsyncIterator[CompletionChunk]]:
         """An OpenAI completion computed with the other callers' sequences in the same
-        decodes; ``stream=True`` returns an async iterator of chunks."""
+        decodes; ``stream=True`` returns an async iterator of chunks. ``ignore_eos`` goes on
+        past end-of-generation tokens (they add no text), as llama.cpp's server allows."""
         llm = self.llama
         tokens = llm._prompt_tokens(prompt)
         sampling = llm._sampling(dict(temperature=temperature, top_p=top_p, min_p=min_p, top_k=top_k,
                                       repeat_penalty=repeat_penalty, seed=seed))
         limit = None if max_tokens is None or max_tokens <= 0 else int(max_tokens)
-        ticket = self._submit(tokens, limit, sampling)
+        ticket = self._submit(tokens, limit, sampling, ignore_eos)
         cid, created, name = f"cmpl-{uuid.uuid4()}", int(time.time()), model or llm.model_path
         chunks = self._chunks(ticket, StopMatcher(stop))
         if stream:
@@ -220,6 +228,7 @@ class AsyncLlama:
 
     async def _chunks(self, ticket: _Ticket, stop: StopMatcher) -> AsyncIterator[TextChunk]:
         text = TextAssembler(self.llama._vocab, stop)
+        is_eog = self.llama._vocab.is_eog
         finished = False
         try:
             while True:
@@ -231,6 +240,8 @@ class AsyncLlama:
                     return
                 if isinstance(tok, BaseException):
                     raise tok
+                if ticket.request.ignore_eos and is_eog(tok):
+                    continue
                 chunk = text.feed(tok)
                 if chunk is not None:
                     yield chunk

@@ -42,6 +42,8 @@ class BatchRequest:
     chain: SamplerChain | None = None
     on_token: Callable[[BatchRequest, int], None] | None = None
     """Called with each sampled token (inside :meth:`BatchEngine.step`)."""
+    ignore_eos: bool = False
+    """Go on after an end-of-generation token (benchmarks; llama.cpp server's option)."""
     id: int = field(default_factory=itertools.count().__next__)
     phase: Phase = "waiting"
     seq_id: int = -1
@@ -157,7 +159,7 @@ class BatchEngine:
             out.append((r, tok))
             if r.on_token is not None:
                 r.on_token(r, tok)
-            if self.vocab.is_eog(tok):
+            if self.vocab.is_eog(tok) and not r.ignore_eos:
                 self._finish(r, "stop")
             elif (r.max_tokens is not None and len(r.output) >= r.max_tokens) \
                     or len(r.prompt) + len(r.output) > self.ctx.n_ctx_seq:  # no cell for it
