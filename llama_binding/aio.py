@@ -93,9 +93,10 @@ class AsyncLlama:
 
     def _work(self) -> None:
         engine = self.engine
+        pending: list[tuple[BatchRequest, int]] = []
         while True:
             try:
-                cmd = self._commands.get(block=not engine.busy)
+                cmd = self._commands.get(block=not engine.busy and not pending)
             except queue.Empty:
                 cmd = None
             while cmd is not None:
@@ -118,21 +119,35 @@ class AsyncLlama:
                     cmd = self._commands.get_nowait()
                 except queue.Empty:
                     cmd = None
-            if not engine.busy:
-                continue
+            # the last decode's tokens go to their callers after the next batch is built,
+            # right before it is decoded: the loop's thread handles them while the decode
+            # runs without the GIL, and this thread does not wait for the GIL behind them
             try:
-                events = engine.step()
-            except BaseException as exc:  # a failed decode ends every active request with it
+                more = engine.prepare()
+            except BaseException as exc:
                 self._fail_all(exc)
                 continue
-            by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Ticket, Any]]] = {}
-            for r, tok in events:
-                ticket = self._tickets.get(r.id)
-                if ticket is not None:
-                    by_loop.setdefault(ticket.loop, []).append((ticket, tok))
-            for t in [t for t in self._tickets.values() if t.request.done]:
-                by_loop.setdefault(t.loop, []).append((t, None))
-            self._deliver(by_loop)
+            self._deliver(self._events(pending))
+            pending = []
+            if not more:
+                continue
+            try:
+                engine.decode()
+                pending = engine.collect()
+            except BaseException as exc:  # a failed decode ends every active request with it
+                self._fail_all(exc)
+
+    def _events(self, pending: list[tuple[BatchRequest, int]]) -> dict[asyncio.AbstractEventLoop,
+                                                                        list[tuple[_Ticket, Any]]]:
+        """The tokens of the last step and the requests that ended, grouped by event loop."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Ticket, Any]]] = {}
+        for r, tok in pending:
+            ticket = self._tickets.get(r.id)
+            if ticket is not None:
+                by_loop.setdefault(ticket.loop, []).append((ticket, tok))
+        for t in [t for t in self._tickets.values() if t.request.done]:
+            by_loop.setdefault(t.loop, []).append((t, None))
+        return by_loop
 
     def _deliver(self, by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Ticket, Any]]]) -> None:
         for loop, items in by_loop.items():

@@ -74,6 +74,7 @@ class BatchEngine:
         self._waiting: deque[BatchRequest] = deque()
         self._active: list[BatchRequest] = []
         self.steps = 0
+        self._n_ctx_seq = ctx.n_ctx_seq
         self._rows = np.zeros(self.batch.capacity, dtype=np.int32)
         self._picked = np.zeros(self.batch.capacity, dtype=np.int32)
 
@@ -119,9 +120,19 @@ class BatchEngine:
 
     def step(self) -> list[tuple[BatchRequest, int]]:
         """One decode for every active sequence; returns the (request, token) pairs sampled."""
+        if not self.prepare():
+            return []
+        self.decode()
+        return self.collect()
+
+    # step() in three parts, so that a driver can hand the last tokens on between building
+    # a batch and decoding it (the decode releases the GIL: the tokens' consumers run then)
+
+    def prepare(self) -> bool:
+        """Admit waiting requests and build the next batch; False when there is nothing to do."""
         self._admit()
         if not self._active:
-            return []
+            return False
         batch = self.batch
         batch.clear()
         room = batch.capacity
@@ -140,29 +151,43 @@ class BatchEngine:
             if last:  # its logits are the batch's last token's (llama_get_logits_ith takes batch indices)
                 r._row = batch.n_tokens - 1
                 r.phase = "running"
-        self.ctx.decode(batch)
+        return True
+
+    def decode(self) -> None:
+        """Decode the prepared batch (on a failure every active request is cancelled)."""
+        try:
+            self.ctx.decode(self.batch)
+        except BaseException:
+            for r in list(self._active):
+                r._row = -1
+                self._finish(r, "cancelled")
+            raise
         self.steps += 1
+
+    def collect(self) -> list[tuple[BatchRequest, int]]:
+        """Sample every sequence with an output in the last decode; finish what is done."""
         ready = [r for r in self._active if r._row >= 0]
         greedy = [r for r in ready if r.chain is None]
-        picked: dict[int, int] = {}
         if greedy:  # plain greedy for all of them in one native call
             k = len(greedy)
             self._rows[:k] = [r._row for r in greedy]
             self.ctx.argmax_rows(self.vocab, self._rows[:k], self._picked[:k])
-            picked = dict(zip((r.id for r in greedy), self._picked[:k].tolist()))
+            for r, tok in zip(greedy, self._picked[:k].tolist()):
+                r._pending = tok
+        ctx, is_eog, limit = self.ctx, self.vocab.is_eog, self._n_ctx_seq
         out: list[tuple[BatchRequest, int]] = []
         for r in ready:
             row, r._row = r._row, -1
-            tok = picked[r.id] if r.chain is None else r.chain.sample(self.ctx, row)
-            r.output.append(tok)
+            tok = r._pending if r.chain is None else r.chain.sample(ctx, row)
             r._pending = tok
+            r.output.append(tok)
             out.append((r, tok))
             if r.on_token is not None:
                 r.on_token(r, tok)
-            if self.vocab.is_eog(tok) and not r.ignore_eos:
+            if is_eog(tok) and not r.ignore_eos:
                 self._finish(r, "stop")
             elif (r.max_tokens is not None and len(r.output) >= r.max_tokens) \
-                    or len(r.prompt) + len(r.output) > self.ctx.n_ctx_seq:  # no cell for it
+                    or len(r.prompt) + len(r.output) > limit:  # no cell for it
                 self._finish(r, "length")
         return out
 
