@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _log, _params, capi
+from ._batched import is_multi_prompt, multi_completion
 from ._progress import ProgressArg, progress_callback
 from .core import Batch, Context, ContextParams, LoraAdapter, Model, ModelParams, Vocab, set_adapters
 from .core.context import PoolingType
@@ -781,7 +782,7 @@ class Llama:
 
     def create_completion(
         self,
-        prompt: Union[str, Sequence[int]],
+        prompt: Union[str, Sequence[int], Sequence[str], Sequence[Sequence[int]]],
         suffix: str | None = None,
         max_tokens: int | None = 16,
         temperature: float = 0.8,
@@ -806,6 +807,7 @@ class Llama:
         logits_processor: LogitsProcessor | Sequence[LogitsProcessor] | None = None,
         grammar: str | LlamaGrammar | None = None,
         logit_bias: Mapping[int, float] | None = None,
+        n: int = 1,
     ) -> Union[CreateCompletionResponse, Iterator[CompletionChunk]]:
         """An OpenAI completion of ``prompt`` (or an iterator of chunks with ``stream=True``).
 
@@ -817,6 +819,12 @@ class Llama:
         ``logits_processor`` may rewrite each step's logits; ``stopping_criteria`` gets the
         token ids including the new token and that token's logits, and ends the completion
         (finish_reason "stop", the token dropped) when it returns True.
+
+        Several prompts (``prompt=["a", "b"]``, or lists of token ids) or ``n > 1`` samples
+        give one choice each (``index``: prompt ``i``'s ``j``-th sample is ``i * n + j``,
+        seeded ``seed + j``), decoded together in the context's ``n_seq_max`` sequences
+        (create the ``Llama`` with ``n_seq_max=8, kv_unified=True`` to batch); they take no
+        suffix, echo, logprobs or Python hooks.
         """
         if logprobs is not None and (not isinstance(logprobs, int) or isinstance(logprobs, bool)
                                      or logprobs < 0):
@@ -829,11 +837,17 @@ class Llama:
             presence_penalty=presence_penalty, mirostat_mode=mirostat_mode, mirostat_tau=mirostat_tau,
             mirostat_eta=mirostat_eta, seed=seed, logit_bias=logit_bias, tfs_z=tfs_z,
             **_grammar_fields(grammar)))
+        limit = None if max_tokens is None or max_tokens <= 0 else int(max_tokens)
+        if n != 1 or is_multi_prompt(prompt):
+            if suffix is not None or echo or logprobs is not None or logits_processor or stopping_criteria:
+                raise ValueError("several prompts or n > 1 take no suffix, echo, logprobs, "
+                                 "logits_processor or stopping_criteria")
+            prompts = list(prompt) if is_multi_prompt(prompt) else [prompt]
+            return multi_completion(self, prompts, n, sampling, limit, stop, stream, model)  # type: ignore[arg-type]
         ctx = self._context
-        tokens = self._prompt_tokens(prompt, suffix)
+        tokens = self._prompt_tokens(prompt, suffix)  # type: ignore[arg-type]
         logits_hook = as_logits_hook(logits_processor)
         stop_hook = as_stop_hook(stopping_criteria)
-        limit = None if max_tokens is None or max_tokens <= 0 else int(max_tokens)
         matcher = StopMatcher(stop)
         raw_logits = logprobs is not None or logits_hook is not None or stop_hook is not None
         cid, created, model_name = f"cmpl-{uuid.uuid4()}", int(time.time()), model or self.model_path
