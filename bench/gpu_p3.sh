@@ -6,11 +6,7 @@
 #   device run, carry [".carry"]:  bash bench/gpu_p3.sh
 #   (in two calls within 600 s each: SKIP_BENCH=1 bash bench/gpu_p3.sh; SKIP_TESTS=1 bash bench/gpu_p3.sh;
 #    BS_RUNS lists the decode.py runs' --backend-sampling arguments, separated by ';')
-set -uo pipefail
-OUT=${OUT:-bench/results}
-W=/tmp/lb
-source bench/gpu_build.sh
-source bench/gpu_model.sh
+source bench/gpu_env.sh
 if [ "${SKIP_TESTS:-0}" != 1 ]; then
     # the facade's tests with every layer on the GPU (stories260K from the carry)
     PIP_NO_INDEX=1 LLAMA_BINDING_MODELS=$PWD/.carry python3 -m pytest -q \

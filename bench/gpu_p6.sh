@@ -5,12 +5,7 @@
 # (every draft accepted: the upper bound of the verify mechanics; the draft costs as much as
 # the target, so it cannot win on time).
 #   device run, carry [".carry"]:  bash bench/gpu_p6.sh
-set -uo pipefail
-export PYTHONUNBUFFERED=1
-OUT=${OUT:-bench/results}
-W=/tmp/lb
-source bench/gpu_build.sh
-source bench/gpu_model.sh
+source bench/gpu_env.sh
 if [ "${SKIP_TESTS:-0}" != 1 ]; then
     PIP_NO_INDEX=1 LLAMA_BINDING_MODELS=$PWD/.carry python3 -m pytest -q \
         tests/generation/test_speculative.py tests/generation/test_drafters.py \

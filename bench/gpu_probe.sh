@@ -6,12 +6,7 @@
 # separated by ';'; DECODE_THREADS lists --threads values for
 # bench/decode.py runs after the probes (empty: none).
 #   device run, carry [".carry"]:  bash bench/gpu_probe.sh
-set -uo pipefail
-export PYTHONUNBUFFERED=1
-OUT=${OUT:-bench/results}
-W=/tmp/lb
-source bench/gpu_build.sh
-source bench/gpu_model.sh
+source bench/gpu_env.sh
 # llama-bench's loop in C with timers, as a program and as a library the probe calls
 [ -d vendor/llama.cpp/include ] || tar xzf .carry/llama.cpp.tar.gz -C vendor
 LIB=$W/pkg/llama_binding/lib
