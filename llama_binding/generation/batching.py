@@ -27,6 +27,7 @@ from ..core.context import Context
 from ..core.sampler import SamplerChain
 from ..core.vocab import Vocab
 from ..errors import ContextOverflowError, QueueFullError
+from .steps import common_prefix
 
 __all__ = ["BatchEngine", "BatchRequest"]
 
@@ -50,6 +51,8 @@ class BatchRequest:
     output: list[int] = field(default_factory=list)
     finish_reason: Literal["stop", "length", "cancelled"] | None = None
     _fed: int = 0  # prompt tokens in KV memory
+    _leader: BatchRequest | None = None  # a request whose prompt prefix this one will copy
+    _shared: int = 0  # how many of its prompt tokens
     _pending: int = -1  # sampled, not yet decoded
     _row: int = -1  # the batch index of this step's output
 
@@ -62,14 +65,20 @@ class BatchEngine:
     """Continuous batching over the sequences of ``ctx`` (see the module docstring).
 
     ``max_waiting`` bounds the queue of requests not yet admitted (:class:`QueueFullError`).
+    With a unified KV cache, a request whose prompt starts with at least ``min_shared``
+    tokens of an active request's prompt copies them (``llama_memory_seq_cp``) instead of
+    evaluating them again, waiting for them if that prompt is still being evaluated.
     """
 
-    def __init__(self, ctx: Context, vocab: Vocab, *, max_waiting: int = 1024) -> None:
+    def __init__(self, ctx: Context, vocab: Vocab, *, max_waiting: int = 1024, min_shared: int = 16) -> None:
         self.ctx = ctx
         self.vocab = vocab
         self.n_slots = ctx.n_seq_max
         self.batch = Batch(max(ctx.n_batch, self.n_slots), 1)
         self.max_waiting = max_waiting
+        # a partial seq_cp needs the unified cache (llama.cpp aborts the process otherwise)
+        self.min_shared = min_shared if ctx.params.kv_unified else 0
+        self.shared_tokens = 0  # prompt tokens copied instead of evaluated, in all
         self._free = list(range(self.n_slots - 1, -1, -1))
         self._waiting: deque[BatchRequest] = deque()
         self._active: list[BatchRequest] = []
@@ -133,6 +142,7 @@ class BatchEngine:
         self._admit()
         if not self._active:
             return False
+        self._copy_shared_prefixes()
         batch = self.batch
         batch.clear()
         room = batch.capacity
@@ -141,7 +151,7 @@ class BatchEngine:
                 r._row = batch.add(r._pending, len(r.prompt) + len(r.output) - 1, (r.seq_id,), True)
                 room -= 1
         for r in self._active:  # then prompt chunks in the room left
-            if r.phase != "prefill" or room <= 0:
+            if r.phase != "prefill" or room <= 0 or r._leader is not None:
                 continue
             n = min(room, len(r.prompt) - r._fed)
             last = r._fed + n == len(r.prompt)
@@ -197,7 +207,38 @@ class BatchEngine:
             r.seq_id = self._free.pop()
             self.ctx.seq_rm(r.seq_id, -1, -1)
             r.phase = "prefill"
+            if self.min_shared:
+                self._find_leader(r)
             self._active.append(r)
+
+    def _find_leader(self, r: BatchRequest) -> None:
+        """The active request sharing the longest prompt prefix with ``r`` (the last prompt
+        token is always evaluated: its logits are needed)."""
+        best, n_best = None, 0
+        for other in self._active:
+            if other._leader is not None:
+                continue
+            n = common_prefix(other.prompt, r.prompt)
+            if n > n_best:
+                best, n_best = other, n
+        n_best = min(n_best, len(r.prompt) - 1)
+        if best is not None and n_best >= self.min_shared:
+            r._leader, r._shared = best, n_best
+
+    def _copy_shared_prefixes(self) -> None:
+        """Copy a leader's prompt prefix once it is in KV memory (every ``_fed`` token is:
+        this runs before the step's batch is built)."""
+        for r in self._active:
+            lead = r._leader
+            if lead is None:
+                continue
+            if lead.done:  # its memory is gone: evaluate the prompt after all
+                r._leader = None
+            elif lead.phase == "running" or lead._fed >= r._shared:
+                self.ctx.seq_cp(lead.seq_id, r.seq_id, 0, r._shared)
+                r._fed = r._shared
+                r._leader = None
+                self.shared_tokens += r._shared
 
     def _finish(self, r: BatchRequest, reason: Literal["stop", "length", "cancelled"]) -> None:
         r.phase, r.finish_reason = "done", reason
