@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from .errors import LlamaError, QueueFullError
+from .errors import ContextOverflowError, LlamaError, QueueFullError
 from .generation.batching import BatchEngine, BatchRequest
 from .generation.sampling import build_chain, is_plain_greedy
 from .generation.stopping import StopMatcher
@@ -69,7 +69,6 @@ class AsyncLlama:
         self._count_lock = threading.Lock()
         self._tickets: dict[int, _Ticket] = {}
         self._closed = False
-        self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._work, name="llama-binding-engine", daemon=True)
         self._thread.start()
 
@@ -184,8 +183,6 @@ class AsyncLlama:
             self._outstanding += 1
         try:
             if len(tokens) > self.engine.ctx.n_ctx_seq:
-                from .errors import ContextOverflowError
-
                 raise ContextOverflowError(f"the prompt has {len(tokens)} tokens but the context holds "
                                            f"{self.engine.ctx.n_ctx_seq}")
             vocab = self.llama._vocab

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from llama_binding import AsyncLlama, Llama, QueueFullError
+from llama_binding import AsyncLlama, ContextOverflowError, Llama, QueueFullError
 
 PROMPTS = ["The capital of France is", "Once upon a time", "def fib(n):", "Water boils at",
            "1, 2, 3,", "The three primary colors are", "Dear Sir or Madam,", "import numpy as np\n"]
@@ -86,6 +86,9 @@ def test_queue_is_bounded(smollm2: Path) -> None:
 
         done = asyncio.run(main())
         assert all(r["usage"]["completion_tokens"] == 8 for r in done)
+        with pytest.raises(ContextOverflowError):
+            asyncio.run(a.acreate_completion([1] * 10_000))  # type: ignore[arg-type]
+        assert asyncio.run(a.acreate_completion("Hello", max_tokens=2))["usage"]["completion_tokens"] == 2  # type: ignore[index]
     finally:
         a.close()
     with pytest.raises(Exception, match="closed"):
