@@ -60,12 +60,16 @@ async def run_ours(allm: AsyncLlama, n: int, npp: int, ntg: int, seed: int) -> d
                 firsts.append(time.perf_counter())
             counts[i] += 1
 
+    before = dict(allm.engine.timings), allm.engine.steps
     t0 = time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(n)))
     t1 = time.perf_counter()
+    steps = max(1, allm.engine.steps - before[1])
+    per_step = {k: (v - before[0][k]) / steps * 1e3 for k, v in allm.engine.timings.items()}
     gen_tokens = n * (ntg - 1)  # ignore_eos: every caller gets exactly ntg tokens
     return {"gen_tps": gen_tokens / (t1 - max(firsts)), "all_tps": n * (npp + ntg) / (t1 - t0),
-            "chunks": float(sum(counts))}
+            "chunks": float(sum(counts)), "wall_ms_per_step": (t1 - t0) / steps * 1e3,
+            **{f"{k}_ms_per_step": v for k, v in per_step.items()}}
 
 
 def run_tool(model: Path, args: argparse.Namespace, n_ctx: int) -> dict[int, dict[str, float]]:
@@ -127,6 +131,11 @@ def main() -> None:
                          "ours_all_tps": oa, "tool_all_tps": ta, "all_ratio": oa / ta})
             print(f"npl {n:3d}  gen: ours {o:9.1f} t/s  llama-batched-bench S_TG {t:9.1f} t/s  "
                   f"ratio {o / t:5.3f}x   |  all: ours {oa:9.1f}  S {ta:9.1f}  ratio {oa / ta:5.3f}x",
+                  flush=True)
+            ms = {k: statistics.median(r[k] for r in ours[n])
+                  for k in ours[n][0] if k.endswith("_ms_per_step")}
+            rows[-1].update(ms)
+            print("          engine ms/step: " + "  ".join(f"{k[:-12]} {v:.3f}" for k, v in ms.items()),
                   flush=True)
         if args.json:
             settings = {k: str(v) for k, v in vars(args).items()}

@@ -15,6 +15,7 @@ Use a unified KV cache (``kv_unified=True``): without it each sequence gets only
 from __future__ import annotations
 
 import itertools
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -79,6 +80,8 @@ class BatchEngine:
         # a partial seq_cp needs the unified cache (llama.cpp aborts the process otherwise)
         self.min_shared = min_shared if ctx.params.kv_unified else 0
         self.shared_tokens = 0  # prompt tokens copied instead of evaluated, in all
+        #: seconds spent in prepare / decode / collect, summed (a diagnostic for benchmarks)
+        self.timings = {"prepare": 0.0, "decode": 0.0, "collect": 0.0}
         self._free = list(range(self.n_slots - 1, -1, -1))
         self._waiting: deque[BatchRequest] = deque()
         self._active: list[BatchRequest] = []
@@ -139,6 +142,13 @@ class BatchEngine:
 
     def prepare(self) -> bool:
         """Admit waiting requests and build the next batch; False when there is nothing to do."""
+        t0 = time.perf_counter()
+        try:
+            return self._prepare()
+        finally:
+            self.timings["prepare"] += time.perf_counter() - t0
+
+    def _prepare(self) -> bool:
         self._admit()
         if not self._active:
             return False
@@ -165,17 +175,28 @@ class BatchEngine:
 
     def decode(self) -> None:
         """Decode the prepared batch (on a failure every active request is cancelled)."""
+        t0 = time.perf_counter()
         try:
             self.ctx.decode(self.batch)
+            self.ctx.synchronize()  # an asynchronous backend finishes here, not in collect()
         except BaseException:
             for r in list(self._active):
                 r._row = -1
                 self._finish(r, "cancelled")
             raise
+        finally:
+            self.timings["decode"] += time.perf_counter() - t0
         self.steps += 1
 
     def collect(self) -> list[tuple[BatchRequest, int]]:
         """Sample every sequence with an output in the last decode; finish what is done."""
+        t0 = time.perf_counter()
+        try:
+            return self._collect()
+        finally:
+            self.timings["collect"] += time.perf_counter() - t0
+
+    def _collect(self) -> list[tuple[BatchRequest, int]]:
         ready = [r for r in self._active if r._row >= 0]
         greedy = [r for r in ready if r.chain is None]
         if greedy:  # plain greedy for all of them in one native call
