@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -66,11 +67,18 @@ def test_streaming_stop_and_cancel_leave_others_running(allm: AsyncLlama, plain:
                                     abandoned(), stream("Water boils at", max_tokens=12),
                                     return_exceptions=True)
 
+    steps_before = allm.engine.steps
     counted, _, water = asyncio.run(main())
     assert counted == (" 4, 5, 6, ", "stop")
     want = plain.create_completion("Water boils at", max_tokens=12, temperature=0.0)["choices"][0]["text"]
     assert water == (want, "length")
-    assert not allm.engine.busy or allm.engine.n_waiting == 0
+    # the cancelled and the abandoned callers' requests end and free their slots
+    deadline = time.monotonic() + 10
+    while allm._outstanding and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert allm._outstanding == 0 and not allm._tickets
+    # had the two 200-token requests gone on, the engine would have stepped 200 times
+    assert allm.engine.steps - steps_before < 100
 
 
 def test_queue_is_bounded(smollm2: Path) -> None:
