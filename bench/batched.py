@@ -96,6 +96,8 @@ def main() -> None:
     ap.add_argument("--ngl", type=int, default=99)
     ap.add_argument("--fa", default="auto", choices=["auto", "on", "off"])
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--greedy", default="host",
+                    help="comma-separated greedy modes of the engine to compare: host, backend, backend-topk")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -108,35 +110,40 @@ def main() -> None:
             kw.update(n_threads=args.threads, n_threads_batch=args.threads)
         print(f"model {model.name}  npp {args.npp}  ntg {args.ntg}  reps {args.reps}  n_ctx {n_ctx}",
               flush=True)
-        ours: dict[int, list[dict[str, float]]] = {n: [] for n in npl}
+        modes = args.greedy.split(",")
+        ours: dict[tuple[str, int], list[dict[str, float]]] = {(m, n): [] for m in modes for n in npl}
         tool: dict[int, list[dict[str, float]]] = {n: [] for n in npl}
         for rep in range(args.reps):
             for n, r in run_tool(model, args, n_ctx).items():
                 tool[n].append(r)
-            for n in npl:
-                allm = AsyncLlama(model, n_seq_max=n, n_ctx=n_ctx, n_batch=2048, n_ubatch=512,
-                                  max_waiting=0, **kw)
-                try:
-                    asyncio.run(run_ours(allm, n, args.npp, args.ntg, seed=1))  # warm-up
-                    ours[n].append(asyncio.run(run_ours(allm, n, args.npp, args.ntg, seed=rep + 2)))
-                finally:
-                    allm.close()
+            for m in modes:
+                for n in npl:
+                    allm = AsyncLlama(model, n_seq_max=n, n_ctx=n_ctx, n_batch=2048, n_ubatch=512,
+                                      max_waiting=0, greedy="host" if m == "host1" else m, **kw)
+                    if m == "host1":
+                        allm.engine.argmax_threads = 1
+                    try:
+                        asyncio.run(run_ours(allm, n, args.npp, args.ntg, seed=1))  # warm-up
+                        ours[m, n].append(asyncio.run(run_ours(allm, n, args.npp, args.ntg, seed=rep + 2)))
+                    finally:
+                        allm.close()
         rows = []
-        for n in npl:
-            o = statistics.median(r["gen_tps"] for r in ours[n])
-            t = statistics.median(r["gen_tps"] for r in tool[n])
-            oa = statistics.median(r["all_tps"] for r in ours[n])
-            ta = statistics.median(r["all_tps"] for r in tool[n])
-            rows.append({"npl": n, "ours_gen_tps": o, "tool_gen_tps": t, "gen_ratio": o / t,
-                         "ours_all_tps": oa, "tool_all_tps": ta, "all_ratio": oa / ta})
-            print(f"npl {n:3d}  gen: ours {o:9.1f} t/s  llama-batched-bench S_TG {t:9.1f} t/s  "
-                  f"ratio {o / t:5.3f}x   |  all: ours {oa:9.1f}  S {ta:9.1f}  ratio {oa / ta:5.3f}x",
-                  flush=True)
-            ms = {k: statistics.median(r[k] for r in ours[n])
-                  for k in ours[n][0] if k.endswith("_ms_per_step")}
-            rows[-1].update(ms)
-            print("          engine ms/step: " + "  ".join(f"{k[:-12]} {v:.3f}" for k, v in ms.items()),
-                  flush=True)
+        for m in modes:
+            for n in npl:
+                got = ours[m, n]
+                o = statistics.median(r["gen_tps"] for r in got)
+                t = statistics.median(r["gen_tps"] for r in tool[n])
+                oa = statistics.median(r["all_tps"] for r in got)
+                ta = statistics.median(r["all_tps"] for r in tool[n])
+                rows.append({"greedy": m, "npl": n, "ours_gen_tps": o, "tool_gen_tps": t, "gen_ratio": o / t,
+                             "ours_all_tps": oa, "tool_all_tps": ta, "all_ratio": oa / ta})
+                print(f"[{m}] npl {n:3d}  gen: ours {o:9.1f} t/s  llama-batched-bench S_TG {t:9.1f} t/s  "
+                      f"ratio {o / t:5.3f}x   |  all: ours {oa:9.1f}  S {ta:9.1f}  ratio {oa / ta:5.3f}x",
+                      flush=True)
+                ms = {k: statistics.median(r[k] for r in got) for k in got[0] if k.endswith("_ms_per_step")}
+                rows[-1].update(ms)
+                print("          engine ms/step: " + "  ".join(f"{k[:-12]} {v:.3f}" for k, v in ms.items()),
+                      flush=True)
         if args.json:
             settings = {k: str(v) for k, v in vars(args).items()}
             args.json.write_text(json.dumps({"model": str(model), "args": settings, "rows": rows}, indent=1))

@@ -20,6 +20,14 @@ if [ ! -f "$W/pkg/llama_binding/lib/libllama.so" ]; then
         | tee -a "$OUT/cuda-build-summary.txt"
     ls -la "$W/pkg/llama_binding/lib" "$W/pkg/llama_binding/bin" | tee -a "$OUT/cuda-build-summary.txt"
 
+    cat native/* | sha1sum > "$W/native.sha"
+elif ! cat native/* | sha1sum | cmp -s - "$W/native.sha"; then
+    [ -f vendor/llama.cpp/include/llama.h ] || { mkdir -p vendor && tar xzf .carry/llama.cpp.tar.gz -C vendor; }
+    # native/*.c changed since the build of an earlier call: rebuild only our helper library
+    cmake --build "$W/build" --target llama_binding_native > "$W/native-build.log" 2>&1 \
+        || { tail -40 "$W/native-build.log"; exit 1; }
+    cp "$W/build/libllama_binding_native.so" "$W/pkg/llama_binding/lib/"
+    cat native/* | sha1sum > "$W/native.sha"
 fi
 # the native libraries and tools from the build, the Python code from this working tree (so a
 # Python-only change needs no rebuild between calls)

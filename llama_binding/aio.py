@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Union
 
 from .errors import ContextOverflowError, LlamaError, QueueFullError
-from .generation.batching import BatchEngine, BatchRequest
+from .generation.batching import BatchEngine, BatchRequest, Greedy
 from .generation.sampling import build_chain, is_plain_greedy
 from .generation.stopping import StopMatcher
 from .generation.stream import FinishReason, TextAssembler, TextChunk
@@ -57,12 +57,17 @@ class AsyncLlama:
     """
 
     def __init__(self, model_path: Union[str, os.PathLike[str]], *, n_seq_max: int = 16,
-                 n_ctx: int | None = None, max_waiting: int = 256, **llama_kwargs: Any) -> None:
+                 n_ctx: int | None = None, max_waiting: int = 256, greedy: Greedy | None = None,
+                 **llama_kwargs: Any) -> None:
         if n_ctx is None:
             n_ctx = 4096 * max(1, n_seq_max // 4)
         self.llama = Llama(model_path, n_seq_max=n_seq_max, kv_unified=True, n_ctx=n_ctx, **llama_kwargs)
+        ctx = self.llama._context
+        if greedy is None:
+            greedy = "host"
         # the bound is enforced when a caller submits (_submit); the engine takes what comes
-        self.engine = BatchEngine(self.llama._context, self.llama._vocab, max_waiting=1 << 30)
+        self.engine = BatchEngine(ctx, self.llama._vocab, max_waiting=1 << 30, greedy=greedy,
+                                  argmax_threads=ctx.n_threads)
         self.max_waiting = max_waiting
         self._commands: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._outstanding = 0
@@ -80,6 +85,7 @@ class AsyncLlama:
         self._closed = True
         self._commands.put(("stop", None))
         self._thread.join()
+        self.engine.close()
         self.llama.close()
 
     async def __aenter__(self) -> AsyncLlama:

@@ -15,13 +15,15 @@ from typing import Any
 from .. import capi
 from ..capi import _loader
 
-__all__ = ["NOT_DECODED", "NO_LOGITS", "AbortState", "abort_callback", "argmax_decode", "argmax_rows",
-           "decode_token", "first_repeated_token", "interrupts", "sample_decode"]
+__all__ = ["NOT_DECODED", "NO_LOGITS", "NO_MEMORY", "AbortState", "abort_callback", "argmax_decode",
+           "argmax_rows", "decode_token", "first_repeated_token", "interrupts", "sample_decode", "sampled_rows"]
 
 # llama_binding_sample_decode's answer when it sampled but decoded nothing
 NOT_DECODED = -(2**31)
 # llama_binding_argmax_decode's answer when the last decode has no logits
 NO_LOGITS = NOT_DECODED + 1
+# an allocation failed
+NO_MEMORY = NOT_DECODED + 2
 
 
 class AbortState(ctypes.Structure):
@@ -40,14 +42,15 @@ def _lib() -> dict[str, Any]:
         addr = ctypes.cast(lib.llama_binding_abort_flag_cb, ctypes.c_void_p).value or 0
         _fns["abort_cb"] = ctypes.cast(addr, capi.ggml_abort_callback)
         for name in ("interrupts", "install_sigint", "decode_token", "sample_decode", "argmax_decode",
-                     "argmax_rows"):
+                     "argmax_rows", "sampled_rows"):
             fn = getattr(lib, f"llama_binding_{name}")
             fn.restype = ctypes.c_int32
             # no argtypes: ints and ctypes pointers pass as they are, the cheapest call
             _fns[name] = fn
         _fns["interrupts"].argtypes = []
         vp = ctypes.c_void_p  # the arrays pass as addresses: a plain int would be truncated to 32 bits
-        _fns["argmax_rows"].argtypes = [vp, vp, vp, ctypes.c_int32, vp]
+        _fns["argmax_rows"].argtypes = [vp, vp, vp, ctypes.c_int32, vp, ctypes.c_int32]
+        _fns["sampled_rows"].argtypes = [vp, vp, ctypes.c_int32, ctypes.c_int32, vp]
         _fns["install_sigint"].argtypes = []
         repeated = lib.llama_binding_first_repeated_token
         repeated.restype, repeated.argtypes = ctypes.c_int64, [ctypes.c_void_p, ctypes.c_int64]
@@ -87,9 +90,17 @@ def argmax_decode() -> Any:
 
 
 def argmax_rows() -> Any:
-    """``llama_binding_argmax_rows(ctx, vocab, int32 rows*, n, token* out) -> int``: the
-    argmax of each listed batch index's logits (``NO_LOGITS`` if one has none)."""
+    """``llama_binding_argmax_rows(ctx, vocab, int32 rows*, n, token* out, n_threads) -> int``:
+    the argmax of each listed batch index's logits, on up to ``n_threads`` threads
+    (``NO_LOGITS`` if one has none, ``NO_MEMORY``)."""
     return _lib()["argmax_rows"]
+
+
+def sampled_rows() -> Any:
+    """``llama_binding_sampled_rows(ctx, int32 rows*, n, from_candidates, token* out) -> int``:
+    the backend sampler's token (or first candidate) of each listed batch index
+    (``NO_LOGITS`` if one has none)."""
+    return _lib()["sampled_rows"]
 
 
 def first_repeated_token(gguf_ctx: Any, key_id: int) -> int:

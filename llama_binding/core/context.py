@@ -147,6 +147,7 @@ class Context(NativeHandle[Any]):
         self._sample_decode = _native.sample_decode()
         self._argmax_decode = _native.argmax_decode()
         self._argmax_rows = _native.argmax_rows()
+        self._sampled_rows = _native.sampled_rows()
         self._sampled = ctypes.c_int32(0)
         self._sampled_ref = ctypes.byref(self._sampled)
         cparams.abort_callback = _native.abort_callback()
@@ -192,6 +193,11 @@ class Context(NativeHandle[Any]):
     @property
     def n_ubatch(self) -> int:
         return int(capi.llama_n_ubatch(self.ptr))
+
+    @property
+    def n_threads(self) -> int:
+        """Threads of a single-token decode on the CPU (``llama_n_threads``)."""
+        return int(capi.llama_n_threads(self.ptr))
 
     @property
     def n_seq_max(self) -> int:
@@ -278,16 +284,34 @@ class Context(NativeHandle[Any]):
             raise IndexError("no logits for the last output of the last batch")
         return self._step_result(code)
 
-    def argmax_rows(self, vocab: Vocab, rows: npt.NDArray[np.int32], out: npt.NDArray[np.int32]) -> None:
+    def argmax_rows(self, vocab: Vocab, rows: npt.NDArray[np.int32], out: npt.NDArray[np.int32],
+                    n_threads: int = 1) -> None:
         """``out[k]`` = the argmax of the logits at batch index ``rows[k]`` of the last decode,
-        for every k, in one native call (C-contiguous int32 arrays of equal length)."""
-        n = len(rows)
-        if len(out) < n or rows.dtype != np.int32 or out.dtype != np.int32 \
-                or not (rows.flags.c_contiguous and out.flags.c_contiguous):
-            raise ValueError("argmax_rows needs C-contiguous int32 arrays, out at least as long as rows")
-        code = self._argmax_rows(self.ptr, vocab.ptr, rows.ctypes.data, n, out.ctypes.data)
+        for every k, in one native call (C-contiguous int32 arrays of equal length); with
+        ``n_threads`` > 1 many large rows are split between that many threads."""
+        self._check_rows(rows, out)
+        code = self._argmax_rows(self.ptr, vocab.ptr, rows.ctypes.data, len(rows), out.ctypes.data, n_threads)
         if code == _native.NO_LOGITS:
             raise IndexError("a requested batch index has no logits in the last decode")
+        if code == _native.NO_MEMORY:
+            raise MemoryError("argmax_rows: out of memory")
+
+    def sampled_rows(self, rows: npt.NDArray[np.int32], out: npt.NDArray[np.int32],
+                     from_candidates: bool = False) -> None:
+        """``out[k]`` = the token that the backend sampler attached to its sequence picked at
+        batch index ``rows[k]`` of the last decode (with ``from_candidates``, its first
+        candidate: a top-k(1) chain picks nothing, its one candidate is the argmax)."""
+        self._check_rows(rows, out)
+        code = self._sampled_rows(self.ptr, rows.ctypes.data, len(rows), int(from_candidates),
+                                  out.ctypes.data)
+        if code == _native.NO_LOGITS:
+            raise IndexError("a requested batch index has no backend-sampled token in the last decode")
+
+    @staticmethod
+    def _check_rows(rows: npt.NDArray[np.int32], out: npt.NDArray[np.int32]) -> None:
+        if len(out) < len(rows) or rows.dtype != np.int32 or out.dtype != np.int32 \
+                or not (rows.flags.c_contiguous and out.flags.c_contiguous):
+            raise ValueError("rows and out must be C-contiguous int32 arrays, out at least as long as rows")
 
     def _step_result(self, code: int) -> tuple[int, bool]:
         """(the sampled token, whether it was decoded) of a native step; a failed decode raises."""

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..core.batch import Batch
 from ..core.context import Context
-from ..core.sampler import SamplerChain
+from ..core.sampler import Sampler, SamplerChain
 from ..core.vocab import Vocab
 from ..errors import ContextOverflowError, QueueFullError
 from .steps import common_prefix
@@ -33,6 +33,7 @@ from .steps import common_prefix
 __all__ = ["BatchEngine", "BatchRequest"]
 
 Phase = Literal["waiting", "prefill", "running", "done"]
+Greedy = Literal["host", "backend", "backend-topk"]
 
 
 @dataclass(eq=False)
@@ -71,7 +72,8 @@ class BatchEngine:
     evaluating them again, waiting for them if that prompt is still being evaluated.
     """
 
-    def __init__(self, ctx: Context, vocab: Vocab, *, max_waiting: int = 1024, min_shared: int = 16) -> None:
+    def __init__(self, ctx: Context, vocab: Vocab, *, max_waiting: int = 1024, min_shared: int = 16,
+                 greedy: Greedy = "host", argmax_threads: int = 1) -> None:
         self.ctx = ctx
         self.vocab = vocab
         self.n_slots = ctx.n_seq_max
@@ -89,6 +91,32 @@ class BatchEngine:
         self._n_ctx_seq = ctx.n_ctx_seq
         self._rows = np.zeros(self.batch.capacity, dtype=np.int32)
         self._picked = np.zeros(self.batch.capacity, dtype=np.int32)
+        self.argmax_threads = argmax_threads
+        # greedy on the backend: every free slot keeps a greedy chain attached, so that the
+        # decode brings back tokens, not logits, and the graph stays the same step to step
+        self.greedy: Greedy = greedy
+        self._slot_chain: list[SamplerChain | None] = [None] * self.n_slots
+        if greedy != "host" and not all(self._attach_greedy(s) for s in range(self.n_slots)):
+            self.close()
+            self.greedy = "host"
+
+    def _attach_greedy(self, seq_id: int) -> bool:
+        chain = SamplerChain([Sampler.top_k(1) if self.greedy == "backend-topk" else Sampler.greedy()])
+        if not self.ctx.attach_sampler(seq_id, chain):
+            chain.close()
+            return False
+        self._slot_chain[seq_id] = chain
+        return True
+
+    def _detach_greedy(self, seq_id: int) -> None:
+        chain, self._slot_chain[seq_id] = self._slot_chain[seq_id], None
+        if chain is not None:
+            chain.close()  # detaches it first
+
+    def close(self) -> None:
+        """Detach the slots' backend samplers (the context stays open)."""
+        for seq_id in range(self.n_slots):
+            self._detach_greedy(seq_id)
 
     # --- requests ----------------------------------------------------------------------------
 
@@ -199,12 +227,13 @@ class BatchEngine:
     def _collect(self) -> list[tuple[BatchRequest, int]]:
         ready = [r for r in self._active if r._row >= 0]
         greedy = [r for r in ready if r.chain is None]
-        if greedy:  # plain greedy for all of them in one native call
-            k = len(greedy)
-            self._rows[:k] = [r._row for r in greedy]
-            self.ctx.argmax_rows(self.vocab, self._rows[:k], self._picked[:k])
-            for r, tok in zip(greedy, self._picked[:k].tolist()):
-                r._pending = tok
+        if greedy:  # plain greedy: one native call for all of them
+            slot_chain = self._slot_chain
+            on_host = [r for r in greedy if slot_chain[r.seq_id] is None]
+            if len(on_host) < len(greedy):
+                self._pick([r for r in greedy if slot_chain[r.seq_id] is not None], backend=True)
+            if on_host:
+                self._pick(on_host, backend=False)
         ctx, is_eog, limit = self.ctx, self.vocab.is_eog, self._n_ctx_seq
         out: list[tuple[BatchRequest, int]] = []
         for r in ready:
@@ -222,11 +251,25 @@ class BatchEngine:
                 self._finish(r, "length")
         return out
 
+    def _pick(self, requests: list[BatchRequest], backend: bool) -> None:
+        """Set each request's next token: its slot's backend sampler's, or the argmax."""
+        k = len(requests)
+        rows, picked = self._rows[:k], self._picked[:k]
+        rows[:] = [r._row for r in requests]
+        if backend:
+            self.ctx.sampled_rows(rows, picked, from_candidates=self.greedy == "backend-topk")
+        else:
+            self.ctx.argmax_rows(self.vocab, rows, picked, self.argmax_threads)
+        for r, tok in zip(requests, picked.tolist()):
+            r._pending = tok
+
     def _admit(self) -> None:
         while self._waiting and self._free:
             r = self._waiting.popleft()
             r.seq_id = self._free.pop()
             self.ctx.seq_rm(r.seq_id, -1, -1)
+            if r.chain is not None:  # its own chain samples on the host, from the logits
+                self._detach_greedy(r.seq_id)
             r.phase = "prefill"
             if self.min_shared:
                 self._find_leader(r)
@@ -265,6 +308,8 @@ class BatchEngine:
         r.phase, r.finish_reason = "done", reason
         self._active.remove(r)
         self.ctx.seq_rm(r.seq_id, -1, -1)
+        if self.greedy != "host" and self._slot_chain[r.seq_id] is None:
+            self._attach_greedy(r.seq_id)
         self._free.append(r.seq_id)
 
     # --- a token-level generator for custom use ------------------------------------------------
