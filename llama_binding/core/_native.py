@@ -16,7 +16,8 @@ from .. import capi
 from ..capi import _loader
 
 __all__ = ["NOT_DECODED", "NO_LOGITS", "NO_MEMORY", "AbortState", "abort_callback", "argmax_decode",
-           "argmax_rows", "decode_token", "first_repeated_token", "interrupts", "sample_decode", "sampled_rows"]
+           "argmax_rows", "decode_token", "first_repeated_token", "interrupts", "sample_decode",
+           "sampled_rows"]
 
 # llama_binding_sample_decode's answer when it sampled but decoded nothing
 NOT_DECODED = -(2**31)
