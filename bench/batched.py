@@ -97,7 +97,8 @@ def main() -> None:
     ap.add_argument("--fa", default="auto", choices=["auto", "on", "off"])
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--greedy", default="host",
-                    help="comma-separated greedy modes of the engine to compare: host, backend, backend-topk")
+                    help="comma-separated greedy modes of the engine to compare: host (argmax on the host, "
+                         "on the context's threads), host1 (on one thread), backend")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

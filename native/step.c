@@ -198,21 +198,12 @@ LLAMA_BINDING_EXPORT int32_t llama_binding_argmax_rows(struct llama_context * ct
 }
 
 /* The token that the sequence's backend (GPU-side) sampler picked for each of the n batch
- * indices rows[0..n) of the last decode, into out[0..n); with `from_candidates`, the first
- * candidate instead (a top-k(1) chain samples nothing: its one candidate is the argmax).
- * Returns 0, or LLAMA_BINDING_NO_LOGITS when a row has no backend result. */
+ * indices rows[0..n) of the last decode, into out[0..n). Returns 0, or
+ * LLAMA_BINDING_NO_LOGITS when a row has no backend-sampled token. */
 LLAMA_BINDING_EXPORT int32_t llama_binding_sampled_rows(struct llama_context * ctx, const int32_t * rows, int32_t n,
-                                                        int32_t from_candidates, llama_token * out) {
+                                                        llama_token * out) {
     for (int32_t k = 0; k < n; k++) {
-        llama_token token = LLAMA_TOKEN_NULL;
-        if (from_candidates) {
-            const llama_token * cand = llama_get_sampled_candidates_ith(ctx, rows[k]);
-            if (cand != NULL && llama_get_sampled_candidates_count_ith(ctx, rows[k]) > 0) {
-                token = cand[0];
-            }
-        } else {
-            token = llama_get_sampled_token_ith(ctx, rows[k]);
-        }
+        const llama_token token = llama_get_sampled_token_ith(ctx, rows[k]);
         if (token == LLAMA_TOKEN_NULL) {
             return LLAMA_BINDING_NO_LOGITS;
         }

@@ -4,6 +4,8 @@
   costs two loads per graph node instead of a Python call;
 - the per-token step of the generation loop (``step.c``): sample, then decode the sampled
   token, in one ctypes call;
+- a greedy sampler for the backend whose samplers share one argmax over every output row
+  (``batch_greedy.c``): many sequences' greedy tokens without copying their logits;
 - a vocabulary check that llama.cpp makes only by aborting (``vocab_check.cpp``).
 """
 
@@ -15,9 +17,23 @@ from typing import Any
 from .. import capi
 from ..capi import _loader
 
-__all__ = ["NOT_DECODED", "NO_LOGITS", "NO_MEMORY", "AbortState", "abort_callback", "argmax_decode",
-           "argmax_rows", "decode_token", "first_repeated_token", "interrupts", "sample_decode",
-           "sampled_rows"]
+__all__ = [
+    "NOT_DECODED",
+    "NO_LOGITS",
+    "NO_MEMORY",
+    "AbortState",
+    "abort_callback",
+    "argmax_decode",
+    "argmax_rows",
+    "decode_token",
+    "first_repeated_token",
+    "greedy_group_new",
+    "greedy_group_release",
+    "greedy_sampler_new",
+    "interrupts",
+    "sample_decode",
+    "sampled_rows",
+]
 
 # llama_binding_sample_decode's answer when it sampled but decoded nothing
 NOT_DECODED = -(2**31)
@@ -51,8 +67,14 @@ def _lib() -> dict[str, Any]:
         _fns["interrupts"].argtypes = []
         vp = ctypes.c_void_p  # the arrays pass as addresses: a plain int would be truncated to 32 bits
         _fns["argmax_rows"].argtypes = [vp, vp, vp, ctypes.c_int32, vp, ctypes.c_int32]
-        _fns["sampled_rows"].argtypes = [vp, vp, ctypes.c_int32, ctypes.c_int32, vp]
+        _fns["sampled_rows"].argtypes = [vp, vp, ctypes.c_int32, vp]
         _fns["install_sigint"].argtypes = []
+        vp = ctypes.c_void_p
+        for name, restype, argtypes in (("greedy_group_new", vp, []), ("greedy_group_release", None, [vp]),
+                                        ("greedy_sampler_new", ctypes.POINTER(capi.llama_sampler), [vp])):
+            fn = getattr(lib, f"llama_binding_{name}")
+            fn.restype, fn.argtypes = restype, argtypes
+            _fns[name] = fn
         repeated = lib.llama_binding_first_repeated_token
         repeated.restype, repeated.argtypes = ctypes.c_int64, [ctypes.c_void_p, ctypes.c_int64]
         _fns["first_repeated_token"] = repeated
@@ -98,9 +120,8 @@ def argmax_rows() -> Any:
 
 
 def sampled_rows() -> Any:
-    """``llama_binding_sampled_rows(ctx, int32 rows*, n, from_candidates, token* out) -> int``:
-    the backend sampler's token (or first candidate) of each listed batch index
-    (``NO_LOGITS`` if one has none)."""
+    """``llama_binding_sampled_rows(ctx, int32 rows*, n, token* out) -> int``: the backend
+    sampler's token of each listed batch index (``NO_LOGITS`` if one has none)."""
     return _lib()["sampled_rows"]
 
 
@@ -108,3 +129,18 @@ def first_repeated_token(gguf_ctx: Any, key_id: int) -> int:
     """The index of the first entry of the string array ``key_id`` of an open
     ``gguf_context`` whose text (as llama.cpp reads it) repeats an earlier one, or -1."""
     return int(_lib()["first_repeated_token"](ctypes.cast(gguf_ctx, ctypes.c_void_p), key_id))
+
+
+def greedy_group_new() -> Any:
+    """A new group of batched greedy samplers (an address, 0 when out of memory)."""
+    return _lib()["greedy_group_new"]()
+
+
+def greedy_group_release(group: Any) -> None:
+    """Drop the owner's hold on a group (its samplers keep it alive)."""
+    _lib()["greedy_group_release"](group)
+
+
+def greedy_sampler_new(group: Any) -> Any:
+    """A ``llama_sampler *`` of ``group`` (NULL when out of memory)."""
+    return _lib()["greedy_sampler_new"](group)

@@ -296,14 +296,11 @@ class Context(NativeHandle[Any]):
         if code == _native.NO_MEMORY:
             raise MemoryError("argmax_rows: out of memory")
 
-    def sampled_rows(self, rows: npt.NDArray[np.int32], out: npt.NDArray[np.int32],
-                     from_candidates: bool = False) -> None:
+    def sampled_rows(self, rows: npt.NDArray[np.int32], out: npt.NDArray[np.int32]) -> None:
         """``out[k]`` = the token that the backend sampler attached to its sequence picked at
-        batch index ``rows[k]`` of the last decode (with ``from_candidates``, its first
-        candidate: a top-k(1) chain picks nothing, its one candidate is the argmax)."""
+        batch index ``rows[k]`` of the last decode."""
         self._check_rows(rows, out)
-        code = self._sampled_rows(self.ptr, rows.ctypes.data, len(rows), int(from_candidates),
-                                  out.ctypes.data)
+        code = self._sampled_rows(self.ptr, rows.ctypes.data, len(rows), out.ctypes.data)
         if code == _native.NO_LOGITS:
             raise IndexError("a requested batch index has no backend-sampled token in the last decode")
 

@@ -15,11 +15,12 @@ from typing import Any
 
 from .. import _log, capi
 from ..errors import ClosedError, SamplerError
+from . import _native
 from ._handle import NativeHandle
 from .context import Context
 from .vocab import Vocab
 
-__all__ = ["Sampler", "SamplerChain"]
+__all__ = ["GreedyGroup", "Sampler", "SamplerChain"]
 
 DEFAULT_SEED = 0xFFFFFFFF  # LLAMA_DEFAULT_SEED: a random seed
 
@@ -158,6 +159,28 @@ class Sampler(NativeHandle[Any]):
     @classmethod
     def infill(cls, vocab: Vocab) -> Sampler:
         return _made(capi.llama_sampler_init_infill(vocab.ptr), "infill")
+
+
+class GreedyGroup(NativeHandle[Any]):
+    """Greedy samplers for the backend that share one argmax (``native/batch_greedy.c``).
+
+    Attach a chain of one :meth:`sampler` to each sequence of a context: a decode then
+    computes the argmax of every output row in one node and brings back one token per
+    sequence (``Context.sampled_rows``) instead of each row's logits. llama.cpp's own greedy
+    sampler adds a node and two copies per row and still copies every row's logits.
+    """
+
+    _kind = "greedy group"
+
+    def __init__(self) -> None:
+        ptr = _native.greedy_group_new()
+        if not ptr:
+            raise MemoryError("could not create a greedy group")
+        super().__init__(ptr, _native.greedy_group_release)
+
+    def sampler(self) -> Sampler:
+        """A new greedy sampler of this group (it keeps the group's native part alive)."""
+        return _made(_native.greedy_sampler_new(self.ptr), "batched greedy")
 
 
 class SamplerChain(NativeHandle[Any]):

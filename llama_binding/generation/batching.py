@@ -25,7 +25,7 @@ import numpy as np
 
 from ..core.batch import Batch
 from ..core.context import Context
-from ..core.sampler import Sampler, SamplerChain
+from ..core.sampler import GreedyGroup, SamplerChain
 from ..core.vocab import Vocab
 from ..errors import ContextOverflowError, QueueFullError
 from .steps import common_prefix
@@ -33,7 +33,7 @@ from .steps import common_prefix
 __all__ = ["BatchEngine", "BatchRequest"]
 
 Phase = Literal["waiting", "prefill", "running", "done"]
-Greedy = Literal["host", "backend", "backend-topk"]
+Greedy = Literal["host", "backend"]
 
 
 @dataclass(eq=False)
@@ -96,12 +96,14 @@ class BatchEngine:
         # decode brings back tokens, not logits, and the graph stays the same step to step
         self.greedy: Greedy = greedy
         self._slot_chain: list[SamplerChain | None] = [None] * self.n_slots
+        self._group = GreedyGroup() if greedy == "backend" else None
         if greedy != "host" and not all(self._attach_greedy(s) for s in range(self.n_slots)):
             self.close()
             self.greedy = "host"
 
     def _attach_greedy(self, seq_id: int) -> bool:
-        chain = SamplerChain([Sampler.top_k(1) if self.greedy == "backend-topk" else Sampler.greedy()])
+        assert self._group is not None
+        chain = SamplerChain([self._group.sampler()])
         if not self.ctx.attach_sampler(seq_id, chain):
             chain.close()
             return False
@@ -117,6 +119,8 @@ class BatchEngine:
         """Detach the slots' backend samplers (the context stays open)."""
         for seq_id in range(self.n_slots):
             self._detach_greedy(seq_id)
+        if self._group is not None:
+            self._group.close()
 
     # --- requests ----------------------------------------------------------------------------
 
@@ -257,7 +261,7 @@ class BatchEngine:
         rows, picked = self._rows[:k], self._picked[:k]
         rows[:] = [r._row for r in requests]
         if backend:
-            self.ctx.sampled_rows(rows, picked, from_candidates=self.greedy == "backend-topk")
+            self.ctx.sampled_rows(rows, picked)
         else:
             self.ctx.argmax_rows(self.vocab, rows, picked, self.argmax_threads)
         for r, tok in zip(requests, picked.tolist()):
