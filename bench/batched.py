@@ -12,6 +12,7 @@ to the last token: what llama-batched-bench reports as S_TG (its generation phas
 every prompt is evaluated). "all t/s" is prompt + generated tokens over the whole run (its S).
 llama-batched-bench runs with -npp/-ntg/-npl the same, -kvu (unified KV cache), the same
 context size, batch sizes, threads, offload and flash attention. Runs alternate; medians.
+--greedy compares ways of taking the greedy tokens (each line is marked with its mode).
 """
 
 from __future__ import annotations
@@ -96,9 +97,10 @@ def main() -> None:
     ap.add_argument("--ngl", type=int, default=99)
     ap.add_argument("--fa", default="auto", choices=["auto", "on", "off"])
     ap.add_argument("--threads", type=int, default=0)
-    ap.add_argument("--greedy", default="host",
-                    help="comma-separated greedy modes of the engine to compare: host (argmax on the host, "
-                         "on the context's threads), host1 (on one thread), backend")
+    ap.add_argument("--greedy", default="auto",
+                    help="comma-separated greedy modes of the engine to compare: auto (AsyncLlama's default: "
+                         "backend when the output layer is on a GPU, else host), host (argmax on the host, "
+                         "on the context's threads), host1 (on one thread), backend (in the decode)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -119,8 +121,9 @@ def main() -> None:
                 tool[n].append(r)
             for m in modes:
                 for n in npl:
+                    backend = {"auto": None, "backend": True}.get(m, False)  # host, host1: False
                     allm = AsyncLlama(model, n_seq_max=n, n_ctx=n_ctx, n_batch=2048, n_ubatch=512,
-                                      max_waiting=0, greedy="host" if m == "host1" else m, **kw)
+                                      max_waiting=0, backend_sampling=backend, **kw)
                     if m == "host1":
                         allm.engine.argmax_threads = 1
                     try:

@@ -74,15 +74,16 @@ def _run(llm: Llama, token_lists: list[list[int]], n: int, sampling: SamplingPar
     llm._acquire()
     try:
         ctx = llm._context
-        llm._slot.detach()  # the engine samples on the host, per sequence
+        llm._slot.detach()  # the engine's slots take the Llama's sequence
         llm._state.reset()  # the engine's slots reuse the Llama's sequence: its prefix is gone
-        engine = BatchEngine(ctx, vocab)
+        greedy = is_plain_greedy(sampling, vocab.n_tokens)
+        # plain greedy on the GPU: every slot's argmax in the decode (no logits copied back)
+        engine = BatchEngine(ctx, vocab, greedy="backend" if greedy and llm._slot.backend else "host")
         texts: dict[int, tuple[int, TextAssembler]] = {}
         for toks in token_lists:
             for j in range(n):
                 params = sampling if j == 0 else replace(sampling, seed=None if sampling.seed is None
                                                          else sampling.seed + j)
-                greedy = is_plain_greedy(params, vocab.n_tokens)
                 chain = None if greedy else build_chain(params, vocab, ctx.n_ctx)
                 if chain is not None:
                     chains.append(chain)
@@ -108,6 +109,7 @@ def _run(llm: Llama, token_lists: list[list[int]], n: int, sampling: SamplingPar
         finally:
             for r in [*engine._active, *engine._waiting]:
                 engine.cancel(r)
+            engine.close()
     finally:
         for c in chains:
             c.close()

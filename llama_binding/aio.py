@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Union
 
 from .errors import ContextOverflowError, LlamaError, QueueFullError
-from .generation.batching import BatchEngine, BatchRequest, Greedy
+from .generation.batching import BatchEngine, BatchRequest
 from .generation.sampling import build_chain, is_plain_greedy
 from .generation.stopping import StopMatcher
 from .generation.stream import FinishReason, TextAssembler, TextChunk
@@ -57,17 +57,15 @@ class AsyncLlama:
     """
 
     def __init__(self, model_path: Union[str, os.PathLike[str]], *, n_seq_max: int = 16,
-                 n_ctx: int | None = None, max_waiting: int = 256, greedy: Greedy | None = None,
-                 **llama_kwargs: Any) -> None:
+                 n_ctx: int | None = None, max_waiting: int = 256, **llama_kwargs: Any) -> None:
         if n_ctx is None:
             n_ctx = 4096 * max(1, n_seq_max // 4)
         self.llama = Llama(model_path, n_seq_max=n_seq_max, kv_unified=True, n_ctx=n_ctx, **llama_kwargs)
         ctx = self.llama._context
-        if greedy is None:
-            greedy = "host"
-        # the bound is enforced when a caller submits (_submit); the engine takes what comes
-        self.engine = BatchEngine(ctx, self.llama._vocab, max_waiting=1 << 30, greedy=greedy,
-                                  argmax_threads=ctx.n_threads)
+        # the bound is enforced when a caller submits (_submit); the engine takes what comes;
+        # with the output layer on a GPU (Llama's backend_sampling), greedy runs in the decode
+        self.engine = BatchEngine(ctx, self.llama._vocab, max_waiting=1 << 30, argmax_threads=ctx.n_threads,
+                                  greedy="backend" if self.llama._slot.backend else "host")
         self.max_waiting = max_waiting
         self._commands: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._outstanding = 0

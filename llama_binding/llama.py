@@ -76,7 +76,9 @@ class Llama:
     ``backend_sampling`` (None: on when the output layer is offloaded to a GPU) samples
     inside the decode on the device, so a token costs no copy of the vocabulary's logits;
     calls that need the logits on the host (logprobs, logits processors, stopping
-    criteria, grammars) sample on the CPU as usual. ``logits_all=True`` keeps the logits
+    criteria, grammars) sample on the CPU as usual; many sequences at once (a list of
+    prompts, :class:`AsyncLlama`) take every plain-greedy sequence's argmax in the decode.
+    ``logits_all=True`` keeps the logits
     of every evaluated token in :attr:`scores` (``eval`` and prompt log-probabilities).
     ``progress=True`` draws a loading bar on a terminal; a callable gets the fraction
     loaded and may return False to cancel. ``verbose=True`` shows llama.cpp's logs on

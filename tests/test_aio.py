@@ -16,9 +16,12 @@ PROMPTS = ["The capital of France is", "Once upon a time", "def fib(n):", "Water
            "1, 2, 3,", "The three primary colors are", "Dear Sir or Madam,", "import numpy as np\n"]
 
 
-@pytest.fixture(scope="module")
-def allm(smollm2: Path) -> Iterator[AsyncLlama]:
-    a = AsyncLlama(smollm2, n_seq_max=4, n_ctx=2048)
+@pytest.fixture(scope="module", params=[False, True], ids=["host-greedy", "backend-greedy"])
+def allm(smollm2: Path, request: pytest.FixtureRequest) -> Iterator[AsyncLlama]:
+    """Plain greedy on the host (argmax_rows), or in the decode (the slots' backend samplers,
+    what a GPU gets by default)."""
+    a = AsyncLlama(smollm2, n_seq_max=4, n_ctx=2048, backend_sampling=request.param)
+    assert a.engine.greedy == ("backend" if request.param else "host")
     yield a
     a.close()
 

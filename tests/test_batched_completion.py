@@ -60,3 +60,16 @@ def test_refused_options_and_the_llama_stays_usable(llm: Llama) -> None:
     before = llm("The capital of France is", max_tokens=6, temperature=0.0)["choices"][0]["text"]
     llm.create_completion(PROMPTS[:2], max_tokens=4, temperature=0.0)
     assert llm("The capital of France is", max_tokens=6, temperature=0.0)["choices"][0]["text"] == before
+
+
+def test_backend_greedy_gives_the_host_greedy_choices(llm: Llama, smollm2: Path) -> None:
+    """With backend sampling (a GPU's default) the batched call takes each sequence's argmax
+    in the decode; the texts are the host argmax's, and the Llama's own sampling still works
+    after it (the slots' backend samplers are detached at the end)."""
+    want = llm.create_completion(PROMPTS, max_tokens=12, temperature=0.0)
+    with Llama(smollm2, n_ctx=2048, n_seq_max=4, kv_unified=True, backend_sampling=True) as b:
+        got = b.create_completion(PROMPTS, max_tokens=12, temperature=0.0)
+        assert [c["text"] for c in got["choices"]] == [c["text"] for c in want["choices"]]
+        assert not any(b._context.attached_sampler(s) for s in range(4))
+        again = b(PROMPTS[0], max_tokens=12, temperature=0.0)["choices"][0]["text"]
+        assert again == llm(PROMPTS[0], max_tokens=12, temperature=0.0)["choices"][0]["text"]

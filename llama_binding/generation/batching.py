@@ -8,6 +8,17 @@ argmax for plain greedy), frees the KV memory of finished sequences and admits w
 requests into the free slots. It is synchronous and single-threaded: an asyncio front end
 drives it from one worker thread.
 
+Plain greedy takes the argmax either on the host (``greedy="host"``: one native call for
+every row, split between threads when the rows are many and long) or in the decode
+(``greedy="backend"``, for a GPU): each free slot keeps a sampler of one
+:class:`~llama_binding.core.sampler.GreedyGroup` attached, whose samplers share a single
+argmax over every output row, so a decode brings back one token per sequence and no
+logits. On an H200 at 64 sequences of a 128k vocabulary that is 8.5 ms a step against
+11.5 ms with the host argmax (which reads 32 MB of fresh logits) and 12.4 ms with
+llama.cpp's own greedy sampler (a node and two copies per row). A request with its own
+sampler chain samples on the host from its logits: its slot's backend sampler is detached
+while it runs (a per-request chain on the backend would rebuild the graph at each admit).
+
 Use a unified KV cache (``kv_unified=True``): without it each sequence gets only
 ``n_ctx / n_seq_max`` cells, and llama.cpp aborts the process on a partial ``seq_cp``.
 """
@@ -74,6 +85,9 @@ class BatchEngine:
 
     def __init__(self, ctx: Context, vocab: Vocab, *, max_waiting: int = 1024, min_shared: int = 16,
                  greedy: Greedy = "host", argmax_threads: int = 1) -> None:
+        """``greedy`` and ``argmax_threads``: how plain greedy picks (module docstring); a
+        backend that cannot run the sampler leaves ``self.greedy`` at "host". Call
+        :meth:`close` to detach the slots' samplers when the context outlives the engine."""
         self.ctx = ctx
         self.vocab = vocab
         self.n_slots = ctx.n_seq_max

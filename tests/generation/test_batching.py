@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from llama_binding.core import Context, ContextParams, Model, Vocab
+from llama_binding.core import Batch, Context, ContextParams, Model, SamplerChain, Vocab
+from llama_binding.core.sampler import GreedyGroup, Sampler
 from llama_binding.errors import QueueFullError
-from llama_binding.generation.batching import BatchEngine, BatchRequest
+from llama_binding.generation.batching import BatchEngine, BatchRequest, Greedy
 from llama_binding.generation.steps import SequenceState, generate_tokens
 
 EPS = 0.05
@@ -66,12 +67,14 @@ TEXTS = [
 ]
 
 
-def test_batched_greedy_equals_single_greedy(smol: tuple[Model, Vocab]) -> None:
+@pytest.mark.parametrize("greedy", ["host", "backend"])
+def test_batched_greedy_equals_single_greedy(smol: tuple[Model, Vocab], greedy: Greedy) -> None:
     m, v = smol
     prompts = [v.tokenize(t) for t in TEXTS]
     n = 24
     ctx = Context(m, ContextParams(n_ctx=2048, n_seq_max=8, kv_unified=True, n_batch=64))
-    engine = BatchEngine(ctx, v)
+    engine = BatchEngine(ctx, v, greedy=greedy)
+    assert engine.greedy == greedy
     reqs = [engine.submit(BatchRequest(p, n)) for p in prompts]  # 12 requests, 8 slots
     engine.run()
     ties: list[float] = []
@@ -85,7 +88,8 @@ def test_batched_greedy_equals_single_greedy(smol: tuple[Model, Vocab]) -> None:
     assert engine.steps > n
 
 
-def test_no_sequence_sees_another(smol: tuple[Model, Vocab]) -> None:
+@pytest.mark.parametrize("greedy", ["host", "backend"])
+def test_no_sequence_sees_another(smol: tuple[Model, Vocab], greedy: Greedy) -> None:
     """A sequence told a secret continues it; one that was not told must not know it, even
     when it reuses the slot the secret was in."""
     m, v = smol
@@ -93,7 +97,7 @@ def test_no_sequence_sees_another(smol: tuple[Model, Vocab]) -> None:
     blind = v.tokenize("Repeat: the secret password is '")
     want_blind, _ = single(m, v, blind, 8)
     ctx = Context(m, ContextParams(n_ctx=1024, n_seq_max=2, kv_unified=True))
-    engine = BatchEngine(ctx, v)
+    engine = BatchEngine(ctx, v, greedy=greedy)
     a = engine.submit(BatchRequest(told, 8))
     b = engine.submit(BatchRequest(blind, 8))
     c = engine.submit(BatchRequest(blind, 8))  # waits; gets a freed slot
@@ -174,3 +178,63 @@ def test_shared_prompt_prefix_is_copied_not_evaluated(smol: tuple[Model, Vocab])
     a, b = other.submit(BatchRequest(prompt, 4)), other.submit(BatchRequest(prompt, 4))
     other.run()
     assert other.shared_tokens == 0 and a.output == b.output == want[:4]
+
+
+def test_backend_greedy_beside_sampled_requests(smol: tuple[Model, Vocab]) -> None:
+    """A request with its own sampler chain takes its slot off the backend (it samples the
+    logits on the host) and gives it back when it ends; greedy neighbours are unaffected."""
+    m, v = smol
+    prompts = [v.tokenize(t) for t in TEXTS[:6]]
+
+    def run(greedy: Greedy) -> tuple[list[list[int]], BatchEngine]:
+        ctx = Context(m, ContextParams(n_ctx=1024, n_seq_max=3, kv_unified=True))
+        engine = BatchEngine(ctx, v, greedy=greedy)
+        reqs = []
+        for i, p in enumerate(prompts):
+            chain = (SamplerChain([Sampler.top_k(20), Sampler.temp(0.9), Sampler.dist(7 + i)])
+                     if i % 2 else None)
+            reqs.append(engine.submit(BatchRequest(p, 12, chain)))
+        engine.run()
+        return [r.output for r in reqs], engine
+
+    want, _ = run("host")
+    got, engine = run("backend")
+    assert got == want
+    assert all(c is not None for c in engine._slot_chain)  # every free slot samples on the backend again
+    engine.close()
+    assert not any(engine.ctx.attached_sampler(s) for s in range(3))
+
+
+def test_argmax_rows_on_threads_and_backend_rows(tiny_bpe: Path) -> None:
+    """Many 128k-token rows: the threaded host argmax and the batched greedy backend sampler
+    both give numpy's argmax of every row."""
+    m = Model(tiny_bpe)
+    v = Vocab(m)
+    n = 12  # 12 rows x 128k logits: above the threshold for threads
+    ctx = Context(m, ContextParams(n_ctx=512, n_seq_max=n, kv_unified=True))
+    batch = Batch(64, 1)
+    rng = random.Random(5)
+    for s in range(n):
+        batch.add_sequence([rng.randrange(1000, 100000) for _ in range(3)], 0, s, logits_last=True)
+    ctx.decode(batch)
+    rows = np.array(batch.output_indices(), dtype=np.int32)
+    want = np.array([int(np.argmax(ctx.logits(int(i)))) for i in rows], dtype=np.int32)
+    for threads in (1, 3, 64):
+        out = np.full(n, -1, dtype=np.int32)
+        ctx.argmax_rows(v, rows, out, threads)
+        assert (out == want).all(), threads
+    with pytest.raises(ValueError):
+        ctx.argmax_rows(v, rows.astype(np.int64), np.zeros(n, dtype=np.int32))  # type: ignore[arg-type]
+    group = GreedyGroup()
+    chains = [SamplerChain([group.sampler()]) for _ in range(n)]
+    group.close()  # the samplers keep the native group alive
+    assert all(ctx.attach_sampler(s, c) for s, c in enumerate(chains))
+    ctx.seq_rm(-1, -1, -1)
+    ctx.decode(batch)
+    out = np.full(n, -1, dtype=np.int32)
+    ctx.sampled_rows(rows, out)
+    assert (out == want).all()
+    ctx.close()  # with the chains attached
+    for c in chains:
+        c.close()
+    m.close()
