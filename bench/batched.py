@@ -4,15 +4,17 @@ to every caller, as the server uses it) beside llama-batched-bench of the same b
     python bench/batched.py                               # a small synthetic model on this CPU
     python bench/batched.py --model M.gguf --ngl 99 --fa on --npl 1,4,16,64   # the GPU machine
 
-For each N in --npl: N callers each stream a completion of a --npp-token prompt (random token
-ids) with --ntg tokens (greedy, end-of-generation ignored, as llama-batched-bench generates a
-fixed count), all started at once on an AsyncLlama with N slots. "gen t/s" counts the tokens
-after each caller's first one over the time from the moment every caller has its first token
-to the last token: what llama-batched-bench reports as S_TG (its generation phase starts when
-every prompt is evaluated). "all t/s" is prompt + generated tokens over the whole run (its S).
-llama-batched-bench runs with -npp/-ntg/-npl the same, -kvu (unified KV cache), the same
-context size, batch sizes, threads, offload and flash attention. Runs alternate; medians.
---greedy compares ways of taking the greedy tokens (each line is marked with its mode).
+For each N in --npl: N callers each stream a completion of a --npp-token prompt (random
+token ids) with --ntg tokens (greedy unless --temperature, end-of-generation ignored, as
+llama-batched-bench generates a fixed count), all started at once on an AsyncLlama with N
+slots. "gen t/s" counts the tokens after each caller's first one over the time from the
+moment every caller has its first token to the last token: what llama-batched-bench
+reports as S_TG (its generation phase starts when every prompt is evaluated). "all t/s" is
+prompt + generated tokens over the whole run (its S). llama-batched-bench runs with
+-npp/-ntg/-npl the same, -kvu (unified KV cache), the same context size, batch sizes,
+threads, offload and flash attention. Runs alternate; medians. --greedy compares ways of
+taking the greedy tokens (each line is marked with its mode); host1 also samples a
+--temperature run's chains on one thread.
 """
 
 from __future__ import annotations
@@ -46,7 +48,8 @@ def synthetic_model(directory: Path) -> Path:
     return path
 
 
-async def run_ours(allm: AsyncLlama, n: int, npp: int, ntg: int, seed: int) -> dict[str, float]:
+async def run_ours(allm: AsyncLlama, n: int, npp: int, ntg: int, seed: int,
+                   temperature: float = 0.0) -> dict[str, float]:
     rng = random.Random(seed)
     n_vocab = allm.llama.n_vocab()
     prompts = [[rng.randrange(100, n_vocab) for _ in range(npp)] for _ in range(n)]
@@ -54,8 +57,8 @@ async def run_ours(allm: AsyncLlama, n: int, npp: int, ntg: int, seed: int) -> d
     counts = [0] * n
 
     async def one(i: int) -> None:
-        it = await allm.acreate_completion(prompts[i], max_tokens=ntg, temperature=0.0, stream=True,
-                                           ignore_eos=True)
+        it = await allm.acreate_completion(prompts[i], max_tokens=ntg, temperature=temperature,
+                                           seed=seed + i, stream=True, ignore_eos=True)
         async for _ in it:  # type: ignore[union-attr]
             if counts[i] == 0:
                 firsts.append(time.perf_counter())
@@ -101,6 +104,8 @@ def main() -> None:
                     help="comma-separated greedy modes of the engine to compare: auto (AsyncLlama's default: "
                          "backend when the output layer is on a GPU, else host), host (argmax on the host, "
                          "on the context's threads), host1 (on one thread), backend (in the decode)")
+    ap.add_argument("--temperature", type=float, default=0.0,
+                    help="> 0: every caller samples (top-k 40, top-p 0.95, min-p 0.05, seeded) on the host")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -125,10 +130,11 @@ def main() -> None:
                     allm = AsyncLlama(model, n_seq_max=n, n_ctx=n_ctx, n_batch=2048, n_ubatch=512,
                                       max_waiting=0, backend_sampling=backend, **kw)
                     if m == "host1":
-                        allm.engine.argmax_threads = 1
+                        allm.engine.host_threads = 1
                     try:
-                        asyncio.run(run_ours(allm, n, args.npp, args.ntg, seed=1))  # warm-up
-                        ours[m, n].append(asyncio.run(run_ours(allm, n, args.npp, args.ntg, seed=rep + 2)))
+                        t = args.temperature
+                        asyncio.run(run_ours(allm, n, args.npp, args.ntg, 1, t))  # warm-up
+                        ours[m, n].append(asyncio.run(run_ours(allm, n, args.npp, args.ntg, rep + 2, t)))
                     finally:
                         allm.close()
         rows = []

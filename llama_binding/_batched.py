@@ -78,8 +78,11 @@ def _run(llm: Llama, token_lists: list[list[int]], n: int, sampling: SamplingPar
         llm._state.reset()  # the engine's slots reuse the Llama's sequence: its prefix is gone
         greedy = is_plain_greedy(sampling, vocab.n_tokens)
         # plain greedy on the GPU: every slot's argmax in the decode (no logits copied back)
-        engine = BatchEngine(ctx, vocab, greedy="backend" if greedy and llm._slot.backend else "host")
+        gpu = llm._slot.backend  # the CPU's threads are free while a GPU decodes
+        engine = BatchEngine(ctx, vocab, greedy="backend" if greedy and gpu else "host",
+                             host_threads=ctx.n_threads if gpu else 1)
         texts: dict[int, tuple[int, TextAssembler]] = {}
+        reqs: list[BatchRequest] = []
         for toks in token_lists:
             for j in range(n):
                 params = sampling if j == 0 else replace(sampling, seed=None if sampling.seed is None
@@ -88,10 +91,15 @@ def _run(llm: Llama, token_lists: list[list[int]], n: int, sampling: SamplingPar
                 if chain is not None:
                     chains.append(chain)
                 r = engine.submit(BatchRequest(list(toks), max_tokens, chain))
+                reqs.append(r)
                 texts[r.id] = (len(texts), TextAssembler(vocab, StopMatcher(stop)))
         try:
             while engine.busy:
-                for r, tok in engine.step():
+                stepped = engine.step()
+                failed = next((r.error for r in reqs if r.error is not None), None)
+                if failed is not None:
+                    raise failed
+                for r, tok in stepped:
                     i, text = texts[r.id]
                     chunk = text.feed(tok)
                     if text.finish_reason is None and not r.done:

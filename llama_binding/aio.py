@@ -62,10 +62,14 @@ class AsyncLlama:
             n_ctx = 4096 * max(1, n_seq_max // 4)
         self.llama = Llama(model_path, n_seq_max=n_seq_max, kv_unified=True, n_ctx=n_ctx, **llama_kwargs)
         ctx = self.llama._context
-        # the bound is enforced when a caller submits (_submit); the engine takes what comes;
-        # with the output layer on a GPU (Llama's backend_sampling), greedy runs in the decode
-        self.engine = BatchEngine(ctx, self.llama._vocab, max_waiting=1 << 30, argmax_threads=ctx.n_threads,
-                                  greedy="backend" if self.llama._slot.backend else "host")
+        # the bound is enforced when a caller submits (_submit); the engine takes what comes.
+        # With the output layer on a GPU (Llama's backend_sampling), greedy runs in the decode
+        # and the requests' own chains sample on the CPU's threads (on a CPU backend they are
+        # busy with the decode: one thread)
+        gpu = self.llama._slot.backend
+        self.engine = BatchEngine(ctx, self.llama._vocab, max_waiting=1 << 30,
+                                  greedy="backend" if gpu else "host",
+                                  host_threads=ctx.n_threads if gpu else 1)
         self.max_waiting = max_waiting
         self._commands: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._outstanding = 0
@@ -149,6 +153,8 @@ class AsyncLlama:
             if ticket is not None:
                 by_loop.setdefault(ticket.loop, []).append((ticket, tok))
         for t in [t for t in self._tickets.values() if t.request.done]:
+            if t.request.error is not None:  # the engine ended it (its sampler failed)
+                by_loop.setdefault(t.loop, []).append((t, t.request.error))
             by_loop.setdefault(t.loop, []).append((t, None))
         return by_loop
 

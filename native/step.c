@@ -10,6 +10,11 @@
  *   llama_decode's code, or LLAMA_BINDING_NOT_DECODED when nothing was decoded.
  * llama_binding_argmax_decode: the same with plain greedy, the argmax of the last output's
  *   logits (no sampler); LLAMA_BINDING_NO_LOGITS when the last decode has none.
+ *
+ * For the batching engine, many sequences' outputs of one decode in one call:
+ * llama_binding_argmax_rows (plain greedy) and llama_binding_sample_rows (each row with its
+ * own sampler chain), both spread over threads; llama_binding_sampled_rows reads the tokens
+ * that backend samplers picked.
  */
 #include <limits.h>
 #include <math.h>
@@ -30,6 +35,7 @@
 #define LLAMA_BINDING_NOT_DECODED INT_MIN
 #define LLAMA_BINDING_NO_LOGITS (INT_MIN + 1)
 #define LLAMA_BINDING_NO_MEMORY (INT_MIN + 2)
+#define LLAMA_BINDING_NO_TOKEN (INT_MIN + 3)
 #define ARGMAX_BLOCK 256
 
 struct llama_binding_abort {
@@ -121,6 +127,88 @@ LLAMA_BINDING_EXPORT int32_t llama_binding_argmax_decode(struct llama_context * 
     return llama_binding_decode_token(ctx, batch, abort, token, pos, seq_id);
 }
 
+/* Work over rows [0, n) split into contiguous shares between n_threads threads (this one
+ * takes the first share; a share whose thread cannot start runs here too). */
+#define ROWS_MAX_THREADS 32
+
+typedef void (*rows_fn)(void * arg, int32_t from, int32_t to);
+
+struct rows_share {
+    rows_fn fn;
+    void * arg;
+    int32_t from;
+    int32_t to;
+};
+
+static void * rows_share_run(void * p) {
+    const struct rows_share * share = (const struct rows_share *) p;
+    share->fn(share->arg, share->from, share->to);
+    return NULL;
+}
+
+static void run_rows(rows_fn fn, void * arg, int32_t n, int32_t n_threads) {
+    n_threads = n_threads > n ? n : n_threads;
+    n_threads = n_threads > ROWS_MAX_THREADS ? ROWS_MAX_THREADS : n_threads;
+    n_threads = n_threads < 1 ? 1 : n_threads;
+    struct rows_share shares[ROWS_MAX_THREADS];
+#if !defined(_WIN32)
+    pthread_t threads[ROWS_MAX_THREADS];
+    int started[ROWS_MAX_THREADS] = {0};
+#endif
+    int32_t from = 0;
+    for (int32_t t = 0; t < n_threads; t++) {
+        const int32_t count = n / n_threads + (t < n % n_threads ? 1 : 0);
+        shares[t] = (struct rows_share) {fn, arg, from, from + count};
+        from += count;
+#if !defined(_WIN32)
+        if (t > 0) {
+            started[t] = pthread_create(&threads[t], NULL, rows_share_run, &shares[t]) == 0;
+        }
+#endif
+    }
+    rows_share_run(&shares[0]);
+    for (int32_t t = 1; t < n_threads; t++) {
+#if !defined(_WIN32)
+        if (started[t]) {
+            pthread_join(threads[t], NULL);
+            continue;
+        }
+#endif
+        rows_share_run(&shares[t]);
+    }
+}
+
+/* The logits of each listed batch index of the last decode, fetched on this thread
+ * (llama_get_logits_ith is not for several threads); NULL when one has none, or *oom. */
+static const float ** rows_logits(struct llama_context * ctx, const int32_t * rows, int32_t n, int * oom) {
+    const float ** logits = (const float **) malloc(sizeof(float *) * (size_t) (n > 0 ? n : 1));
+    *oom = logits == NULL;
+    if (logits == NULL) {
+        return NULL;
+    }
+    for (int32_t k = 0; k < n; k++) {
+        logits[k] = llama_get_logits_ith(ctx, rows[k]);
+        if (logits[k] == NULL) {
+            free(logits);
+            return NULL;
+        }
+    }
+    return logits;
+}
+
+struct argmax_rows_arg {
+    const float ** logits;
+    int32_t n_vocab;
+    llama_token * out;
+};
+
+static void argmax_rows_share(void * p, int32_t from, int32_t to) {
+    const struct argmax_rows_arg * a = (const struct argmax_rows_arg *) p;
+    for (int32_t k = from; k < to; k++) {
+        a->out[k] = argmax_f32(a->logits[k], a->n_vocab);
+    }
+}
+
 /* The argmax of the logits of each of the n batch indices rows[0..n) of the last decode,
  * into out[0..n): plain greedy for many sequences in one call (the batching engine).
  * With n_threads > 1 and enough logits (ARGMAX_THREADED_MIN floats in all), the rows are
@@ -129,71 +217,78 @@ LLAMA_BINDING_EXPORT int32_t llama_binding_argmax_decode(struct llama_context * 
  * tokens in the decode, batch_greedy.c). Returns 0, LLAMA_BINDING_NO_LOGITS when a row has
  * no logits (then out is not written), or LLAMA_BINDING_NO_MEMORY. */
 #define ARGMAX_THREADED_MIN (1 << 20)
-#define ARGMAX_MAX_THREADS 32
-
-struct argmax_job {
-    const float * const * logits;
-    int32_t n;
-    int32_t n_vocab;
-    llama_token * out;
-};
-
-static void * argmax_job_run(void * arg) {
-    const struct argmax_job * job = (const struct argmax_job *) arg;
-    for (int32_t k = 0; k < job->n; k++) {
-        job->out[k] = argmax_f32(job->logits[k], job->n_vocab);
-    }
-    return NULL;
-}
 
 LLAMA_BINDING_EXPORT int32_t llama_binding_argmax_rows(struct llama_context * ctx, const struct llama_vocab * vocab,
                                                        const int32_t * rows, int32_t n, llama_token * out,
                                                        int32_t n_threads) {
-    const int32_t n_vocab = llama_vocab_n_tokens(vocab);
-    const float ** logits = (const float **) malloc(sizeof(float *) * (size_t) (n > 0 ? n : 1));
+    int oom = 0;
+    const float ** logits = rows_logits(ctx, rows, n, &oom);
     if (logits == NULL) {
-        return LLAMA_BINDING_NO_MEMORY;
+        return oom ? LLAMA_BINDING_NO_MEMORY : LLAMA_BINDING_NO_LOGITS;
     }
-    for (int32_t k = 0; k < n; k++) { /* llama_get_logits_ith is not for several threads */
-        logits[k] = llama_get_logits_ith(ctx, rows[k]);
-        if (logits[k] == NULL) {
-            free(logits);
-            return LLAMA_BINDING_NO_LOGITS;
-        }
-    }
-    if ((int64_t) n * n_vocab < ARGMAX_THREADED_MIN) {
-        n_threads = 1; /* a thread costs more than it saves */
-    }
-    n_threads = n_threads > n ? n : n_threads;
-    n_threads = n_threads > ARGMAX_MAX_THREADS ? ARGMAX_MAX_THREADS : n_threads;
-    n_threads = n_threads < 1 ? 1 : n_threads;
-    struct argmax_job jobs[ARGMAX_MAX_THREADS];
-#if !defined(_WIN32)
-    pthread_t threads[ARGMAX_MAX_THREADS];
-    int started[ARGMAX_MAX_THREADS] = {0};
-#endif
-    int32_t from = 0;
-    for (int32_t t = 0; t < n_threads; t++) { /* contiguous shares; thread 0 is this one */
-        const int32_t count = n / n_threads + (t < n % n_threads ? 1 : 0);
-        jobs[t] = (struct argmax_job) {logits + from, count, n_vocab, out + from};
-        from += count;
-#if !defined(_WIN32)
-        if (t > 0) {
-            started[t] = pthread_create(&threads[t], NULL, argmax_job_run, &jobs[t]) == 0;
-        }
-#endif
-    }
-    argmax_job_run(&jobs[0]);
-    for (int32_t t = 1; t < n_threads; t++) {
-#if !defined(_WIN32)
-        if (started[t]) {
-            pthread_join(threads[t], NULL);
+    struct argmax_rows_arg arg = {logits, llama_vocab_n_tokens(vocab), out};
+    const int many = (int64_t) n * arg.n_vocab >= ARGMAX_THREADED_MIN; /* else a thread costs more */
+    run_rows(argmax_rows_share, &arg, n, many ? n_threads : 1);
+    free(logits);
+    return 0;
+}
+
+struct sample_rows_arg {
+    const float ** logits;
+    struct llama_sampler ** chains;
+    int32_t n_vocab;
+    llama_token * out;
+};
+
+static void sample_rows_share(void * p, int32_t from, int32_t to) {
+    const struct sample_rows_arg * a = (const struct sample_rows_arg *) p;
+    llama_token_data * cur = (llama_token_data *) malloc(sizeof(llama_token_data) * (size_t) a->n_vocab);
+    for (int32_t k = from; k < to; k++) {
+        a->out[k] = LLAMA_TOKEN_NULL;
+        if (cur == NULL) {
             continue;
         }
-#endif
-        argmax_job_run(&jobs[t]); /* no thread for it: do it here */
+        const float * logits = a->logits[k];
+        for (int32_t t = 0; t < a->n_vocab; t++) {
+            cur[t] = (llama_token_data) {t, logits[t], 0.0f};
+        }
+        llama_token_data_array cur_p = {cur, (size_t) a->n_vocab, -1, false};
+        llama_sampler_apply(a->chains[k], &cur_p);
+        if (cur_p.selected < 0 || cur_p.selected >= (int64_t) cur_p.size) {
+            continue; /* nothing selected (a grammar that allows no token): the caller raises */
+        }
+        a->out[k] = cur_p.data[cur_p.selected].id;
+        llama_sampler_accept(a->chains[k], a->out[k]);
     }
+    free(cur);
+}
+
+#define SAMPLE_THREADED_MIN (1 << 18)
+
+/* Sample the logits of each of the n batch indices rows[0..n) of the last decode with its
+ * own sampler chain chains[k] (which accepts the token), into out[0..n), on up to n_threads
+ * threads (with SAMPLE_THREADED_MIN logits in all): what llama_sampler_sample does for one row on the CPU, for many sequences at
+ * once (each chain is used by one thread only). Returns 0, LLAMA_BINDING_NO_LOGITS when a
+ * row has no logits (nothing sampled), LLAMA_BINDING_NO_MEMORY, or LLAMA_BINDING_NO_TOKEN
+ * when a chain selected nothing (out[k] is LLAMA_TOKEN_NULL there; the other rows are
+ * sampled and accepted). */
+LLAMA_BINDING_EXPORT int32_t llama_binding_sample_rows(struct llama_context * ctx, const struct llama_vocab * vocab,
+                                                       struct llama_sampler ** chains, const int32_t * rows,
+                                                       int32_t n, llama_token * out, int32_t n_threads) {
+    int oom = 0;
+    const float ** logits = rows_logits(ctx, rows, n, &oom);
+    if (logits == NULL) {
+        return oom ? LLAMA_BINDING_NO_MEMORY : LLAMA_BINDING_NO_LOGITS;
+    }
+    struct sample_rows_arg arg = {logits, chains, llama_vocab_n_tokens(vocab), out};
+    const int many = (int64_t) n * arg.n_vocab >= SAMPLE_THREADED_MIN;
+    run_rows(sample_rows_share, &arg, n, many ? n_threads : 1);
     free(logits);
+    for (int32_t k = 0; k < n; k++) {
+        if (out[k] == LLAMA_TOKEN_NULL) {
+            return LLAMA_BINDING_NO_TOKEN;
+        }
+    }
     return 0;
 }
 

@@ -21,6 +21,7 @@ __all__ = [
     "NOT_DECODED",
     "NO_LOGITS",
     "NO_MEMORY",
+    "NO_TOKEN",
     "AbortState",
     "abort_callback",
     "argmax_decode",
@@ -32,6 +33,7 @@ __all__ = [
     "greedy_sampler_new",
     "interrupts",
     "sample_decode",
+    "sample_rows",
     "sampled_rows",
 ]
 
@@ -41,6 +43,8 @@ NOT_DECODED = -(2**31)
 NO_LOGITS = NOT_DECODED + 1
 # an allocation failed
 NO_MEMORY = NOT_DECODED + 2
+# a sampler chain selected no token
+NO_TOKEN = NOT_DECODED + 3
 
 
 class AbortState(ctypes.Structure):
@@ -59,7 +63,7 @@ def _lib() -> dict[str, Any]:
         addr = ctypes.cast(lib.llama_binding_abort_flag_cb, ctypes.c_void_p).value or 0
         _fns["abort_cb"] = ctypes.cast(addr, capi.ggml_abort_callback)
         for name in ("interrupts", "install_sigint", "decode_token", "sample_decode", "argmax_decode",
-                     "argmax_rows", "sampled_rows"):
+                     "argmax_rows", "sample_rows", "sampled_rows"):
             fn = getattr(lib, f"llama_binding_{name}")
             fn.restype = ctypes.c_int32
             # no argtypes: ints and ctypes pointers pass as they are, the cheapest call
@@ -68,6 +72,7 @@ def _lib() -> dict[str, Any]:
         vp = ctypes.c_void_p  # the arrays pass as addresses: a plain int would be truncated to 32 bits
         _fns["argmax_rows"].argtypes = [vp, vp, vp, ctypes.c_int32, vp, ctypes.c_int32]
         _fns["sampled_rows"].argtypes = [vp, vp, ctypes.c_int32, vp]
+        _fns["sample_rows"].argtypes = [vp, vp, vp, vp, ctypes.c_int32, vp, ctypes.c_int32]
         _fns["install_sigint"].argtypes = []
         vp = ctypes.c_void_p
         for name, restype, argtypes in (("greedy_group_new", vp, []), ("greedy_group_release", None, [vp]),
@@ -117,6 +122,13 @@ def argmax_rows() -> Any:
     the argmax of each listed batch index's logits, on up to ``n_threads`` threads
     (``NO_LOGITS`` if one has none, ``NO_MEMORY``)."""
     return _lib()["argmax_rows"]
+
+
+def sample_rows() -> Any:
+    """``llama_binding_sample_rows(ctx, vocab, llama_sampler** chains, int32 rows*, n,
+    token* out, n_threads) -> int``: each listed batch index sampled with its own chain, on
+    up to ``n_threads`` threads (``NO_LOGITS``, ``NO_MEMORY``, ``NO_TOKEN``)."""
+    return _lib()["sample_rows"]
 
 
 def sampled_rows() -> Any:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import enum
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import _log, capi
-from ..errors import ContextCreateError, StateError, check_decode
+from ..errors import ContextCreateError, SamplerError, StateError, check_decode
 from . import _native
 from ._handle import NativeHandle
 from .batch import Batch
@@ -148,6 +149,7 @@ class Context(NativeHandle[Any]):
         self._argmax_decode = _native.argmax_decode()
         self._argmax_rows = _native.argmax_rows()
         self._sampled_rows = _native.sampled_rows()
+        self._sample_rows = _native.sample_rows()
         self._sampled = ctypes.c_int32(0)
         self._sampled_ref = ctypes.byref(self._sampled)
         cparams.abort_callback = _native.abort_callback()
@@ -295,6 +297,25 @@ class Context(NativeHandle[Any]):
             raise IndexError("a requested batch index has no logits in the last decode")
         if code == _native.NO_MEMORY:
             raise MemoryError("argmax_rows: out of memory")
+
+    def sample_rows(self, vocab: Vocab, chains: Sequence[int], rows: npt.NDArray[np.int32],
+                    out: npt.NDArray[np.int32], n_threads: int = 1) -> None:
+        """``out[k]`` = the token that the sampler chain at address ``chains[k]``
+        (``SamplerChain.address``) samples from the logits at batch index ``rows[k]`` of the
+        last decode, and accepts; on up to ``n_threads`` threads, each chain on one. A chain
+        that selects nothing raises :class:`SamplerError` (the other rows are sampled)."""
+        self._check_rows(rows, out)
+        n = len(rows)
+        if len(chains) != n:
+            raise ValueError("sample_rows needs one chain per row")
+        arr = (ctypes.c_void_p * max(1, n))(*chains)
+        code = self._sample_rows(self.ptr, vocab.ptr, arr, rows.ctypes.data, n, out.ctypes.data, n_threads)
+        if code == _native.NO_LOGITS:
+            raise IndexError("a requested batch index has no logits in the last decode")
+        if code == _native.NO_MEMORY:
+            raise MemoryError("sample_rows: out of memory")
+        if code == _native.NO_TOKEN:
+            raise SamplerError("a sampler chain selected no token (a grammar that allows none?)")
 
     def sampled_rows(self, rows: npt.NDArray[np.int32], out: npt.NDArray[np.int32]) -> None:
         """``out[k]`` = the token that the backend sampler attached to its sequence picked at

@@ -206,6 +206,11 @@ class SamplerChain(NativeHandle[Any]):
         self._seq_id = seq_id
 
     @property
+    def address(self) -> int:
+        """The ``llama_sampler *`` as an int (for ``Context.sample_rows``)."""
+        return int(ctypes.cast(self.ptr, ctypes.c_void_p).value or 0)
+
+    @property
     def attached(self) -> bool:
         """True while a context samples with this chain on its backend."""
         return self._ctx is not None and self._ctx() is not None

@@ -38,7 +38,7 @@ from ..core.batch import Batch
 from ..core.context import Context
 from ..core.sampler import GreedyGroup, SamplerChain
 from ..core.vocab import Vocab
-from ..errors import ContextOverflowError, QueueFullError
+from ..errors import ContextOverflowError, QueueFullError, SamplerError
 from .steps import common_prefix
 
 __all__ = ["BatchEngine", "BatchRequest"]
@@ -63,6 +63,8 @@ class BatchRequest:
     seq_id: int = -1
     output: list[int] = field(default_factory=list)
     finish_reason: Literal["stop", "length", "cancelled"] | None = None
+    error: Exception | None = None
+    """Why a request was cancelled by the engine (its sampler chain selected nothing)."""
     _fed: int = 0  # prompt tokens in KV memory
     _leader: BatchRequest | None = None  # a request whose prompt prefix this one will copy
     _shared: int = 0  # how many of its prompt tokens
@@ -84,9 +86,10 @@ class BatchEngine:
     """
 
     def __init__(self, ctx: Context, vocab: Vocab, *, max_waiting: int = 1024, min_shared: int = 16,
-                 greedy: Greedy = "host", argmax_threads: int = 1) -> None:
-        """``greedy`` and ``argmax_threads``: how plain greedy picks (module docstring); a
-        backend that cannot run the sampler leaves ``self.greedy`` at "host". Call
+                 greedy: Greedy = "host", host_threads: int = 1) -> None:
+        """``greedy``: how plain greedy picks (module docstring); a backend that cannot run
+        the sampler leaves ``self.greedy`` at "host". ``host_threads``: threads for the
+        host's work on many rows (the argmax, the requests' own sampler chains). Call
         :meth:`close` to detach the slots' samplers when the context outlives the engine."""
         self.ctx = ctx
         self.vocab = vocab
@@ -105,7 +108,7 @@ class BatchEngine:
         self._n_ctx_seq = ctx.n_ctx_seq
         self._rows = np.zeros(self.batch.capacity, dtype=np.int32)
         self._picked = np.zeros(self.batch.capacity, dtype=np.int32)
-        self.argmax_threads = argmax_threads
+        self.host_threads = host_threads
         # greedy on the backend: every free slot keeps a greedy chain attached, so that the
         # decode brings back tokens, not logits, and the graph stays the same step to step
         self.greedy: Greedy = greedy
@@ -246,6 +249,17 @@ class BatchEngine:
 
     def _collect(self) -> list[tuple[BatchRequest, int]]:
         ready = [r for r in self._active if r._row >= 0]
+        chained = [(r, r.chain.address) for r in ready if r.chain is not None]
+        if chained:  # each with its own chain, on the host's threads, in one native call
+            k = len(chained)
+            rows, picked = self._rows[:k], self._picked[:k]
+            rows[:] = [r._row for r, _ in chained]
+            try:
+                self.ctx.sample_rows(self.vocab, [a for _, a in chained], rows, picked, self.host_threads)
+            except SamplerError:  # a chain selected nothing (-1): that request ends below
+                pass
+            for (r, _), tok in zip(chained, picked.tolist()):
+                r._pending = tok
         greedy = [r for r in ready if r.chain is None]
         if greedy:  # plain greedy: one native call for all of them
             slot_chain = self._slot_chain
@@ -254,12 +268,15 @@ class BatchEngine:
                 self._pick([r for r in greedy if slot_chain[r.seq_id] is not None], backend=True)
             if on_host:
                 self._pick(on_host, backend=False)
-        ctx, is_eog, limit = self.ctx, self.vocab.is_eog, self._n_ctx_seq
+        is_eog, limit = self.vocab.is_eog, self._n_ctx_seq
         out: list[tuple[BatchRequest, int]] = []
         for r in ready:
-            row, r._row = r._row, -1
-            tok = r._pending if r.chain is None else r.chain.sample(ctx, row)
-            r._pending = tok
+            r._row = -1
+            tok = r._pending
+            if tok < 0:
+                r.error = SamplerError("the sampler chain selected no token")
+                self._finish(r, "cancelled")
+                continue
             r.output.append(tok)
             out.append((r, tok))
             if r.on_token is not None:
@@ -279,7 +296,7 @@ class BatchEngine:
         if backend:
             self.ctx.sampled_rows(rows, picked)
         else:
-            self.ctx.argmax_rows(self.vocab, rows, picked, self.argmax_threads)
+            self.ctx.argmax_rows(self.vocab, rows, picked, self.host_threads)
         for r, tok in zip(requests, picked.tolist()):
             r._pending = tok
 

@@ -15,7 +15,7 @@ import pytest
 
 from llama_binding.core import Batch, Context, ContextParams, Model, SamplerChain, Vocab
 from llama_binding.core.sampler import GreedyGroup, Sampler
-from llama_binding.errors import QueueFullError
+from llama_binding.errors import QueueFullError, SamplerError
 from llama_binding.generation.batching import BatchEngine, BatchRequest, Greedy
 from llama_binding.generation.steps import SequenceState, generate_tokens
 
@@ -238,3 +238,54 @@ def test_argmax_rows_on_threads_and_backend_rows(tiny_bpe: Path) -> None:
     for c in chains:
         c.close()
     m.close()
+
+
+def test_sample_rows_is_llama_cpp_sampling_on_threads(tiny_bpe: Path) -> None:
+    """Each row sampled with its own chain in one native call (on threads) gives the token
+    that llama.cpp's llama_sampler_sample gives with an equal chain, and accepts it; a chain
+    that selects nothing raises SamplerError instead of aborting, the other rows sampled."""
+    m = Model(tiny_bpe)
+    v = Vocab(m)
+    n = 12
+    ctx = Context(m, ContextParams(n_ctx=512, n_seq_max=n, kv_unified=True))
+    batch = Batch(64, 1)
+    rng = random.Random(9)
+    for s in range(n):
+        batch.add_sequence([rng.randrange(1000, 100000) for _ in range(3)], 0, s, logits_last=True)
+    ctx.decode(batch)
+    rows = np.array(batch.output_indices(), dtype=np.int32)
+
+    def chain(seed: int) -> SamplerChain:
+        return SamplerChain([Sampler.penalties(v.n_tokens, 64, 1.3), Sampler.top_k(40),
+                             Sampler.top_p(0.9), Sampler.temp(1.5), Sampler.dist(seed)])
+
+    ours, theirs = [chain(s) for s in range(n)], [chain(s) for s in range(n)]
+    for threads in (1, 4):
+        want = [c.sample(ctx, int(r)) for c, r in zip(theirs, rows)]
+        out = np.full(n, -1, dtype=np.int32)
+        ctx.sample_rows(v, [c.address for c in ours], rows, out, threads)
+        assert out.tolist() == want, threads  # the second round also checks the accepted history
+    assert len(set(want)) > 1
+    broken = SamplerChain([Sampler.top_k(5)])  # selects nothing: llama_sampler_sample would abort
+    out = np.full(n, -1, dtype=np.int32)
+    with pytest.raises(SamplerError):
+        ctx.sample_rows(v, [broken.address] + [c.address for c in ours[1:]], rows, out, 4)
+    assert out[0] == -1 and (out[1:] >= 0).all()
+    with pytest.raises(ValueError):
+        ctx.sample_rows(v, [broken.address], rows, out)
+    ctx.close()
+    m.close()
+
+
+def test_a_failing_chain_ends_only_its_request(smol: tuple[Model, Vocab]) -> None:
+    m, v = smol
+    ctx = Context(m, ContextParams(n_ctx=1024, n_seq_max=3, kv_unified=True))
+    engine = BatchEngine(ctx, v, host_threads=2)
+    good = engine.submit(BatchRequest(v.tokenize(TEXTS[0]), 6))
+    sampled = engine.submit(BatchRequest(v.tokenize(TEXTS[1]), 6, SamplerChain([Sampler.dist(3)])))
+    bad = engine.submit(BatchRequest(v.tokenize(TEXTS[2]), 6, SamplerChain([Sampler.top_k(5)])))
+    engine.run()
+    assert isinstance(bad.error, SamplerError) and bad.finish_reason == "cancelled" and not bad.output
+    assert good.error is None and len(good.output) == 6
+    assert sampled.error is None and len(sampled.output) == 6
+    assert all(ctx.seq_pos_max(s) == -1 for s in range(3))
