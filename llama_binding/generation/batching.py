@@ -17,7 +17,9 @@ logits. On an H200 at 64 sequences of a 128k vocabulary that is 8.7-9.0 ms a ste
 11.5 ms with the host argmax (which reads 32 MB of fresh logits) and 12.4 ms with
 llama.cpp's own greedy sampler (a node and two copies per row). A request with its own
 sampler chain samples on the host from its logits: its slot's backend sampler is detached
-while it runs (a per-request chain on the backend would rebuild the graph at each admit).
+while it runs (a per-request chain on the backend would rebuild the graph at each admit),
+and all such rows of a step are sampled in one native call, split between ``host_threads``
+threads (on the H200 at 64 sampled sequences: 3.1 ms a step instead of 19.0 ms on one).
 
 Use a unified KV cache (``kv_unified=True``): without it each sequence gets only
 ``n_ctx / n_seq_max`` cells, and llama.cpp aborts the process on a partial ``seq_cp``.
