@@ -74,7 +74,7 @@ def _run(llm: Llama, token_lists: list[list[int]], n: int, sampling: SamplingPar
     llm._acquire()
     try:
         ctx = llm._context
-        llm._slot.detach()  # the engine's slots take the Llama's sequence
+        llm._slot.detach()  # its backend chain would keep seq 0 from the engine
         llm._state.reset()  # the engine's slots reuse the Llama's sequence: its prefix is gone
         greedy = is_plain_greedy(sampling, vocab.n_tokens)
         # plain greedy on the GPU: every slot's argmax in the decode (no logits copied back)
