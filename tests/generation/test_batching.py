@@ -205,19 +205,31 @@ def test_backend_greedy_beside_sampled_requests(smol: tuple[Model, Vocab]) -> No
     assert not any(engine.ctx.attached_sampler(s) for s in range(3))
 
 
-def test_argmax_rows_on_threads_and_backend_rows(tiny_bpe: Path) -> None:
-    """Many 128k-token rows: the threaded host argmax and the batched greedy backend sampler
-    both give numpy's argmax of every row."""
+ROWS = 12  # 12 rows x 128k logits: above the thresholds for threads
+Decoded = tuple[Vocab, Context, Batch, np.ndarray]
+
+
+@pytest.fixture
+def rows_decoded(tiny_bpe: Path) -> Iterator[Decoded]:
+    """The tiny 128k-vocabulary model after one decode of 12 sequences' prompts: (vocab,
+    context, the batch, the batch indices of its 12 output rows)."""
     m = Model(tiny_bpe)
-    v = Vocab(m)
-    n = 12  # 12 rows x 128k logits: above the threshold for threads
-    ctx = Context(m, ContextParams(n_ctx=512, n_seq_max=n, kv_unified=True))
+    ctx = Context(m, ContextParams(n_ctx=512, n_seq_max=ROWS, kv_unified=True))
     batch = Batch(64, 1)
     rng = random.Random(5)
-    for s in range(n):
+    for s in range(ROWS):
         batch.add_sequence([rng.randrange(1000, 100000) for _ in range(3)], 0, s, logits_last=True)
     ctx.decode(batch)
-    rows = np.array(batch.output_indices(), dtype=np.int32)
+    yield Vocab(m), ctx, batch, np.array(batch.output_indices(), dtype=np.int32)
+    ctx.close()
+    m.close()
+
+
+def test_argmax_rows_on_threads_and_backend_rows(rows_decoded: Decoded) -> None:
+    """Many 128k-token rows: the threaded host argmax and the batched greedy backend sampler
+    both give numpy's argmax of every row."""
+    v, ctx, batch, rows = rows_decoded
+    n = ROWS
     want = np.array([int(np.argmax(ctx.logits(int(i)))) for i in rows], dtype=np.int32)
     for threads in (1, 3, 64):
         out = np.full(n, -1, dtype=np.int32)
@@ -237,23 +249,14 @@ def test_argmax_rows_on_threads_and_backend_rows(tiny_bpe: Path) -> None:
     ctx.close()  # with the chains attached
     for c in chains:
         c.close()
-    m.close()
 
 
-def test_sample_rows_is_llama_cpp_sampling_on_threads(tiny_bpe: Path) -> None:
+def test_sample_rows_is_llama_cpp_sampling_on_threads(rows_decoded: Decoded) -> None:
     """Each row sampled with its own chain in one native call (on threads) gives the token
     that llama.cpp's llama_sampler_sample gives with an equal chain, and accepts it; a chain
     that selects nothing raises SamplerError instead of aborting, the other rows sampled."""
-    m = Model(tiny_bpe)
-    v = Vocab(m)
-    n = 12
-    ctx = Context(m, ContextParams(n_ctx=512, n_seq_max=n, kv_unified=True))
-    batch = Batch(64, 1)
-    rng = random.Random(9)
-    for s in range(n):
-        batch.add_sequence([rng.randrange(1000, 100000) for _ in range(3)], 0, s, logits_last=True)
-    ctx.decode(batch)
-    rows = np.array(batch.output_indices(), dtype=np.int32)
+    v, ctx, _, rows = rows_decoded
+    n = ROWS
 
     def chain(seed: int) -> SamplerChain:
         return SamplerChain([Sampler.penalties(v.n_tokens, 64, 1.3), Sampler.top_k(40),
@@ -273,8 +276,6 @@ def test_sample_rows_is_llama_cpp_sampling_on_threads(tiny_bpe: Path) -> None:
     assert out[0] == -1 and (out[1:] >= 0).all()
     with pytest.raises(ValueError):
         ctx.sample_rows(v, [broken.address], rows, out)
-    ctx.close()
-    m.close()
 
 
 def test_a_failing_chain_ends_only_its_request(smol: tuple[Model, Vocab]) -> None:
