@@ -129,8 +129,8 @@ def main() -> None:
                     backend = {"auto": None, "backend": True}.get(m, False)  # host, host1: False
                     allm = AsyncLlama(model, n_seq_max=n, n_ctx=n_ctx, n_batch=2048, n_ubatch=512,
                                       max_waiting=0, backend_sampling=backend, **kw)
-                    if m == "host1":
-                        allm.engine.host_threads = 1
+                    if m in ("host", "host1"):  # AsyncLlama gives a CPU decode's host one thread
+                        allm.engine.host_threads = 1 if m == "host1" else allm.engine.ctx.n_threads
                     try:
                         t = args.temperature
                         asyncio.run(run_ours(allm, n, args.npp, args.ntg, 1, t))  # warm-up
