@@ -22,6 +22,7 @@ MODEL_FIELDS: dict[str, str] = {
     "vocab_only": "vocab_only",
     "kv_overrides": "kv_overrides",
     "check_tensors": "check_tensors",
+    "use_extra_bufts": "use_extra_bufts",
 }
 
 #: ``Llama`` keyword -> ContextParams field

@@ -80,6 +80,8 @@ class Llama:
     prompts, :class:`AsyncLlama`) take every plain-greedy sequence's argmax in the decode.
     ``logits_all=True`` keeps the logits
     of every evaluated token in :attr:`scores` (``eval`` and prompt log-probabilities).
+    ``use_extra_bufts=False`` is llama.cpp's ``--no-repack``: weights stay in the file's
+    layout instead of the CPU's repacked one (slower; for debugging a CPU kernel).
     ``progress=True`` draws a loading bar on a terminal; a callable gets the fraction
     loaded and may return False to cancel. ``verbose=True`` shows llama.cpp's logs on
     stderr; logging is process-wide, so it applies to every ``Llama`` of the process.
@@ -98,6 +100,7 @@ class Llama:
         use_mlock: bool = False,
         kv_overrides: Mapping[str, Union[bool, int, float, str]] | None = None,
         check_tensors: bool | None = None,
+        use_extra_bufts: bool | None = None,
         seed: int | None = None,
         n_ctx: int | None = None,
         n_batch: int = 2048,

@@ -10,108 +10,12 @@ has its own. A test then checks the class and that the message names the problem
 from __future__ import annotations
 
 import json
-import os
-import signal
 import struct
-import subprocess
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import pytest
-
-TIMEOUT = 60  # seconds per child: a load that tries a huge allocation or loops fails here
-# ggml attaches gdb to print a backtrace on GGML_ASSERT: slow, and it buries the assert line
-CHILD_ENV = {**os.environ, "GGML_NO_BACKTRACE": "1"}
-
-PRELUDE = r'''
-import json, sys
-from llama_binding import Llama
-
-def report(label, fn):
-    print(f"@@{label}\tBEGIN", flush=True)
-    try:
-        value = fn()
-    except Exception as e:
-        mro = ",".join(c.__name__ for c in type(e).__mro__)
-        msg = " ".join(str(e).split())
-        print(f"@@{label}\t{type(e).__name__}\t{mro}\t{msg}", flush=True)
-    else:
-        print(f"@@{label}\tOK\t\t{' '.join(repr(value).split())[:300]}", flush=True)
-'''
-
-
-@dataclass(frozen=True)
-class Outcome:
-    name: str  # the exception's class name, or "OK"
-    lineage: tuple[str, ...]  # the class names of its MRO
-    message: str  # the exception's message, or repr() of the returned value
-
-    def is_a(self, *names: str) -> bool:
-        return any(n in self.lineage for n in names)
-
-
-class Child:
-    """One child interpreter's run and the outcome of each labelled case."""
-
-    def __init__(self, code: str, *args: str) -> None:
-        try:
-            proc = subprocess.run([sys.executable, "-c", PRELUDE + code, *args], capture_output=True,
-                                  text=True, timeout=TIMEOUT, stdin=subprocess.DEVNULL, env=CHILD_ENV)
-            self.returncode: int | None = proc.returncode
-            stdout, self.stderr = proc.stdout, proc.stderr
-        except subprocess.TimeoutExpired as exc:
-            self.returncode = None
-            stdout = _text(exc.stdout)
-            self.stderr = _text(exc.stderr)
-        self.outcomes: dict[str, Outcome] = {}
-        self.started: list[str] = []
-        for line in stdout.splitlines():
-            if not line.startswith("@@"):
-                continue
-            label, name, *rest = line[2:].split("\t", 3)
-            if name == "BEGIN":
-                self.started.append(label)
-            else:
-                mro, message = rest
-                self.outcomes[label] = Outcome(name, tuple(mro.split(",")) if mro else (), message)
-
-    def __getitem__(self, label: str) -> Outcome:
-        if self.returncode != 0:
-            pytest.fail(self._death(), pytrace=False)
-        assert label in self.outcomes, f"the child never reported {label!r}"
-        return self.outcomes[label]
-
-    def _death(self) -> str:
-        if self.returncode is None:
-            how = f"hung (killed after {TIMEOUT} s)"
-        elif self.returncode < 0:
-            how = f"was killed by {signal.Signals(-self.returncode).name}"
-        else:
-            how = f"exited with {self.returncode}"
-        unfinished = [label for label in self.started if label not in self.outcomes]
-        where = f" during case {unfinished[0]!r}" if unfinished else ""
-        return f"the child interpreter {how}{where}; its stderr ends with:\n{self.stderr[-3000:]}"
-
-
-def _text(out: bytes | str | None) -> str:
-    return out.decode("utf-8", "replace") if isinstance(out, bytes) else (out or "")
-
-
-def _raised(outcome: Outcome, *classes: str, naming: tuple[str, ...] = ()) -> None:
-    """``outcome`` is an exception that is one of ``classes`` and whose message holds every
-    fragment of ``naming`` (case-insensitive)."""
-    wanted = " or ".join(classes)
-    if outcome.name == "OK":
-        pytest.fail(f"expected {wanted}, but it returned {outcome.message}", pytrace=False)
-    if not outcome.is_a(*classes):
-        pytest.fail(f"expected {wanted}, got {outcome.name} ({' <- '.join(outcome.lineage)}): "
-                    f"{outcome.message}", pytrace=False)
-    missing = [f for f in naming if f.lower() not in outcome.message.lower()]
-    if missing:
-        pytest.fail(f"the {outcome.name} does not name {missing}: {outcome.message}", pytrace=False)
-
+from _child import Child, raised
 
 # --- GGUF surgery ------------------------------------------------------------------------
 
@@ -222,7 +126,7 @@ def test_damaged_gguf_raises_model_load_error(tmp_path: Path, stories260k: Path,
     path = tmp_path / "damaged.gguf"
     path.write_bytes(damage(stories260k.read_bytes()))
     outcome = Child(LOAD, str(path), json.dumps(overrides))["load"]
-    _raised(outcome, "ModelLoadError", naming=naming)
+    raised(outcome, "ModelLoadError", naming=naming)
     assert outcome.is_a("OSError")
     assert outcome.name == "ModelLoadError" and path.name in outcome.message
 
@@ -231,7 +135,7 @@ def test_repeated_token_text_is_refused_for_a_vocab_only_load(tmp_path: Path, st
     path = tmp_path / "repeated.gguf"
     path.write_bytes(_repeat_a_token(stories260k.read_bytes()))
     outcome = Child("report('load', lambda: Llama(sys.argv[1], vocab_only=True))\n", str(path))["load"]
-    _raised(outcome, "ModelLoadError", naming=("repeats",))
+    raised(outcome, "ModelLoadError", naming=("repeats",))
 
 
 # --- paths that are no model file (checked before llama.cpp sees them) -------------------
@@ -259,7 +163,7 @@ def paths_child(tmp_path_factory: pytest.TempPathFactory) -> Child:
 def test_bad_model_path_raises_model_load_error(paths_child: Child, label: str,
                                                 naming: tuple[str, ...]) -> None:
     outcome = paths_child[label]
-    _raised(outcome, "ModelLoadError", naming=naming)
+    raised(outcome, "ModelLoadError", naming=naming)
     assert outcome.is_a("OSError", "LlamaError")  # (a missing file is not a FileNotFoundError)
 
 
@@ -287,17 +191,17 @@ def test_tiny_n_ctx_is_padded_and_a_longer_prompt_overflows(context_child: Child
     n_ctx = int(context_child["n_ctx"].message)
     assert n_ctx >= 8  # llama.cpp pads n_ctx up (to 256 today)
     for label in ("overflow", "overflow-stream", "overflow-generate", "overflow-eval"):
-        _raised(context_child[label], "ContextOverflowError", naming=(str(n_ctx),))
+        raised(context_child[label], "ContextOverflowError", naming=(str(n_ctx),))
         assert context_child[label].is_a("ValueError")
     assert context_child["usable-after"].name == "OK", context_child["usable-after"]
 
 
 def test_negative_n_ctx_is_refused_by_name(context_child: Child) -> None:
-    _raised(context_child["n_ctx-negative"], "ValueError", "ContextCreateError", naming=("n_ctx", "-1"))
+    raised(context_child["n_ctx-negative"], "ValueError", "ContextCreateError", naming=("n_ctx", "-1"))
 
 
 def test_n_ctx_beyond_uint32_is_refused_not_truncated(context_child: Child) -> None:
-    _raised(context_child["n_ctx-too-big"], "ValueError", naming=("n_ctx",))
+    raised(context_child["n_ctx-too-big"], "ValueError", naming=("n_ctx",))
 
 
 # constructor options that llama.cpp aborts on (GGML_ASSERT, SIGFPE): one child each
@@ -315,7 +219,7 @@ def test_context_options_llama_cpp_aborts_on_are_refused(stories260k: Path, opti
     code = (f"def case():\n    llm = Llama(sys.argv[1], n_ctx=64, **{options})\n"
             "    return llm.create_completion('Once', max_tokens=2)['usage']\n"
             "report('case', case)\n")
-    _raised(Child(code, str(stories260k))["case"], "ValueError", "ContextCreateError", naming=(naming,))
+    raised(Child(code, str(stories260k))["case"], "ValueError", "ContextCreateError", naming=(naming,))
 
 
 # --- sampling without logits ---------------------------------------------------------------
@@ -330,7 +234,7 @@ SAMPLE_CASES = [
 @pytest.mark.parametrize("statement", [c[1] for c in SAMPLE_CASES], ids=[c[0] for c in SAMPLE_CASES])
 def test_sample_without_logits_raises(stories260k: Path, statement: str) -> None:
     code = f"llm = Llama(sys.argv[1], n_ctx=64)\ndef case():\n    {statement}\nreport('sample', case)\n"
-    _raised(Child(code, str(stories260k))["sample"], "IndexError", "ValueError", naming=("logits",))
+    raised(Child(code, str(stories260k))["sample"], "IndexError", "ValueError", naming=("logits",))
 
 
 # --- grammar, keywords, wrong types, kv_overrides: one child ------------------------------
@@ -383,7 +287,7 @@ def api_child(stories260k: Path) -> Child:
                          ids=[c[0] for c in API_CASES])
 def test_bad_argument_raises_a_clear_exception(api_child: Child, label: str, classes: tuple[str, ...],
                                                naming: tuple[str, ...]) -> None:
-    _raised(api_child[label], *classes, naming=naming)
+    raised(api_child[label], *classes, naming=naming)
 
 
 def test_sampler_error_is_a_value_error(api_child: Child) -> None:
@@ -431,7 +335,7 @@ def closed_child(stories260k: Path) -> Child:
 @pytest.mark.parametrize("label", [c[0] for c in CLOSED_CASES])
 def test_method_after_close_raises_closed_error(closed_child: Child, label: str) -> None:
     outcome = closed_child[label]
-    _raised(outcome, "ClosedError", naming=("closed",))
+    raised(outcome, "ClosedError", naming=("closed",))
     assert outcome.is_a("ValueError")
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "abort_callback",
     "argmax_decode",
     "argmax_rows",
+    "cpu_amx_requested",
     "decode_token",
     "first_repeated_token",
     "greedy_group_new",
@@ -156,3 +157,11 @@ def greedy_group_release(group: Any) -> None:
 def greedy_sampler_new(group: Any) -> Any:
     """A ``llama_sampler *`` of ``group`` (NULL when out of memory)."""
     return _lib()["greedy_sampler_new"](group)
+
+
+def cpu_amx_requested() -> bool:
+    """Whether the build let the CPU backend compile ggml's AMX tile kernels
+    (``-DLLAMA_BINDING_CPU_AMX=ON``; off by default, see CMakeLists.txt)."""
+    fn = _loader.load("llama_binding_native").llama_binding_cpu_amx
+    fn.restype, fn.argtypes = ctypes.c_int, []
+    return bool(fn())

@@ -55,13 +55,17 @@ class ModelParams:
     vocab_only: bool | None = None
     load_mode: LoadMode | int | None = None
     check_tensors: bool | None = None
+    #: False: no extra CPU weight buffers (llama.cpp's ``--no-repack``): the repacked
+    #: AVX2/AVX-512/NEON kernels are off, weights stay in the file's layout
+    use_extra_bufts: bool | None = None
     kv_overrides: Mapping[str, KVValue] | None = None
 
     def to_c(self) -> tuple[Any, list[Any]]:
         """The C struct, and the buffers it points into (keep them alive while loading)."""
         params = capi.llama_model_default_params()
         keep: list[Any] = []
-        for name in ("n_gpu_layers", "split_mode", "load_mode", "main_gpu", "vocab_only", "check_tensors"):
+        for name in ("n_gpu_layers", "split_mode", "load_mode", "main_gpu", "vocab_only", "check_tensors",
+                     "use_extra_bufts"):
             value = getattr(self, name)
             if value is not None:
                 set_c_field(params, name, value)
