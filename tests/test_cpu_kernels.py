@@ -13,6 +13,9 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import re
+import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +23,7 @@ import pytest
 from _child import Child
 
 from llama_binding import capi, system_info
+from llama_binding.capi import _loader
 from llama_binding.core import _native
 
 #: llama_ftype of each weight type under test
@@ -85,6 +89,28 @@ def test_the_cpu_backend_has_no_amx_kernels_unless_asked_for() -> None:
     assert "AMX_INT8 = 1" not in _features(), _features()
 
 
+#: the AMX instructions (tile configuration, loads, zeroing and the int8/bf16 dot products)
+AMX_MNEMONIC = re.compile(r"\s(ldtilecfg|sttilecfg|tilerelease|tilezero|tileloadd|tileloaddt1|tilestored|"
+                          r"tdpb[su][su]d|tdpbf16ps|tdpfp16ps)\s")
+
+
+def test_no_amx_instruction_is_built_into_the_cpu_backend() -> None:
+    """The instructions that faulted cannot run: none is in the CPU backend's code."""
+    if _native.cpu_amx_requested():
+        pytest.skip("this build was made with -DLLAMA_BINDING_CPU_AMX=ON")
+    objdump = shutil.which("objdump")
+    if objdump is None:
+        pytest.skip("objdump (binutils) is not installed")
+    libs = sorted(_loader.lib_dir().glob("*ggml-cpu*"))
+    assert libs, f"no CPU backend library in {_loader.lib_dir()}"
+    for lib in libs:
+        text = subprocess.run([objdump, "-d", "--no-show-raw-insn", str(lib)], capture_output=True,
+                              text=True, check=True).stdout
+        assert text.count("\tret") > 100, f"objdump disassembled no code of {lib.name}"
+        found = sorted(set(AMX_MNEMONIC.findall(text)))
+        assert not found, f"{lib.name} holds AMX instructions: {found}"
+
+
 @pytest.mark.parametrize("wtype", sorted(FTYPES))
 def test_quantized_model_runs_with_and_without_repacked_weights(quantized: dict[str, Path], tmp_path: Path,
                                                                 wtype: str) -> None:
@@ -97,7 +123,7 @@ def test_quantized_model_runs_with_and_without_repacked_weights(quantized: dict[
     assert "AMX" not in default["buffers"] or _native.cpu_amx_requested()
     # use_extra_bufts=False: the file's layout only (a "CPU" or mmap'ed "CPU_Mapped" buffer)
     assert off["buffers"] and set(off["buffers"]) <= {"CPU", "CPU_Mapped"}, off
-    if wtype == "Q4_0" and "AVX2 = 1" in _features():
+    if wtype == "Q4_0" and "AVX2 = 1" in _features() and not _native.cpu_amx_requested():
         # the repacked Q4_0 kernels (8x8 on AVX2/AVX-512) are on by default: they are faster
         assert "CPU_REPACK" in default["buffers"], default
     # repacked or not, the same weights give the same greedy text (the kernels differ only in
