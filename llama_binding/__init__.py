@@ -25,9 +25,11 @@ from .errors import (
     QueueFullError,
     SamplerError,
     StateError,
+    StreamInterruptedError,
     SymbolNotFoundError,
     TemplateError,
     TokenizeError,
+    UnsupportedModelError,
 )
 from .generation.cache import LlamaRAMCache
 from .generation.disk_cache import LlamaDiskCache
@@ -71,10 +73,12 @@ __all__ = [
     "StateError",
     "StoppingCriteria",
     "StoppingCriteriaList",
+    "StreamInterruptedError",
     "SymbolNotFoundError",
     "SystemInfo",
     "TemplateError",
     "TokenizeError",
+    "UnsupportedModelError",
     "__version__",
     "system_info",
 ]

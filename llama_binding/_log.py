@@ -35,7 +35,7 @@ _min_level: list[Any] = []  # the C filter's level setter, once installed
 _partial: dict[str, Any] = {"level": logging.INFO, "text": ""}
 _verbose_handler: logging.Handler | None = None
 # the last native warnings and errors, numbered, so that a failed call can say why
-_recent: deque[tuple[int, str]] = deque(maxlen=16)
+_recent: deque[tuple[int, int, str]] = deque(maxlen=16)  # (number, logging level, text)
 _counter = [0]
 
 
@@ -53,7 +53,7 @@ def _emit(level: int, text: str) -> None:
             continue
         if pylevel >= logging.WARNING:
             _counter[0] += 1
-            _recent.append((_counter[0], line.strip()))
+            _recent.append((_counter[0], pylevel, line.strip()))
         if native_logger.isEnabledFor(pylevel):
             native_logger.log(pylevel, "%s", line)
 
@@ -64,8 +64,12 @@ def error_mark() -> int:
 
 
 def errors_since(mark: int) -> str:
-    """The native warnings and errors logged since ``mark``, joined (may be empty)."""
-    return "; ".join(text for n, text in _recent if n > mark)
+    """The native errors logged since ``mark``, then its warnings, joined (may be empty):
+    the cause leads, ahead of warnings that are often unrelated to it."""
+    lines = [(level, text) for n, level, text in _recent if n > mark]
+    errors = [text for level, text in lines if level >= logging.ERROR]
+    warnings = [text for level, text in lines if level < logging.ERROR]
+    return "; ".join(errors + warnings)
 
 
 def _callback(level: int, text: bytes | None, _user_data: Any) -> None:

@@ -11,6 +11,12 @@ the detokenizing and stop-string matching of the previous step run on the loop's
 while the next decode runs (the decode releases the GIL). A caller that stops reading, is
 cancelled or hits a stop string cancels its request; the others go on. More requests than
 ``max_waiting`` beyond the slots raise :class:`~llama_binding.errors.QueueFullError`.
+
+:meth:`AsyncLlama.close` (from any thread, or from the event loop) ends every request in
+flight with :class:`~llama_binding.errors.ClosedError`: an awaiting caller's ``await``
+raises it, a stream raises it at its next chunk, and later calls raise it at once. Several
+event loops (threads each running ``asyncio.run``) may share one AsyncLlama: each request's
+tokens go to the loop that made it.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from .errors import ContextOverflowError, LlamaError, QueueFullError
+from .errors import ClosedError, ContextOverflowError, DecodeAbortedError, QueueFullError
 from .generation.batching import BatchEngine, BatchRequest
 from .generation.sampling import build_chain, is_plain_greedy
 from .generation.stopping import StopMatcher
@@ -36,6 +42,8 @@ from .llama_types import CompletionChunk, CreateCompletionResponse
 __all__ = ["AsyncLlama"]
 
 _DONE = object()
+_CLOSED = "this AsyncLlama is closed"
+_CLOSED_DURING = "this AsyncLlama was closed while the request was in flight"
 
 
 @dataclass(eq=False)
@@ -82,10 +90,15 @@ class AsyncLlama:
     # --- lifecycle ---------------------------------------------------------------------------
 
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._commands.put(("stop", None))
+        """Stop the engine and free the model (idempotent). Every request in flight ends
+        with :class:`~llama_binding.errors.ClosedError` (module docstring); a decode running
+        now is aborted, so this returns within one graph node's time on the CPU."""
+        with self._count_lock:  # no request is queued after the stop (see _submit)
+            if self._closed:
+                return
+            self._closed = True
+            self._commands.put(("stop", None))
+        self.llama._abort_running()
         self._thread.join()
         self.engine.close()
         self.llama.close()
@@ -108,10 +121,8 @@ class AsyncLlama:
                 cmd = None
             while cmd is not None:
                 kind, arg = cmd
-                if kind == "stop":
-                    for t in list(self._tickets.values()):
-                        engine.cancel(t.request)
-                        self._deliver({t.loop: [(t, None)]})
+                if kind == "stop":  # every caller still waiting gets ClosedError, not a short result
+                    self._fail_all(ClosedError(_CLOSED_DURING))
                     return
                 if kind == "submit":
                     self._tickets[arg.request.id] = arg
@@ -173,6 +184,8 @@ class AsyncLlama:
                 pass
 
     def _fail_all(self, exc: BaseException) -> None:
+        if self._closed and isinstance(exc, DecodeAbortedError):  # close() aborted the decode
+            exc = ClosedError(_CLOSED_DURING)
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Ticket, Any]]] = {}
         for t in list(self._tickets.values()):
             self.engine.cancel(t.request)
@@ -184,27 +197,31 @@ class AsyncLlama:
 
     def _submit(self, tokens: list[int], max_tokens: int | None, sampling: Any, ignore_eos: bool) -> _Ticket:
         if self._closed:
-            raise LlamaError("this AsyncLlama is closed")
-        with self._count_lock:
-            if self._outstanding >= self.engine.n_slots + self.max_waiting:
-                raise QueueFullError(
+            raise ClosedError(_CLOSED)
+        n_ctx_seq = self.engine.ctx.n_ctx_seq
+        if len(tokens) > n_ctx_seq:
+            raise ContextOverflowError(
+                f"the prompt has {len(tokens)} tokens but the context holds {n_ctx_seq}")
+        loop = asyncio.get_running_loop()
+        vocab = self.llama._vocab
+        chain = (None if is_plain_greedy(sampling, vocab.n_tokens)
+                 else build_chain(sampling, vocab, self.engine.ctx.n_ctx))
+        ticket = _Ticket(BatchRequest(tokens, max_tokens, chain, ignore_eos=ignore_eos), loop)
+        refused: Exception | None = None
+        with self._count_lock:  # the check and the put are one step: close() cannot come between
+            if self._closed:
+                refused = ClosedError(_CLOSED)
+            elif self._outstanding >= self.engine.n_slots + self.max_waiting:
+                refused = QueueFullError(
                     f"{self._outstanding} requests are in flight ({self.engine.n_slots} slots + "
                     f"max_waiting={self.max_waiting}): retry later")
-            self._outstanding += 1
-        try:
-            if len(tokens) > self.engine.ctx.n_ctx_seq:
-                raise ContextOverflowError(f"the prompt has {len(tokens)} tokens but the context holds "
-                                           f"{self.engine.ctx.n_ctx_seq}")
-            vocab = self.llama._vocab
-            chain = (None if is_plain_greedy(sampling, vocab.n_tokens)
-                     else build_chain(sampling, vocab, self.engine.ctx.n_ctx))
-        except BaseException:
-            with self._count_lock:
-                self._outstanding -= 1
-            raise
-        ticket = _Ticket(BatchRequest(tokens, max_tokens, chain, ignore_eos=ignore_eos),
-                         asyncio.get_running_loop())
-        self._commands.put(("submit", ticket))
+            else:
+                self._outstanding += 1
+                self._commands.put(("submit", ticket))
+        if refused is not None:
+            if chain is not None:
+                chain.close()
+            raise refused
         return ticket
 
     async def acreate_completion(
@@ -226,6 +243,7 @@ class AsyncLlama:
         decodes; ``stream=True`` returns an async iterator of chunks. ``ignore_eos`` goes on
         past end-of-generation tokens (they add no text), as llama.cpp's server allows."""
         llm = self.llama
+        llm._generating()  # an embedding model cannot complete (UnsupportedModelError)
         tokens = llm._prompt_tokens(prompt)
         sampling = llm._sampling(dict(temperature=temperature, top_p=top_p, min_p=min_p, top_k=top_k,
                                       repeat_penalty=repeat_penalty, seed=seed))
@@ -272,7 +290,7 @@ class AsyncLlama:
                         yield text.end("stop")
                     return
         finally:
-            if not finished:
+            if not finished and not self._closed:
                 self._commands.put(("cancel", ticket.request))
 
 

@@ -20,6 +20,11 @@
     ├── SamplerError (ValueError)    a sampler could not be built (for example an invalid grammar)
     ├── StateError (ValueError)      a saved state is from another model or is damaged
     ├── QueueFullError               a batching engine's waiting queue is at its bound
+    ├── StreamInterruptedError       another call took a paused stream's context and that
+    │                                stream cannot resume (speculative, several prompts)
+    ├── UnsupportedModelError (ValueError)
+    │                                the model cannot do what was asked (generate text with
+    │                                an encoder-only embedding model)
     └── TemplateError (ValueError)   a chat template failed to compile or render
 
 Every error raised because of a native return code goes through :func:`check_decode`
@@ -44,9 +49,11 @@ __all__ = [
     "QueueFullError",
     "SamplerError",
     "StateError",
+    "StreamInterruptedError",
     "SymbolNotFoundError",
     "TemplateError",
     "TokenizeError",
+    "UnsupportedModelError",
     "check_decode",
 ]
 
@@ -81,7 +88,7 @@ class SymbolNotFoundError(LlamaError):
 
 
 class ClosedError(LlamaError, ValueError):
-    """A native object was used after it was closed."""
+    """A native object was used after it was closed (or closed while a call used it)."""
 
 
 class ModelLoadError(LlamaError, OSError):
@@ -130,6 +137,15 @@ class SamplerError(LlamaError, ValueError):
 
 class QueueFullError(LlamaError):
     """A batching engine's queue of waiting requests is at its bound; retry later."""
+
+
+class UnsupportedModelError(LlamaError, ValueError):
+    """The model cannot do what was asked (for example generate text with an encoder-only
+    embedding model: use ``create_embedding``)."""
+
+
+class StreamInterruptedError(LlamaError):
+    """A paused stream was interrupted by another call on the same Llama and cannot resume."""
 
 
 class StateError(LlamaError, ValueError):

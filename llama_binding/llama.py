@@ -2,28 +2,29 @@
 
 It composes core objects (model, context, vocab, batch) and the generation layers (steps ->
 stream -> collect); it holds little logic itself. One ``Llama`` runs one generation at a
-time: a call from another thread waits for the running one; a call from the thread that
-holds an open stream raises :class:`~llama_binding.errors.LlamaError` (finish or close the
-stream first).
+time: a call from another thread waits for the running one. A stream holds the Llama only
+while it computes a chunk, so a stream left unread blocks nobody; a call made while a stream
+is paused interrupts it, and the stream brings its sequence back when it is read again
+(prefix reuse stays exact). ``close()`` is safe from any thread (see :meth:`Llama.close`).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import threading
 import time
 import uuid
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, Union, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, Union, overload
 
 import numpy as np
 import numpy.typing as npt
 
 from . import _log, _params, capi
 from ._batched import is_multi_prompt, multi_completion
+from ._guard import CallGuard, Session
 from ._progress import ProgressArg, progress_callback
 from .core import Batch, Context, ContextParams, LoraAdapter, Model, ModelParams, Vocab, set_adapters
 from .core.context import PoolingType
@@ -31,7 +32,7 @@ from .core.metadata import read_metadata
 from .core.sampler import SamplerChain
 from .core.state import LlamaState, file_fingerprint
 from .draft import DraftModelArg, as_drafter
-from .errors import ContextOverflowError, LlamaError, StateError
+from .errors import ContextOverflowError, LlamaError, StateError, UnsupportedModelError
 from .generation.cache import StateCache
 from .generation.draft_budget import DraftBudget
 from .generation.drafters import Drafter
@@ -40,7 +41,7 @@ from .generation.hooks import LogitsProcessor, StoppingCriteria, as_logits_hook,
 from .generation.logprobs import TokenLogprob, openai_logprobs, prompt_logprobs, with_logprobs
 from .generation.sampling import ChainSlot, SamplingParams
 from .generation.speculative import SpeculativeStats, SpeculativeSteps
-from .generation.steps import SequenceState, common_prefix, decode_in_step, generate_tokens
+from .generation.steps import SequenceState, common_prefix, decode_in_step, generate_tokens, prefill
 from .generation.stopping import StopMatcher
 from .generation.stream import TextChunk, collect, stream_text
 from .grammar import LlamaGrammar
@@ -54,14 +55,18 @@ from .llama_types import (
 
 if TYPE_CHECKING:
     from .chat import ChatFormatter
+    from .chat.escape import SpecialTokens
 
 __all__ = ["DEFAULT_N_CTX", "Llama", "LlamaState"]
+
+_T = TypeVar("_T")
 
 #: context size when ``n_ctx`` is not given (or the model's training context if smaller)
 DEFAULT_N_CTX = 4096
 
 
 EMBEDDING_SEQ_MAX = 16  # sequences per decode for embedding=True (when n_seq_max is not given)
+_PICKLED_FINGERPRINT = "__model_fingerprint__"  # the key of the model's fingerprint in a pickled Llama
 
 
 class Llama:
@@ -71,7 +76,8 @@ class Llama:
     one (``n_gpu_layers=-1``), ``n_ctx`` 4096 or the model's training context if smaller
     (0: the training context),
     ``n_batch`` 2048 and ``n_ubatch`` 512 (llama.cpp's), flash attention "auto", threads =
-    physical cores, weights memory-mapped.
+    physical cores (``n_threads``/``n_threads_batch`` None, 0 or -1; more than 4 per CPU is
+    lowered to that, with a warning), weights memory-mapped.
 
     ``backend_sampling`` (None: on when the output layer is offloaded to a GPU) samples
     inside the decode on the device, so a token costs no copy of the vocabulary's logits;
@@ -132,6 +138,7 @@ class Llama:
         lora_adapters: Union[Mapping[str, float], Sequence[tuple[str, float]], None] = None,
         chat_format: str | None = None,
         chat_handler: Callable[..., Any] | None = None,
+        escape_special_tokens: bool = False,
         draft_model: DraftModelArg | None = None,
         logits_all: bool = False,
         backend_sampling: bool | None = None,
@@ -167,6 +174,8 @@ class Llama:
         self._loras: dict[str, tuple[LoraAdapter, float]] = {}
         self.chat_format = chat_format
         self.chat_handler = chat_handler
+        self.escape_special_tokens = escape_special_tokens
+        self._specials: SpecialTokens | None = None
         self._formatter: ChatFormatter | None = None
         if chat_format is not None:  # chat/ (jinja2) is imported on first use, not with the package
             from .chat import get_format
@@ -177,8 +186,7 @@ class Llama:
         self._draft_budget = DraftBudget()
         self.speculative_stats: SpeculativeStats | None = None
         self._init_kwargs = {k: v for k, v in given.items() if k not in ("self", "ignored", "__class__")}
-        self._lock = threading.Lock()
-        self._owner: int | None = None
+        self._guard = CallGuard()  # one call at a time; close() waits for it (_guard.py)
         if vocab_only:
             if lora_path is not None or lora_adapters:
                 raise ValueError("a vocab_only Llama has no weights to apply LoRA adapters to")
@@ -217,8 +225,18 @@ class Llama:
     # --- lifecycle -----------------------------------------------------------------------
 
     def close(self) -> None:
-        """Free the context and the model now (idempotent)."""
-        self._model.close()
+        """Free the context and the model now (idempotent; safe from any thread).
+
+        New calls raise :class:`~llama_binding.errors.ClosedError` at once; a call running
+        in another thread has its decode aborted and raises ClosedError; the native objects
+        are freed once no thread uses them (close() waits for that, a few milliseconds on
+        the CPU). A paused stream raises ClosedError when it is read next."""
+        self._guard.close(self._model.close, self._abort_running)
+
+    def _abort_running(self) -> None:
+        ctx = getattr(self, "_ctx", None)
+        if ctx is not None and not ctx.closed:
+            ctx.cancel()
 
     def __enter__(self) -> Llama:
         return self
@@ -227,11 +245,19 @@ class Llama:
         self.close()
 
     def __getstate__(self) -> dict[str, Any]:
-        return dict(self._init_kwargs)
+        """The constructor's arguments, and the model's fingerprint (see
+        :meth:`model_fingerprint`): unpickling loads the model again from ``model_path``
+        and refuses a file that is no longer the same model."""
+        return {**self._init_kwargs, _PICKLED_FINGERPRINT: self.model_fingerprint()}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         kwargs = dict(state)
+        expected = kwargs.pop(_PICKLED_FINGERPRINT, None)  # absent from older pickles
         self.__init__(kwargs.pop("model_path"), **kwargs)  # type: ignore[misc]
+        if expected is not None and self.model_fingerprint() != expected:
+            self.close()
+            raise StateError(f"cannot unpickle this Llama: the file at {self.model_path!r} is no longer the "
+                             "model it was pickled with (model fingerprints differ)")
 
     @property
     def _context(self) -> Context:
@@ -239,13 +265,30 @@ class Llama:
             raise LlamaError("this Llama was loaded with vocab_only=True and has no context")
         return self._ctx
 
+    def _generating(self) -> Context:
+        """The context, for a call that generates text; an encoder-only model (BERT and the
+        like: bidirectional attention, or no decoder) raises
+        :class:`~llama_binding.errors.UnsupportedModelError` instead of sampling garbage."""
+        ctx = self._context
+        if not (capi.llama_model_has_decoder(self._model.ptr) and capi.llama_get_causal_attn(ctx.ptr)):
+            raise UnsupportedModelError(
+                f"{os.path.basename(self.model_path)} is an encoder-only (embedding) model without a causal "
+                "decoder: it cannot generate text; use create_embedding() or embed() (with embedding=True)")
+        return ctx
+
     # --- vocabulary ----------------------------------------------------------------------
 
     def tokenize(self, text: bytes, add_bos: bool = True, special: bool = False) -> list[int]:
-        return self._vocab.tokenize(text, add_special=add_bos, parse_special=special)
+        """Token ids of ``text`` (bytes; a str is encoded as UTF-8). Invalid UTF-8 survives
+        a round trip only with byte tokens (SPM byte fallback); a byte-level BPE vocabulary
+        turns it into U+FFFD (see :meth:`Vocab.tokenize <llama_binding.core.Vocab.tokenize>`)."""
+        with self._guard.using():
+            return self._vocab.tokenize(text, add_special=add_bos, parse_special=special)
 
     def detokenize(self, tokens: Sequence[int], special: bool = False) -> bytes:
-        return self._vocab.detokenize(tokens, special=special)
+        """The bytes of ``tokens`` (raw: a token may hold part of a UTF-8 character)."""
+        with self._guard.using():
+            return self._vocab.detokenize(tokens, special=special)
 
     def token_bos(self) -> int:
         return self._vocab.bos()
@@ -288,9 +331,11 @@ class Llama:
         self._context.cancel()
 
     def reset(self) -> None:
-        """Forget the context's contents (the next call evaluates its prompt from scratch)."""
+        """Forget the context's contents (the next call evaluates its prompt from scratch);
+        waits for a call running in another thread."""
         if self._ctx is not None:
-            self._state.reset()
+            with self._guard.held():
+                self._state.reset()
 
     # --- low-level loop (llama-cpp-python's eval / sample) ------------------------------
 
@@ -309,8 +354,7 @@ class Llama:
         if len(state.tokens) + len(toks) > ctx.n_ctx_seq:
             raise ContextOverflowError(
                 f"{len(state.tokens)} + {len(toks)} tokens do not fit in the context ({ctx.n_ctx_seq})")
-        self._acquire()
-        try:
+        with self._guard.held():
             self._slot.detach()  # eval's caller reads the logits
             for i in range(0, len(toks), batch.capacity):
                 chunk = toks[i : i + batch.capacity]
@@ -322,8 +366,6 @@ class Llama:
                 if not self.logits_all:
                     self._scores.clear()
                 self._scores.extend(ctx.logits(j).copy() for j in rows)
-        finally:
-            self._release()
 
     def sample(self, *, idx: int = -1, logits_processor: LogitsProcessor | None = None,
                grammar: str | LlamaGrammar | None = None, **sampling: Any) -> int:
@@ -333,7 +375,7 @@ class Llama:
             sampling["temperature"] = sampling.pop("temp")
         sampling.pop("penalize_nl", None)  # llama-cpp-python's; no such option in llama.cpp now
         params = self._sampling(dict(sampling, **_grammar_fields(grammar)))
-        ctx = self._context
+        ctx = self._generating()
         self._acquire()
         try:
             chain = self._slot.chain(params, raw_logits=True)
@@ -347,7 +389,9 @@ class Llama:
 
     def set_seed(self, seed: int) -> None:
         """The seed of later calls that do not pass one."""
-        self.seed = int(seed)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"seed must be an int, not {type(seed).__name__} ({seed!r})")
+        self.seed = seed
 
     def pooling_type(self) -> PoolingType:
         return self._context.pooling_type
@@ -365,6 +409,26 @@ class Llama:
             default = templates_from_metadata(self.metadata).get("default")
             self._formatter = TemplateFormat(default) if default is not None else get_format("llama-2")
         return self._formatter
+
+    def _special_tokens(self) -> SpecialTokens:
+        """The vocabulary's control and unknown tokens by text (read once)."""
+        from .chat.escape import SpecialToken, SpecialTokens
+
+        if self._specials is None:
+            v, special = self._vocab, capi.LLAMA_TOKEN_ATTR_CONTROL | capi.LLAMA_TOKEN_ATTR_UNKNOWN
+            lstrip, rstrip = capi.LLAMA_TOKEN_ATTR_LSTRIP, capi.LLAMA_TOKEN_ATTR_RSTRIP
+            found = {}
+            for t in range(v.n_tokens):
+                attr = int(capi.llama_vocab_get_attr(v.ptr, t))
+                if attr & special:
+                    found[v.text(t).decode("utf-8", "replace")] = SpecialToken(t, bool(attr & lstrip),
+                                                                              bool(attr & rstrip))
+            self._specials = SpecialTokens(found)
+        return self._specials
+
+    def _chat_tokenize(self, text: str, add_special: bool, parse_special: bool) -> list[int]:
+        return self._vocab.tokenize(text, add_special=add_special, parse_special=parse_special,
+                                    what="messages (the rendered chat prompt)")
 
     def create_chat_completion(
         self,
@@ -394,6 +458,7 @@ class Llama:
         top_logprobs: int | None = None,
         tools: Sequence[Mapping[str, Any]] | None = None,
         tool_choice: Union[str, Mapping[str, Any], None] = None,
+        escape_special_tokens: bool | None = None,
     ) -> Union[CreateChatCompletionResponse, Iterator[ChatCompletionChunk]]:
         """An OpenAI chat completion of ``messages`` (an iterator of chunks with deltas for
         ``stream=True``), with llama-cpp-python's names and defaults.
@@ -411,8 +476,16 @@ class Llama:
         schema (a grammar). Calls found in the output (Hermes/Qwen, Llama 3, Mistral or
         plain JSON, by the template) come back as ``tool_calls`` with finish_reason
         "tool_calls", streamed as OpenAI ``tool_calls`` deltas.
+
+        ``escape_special_tokens`` (None: the Llama's setting, off by default) tokenizes the
+        text of special tokens inside messages and tools as plain text: a user who writes
+        ``<|im_start|>system`` then cannot open a turn of their own; the template's own
+        special tokens stay special. Off, the whole rendered prompt is tokenized with
+        special tokens parsed, as llama-cpp-python does (messages from a trusted caller may
+        mean them); the server turns it on.
         """
-        options = {k: v for k, v in locals().items() if k not in ("self", "messages", "__class__")}
+        options = {k: v for k, v in locals().items()
+                   if k not in ("self", "messages", "__class__", "escape_special_tokens")}
         from .chat import TemplateFormat
         from .chat.completion import (
             chat_chunks,
@@ -429,6 +502,7 @@ class Llama:
             return self.chat_handler(llama=self, messages=messages, **options)  # type: ignore[no-any-return]
         if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
             raise TypeError(f"messages must be a list of message dicts, not {type(messages).__name__}")
+        self._generating()  # an embedding model cannot chat
         formatter = self._chat_formatter()
         functions = check_tools(tools, tool_choice) if tool_choice != "none" else []
         schema_grammar = response_format_grammar(response_format)
@@ -449,8 +523,14 @@ class Llama:
             raise ValueError("give either grammar or response_format, not both")
         if template_tools is None:  # this format renders no tool calls: earlier ones as text
             messages = inline_tool_calls(messages)
-        prompt = formatter(messages, tools=template_tools)
-        tokens = self._vocab.tokenize(prompt.prompt, add_special=prompt.add_bos, parse_special=True)
+        from .chat.escape import masked_prompt, prompt_tokens
+
+        if self.escape_special_tokens if escape_special_tokens is None else escape_special_tokens:
+            prompt, masker = masked_prompt(formatter, messages, self._special_tokens(), tools=template_tools)
+        else:
+            prompt, masker = formatter(messages, tools=template_tools), None
+        with self._guard.using():
+            tokens = prompt_tokens(prompt, masker, self._chat_tokenize)
         stops = [*prompt.stop, *([stop] if isinstance(stop, str) else list(stop or []))]
         result = self.create_completion(
             tokens, max_tokens=max_tokens, temperature=temperature, top_p=top_p, min_p=min_p,
@@ -566,13 +646,19 @@ class Llama:
 
     def _state_identity(self) -> tuple[str, dict[str, Any], tuple[tuple[str, float], ...]]:
         """(model fingerprint, memory-shaping context options, active adapters)."""
-        if self._fingerprint is None:
-            m = self._model
-            self._fingerprint = file_fingerprint(m.path, (m.description, m.n_params, m.size))
         ctx = self._context
         opts = {k: getattr(self.context_params, k) for k in self._STATE_OPTIONS}
         opts.update(n_ctx=ctx.n_ctx, n_seq_max=ctx.n_seq_max)
-        return self._fingerprint, opts, self._active_adapters()
+        return self.model_fingerprint(), opts, self._active_adapters()
+
+    def model_fingerprint(self) -> str:
+        """A SHA-256 that tells this model file from any other (its size, sampled bytes of
+        its weights, its description and sizes), computed once: saved states and pickles
+        carry it, so that they are never applied to another model."""
+        if self._fingerprint is None:
+            m = self._model
+            self._fingerprint = file_fingerprint(m.path, (m.description(), m.n_params, m.size))
+        return self._fingerprint
 
     def _active_adapters(self) -> tuple[tuple[str, float], ...]:
         return tuple(sorted((os.path.abspath(k), float(s)) for k, (_, s) in self._loras.items() if s != 0))
@@ -595,17 +681,26 @@ class Llama:
 
     def load_state(self, state: LlamaState) -> None:
         """Restore a state of :meth:`save_state` (a whole context, or a sequence into this
-        Llama's sequence). A state of another model, other context options or other adapters
-        raises :class:`~llama_binding.errors.StateError`; the Llama then stays as it was."""
+        Llama's sequence). A state of another model, other context options or other adapters,
+        or one whose recorded sizes do not fit this context, raises
+        :class:`~llama_binding.errors.StateError`; the Llama then stays as it was, except
+        when llama.cpp itself refuses the payload (a forged state): the context is then
+        left empty."""
         if not isinstance(state, LlamaState):
             raise TypeError(f"state must be a LlamaState, not {type(state).__name__}")
         state.check_fits(*self._state_identity())
+        ctx = self._context
+        state.check_tokens(ctx.n_ctx if state.scope == "context" else ctx.n_ctx_seq, self._vocab.n_tokens)
         self._acquire()
         try:
             seq = None if state.scope == "context" else self._state.seq_id
             if seq is not None:
                 self._state.reset()
-            self._context.restore_state(state.payload, seq)
+            try:
+                ctx.restore_state(state.payload, seq)
+            except StateError:
+                self._state.reset()  # llama.cpp may have cleared the memory before it refused
+                raise
             self._state.tokens[:] = state.tokens
         finally:
             self._release()
@@ -629,19 +724,17 @@ class Llama:
         for i, text in enumerate(texts):
             if not isinstance(text, str):
                 raise TypeError(f"input {i} must be a str, not {type(text).__name__}")
-            toks = self._vocab.tokenize(text, add_special=True, parse_special=False)
+            with self._guard.using():
+                toks = self._vocab.tokenize(text, add_special=True, parse_special=False)
             if not toks:
                 raise ValueError(f"input {i} has no tokens")
             out.append(fit(toks, limit, truncate, i))
         return out
 
     def _embed(self, inputs: list[list[int]], normalize: bool) -> list[npt.NDArray[np.float32]]:
-        self._acquire()
-        try:
+        with self._guard.held():
             self._state.reset()  # the memory is cleared: nothing of a completion stays to reuse
             return embed_tokens(self._context, inputs, normalize, self._batch)
-        finally:
-            self._release()
 
     def embed(self, input: Union[str, Sequence[str]], normalize: bool = True, truncate: bool = False,
               return_count: bool = False, *, numpy: bool = False) -> Any:
@@ -696,38 +789,53 @@ class Llama:
         return [float(s[0]) for s in self._embed(inputs, normalize=False)]
 
     def _acquire(self) -> None:
-        me = threading.get_ident()
-        if self._owner == me:
-            raise LlamaError("this thread already has a generation open on this Llama "
-                             "(an unfinished stream); finish or close it first")
-        self._lock.acquire()
-        self._owner = me
+        """Take the guard for a call (see _guard.py); pair with :meth:`_release`."""
+        self._guard.acquire()
 
     def _release(self) -> None:
-        self._owner = None
-        self._lock.release()
+        self._guard.release()
 
-    def _checked_tokens(self, tokens: Sequence[int]) -> list[int]:
-        if isinstance(tokens, (str, bytes, bytearray)):
-            raise TypeError("expected a list of token ids, not text")
-        try:
-            toks = [int(t) for t in tokens]
-        except TypeError:
-            raise TypeError(f"expected a list of token ids, not {type(tokens).__name__}") from None
-        n_vocab = self._vocab.n_tokens
-        bad = [t for t in toks if not 0 <= t < n_vocab]
-        if bad:
-            raise ValueError(f"token ids outside the vocabulary: {bad[:5]}")
-        return toks
+    def _stepped(self, inner: Iterator[_T], resumable: bool, chain: list[SamplerChain | None] | None = None,
+                 nests: bool = False) -> Iterator[_T]:
+        """``inner`` (a stream) computed chunk by chunk under the guard, free between chunks.
+
+        A call that comes while the stream is paused interrupts it. A ``resumable`` stream
+        (one sequence, no drafts) then brings its sequence back when it is read again: the
+        tokens it held are evaluated again after the prefix the context still shares with
+        them, and its sampler chain (``chain[0]``) keeps its state. Any other stream is
+        closed at once (its cleanup runs under the guard) and raises
+        :class:`~llama_binding.errors.StreamInterruptedError` when read."""
+        if not resumable:
+            return self._guard.stepped(inner, Session(getattr(inner, "close", None), nests=nests), None)
+        held: list[int] = []
+
+        def interrupted() -> None:
+            held[:] = self._state.tokens
+
+        def resume() -> None:
+            own = chain[0] if chain else None
+            if own is None or not own.attached:  # another call's backend chain may sit on the slot
+                self._slot.detach()
+            if held:
+                prefill(self._context, self._batch, held, self._state)
+
+        return self._guard.stepped(inner, Session(interrupted), resume)
+
+    def _checked_tokens(self, tokens: Sequence[int], what: str = "tokens") -> list[int]:
+        return self._vocab.check_tokens(tokens, what)
 
     def _prompt_tokens(self, prompt: Union[str, Sequence[int]], suffix: str | None = None) -> list[int]:
+        with self._guard.using():  # close() waits for a tokenizer running now
+            return self._tokens_of(prompt, suffix)
+
+    def _tokens_of(self, prompt: Union[str, Sequence[int]], suffix: str | None) -> list[int]:
         if suffix is not None:
             return self._infill_tokens(prompt, suffix)
         if isinstance(prompt, str):
-            return self._vocab.tokenize(prompt, add_special=True, parse_special=True)
+            return self._vocab.tokenize(prompt, add_special=True, parse_special=True, what="prompt")
         if prompt is None or isinstance(prompt, (bytes, bytearray)):
             raise TypeError("prompt must be a str or a list of token ids")
-        return self._checked_tokens(prompt)
+        return self._checked_tokens(prompt, "prompt")
 
     def _infill_tokens(self, prompt: Union[str, Sequence[int]], suffix: str) -> list[int]:
         """Fill-in-the-middle: ``[BOS] <PRE> prompt <SUF> suffix <MID>``, as llama.cpp's server."""
@@ -737,10 +845,11 @@ class Llama:
             raise ValueError("suffix (fill-in-the-middle) needs a model with FIM tokens; this one has none")
         if not isinstance(suffix, str):
             raise TypeError("suffix must be a str")
-        head = (v.tokenize(prompt, add_special=False, parse_special=False) if isinstance(prompt, str)
-                else self._checked_tokens(prompt))
+        head = (v.tokenize(prompt, add_special=False, parse_special=False, what="prompt")
+                if isinstance(prompt, str) else self._checked_tokens(prompt, "prompt"))
         bos = [v.bos()] if v.add_bos() and v.bos() >= 0 else []
-        return [*bos, pre, *head, suf, *v.tokenize(suffix, add_special=False, parse_special=False), mid]
+        tail = v.tokenize(suffix, add_special=False, parse_special=False, what="suffix")
+        return [*bos, pre, *head, suf, *tail, mid]
 
     def generate(self, tokens: Sequence[int], *, max_tokens: int | None = None,
                  logits_processor: LogitsProcessor | Sequence[LogitsProcessor] | None = None,
@@ -749,22 +858,24 @@ class Llama:
         params = self._sampling(dict(sampling, **_grammar_fields(grammar)))
         toks = self._checked_tokens(tokens)
         hook = as_logits_hook(logits_processor)
-        ctx = self._context
-        self._acquire()
-        try:
+        ctx = self._generating()
+        used: list[SamplerChain | None] = [None]
+
+        def steps() -> Iterator[int]:  # runs under the guard, a token at a time (_stepped)
             drafter = self._drafter
-            chain = self._slot.chain_or_argmax(params, raw_logits=hook is not None or drafter is not None)
+            raw = hook is not None or drafter is not None
+            chain = used[0] = self._slot.chain_or_argmax(params, raw_logits=raw)
             if drafter is not None:
-                steps = self._speculative(drafter, chain, toks, max_tokens, logits_hook=hook)
+                spec = self._speculative(drafter, chain, toks, max_tokens, logits_hook=hook)
                 try:
-                    yield from steps
+                    yield from spec
                 finally:
-                    steps.close()
+                    spec.close()
             else:
                 yield from generate_tokens(ctx, self._vocab, chain, toks, self._state, max_tokens,
                                            self._batch, logits_hook=hook)
-        finally:
-            self._release()
+
+        yield from self._stepped(steps(), self._drafter is None, used)
 
     def _speculative(self, drafter: Drafter, chain: SamplerChain | None, tokens: list[int],
                      max_tokens: int | None, **hooks: Any) -> SpeculativeSteps:
@@ -780,10 +891,7 @@ class Llama:
         for name in ("tfs_z",):
             if kw.pop(name, None) not in (None, 1.0):
                 warnings.warn(f"{name} has no effect with this llama.cpp", DeprecationWarning, stacklevel=3)
-        try:
-            return SamplingParams(**kw)
-        except TypeError as exc:
-            raise TypeError(f"unknown sampling option: {exc}") from None
+        return SamplingParams.from_options(kw)
 
     def create_completion(
         self,
@@ -816,6 +924,11 @@ class Llama:
     ) -> Union[CreateCompletionResponse, Iterator[CompletionChunk]]:
         """An OpenAI completion of ``prompt`` (or an iterator of chunks with ``stream=True``).
 
+        A stream holds this Llama only while it computes a chunk: other calls (any thread)
+        may run while it is paused, and it resumes exactly afterwards, evaluating again the
+        tokens those calls displaced; a speculative or several-prompt stream cannot resume
+        and raises :class:`~llama_binding.errors.StreamInterruptedError` instead.
+
         The positional order is llama-cpp-python's. ``suffix`` makes it a fill-in-the-middle
         completion (models with FIM tokens). ``max_tokens`` None or <= 0 generates until the
         context is full. ``logprobs=N`` adds the log-probability of each generated token and
@@ -843,12 +956,17 @@ class Llama:
             mirostat_eta=mirostat_eta, seed=seed, logit_bias=logit_bias, tfs_z=tfs_z,
             **_grammar_fields(grammar)))
         limit = None if max_tokens is None or max_tokens <= 0 else int(max_tokens)
+        self._generating()  # an embedding model cannot complete
         if n != 1 or is_multi_prompt(prompt):
             if suffix is not None or echo or logprobs is not None or logits_processor or stopping_criteria:
                 raise ValueError("several prompts or n > 1 take no suffix, echo, logprobs, "
                                  "logits_processor or stopping_criteria")
             prompts = list(prompt) if is_multi_prompt(prompt) else [prompt]
-            return multi_completion(self, prompts, n, sampling, limit, stop, stream, model)  # type: ignore[arg-type]
+            with self._guard.closing_errors():
+                multi = multi_completion(self, prompts, n, sampling, limit, stop, stream, model)  # type: ignore[arg-type]
+            if stream:  # several sequences cannot resume after another call: _stepped
+                return self._stepped(multi, resumable=False, nests=True)  # type: ignore[arg-type]
+            return multi
         ctx = self._context
         tokens = self._prompt_tokens(prompt, suffix)  # type: ignore[arg-type]
         logits_hook = as_logits_hook(logits_processor)
@@ -860,46 +978,44 @@ class Llama:
         sink: deque[TokenLogprob] = deque()
         prompt_entries: list[TokenLogprob] = []
         state = self._state
+        used: list[SamplerChain | None] = [None]
 
         def chunks() -> Iterator[TextChunk]:
-            self._acquire()
+            # under the guard: whole for a plain call, chunk by chunk for a stream (_stepped)
+            drafter = self._drafter
+            # an invalid grammar raises here; drafts are verified on the host's logits
+            chain = used[0] = self._slot.chain_or_argmax(sampling, raw_logits or drafter is not None)
+            read_prompt = (prompt_logprobs(ctx, tokens, logprobs, prompt_entries)
+                           if echo and logprobs is not None else None)
+            if read_prompt is None:
+                self._restore_cached_prefix(tokens)
+            prefilled = self._store_in_cache if self._cache is not None else None
+            steps: Iterator[int]
+            logits_now: Callable[[], npt.NDArray[np.float32]]
+            history: Callable[[], list[int]]
+            spec: SpeculativeSteps | None = None
+            if drafter is not None:
+                spec = self._speculative(drafter, chain, tokens, limit, logits_hook=logits_hook,
+                                         prompt_logits=read_prompt, prefilled=prefilled)
+                steps, logits_now, history = spec, spec.logits, (lambda: spec.history)
+            else:
+                steps = generate_tokens(
+                    ctx, self._vocab, chain, tokens, state, limit, self._batch, logits_hook=logits_hook,
+                    prompt_logits=read_prompt, lookahead=self._lookahead and not raw_logits,
+                    prefilled=prefilled)
+                logits_now, history = (lambda: ctx.logits(-1)), (lambda: state.tokens)
+            if logprobs is not None:
+                steps = with_logprobs(steps, logits_now, logprobs, sink)
+            stop_token = None
+            if stop_hook is not None:
+                def stop_token(tok: int) -> bool:
+                    return stop_hook([*history(), tok], logits_now())
             try:
-                drafter = self._drafter
-                # an invalid grammar raises here; drafts are verified on the host's logits
-                chain = self._slot.chain_or_argmax(sampling, raw_logits or drafter is not None)
-                read_prompt = (prompt_logprobs(ctx, tokens, logprobs, prompt_entries)
-                               if echo and logprobs is not None else None)
-                if read_prompt is None:
-                    self._restore_cached_prefix(tokens)
-                prefilled = self._store_in_cache if self._cache is not None else None
-                steps: Iterator[int]
-                logits_now: Callable[[], npt.NDArray[np.float32]]
-                history: Callable[[], list[int]]
-                spec: SpeculativeSteps | None = None
-                if drafter is not None:
-                    spec = self._speculative(drafter, chain, tokens, limit, logits_hook=logits_hook,
-                                             prompt_logits=read_prompt, prefilled=prefilled)
-                    steps, logits_now, history = spec, spec.logits, (lambda: spec.history)
-                else:
-                    steps = generate_tokens(
-                        ctx, self._vocab, chain, tokens, state, limit, self._batch, logits_hook=logits_hook,
-                        prompt_logits=read_prompt, lookahead=self._lookahead and not raw_logits,
-                        prefilled=prefilled)
-                    logits_now, history = (lambda: ctx.logits(-1)), (lambda: state.tokens)
-                if logprobs is not None:
-                    steps = with_logprobs(steps, logits_now, logprobs, sink)
-                stop_token = None
-                if stop_hook is not None:
-                    def stop_token(tok: int) -> bool:
-                        return stop_hook([*history(), tok], logits_now())
-                try:
-                    yield from stream_text(steps, self._vocab, matcher, limit, stop_token)
-                finally:
-                    if spec is not None:
-                        spec.close()  # drops unverified drafts from the KV memory
-                self._store_in_cache()
+                yield from stream_text(steps, self._vocab, matcher, limit, stop_token)
             finally:
-                self._release()
+                if spec is not None:
+                    spec.close()  # drops unverified drafts from the KV memory
+            self._store_in_cache()
 
         offset = [0]
 
@@ -912,17 +1028,19 @@ class Llama:
             out, offset[0] = openai_logprobs(entries, self._vocab, offset[0])
             return out
 
-        if stream:
-            return self._stream_dicts(chunks(), cid, created, model_name, echo_text, logprobs_of)
-        done = collect(chunks())
-        response: CreateCompletionResponse = {
-            "id": cid, "object": "text_completion", "created": created, "model": model_name,
-            "choices": [{"text": echo_text + done.text, "index": 0,
-                         "logprobs": logprobs_of(done.tokens, True),
-                         "finish_reason": done.finish_reason}],
-            "usage": {"prompt_tokens": len(tokens), "completion_tokens": len(done.tokens),
-                      "total_tokens": len(tokens) + len(done.tokens)},
-        }
+        if stream:  # the chunks' dicts (logprobs too) are made under the guard
+            dicts = self._stream_dicts(chunks(), cid, created, model_name, echo_text, logprobs_of)
+            return self._stepped(dicts, self._drafter is None, used)
+        with self._guard.held():
+            done = collect(chunks())
+            response: CreateCompletionResponse = {
+                "id": cid, "object": "text_completion", "created": created, "model": model_name,
+                "choices": [{"text": echo_text + done.text, "index": 0,
+                             "logprobs": logprobs_of(done.tokens, True),
+                             "finish_reason": done.finish_reason}],
+                "usage": {"prompt_tokens": len(tokens), "completion_tokens": len(done.tokens),
+                          "total_tokens": len(tokens) + len(done.tokens)},
+            }
         return response
 
     @staticmethod

@@ -10,6 +10,17 @@
  *   llama_decode's code, or LLAMA_BINDING_NOT_DECODED when nothing was decoded.
  * llama_binding_argmax_decode: the same with plain greedy, the argmax of the last output's
  *   logits (no sampler); LLAMA_BINDING_NO_LOGITS when the last decode has none.
+ * llama_binding_sample: llama_sampler_sample with error codes instead of an abort, and a
+ *   check that the pick means something (see sample_checked).
+ *
+ * Sampling never picks a token out of nothing: when every token's logit is -inf or NaN
+ * (a logit bias or a logits processor that bans everything, a grammar whose allowed tokens
+ * are all banned, NaN logits), llama.cpp's samplers still "select" one (greedy the first,
+ * dist the last) and generation would go on with garbage. The functions here answer
+ * LLAMA_BINDING_NOT_FINITE instead (the rows functions write LLAMA_BINDING_TOKEN_NOT_FINITE
+ * into that row). The check costs one load and compare per sampled token: the selected
+ * candidate's logit (and, where a sampler computed them, its probability) is finite
+ * whenever any candidate had a finite logit.
  *
  * For the batching engine, many sequences' outputs of one decode in one call:
  * llama_binding_argmax_rows (plain greedy) and llama_binding_sample_rows (each row with its
@@ -36,6 +47,9 @@
 #define LLAMA_BINDING_NO_LOGITS (INT_MIN + 1)
 #define LLAMA_BINDING_NO_MEMORY (INT_MIN + 2)
 #define LLAMA_BINDING_NO_TOKEN (INT_MIN + 3)
+#define LLAMA_BINDING_NOT_FINITE (INT_MIN + 4)
+/* what a rows function writes for a row whose logits were all -inf/NaN */
+#define LLAMA_BINDING_TOKEN_NOT_FINITE (-2)
 #define ARGMAX_BLOCK 256
 
 struct llama_binding_abort {
@@ -61,13 +75,138 @@ LLAMA_BINDING_EXPORT int32_t llama_binding_decode_token(struct llama_context * c
     return llama_decode(ctx, *batch);
 }
 
+/* Whether the selected candidate of a sampled array is a real pick: its logit is finite
+ * and its probability, where a sampler computed one (0 otherwise: the arrays start so), is
+ * not NaN. A -inf or NaN logit is selected only when no candidate had a finite one (greedy
+ * takes the first, dist falls back to the last); a NaN probability means the softmax saw
+ * NaN or +inf logits. */
+static int picked_finite(const llama_token_data * d) {
+    return isfinite(d->logit) && !isnan(d->p);
+}
+
+/* A buffer for n candidates, one per thread, kept between calls (as llama.cpp's chain
+ * keeps its own): no allocation per token. Freed when the thread ends. */
+#if !defined(_WIN32)
+struct cand_buf {
+    llama_token_data * data;
+    size_t cap;
+};
+
+static pthread_key_t cand_key;
+static pthread_once_t cand_once = PTHREAD_ONCE_INIT;
+
+static void cand_free(void * p) {
+    struct cand_buf * b = (struct cand_buf *) p;
+    free(b->data);
+    free(b);
+}
+
+static void cand_key_make(void) {
+    (void) pthread_key_create(&cand_key, cand_free);
+}
+
+static llama_token_data * cand_get(size_t n) {
+    pthread_once(&cand_once, cand_key_make);
+    struct cand_buf * b = (struct cand_buf *) pthread_getspecific(cand_key);
+    if (b == NULL) {
+        b = (struct cand_buf *) calloc(1, sizeof(*b));
+        if (b == NULL || pthread_setspecific(cand_key, b) != 0) {
+            free(b);
+            return NULL;
+        }
+    }
+    if (b->cap < n) {
+        llama_token_data * grown = (llama_token_data *) realloc(b->data, sizeof(llama_token_data) * n);
+        if (grown == NULL) {
+            return NULL;
+        }
+        b->data = grown;
+        b->cap = n;
+    }
+    return b->data;
+}
+
+static void cand_put(llama_token_data * p) {
+    (void) p; /* stays with the thread */
+}
+#else
+static llama_token_data * cand_get(size_t n) {
+    return (llama_token_data *) malloc(sizeof(llama_token_data) * (n > 0 ? n : 1));
+}
+
+static void cand_put(llama_token_data * p) {
+    free(p);
+}
+#endif
+
+/* What llama_sampler_sample does (the backend's token, or its candidates, or the host's
+ * logits, through the chain, then accept), answering codes where it would abort: 0 with
+ * *out set, LLAMA_BINDING_NO_LOGITS (output idx has no logits), LLAMA_BINDING_NO_TOKEN (the
+ * chain selected nothing), LLAMA_BINDING_NOT_FINITE (every candidate -inf/NaN; nothing is
+ * accepted then), LLAMA_BINDING_NO_MEMORY. */
+static int32_t sample_checked(struct llama_context * ctx, struct llama_sampler * chain, int32_t idx,
+                              llama_token * out) {
+    const llama_token backend_token = llama_get_sampled_token_ith(ctx, idx);
+    if (backend_token != LLAMA_TOKEN_NULL) {
+        llama_sampler_accept(chain, backend_token);
+        *out = backend_token;
+        return 0;
+    }
+    const float * probs = llama_get_sampled_probs_ith(ctx, idx);
+    const float * logits = llama_get_sampled_logits_ith(ctx, idx);
+    const llama_token * ids = llama_get_sampled_candidates_ith(ctx, idx);
+    size_t n;
+    if (probs != NULL) {
+        n = llama_get_sampled_probs_count_ith(ctx, idx);
+    } else if (logits != NULL) {
+        n = llama_get_sampled_logits_count_ith(ctx, idx);
+    } else {
+        logits = llama_get_logits_ith(ctx, idx);
+        if (logits == NULL) {
+            return LLAMA_BINDING_NO_LOGITS;
+        }
+        ids = NULL;
+        n = (size_t) llama_vocab_n_tokens(llama_model_get_vocab(llama_get_model(ctx)));
+    }
+    llama_token_data * cur = cand_get(n);
+    if (cur == NULL) {
+        return LLAMA_BINDING_NO_MEMORY;
+    }
+    for (size_t i = 0; i < n; i++) {
+        cur[i] = (llama_token_data) {ids != NULL ? ids[i] : (llama_token) i, logits[i],
+                                     probs != NULL ? probs[i] : 0.0f};
+    }
+    llama_token_data_array cur_p = {cur, n, -1, false};
+    llama_sampler_apply(chain, &cur_p);
+    int32_t code = 0;
+    if (cur_p.selected < 0 || cur_p.selected >= (int64_t) cur_p.size) {
+        code = LLAMA_BINDING_NO_TOKEN;
+    } else if (!picked_finite(&cur_p.data[cur_p.selected])) {
+        code = LLAMA_BINDING_NOT_FINITE;
+    } else {
+        *out = cur_p.data[cur_p.selected].id;
+        llama_sampler_accept(chain, *out);
+    }
+    cand_put(cur);
+    return code;
+}
+
+LLAMA_BINDING_EXPORT int32_t llama_binding_sample(struct llama_context * ctx, struct llama_sampler * chain,
+                                                  int32_t idx, llama_token * out_token) {
+    return sample_checked(ctx, chain, idx, out_token);
+}
+
 LLAMA_BINDING_EXPORT int32_t llama_binding_sample_decode(struct llama_context * ctx, struct llama_sampler * chain,
                                                          const struct llama_vocab * vocab, struct llama_batch * batch,
                                                          struct llama_binding_abort * abort, llama_pos pos,
                                                          llama_seq_id seq_id, int32_t decode_next,
                                                          llama_token * out_token) {
-    const llama_token token = llama_sampler_sample(chain, ctx, -1);
+    llama_token token = LLAMA_TOKEN_NULL;
+    const int32_t code = sample_checked(ctx, chain, -1, &token);
     *out_token = token;
+    if (code != 0) {
+        return code;
+    }
     if (!decode_next || llama_vocab_is_eog(vocab, token)) {
         return LLAMA_BINDING_NOT_DECODED;
     }
@@ -121,6 +260,9 @@ LLAMA_BINDING_EXPORT int32_t llama_binding_argmax_decode(struct llama_context * 
     }
     const llama_token token = argmax_f32(logits, llama_vocab_n_tokens(vocab));
     *out_token = token;
+    if (!isfinite(logits[token])) { /* argmax_f32 answers 0 when every logit is -inf or NaN */
+        return LLAMA_BINDING_NOT_FINITE;
+    }
     if (!decode_next || llama_vocab_is_eog(vocab, token)) {
         return LLAMA_BINDING_NOT_DECODED;
     }
@@ -205,7 +347,8 @@ struct argmax_rows_arg {
 static void argmax_rows_share(void * p, int32_t from, int32_t to) {
     const struct argmax_rows_arg * a = (const struct argmax_rows_arg *) p;
     for (int32_t k = from; k < to; k++) {
-        a->out[k] = argmax_f32(a->logits[k], a->n_vocab);
+        const llama_token token = argmax_f32(a->logits[k], a->n_vocab);
+        a->out[k] = isfinite(a->logits[k][token]) ? token : LLAMA_BINDING_TOKEN_NOT_FINITE;
     }
 }
 
@@ -215,7 +358,8 @@ static void argmax_rows_share(void * p, int32_t from, int32_t to) {
  * split between that many threads (on an H200's host, 64 fresh rows of a 128k vocabulary,
  * 32 MB: 2.0 ms on one thread, 1.3 ms on eight; on a GPU the engine rather takes greedy
  * tokens in the decode, batch_greedy.c). Returns 0, LLAMA_BINDING_NO_LOGITS when a row has
- * no logits (then out is not written), or LLAMA_BINDING_NO_MEMORY. */
+ * no logits (then out is not written), or LLAMA_BINDING_NO_MEMORY. A row whose logits are
+ * all -inf or NaN gets LLAMA_BINDING_TOKEN_NOT_FINITE (the caller raises). */
 #define ARGMAX_THREADED_MIN (1 << 20)
 
 LLAMA_BINDING_EXPORT int32_t llama_binding_argmax_rows(struct llama_context * ctx, const struct llama_vocab * vocab,
@@ -257,6 +401,10 @@ static void sample_rows_share(void * p, int32_t from, int32_t to) {
         if (cur_p.selected < 0 || cur_p.selected >= (int64_t) cur_p.size) {
             continue; /* nothing selected (a grammar that allows no token): the caller raises */
         }
+        if (!picked_finite(&cur_p.data[cur_p.selected])) {
+            a->out[k] = LLAMA_BINDING_TOKEN_NOT_FINITE; /* every logit -inf/NaN: the caller raises */
+            continue;
+        }
         a->out[k] = cur_p.data[cur_p.selected].id;
         llama_sampler_accept(a->chains[k], a->out[k]);
     }
@@ -271,7 +419,8 @@ static void sample_rows_share(void * p, int32_t from, int32_t to) {
  * once (each chain is used by one thread only). Returns 0, LLAMA_BINDING_NO_LOGITS when a
  * row has no logits (nothing sampled), LLAMA_BINDING_NO_MEMORY, or LLAMA_BINDING_NO_TOKEN
  * when a chain selected nothing (out[k] is LLAMA_TOKEN_NULL there; the other rows are
- * sampled and accepted). */
+ * sampled and accepted; a row whose logits were all -inf/NaN holds
+ * LLAMA_BINDING_TOKEN_NOT_FINITE instead, and its chain accepted nothing). */
 LLAMA_BINDING_EXPORT int32_t llama_binding_sample_rows(struct llama_context * ctx, const struct llama_vocab * vocab,
                                                        struct llama_sampler ** chains, const int32_t * rows,
                                                        int32_t n, llama_token * out, int32_t n_threads) {
@@ -285,7 +434,7 @@ LLAMA_BINDING_EXPORT int32_t llama_binding_sample_rows(struct llama_context * ct
     run_rows(sample_rows_share, &arg, n, many ? n_threads : 1);
     free(logits);
     for (int32_t k = 0; k < n; k++) {
-        if (out[k] == LLAMA_TOKEN_NULL) {
+        if (out[k] < 0) {
             return LLAMA_BINDING_NO_TOKEN;
         }
     }

@@ -16,80 +16,28 @@ from typing import Callable
 
 import pytest
 from _child import Child, raised
+from _gguf_surgery import (
+    ARRAY,
+    FLOAT32,
+    UINT32,
+    block_count,
+    edited,
+    first_tensor,
+    gguf_layout,
+    header,
+    keep_tokens,
+    map_tokens,
+    patched,
+    repeat_a_token,
+    set_kv,
+    set_str,
+)
 
-# --- GGUF surgery ------------------------------------------------------------------------
+# --- GGUF surgery (tests/_gguf_surgery.py) ---------------------------------------------------
 
-_SCALAR_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}  # gguf_type
-_STRING, _ARRAY = 8, 9
-
-
-def _gguf_layout(data: bytes) -> tuple[dict[str, int], list[dict[str, int]]]:
-    """Offsets in a GGUF v3 file: of each metadata value, and of each tensor info's fields."""
-    n_tensors, n_kv = struct.unpack_from("<qq", data, 8)
-    pos = 24
-
-    def skip(pos: int, vtype: int) -> int:
-        if vtype == _STRING:
-            return pos + 8 + int(struct.unpack_from("<Q", data, pos)[0])
-        if vtype == _ARRAY:
-            sub, n = struct.unpack_from("<IQ", data, pos)
-            pos += 12
-            if sub != _STRING and sub != _ARRAY:
-                return pos + int(n) * _SCALAR_SIZES[sub]
-            for _ in range(n):
-                pos = skip(pos, sub)
-            return pos
-        return pos + _SCALAR_SIZES[vtype]
-
-    values: dict[str, int] = {}
-    for _ in range(n_kv):
-        (klen,) = struct.unpack_from("<Q", data, pos)
-        key = data[pos + 8 : pos + 8 + klen].decode()
-        (vtype,) = struct.unpack_from("<I", data, pos + 8 + klen)
-        pos = values[key] = pos + 8 + klen + 4
-        pos = skip(pos, vtype)
-    tensors = []
-    for _ in range(n_tensors):
-        info = {"name_len": pos}
-        pos += 8 + struct.unpack_from("<Q", data, pos)[0]
-        (n_dims,) = struct.unpack_from("<I", data, pos)
-        info.update(n_dims=pos, dims=pos + 4, type=pos + 4 + 8 * n_dims, offset=pos + 8 + 8 * n_dims)
-        pos = info["offset"] + 8
-        tensors.append(info)
-    return values, tensors
-
-
-def _patched(data: bytes, fmt: str, at: int, value: int) -> bytes:
-    out = bytearray(data)
-    struct.pack_into(fmt, out, at, value)
-    return bytes(out)
-
-
-def _header(n_tensors: int, n_kv: int) -> bytes:
-    return b"GGUF" + struct.pack("<Iqq", 3, n_tensors, n_kv)
-
-
-def _first_tensor(field: str, fmt: str, value: int) -> Callable[[bytes], bytes]:
-    return lambda data: _patched(data, fmt, _gguf_layout(data)[1][0][field], value)
-
-
-def _block_count(value: int) -> Callable[[bytes], bytes]:
-    return lambda data: _patched(data, "<I", _gguf_layout(data)[0]["llama.block_count"], value)
-
-
-def _repeat_a_token(data: bytes) -> bytes:
-    """Overwrite the text of a later vocabulary entry with an earlier one's of equal length."""
-    pos = _gguf_layout(data)[0]["tokenizer.ggml.tokens"] + 12  # past the item type and count
-    first_of_length: dict[int, int] = {}
-    while True:
-        (n,) = struct.unpack_from("<Q", data, pos)
-        if n in first_of_length and n > 2:
-            out = bytearray(data)
-            src = first_of_length[n]
-            out[pos + 8 : pos + 8 + n] = data[src + 8 : src + 8 + n]
-            return bytes(out)
-        first_of_length.setdefault(n, pos)
-        pos += 8 + n
+_gguf_layout, _patched, _header = gguf_layout, patched, header
+_first_tensor, _block_count, _repeat_a_token = first_tensor, block_count, repeat_a_token
+_EPS = "llama.attention.layer_norm_rms_epsilon"
 
 
 # (id, how to damage stories260K's bytes, kv_overrides, fragments the ModelLoadError names)
@@ -114,6 +62,31 @@ DAMAGED: list[tuple[str, Callable[[bytes], bytes], dict[str, object], tuple[str,
     ("override-nextn_predict_layers", lambda d: d, {"llama.nextn_predict_layers": 99}, ("nextn",)),
     ("override-expert_count", lambda d: d, {"llama.expert_count": 8}, ("expert",)),
     ("repeated-token-text", _repeat_a_token, {}, ("repeats", "tokenizer.ggml.tokens")),
+    # vocabularies llama.cpp's tokenizers abort on (std::out_of_range, GGML_ASSERT, GGML_ABORT)
+    ("vocab-0-tokens", edited(keep_tokens(0)), {}, ("tokenizer.ggml.tokens", "empty")),
+    ("vocab-1-token", edited(keep_tokens(1)), {}, ("tokenizer.ggml.tokens", "byte")),
+    ("vocab-all-texts-empty", edited(map_tokens(lambda i, t: b"")), {}, ("tokenizer.ggml.tokens", "byte")),
+    ("vocab-no-byte-tokens", edited(map_tokens(lambda i, t: b"#" + t if t.startswith(b"<0x") else t)), {},
+     ("<0x00>", "tokenizer.ggml.model")),
+    ("vocab-newline-byte-invalid-utf8", edited(map_tokens(lambda i, t: b"\xff\xfe" if t == b"<0x0A>" else t)),
+     {}, ("<0x0A>",)),
+    ("vocab-model-bert", edited(set_str("tokenizer.ggml.model", "bert")), {}, ("bert", "byte")),
+    ("vocab-model-none", edited(set_str("tokenizer.ggml.model", "none")), {}, ("'none'", "tokenizer")),
+    ("vocab-model-rwkv", edited(set_str("tokenizer.ggml.model", "rwkv")), {}, ("rwkv", "byte")),
+    ("override-vocab-model-none", lambda d: d, {"tokenizer.ggml.model": "none"}, ("'none'",)),
+    # hyperparameters ggml asserts on at the first decode or when the context is made
+    ("rms-epsilon-nan", edited(set_kv(_EPS, FLOAT32, float("nan"))), {}, (_EPS, "nan")),
+    ("rms-epsilon-negative", edited(set_kv(_EPS, FLOAT32, -1.0)), {}, (_EPS, "-1.0")),
+    ("rms-epsilon-inf", edited(set_kv(_EPS, FLOAT32, float("inf"))), {}, (_EPS, "inf")),
+    ("layer-norm-epsilon-nan", edited(set_kv("llama.attention.layer_norm_epsilon", FLOAT32, float("nan"))),
+     {}, ("layer_norm_epsilon",)),
+    ("override-rms-epsilon-nan", lambda d: d, {_EPS: float("nan")}, (_EPS, "nan")),
+    ("override-rms-epsilon-negative", lambda d: d, {_EPS: -1e-5}, (_EPS,)),
+    ("head_count_kv-per-layer-varies",
+     edited(set_kv("llama.attention.head_count_kv", ARRAY, [4, 4, 4, 4, 2], UINT32)), {}, ("head_count_kv",)),
+    ("head_count_kv-per-layer-not-dividing",
+     edited(set_kv("llama.attention.head_count_kv", ARRAY, [4, 4, 4, 4, 3], UINT32)), {},
+     ("head_count_kv", "divide")),
 ]
 
 LOAD = "report('load', lambda: Llama(sys.argv[1], n_ctx=64, kv_overrides=json.loads(sys.argv[2]) or None))\n"

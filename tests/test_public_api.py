@@ -10,8 +10,9 @@ EXPECTED = {
     "LibraryLoadError", "Llama", "LlamaDiskCache", "LlamaDraftModel", "LlamaError", "LlamaGrammar",
     "LlamaPromptLookupDecoding", "LlamaRAMCache", "LlamaState", "LogitsProcessor",
     "LogitsProcessorList", "ModelLoadError", "QueueFullError", "SamplerError", "SpeculativeStats",
-    "StateError", "StoppingCriteria", "StoppingCriteriaList",
-    "SymbolNotFoundError", "SystemInfo", "TemplateError", "TokenizeError", "__version__",
+    "StateError", "StoppingCriteria", "StoppingCriteriaList", "StreamInterruptedError",
+    "SymbolNotFoundError", "SystemInfo", "TemplateError", "TokenizeError", "UnsupportedModelError",
+    "__version__",
     "system_info",
 }
 

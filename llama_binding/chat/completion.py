@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, cast
 
 from ..errors import SamplerError
-from ..grammar import JSON_GBNF, schema_to_gbnf
+from ..grammar import JSON_OBJECT_GBNF, schema_to_gbnf
 from ..llama_types import (
     ChatCompletionChunk,
     ChatCompletionDelta,
@@ -40,7 +40,7 @@ def response_format_grammar(response_format: Mapping[str, Any] | None) -> str | 
         return None
     if kind == "json_object":
         schema = response_format.get("schema")  # llama-cpp-python's extension
-        return JSON_GBNF if schema is None else schema_to_gbnf(schema, strict=False)
+        return JSON_OBJECT_GBNF if schema is None else schema_to_gbnf(schema, strict=False)
     if kind == "json_schema":
         spec = response_format.get("json_schema")
         if not isinstance(spec, Mapping) or "schema" not in spec:

@@ -6,7 +6,8 @@
   token, in one ctypes call;
 - a greedy sampler for the backend whose samplers share one argmax over every output row
   (``batch_greedy.c``): many sequences' greedy tokens without copying their logits;
-- a vocabulary check that llama.cpp makes only by aborting (``vocab_check.cpp``).
+- vocabulary checks that llama.cpp makes only by aborting (``vocab_check.cpp``): a repeated
+  token text, a byte the tokenizer cannot fall back to.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from ..capi import _loader
 
 __all__ = [
     "NOT_DECODED",
+    "NOT_FINITE",
     "NO_LOGITS",
     "NO_MEMORY",
     "NO_TOKEN",
+    "TOKEN_NOT_FINITE",
     "AbortState",
     "abort_callback",
     "argmax_decode",
@@ -33,6 +36,7 @@ __all__ = [
     "greedy_group_release",
     "greedy_sampler_new",
     "interrupts",
+    "sample",
     "sample_decode",
     "sample_rows",
     "sampled_rows",
@@ -46,6 +50,10 @@ NO_LOGITS = NOT_DECODED + 1
 NO_MEMORY = NOT_DECODED + 2
 # a sampler chain selected no token
 NO_TOKEN = NOT_DECODED + 3
+# every candidate's logit was -inf or NaN: nothing could be sampled (nothing was accepted)
+NOT_FINITE = NOT_DECODED + 4
+# what the rows functions write for a row whose logits were all -inf or NaN
+TOKEN_NOT_FINITE = -2
 
 
 class AbortState(ctypes.Structure):
@@ -63,8 +71,8 @@ def _lib() -> dict[str, Any]:
         lib = _loader.load("llama_binding_native")
         addr = ctypes.cast(lib.llama_binding_abort_flag_cb, ctypes.c_void_p).value or 0
         _fns["abort_cb"] = ctypes.cast(addr, capi.ggml_abort_callback)
-        for name in ("interrupts", "install_sigint", "decode_token", "sample_decode", "argmax_decode",
-                     "argmax_rows", "sample_rows", "sampled_rows"):
+        for name in ("interrupts", "install_sigint", "decode_token", "sample", "sample_decode",
+                     "argmax_decode", "argmax_rows", "sample_rows", "sampled_rows"):
             fn = getattr(lib, f"llama_binding_{name}")
             fn.restype = ctypes.c_int32
             # no argtypes: ints and ctypes pointers pass as they are, the cheapest call
@@ -84,6 +92,9 @@ def _lib() -> dict[str, Any]:
         repeated = lib.llama_binding_first_repeated_token
         repeated.restype, repeated.argtypes = ctypes.c_int64, [ctypes.c_void_p, ctypes.c_int64]
         _fns["first_repeated_token"] = repeated
+        missing = lib.llama_binding_missing_byte_token
+        missing.restype, missing.argtypes = ctypes.c_int32, [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int32]
+        _fns["missing_byte_token"] = missing
     return _fns
 
 
@@ -103,6 +114,12 @@ def interrupts() -> int:
 def decode_token() -> Any:
     """``llama_binding_decode_token(ctx, batch*, abort*, token, pos, seq_id) -> int``."""
     return _lib()["decode_token"]
+
+
+def sample() -> Any:
+    """``llama_binding_sample(ctx, chain, idx, token*) -> int``: ``llama_sampler_sample``
+    with codes instead of aborts (``NO_LOGITS``, ``NO_TOKEN``, ``NOT_FINITE``, ``NO_MEMORY``)."""
+    return _lib()["sample"]
 
 
 def sample_decode() -> Any:
@@ -142,6 +159,18 @@ def first_repeated_token(gguf_ctx: Any, key_id: int) -> int:
     """The index of the first entry of the string array ``key_id`` of an open
     ``gguf_context`` whose text (as llama.cpp reads it) repeats an earlier one, or -1."""
     return int(_lib()["first_repeated_token"](ctypes.cast(gguf_ctx, ctypes.c_void_p), key_id))
+
+
+#: ``kind`` of :func:`missing_byte_token`
+SPM_BYTES, RWKV_BYTES = 0, 1
+
+
+def missing_byte_token(gguf_ctx: Any, key_id: int, kind: int) -> int:
+    """The first byte value (0..255) that the vocabulary in the string array ``key_id`` of
+    an open ``gguf_context`` has no fallback token for, or -1. ``kind``: ``SPM_BYTES``
+    (a ``<0xXX>`` or one-byte token) or ``RWKV_BYTES`` (a token whose unescaped text is
+    that byte)."""
+    return int(_lib()["missing_byte_token"](ctypes.cast(gguf_ctx, ctypes.c_void_p), key_id, kind))
 
 
 def greedy_group_new() -> Any:

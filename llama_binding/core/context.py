@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import enum
+import numbers
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
@@ -23,11 +24,13 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import _log, capi
-from ..errors import ContextCreateError, SamplerError, StateError, check_decode
+from ..errors import ContextCreateError, StateError, check_decode
 from . import _native
 from ._handle import NativeHandle
+from ._memory import check_kv_fits, model_arch
 from .batch import Batch
 from .model import Model, set_c_field
+from .state import check_payload
 from .threadpool import ThreadPool
 
 if TYPE_CHECKING:
@@ -77,11 +80,53 @@ def physical_cores() -> int:
     return max(1, min(len(cores) or len(allowed), len(allowed)))
 
 
+#: ggml's GGML_MAX_N_THREADS: the most threads a CPU graph can use
+GGML_MAX_N_THREADS = 512
+#: threads per CPU (of those this process may run on) a context gets at most
+MAX_THREADS_PER_CPU = 4
+
+
+def thread_limit() -> int:
+    """The most threads a context uses: :data:`MAX_THREADS_PER_CPU` per CPU that this process
+    may run on, and no more than ggml's :data:`GGML_MAX_N_THREADS`. More only oversubscribes
+    the CPUs, and thousands make thread creation fail, which aborts the process
+    (``libgomp: Thread creation failed``)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(1, min(GGML_MAX_N_THREADS, MAX_THREADS_PER_CPU * cpus))
+
+
+def checked_threads(name: str, value: object, default: int) -> int:
+    """``n_threads``/``n_threads_batch`` as llama.cpp gets it: None, 0 or -1 mean ``default``
+    (the physical cores; llama-cpp-python treats None and 0 so, llama.cpp's tools -1); another
+    negative number or a non-int raises, naming the option; more than :func:`thread_limit`
+    is lowered to it, with a warning."""
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int or None, not {type(value).__name__} ({value!r})")
+    n = int(value)
+    if n in (0, -1):
+        return default
+    if n < 0:
+        raise ValueError(f"{name} must be >= 1, or None, 0 or -1 for the default (the physical cores), "
+                         f"got {n}")
+    limit = thread_limit()
+    if n > limit:
+        _log.logger.warning("%s=%d is more threads than this machine can use; using %d (%d per CPU at most)",
+                            name, n, limit, MAX_THREADS_PER_CPU)
+        return limit
+    return n
+
+
 @dataclass(frozen=True)
 class ContextParams:
     """Options of :class:`Context`. ``None`` keeps llama.cpp's default from
     ``llama_context_default_params()``, read when the context is created; ``n_threads``
-    and ``n_threads_batch`` default to the physical cores instead of llama.cpp's 4."""
+    and ``n_threads_batch`` default to the physical cores instead of llama.cpp's 4 (None,
+    0 or -1), and more than :func:`thread_limit` (4 per CPU) is lowered to it."""
 
     n_ctx: int | None = None
     n_batch: int | None = None
@@ -114,11 +159,11 @@ class ContextParams:
     def to_c(self) -> Any:
         params = capi.llama_context_default_params()
         threads = physical_cores()
-        params.n_threads = threads
-        params.n_threads_batch = threads
+        params.n_threads = checked_threads("n_threads", self.n_threads, threads)
+        params.n_threads_batch = checked_threads("n_threads_batch", self.n_threads_batch, threads)
         for f in fields(self):
             value = getattr(self, f.name)
-            if value is not None:
+            if value is not None and f.name not in ("n_threads", "n_threads_batch"):
                 if isinstance(value, enum.Enum):
                     value = value.value
                 set_c_field(params, f.name, value)
@@ -129,6 +174,9 @@ class ContextParams:
                 raise ValueError(f"{name}={getattr(params, name)} is not a ggml type of this build")
         return params
 
+
+#: the native step's answers when it sampled nothing (native/step.c)
+_SAMPLE_FAILURES = frozenset({_native.NOT_FINITE, _native.NO_TOKEN, _native.NO_LOGITS, _native.NO_MEMORY})
 
 _GGML_TYPES = frozenset(int(v) for n, v in capi.ggml_type.__members__.items() if n != "GGML_TYPE_COUNT")
 
@@ -154,6 +202,7 @@ class Context(NativeHandle[Any]):
         self._sampled_ref = ctypes.byref(self._sampled)
         cparams.abort_callback = _native.abort_callback()
         cparams.abort_callback_data = ctypes.cast(ctypes.pointer(self._abort), ctypes.c_void_p)
+        check_kv_fits(model.ptr, cparams)  # before llama.cpp allocates (and touches) GBs for nothing
         mark = _log.error_mark()
         ptr = capi.llama_init_from_model(model.ptr, cparams)
         if not ptr:
@@ -243,7 +292,10 @@ class Context(NativeHandle[Any]):
         return self._samplers.get(seq_id)
 
     def set_threads(self, n_threads: int, n_threads_batch: int) -> None:
-        capi.llama_set_n_threads(self.ptr, n_threads, n_threads_batch)
+        """Threads of later decodes (checked as :class:`ContextParams`' options are)."""
+        default = physical_cores()
+        capi.llama_set_n_threads(self.ptr, checked_threads("n_threads", n_threads, default),
+                                 checked_threads("n_threads_batch", n_threads_batch, default))
 
     # --- running the model ---------------------------------------------------------------
 
@@ -303,7 +355,8 @@ class Context(NativeHandle[Any]):
         """``out[k]`` = the token that the sampler chain at address ``chains[k]``
         (``SamplerChain.address``) samples from the logits at batch index ``rows[k]`` of the
         last decode, and accepts; on up to ``n_threads`` threads, each chain on one. A chain
-        that selects nothing raises :class:`SamplerError` (the other rows are sampled)."""
+        that selects nothing, or whose logits are all -inf or NaN, raises :class:`SamplerError`
+        (the other rows are sampled; such a row's ``out[k]`` is negative)."""
         self._check_rows(rows, out)
         n = len(rows)
         if len(chains) != n:
@@ -314,8 +367,12 @@ class Context(NativeHandle[Any]):
             raise IndexError("a requested batch index has no logits in the last decode")
         if code == _native.NO_MEMORY:
             raise MemoryError("sample_rows: out of memory")
-        if code == _native.NO_TOKEN:
-            raise SamplerError("a sampler chain selected no token (a grammar that allows none?)")
+        if code == _native.NO_TOKEN:  # out[k] < 0 where nothing was sampled: say why
+            from .sampler import sample_failure
+
+            bad = out[:n]
+            raise sample_failure(_native.TOKEN_NOT_FINITE if (bad == _native.TOKEN_NOT_FINITE).any()
+                                 else _native.NO_TOKEN)
 
     def sampled_rows(self, rows: npt.NDArray[np.int32], out: npt.NDArray[np.int32]) -> None:
         """``out[k]`` = the token that the backend sampler attached to its sequence picked at
@@ -337,6 +394,10 @@ class Context(NativeHandle[Any]):
         if code == _native.NOT_DECODED:
             return token, False
         if code:
+            if code in _SAMPLE_FAILURES:  # nothing sampled (so nothing decoded)
+                from .sampler import sample_failure
+
+                raise sample_failure(code)
             self._after_failure(code, "llama_decode")
         return token, True
 
@@ -454,6 +515,7 @@ class Context(NativeHandle[Any]):
         """Load bytes of :meth:`state_bytes` (of a sequence into ``seq_id``); check where they
         come from first (core/state.py), since llama.cpp only checks shapes."""
         ptr = self.ptr
+        check_payload(data, model_arch(self.model.ptr), sequence=seq_id is not None)
         buf = ctypes.cast(ctypes.c_char_p(bytes(data)), ctypes.POINTER(ctypes.c_uint8))  # no copy of bytes
         mark = _log.error_mark()
         if seq_id is None:

@@ -143,6 +143,35 @@ def _kv_overrides(overrides: Mapping[str, KVValue]) -> Any:
     return arr
 
 
+#: load modes that map the file -> the same without mapping
+_MAPPED_MODES = {int(LoadMode.AUTO): int(LoadMode.NONE), int(LoadMode.MMAP): int(LoadMode.NONE),
+                 int(LoadMode.MMAP_MLOCK): int(LoadMode.MLOCK)}
+
+
+def _vocab_problem(model: Any) -> str | None:
+    """What of the loaded vocabulary the tokenizer would assert on: adding a BOS, EOS or
+    (WordPiece) SEP token that llama.cpp resolved to none, which happens when the file's id
+    and the tokenizer's default id are both outside the vocabulary (a 0- or 1-token
+    vocabulary, a ``tokenizer.ggml.model`` that does not match the tokens)."""
+    vocab = capi.llama_model_get_vocab(model)
+    vtype = int(capi.llama_vocab_type(vocab))
+    n = int(capi.llama_vocab_n_tokens(vocab))
+    if vtype in (capi.LLAMA_VOCAB_TYPE_NONE, capi.LLAMA_VOCAB_TYPE_RWKV, capi.LLAMA_VOCAB_TYPE_PLAMO2,
+                 capi.LLAMA_VOCAB_TYPE_TEST):
+        return None  # no special tokens added (NONE is refused before the load)
+    wpm = vtype == capi.LLAMA_VOCAB_TYPE_WPM
+    needs = [("BOS", "tokenizer.ggml.bos_token_id", wpm or bool(capi.llama_vocab_get_add_bos(vocab)),
+              int(capi.llama_vocab_bos(vocab))),
+             ("EOS", "tokenizer.ggml.eos_token_id", not wpm and bool(capi.llama_vocab_get_add_eos(vocab)),
+              int(capi.llama_vocab_eos(vocab))),
+             ("SEP", "tokenizer.ggml.seperator_token_id", wpm, int(capi.llama_vocab_sep(vocab)))]
+    for name, key, added, token in needs:
+        if added and token < 0:
+            return (f"its tokenizer adds a {name} token, but the vocabulary of {n} tokens has none "
+                    f"({key} is missing or out of range)")
+    return None
+
+
 def _check_path(path: str | os.PathLike[str]) -> Path:
     return check_gguf_path(path, "model")
 
@@ -167,7 +196,13 @@ class Model(NativeHandle[Any]):
         params = params or ModelParams()
         _backend.init_backends()
         cparams, keep = params.to_c()
-        check_header(p, params)
+        facts = check_header(p, params)
+        if facts.unaligned_tensor is not None and cparams.load_mode in _MAPPED_MODES:
+            # ggml asserts that mapped tensor data is 32-byte aligned; read it into (aligned)
+            # buffers instead, which any general.alignment allows
+            _log.logger.info("%s: tensor %r is not 32-byte aligned in the file (general.alignment); "
+                             "loading without mmap", p.name, facts.unaligned_tensor)
+            cparams.load_mode = _MAPPED_MODES[cparams.load_mode]
         cb = None
         cancelled = []
         if progress is not None:
@@ -192,6 +227,11 @@ class Model(NativeHandle[Any]):
                 raise ModelLoadError(f"loading {p} was cancelled by the progress callback")
             detail = _log.errors_since(mark)
             raise ModelLoadError(f"llama.cpp could not load {p}" + (f": {detail}" if detail else ""))
+        problem = _vocab_problem(ptr)
+        if problem:
+            capi.llama_model_free(ptr)
+            raise ModelLoadError(f"cannot use {p}: {problem} (llama.cpp would abort the process on the "
+                                 "first tokenize)")
         super().__init__(ptr, capi.llama_model_free)
         self.path = p
         self.params = params

@@ -20,9 +20,28 @@ from ._handle import NativeHandle
 from .context import Context
 from .vocab import Vocab
 
-__all__ = ["GreedyGroup", "Sampler", "SamplerChain"]
+__all__ = ["GreedyGroup", "Sampler", "SamplerChain", "sample_failure"]
 
 DEFAULT_SEED = 0xFFFFFFFF  # LLAMA_DEFAULT_SEED: a random seed
+
+#: why nothing could be sampled when every candidate's logit was -inf or NaN (native/step.c)
+NOTHING_TO_SAMPLE = ("nothing can be sampled: every token's logit is -inf or NaN after logit_bias, "
+                     "the logits processors and the grammar (or the model's logits hold NaN/+inf)")
+#: why nothing could be sampled when the chain selected no token
+NO_TOKEN_SELECTED = "the sampler chain selected no token (a grammar that allows none?)"
+
+
+def sample_failure(code: int) -> Exception:
+    """The exception for a native sampling answer that is no token: a code of
+    ``native/step.c`` (``NOT_FINITE``, ``NO_TOKEN``, ``NO_LOGITS``, ``NO_MEMORY``) or a
+    negative token that a rows function wrote (``TOKEN_NOT_FINITE``, ``LLAMA_TOKEN_NULL``)."""
+    if code in (_native.NOT_FINITE, _native.TOKEN_NOT_FINITE):
+        return SamplerError(NOTHING_TO_SAMPLE)
+    if code == _native.NO_LOGITS:
+        return IndexError("no logits for that output of the last decode")
+    if code == _native.NO_MEMORY:
+        return MemoryError("sampling: out of memory")
+    return SamplerError(NO_TOKEN_SELECTED)
 
 
 def _made(ptr: Any, what: str, mark: int | None = None) -> Sampler:
@@ -37,6 +56,15 @@ def _cstrings(items: Sequence[str]) -> Any:
     for i, s in enumerate(items):
         arr[i] = s.encode()
     return arr
+
+
+_fn: list[Any] = []
+
+
+def _sample_fn() -> Any:
+    if not _fn:
+        _fn.append(_native.sample())
+    return _fn[0]
 
 
 class Sampler(NativeHandle[Any]):
@@ -197,6 +225,8 @@ class SamplerChain(NativeHandle[Any]):
         super().__init__(ptr, capi.llama_sampler_free)
         self._ctx: weakref.ref[Context] | None = None  # the context it is attached to
         self._seq_id = -1
+        self._picked = ctypes.c_int32(0)  # the token of sample(): the C call releases the GIL
+        self._picked_ref = ctypes.byref(self._picked)
         for s in samplers:
             self.add(s)
 
@@ -241,8 +271,14 @@ class SamplerChain(NativeHandle[Any]):
         return out
 
     def sample(self, ctx: Context, i: int = -1) -> int:
-        """Sample from output ``i`` of the last decode and accept the token."""
-        return int(capi.llama_sampler_sample(self.ptr, ctx.ptr, i))
+        """Sample from output ``i`` of the last decode and accept the token; raises
+        :class:`SamplerError` when nothing can be sampled (every logit -inf or NaN, or the
+        chain selected nothing) and IndexError when output ``i`` has no logits, where
+        ``llama_sampler_sample`` would abort or answer an arbitrary token."""
+        code = _sample_fn()(ctx.ptr, self.ptr, i, self._picked_ref)
+        if code:
+            raise sample_failure(code)
+        return self._picked.value
 
     def accept(self, token: int) -> None:
         capi.llama_sampler_accept(self.ptr, token)

@@ -26,7 +26,7 @@ from typing import Any
 
 from ..errors import StateError
 
-__all__ = ["LlamaState", "file_fingerprint"]
+__all__ = ["LlamaState", "check_payload", "file_fingerprint"]
 
 MAGIC = b"LBSTATE\0"
 VERSION = 1
@@ -35,6 +35,9 @@ _LEN = struct.Struct("<Q")
 _DIGEST = 32
 _SAMPLE = 1 << 16  # bytes per sampled window of a model file
 _WINDOWS = 16
+_U32 = struct.Struct("<I")
+#: llama.cpp's magic at the start of a sequence state (llama-context.cpp ``io_magic``)
+SEQ_MAGIC = 0xAF143CD8
 
 
 def file_fingerprint(path: str | os.PathLike[str], extra: Sequence[object] = ()) -> str:
@@ -115,6 +118,22 @@ class LlamaState:
         except (ValueError, KeyError, TypeError, struct.error) as exc:
             raise StateError(f"the saved state's header is malformed: {exc}") from None
 
+    def __post_init__(self) -> None:
+        if self.scope not in ("context", "sequence"):
+            raise StateError(f"a state's scope is 'context' or 'sequence', not {self.scope!r}")
+
+    def check_tokens(self, n_ctx: int, n_vocab: int) -> None:
+        """Raise StateError unless the recorded tokens fit a context of ``n_ctx`` tokens
+        (per sequence) and a vocabulary of ``n_vocab``: a forged header must not make the
+        Llama believe that its memory holds what it cannot."""
+        if len(self.tokens) > n_ctx:
+            raise StateError(f"the state records {len(self.tokens)} tokens, more than the context "
+                             f"holds ({n_ctx}): damaged or forged")
+        bad = [t for t in self.tokens if not 0 <= t < n_vocab]
+        if bad:
+            raise StateError(f"the state records token ids outside the vocabulary ({bad[:5]}): "
+                             "damaged or forged")
+
     def check_fits(self, model: str, context: Mapping[str, Any],
                    adapters: tuple[tuple[str, float], ...]) -> None:
         """Raise StateError unless this state was saved with this model, these context
@@ -143,3 +162,23 @@ class LlamaState:
         except OSError as exc:
             raise StateError(f"cannot read the state file {os.fspath(path)!r}: {exc}") from None
         return cls.from_bytes(data)
+
+
+def check_payload(payload: bytes, arch: str, sequence: bool) -> None:
+    """Refuse llama.cpp state bytes whose leading fields do not belong to a model of
+    architecture ``arch`` before llama.cpp parses them.
+
+    llama.cpp checks each size it reads against the context before it allocates, with one
+    exception: a whole-context state starts with the architecture's name, and its u32
+    length is allocated as read (random bytes there made it take up to 4 GiB before
+    failing). A sequence state starts with a magic number instead.
+    """
+    if sequence:
+        if len(payload) < 8 or _U32.unpack_from(payload, 0)[0] != SEQ_MAGIC:
+            raise StateError("the state's payload is not llama.cpp's state of a sequence (wrong magic)")
+        return
+    name = arch.encode()
+    if len(payload) < _U32.size or _U32.unpack_from(payload, 0)[0] != len(name) \
+            or payload[_U32.size : _U32.size + len(name)] != name:
+        raise StateError(f"the state's payload is not llama.cpp's state of a {arch!r} model "
+                         "(its architecture field differs: damaged or forged)")

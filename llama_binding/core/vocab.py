@@ -8,27 +8,28 @@ once the model is closed.
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Sequence
+import numbers
+from collections.abc import Iterable
 from typing import Any
 
 from .. import capi
 from ..errors import TokenizeError
 from .model import Model
 
-__all__ = ["Vocab"]
+__all__ = ["Vocab", "text_bytes"]
 
 _INT32_MIN = -(2**31)
+_PIECE_BUF = 256  # bytes; a longer piece is asked for again with its size
 
 
 class Vocab:
     """Tokenizer of ``model`` (thread-safe, like llama.cpp's tokenizer API)."""
 
-    __slots__ = ("_eog", "_model", "_piece_buf", "_piece_cache", "_vptr")
+    __slots__ = ("_eog", "_model", "_piece_cache", "_vptr")
 
     def __init__(self, model: Model) -> None:
         self._model = model
         self._vptr = capi.llama_model_get_vocab(model.ptr)  # lives as long as the model
-        self._piece_buf = ctypes.create_string_buffer(256)
         self._piece_cache: dict[tuple[int, bool], bytes] = {}
         self._eog: dict[int, bool] = {}
 
@@ -120,12 +121,23 @@ class Vocab:
 
     # --- text <-> tokens ---------------------------------------------------------------------
 
-    def tokenize(self, text: bytes | str, add_special: bool = True, parse_special: bool = False) -> list[int]:
-        """Tokens of ``text``; ``add_special`` adds BOS/EOS as the model asks."""
+    def tokenize(self, text: bytes | str, add_special: bool = True, parse_special: bool = False,
+                 what: str = "text") -> list[int]:
+        """Tokens of ``text``; ``add_special`` adds BOS/EOS as the model asks. ``what`` names
+        the argument in error messages (``"prompt"``, ...).
+
+        A ``str`` is encoded as UTF-8 (lone surrogates as :func:`text_bytes` says). Bytes
+        that are not valid UTF-8 survive a round trip through :meth:`detokenize` only with
+        a vocabulary that has byte tokens for them: an SPM vocabulary with byte fallback
+        (``<0xFF>``, llama and mistral models) keeps them; a byte-level BPE vocabulary
+        (GPT-2, SmolLM2, Llama 3, Qwen) does not: llama.cpp's BPE pre-tokenizer first
+        decodes the text, turning each invalid sequence into U+FFFD, so ``b"\xff\xfe"``
+        comes back as ``"\ufffd\ufffd"`` encoded (``b"\xef\xbf\xbd\xef\xbf\xbd"``).
+        """
         if isinstance(text, str):
-            text = text.encode("utf-8")
+            text = text_bytes(text, what)
         if not isinstance(text, (bytes, bytearray)):
-            raise TypeError(f"text must be bytes or str, not {type(text).__name__}")
+            raise TypeError(f"{what} must be bytes or str, not {type(text).__name__}")
         if len(text) >= 2**31 - 1:
             raise TokenizeError("text is too long to tokenize (2 GiB or more)")
         vocab = self.ptr
@@ -149,7 +161,9 @@ class Vocab:
             if cached is not None:
                 return cached
         self._check(token)
-        buf = self._piece_buf
+        # a buffer per call: llama_token_to_piece releases the GIL, so a shared buffer would
+        # hand one thread's bytes to another (and the cache would keep them for ever)
+        buf = ctypes.create_string_buffer(_PIECE_BUF)
         n = capi.llama_token_to_piece(self.ptr, token, buf, len(buf), lstrip, special)
         if n < 0:
             buf = ctypes.create_string_buffer(-n)
@@ -159,17 +173,17 @@ class Vocab:
             self._piece_cache[(token, special)] = piece
         return piece
 
-    def detokenize(self, tokens: Sequence[int], special: bool = False,
-                   remove_special: bool = False) -> bytes:
-        """The bytes of ``tokens`` as llama.cpp joins them (``llama_detokenize``)."""
-        n_tokens = len(tokens)
+    def detokenize(self, tokens: Iterable[int], special: bool = False,
+                   remove_special: bool = False, what: str = "tokens") -> bytes:
+        """The bytes of ``tokens`` as llama.cpp joins them (``llama_detokenize``): raw bytes,
+        not necessarily valid UTF-8 (a token may hold part of a character). Bytes that
+        :meth:`tokenize` turned into U+FFFD (invalid UTF-8 with a byte-level BPE
+        vocabulary) come back as U+FFFD's UTF-8 encoding, not as the original bytes."""
+        toks = self.check_tokens(tokens, what)
+        n_tokens = len(toks)
         if n_tokens == 0:
             return b""
-        n_vocab = self.n_tokens
-        for t in tokens:
-            if not 0 <= t < n_vocab:
-                raise ValueError(f"token id {t} is outside the vocabulary (0..{n_vocab - 1})")
-        arr = (capi.llama_token * n_tokens)(*tokens)
+        arr = (capi.llama_token * n_tokens)(*toks)
         cap = max(16, n_tokens * 8)
         buf = ctypes.create_string_buffer(cap)
         n = capi.llama_detokenize(self.ptr, arr, n_tokens, buf, cap, remove_special, special)
@@ -179,6 +193,51 @@ class Vocab:
             n = capi.llama_detokenize(self.ptr, arr, n_tokens, buf, cap, remove_special, special)
         return buf.raw[:n]
 
+    def check_tokens(self, tokens: Iterable[int], what: str = "tokens") -> list[int]:
+        """``tokens`` as a list of ints, each a token id of this vocabulary (numpy integers
+        are fine); anything else raises TypeError or ValueError naming ``what`` and the
+        position of the offending item."""
+        if isinstance(tokens, (str, bytes, bytearray)):
+            raise TypeError(f"{what} must be a list of token ids, not {type(tokens).__name__} (text)")
+        try:
+            items = list(tokens)
+        except TypeError:
+            raise TypeError(f"{what} must be a list of token ids, not {type(tokens).__name__}") from None
+        n_vocab = self.n_tokens
+        out: list[int] = []
+        for i, t in enumerate(items):
+            if type(t) is not int:
+                if isinstance(t, bool) or not isinstance(t, numbers.Integral):
+                    raise TypeError(f"{what}[{i}] must be a token id (an int), "
+                                    f"not {type(t).__name__} ({t!r})")
+                t = int(t)
+            if not 0 <= t < n_vocab:
+                raise ValueError(f"{what}[{i}] = {t} is not a token id of this vocabulary (0..{n_vocab - 1})")
+            out.append(t)
+        return out
+
     def _check(self, token: int) -> None:
         if not 0 <= token < self.n_tokens:
             raise ValueError(f"token id {token} is outside the vocabulary (0..{self.n_tokens - 1})")
+
+
+def text_bytes(text: str, what: str = "text") -> bytes:
+    """``text`` as UTF-8, with what a ``str`` can hold that UTF-8 cannot: a surrogate pair
+    written as two code points (``"\ud83d\ude00"``, as UTF-16 sources give) becomes the
+    character it stands for, and a lone ``\udc80``-``\udcff`` becomes the raw byte it
+    escapes (Python's ``surrogateescape``, as ``os.fsdecode`` and
+    ``bytes.decode("utf-8", "surrogateescape")`` make them). Any other lone surrogate is no
+    text at all: :class:`~llama_binding.errors.TokenizeError` (a ValueError) names ``what``
+    and the position."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        pass
+    joined = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
+    try:
+        return joined.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError as exc:
+        bad = joined[exc.start]
+        raise TokenizeError(
+            f"{what} holds a lone surrogate {bad!r} at position {text.find(bad)}: that is no Unicode text "
+            "(a broken UTF-16 pair?); fix the string, or pass bytes") from None

@@ -38,7 +38,7 @@ import numpy as np
 
 from ..core.batch import Batch
 from ..core.context import Context
-from ..core.sampler import GreedyGroup, SamplerChain
+from ..core.sampler import GreedyGroup, SamplerChain, sample_failure
 from ..core.vocab import Vocab
 from ..errors import ContextOverflowError, QueueFullError, SamplerError
 from .steps import common_prefix
@@ -276,7 +276,7 @@ class BatchEngine:
             r._row = -1
             tok = r._pending
             if tok < 0:
-                r.error = SamplerError("the sampler chain selected no token")
+                r.error = sample_failure(tok)  # selected nothing, or every logit -inf/NaN
                 self._finish(r, "cancelled")
                 continue
             r.output.append(tok)

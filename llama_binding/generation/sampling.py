@@ -10,13 +10,15 @@ top-p, min-p, XTC, temperature, then the final pick (greedy, mirostat or a seede
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from ..core.context import Context
 from ..core.sampler import DEFAULT_SEED, Sampler, SamplerChain
 from ..core.vocab import Vocab
+from ..errors import SamplerError
 from ..grammar import checked
 
 __all__ = ["BACKEND_STEPS", "ChainSlot", "SamplerStep", "SamplingParams", "build_chain", "is_plain_greedy",
@@ -64,26 +66,100 @@ class SamplingParams:
     grammar_trigger_tokens: Sequence[int] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
-        for name in ("temperature", "top_p", "min_p", "typical_p", "repeat_penalty",
-                     "frequency_penalty", "presence_penalty", "mirostat_tau", "mirostat_eta"):
+        for name in _FLOAT_OPTIONS:
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(value):
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
-        for name in ("top_k", "penalty_last_n", "mirostat_mode", "dry_allowed_length",
-                     "dry_penalty_last_n", "min_keep"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"{name} must be an int, got {value!r}")
+            object.__setattr__(self, name, float(value))
+        for name in _INT_OPTIONS:
+            object.__setattr__(self, name, _int_option(name, getattr(self, name)))
+        if self.seed is not None:
+            object.__setattr__(self, "seed", _int_option("seed", self.seed, " or None"))
         if self.mirostat_mode not in (0, 1, 2):
             raise ValueError(f"mirostat_mode must be 0, 1 or 2, got {self.mirostat_mode!r}")
         if self.repeat_penalty <= 0:
             raise ValueError("repeat_penalty must be > 0 (1.0 disables it)")
         if self.min_keep < 1:
             raise ValueError("min_keep must be >= 1")
+        if self.logit_bias is not None:
+            object.__setattr__(self, "logit_bias", _logit_bias(self.logit_bias))
+        if self.grammar is not None and not isinstance(self.grammar, str):
+            raise TypeError(f"grammar must be a GBNF string or None, not {type(self.grammar).__name__}")
+        if not isinstance(self.grammar_root, str):
+            raise TypeError(f"grammar_root must be a str, not {type(self.grammar_root).__name__}")
+        for name in ("dry_sequence_breakers", "grammar_trigger_patterns"):
+            object.__setattr__(self, name, _strings(name, getattr(self, name)))
+        object.__setattr__(self, "grammar_trigger_tokens", tuple(
+            _int_option(f"grammar_trigger_tokens[{i}]", t)
+            for i, t in enumerate(_sequence("grammar_trigger_tokens", self.grammar_trigger_tokens))))
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> SamplingParams:
+        """Sampling options given by keyword (``create_completion``'s): an unknown name raises
+        TypeError naming it; a bad value raises as the constructor does, naming the option."""
+        unknown = sorted(set(options) - _OPTION_NAMES)
+        if unknown:
+            raise TypeError(f"unknown sampling option{'s' if len(unknown) > 1 else ''}: "
+                            f"{', '.join(map(repr, unknown))}")
+        return cls(**options)
 
     @property
     def is_greedy(self) -> bool:
         return self.temperature <= 0 and self.mirostat_mode == 0
+
+
+_FLOAT_OPTIONS = ("temperature", "top_p", "min_p", "typical_p", "repeat_penalty", "frequency_penalty",
+                  "presence_penalty", "mirostat_tau", "mirostat_eta", "xtc_probability", "xtc_threshold",
+                  "top_n_sigma", "dynatemp_range", "dynatemp_exponent", "dry_multiplier", "dry_base")
+_INT_OPTIONS = ("top_k", "penalty_last_n", "mirostat_mode", "dry_allowed_length", "dry_penalty_last_n",
+                "min_keep")
+
+
+def _int_option(name: str, value: object, alternative: str = "") -> int:
+    """``value`` as an int (numpy integers too); a float, a str or a bool is refused by name."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int{alternative}, not {type(value).__name__} ({value!r})")
+    return int(value)
+
+
+def _sequence(name: str, value: object) -> Sequence[object]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise TypeError(f"{name} must be a list, not {type(value).__name__}")
+    return value
+
+
+def _strings(name: str, value: object) -> tuple[str, ...]:
+    items = _sequence(name, value)
+    for i, item in enumerate(items):
+        if not isinstance(item, str):
+            raise TypeError(f"{name}[{i}] must be a str, not {type(item).__name__} ({item!r})")
+    return tuple(items)  # type: ignore[arg-type]
+
+
+def _logit_bias(bias: object) -> dict[int, float]:
+    """``logit_bias`` with int keys (OpenAI's JSON gives them as strings: "15" is token 15)
+    and float values; -inf bans a token, NaN and +inf mean nothing and are refused."""
+    if not isinstance(bias, Mapping):
+        raise TypeError(f"logit_bias must be a mapping of token id to bias, not {type(bias).__name__}")
+    out: dict[int, float] = {}
+    for key, value in bias.items():
+        if isinstance(key, str) and key.strip().lstrip("-").isdigit():
+            tok = int(key)
+        elif isinstance(key, numbers.Integral) and not isinstance(key, bool):
+            tok = int(key)
+        else:
+            raise TypeError(f"logit_bias keys must be token ids (ints, or digit strings), got {key!r}")
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"logit_bias[{key!r}] must be a number, not {type(value).__name__} ({value!r})")
+        b = float(value)
+        if math.isnan(b) or b == math.inf:
+            raise ValueError(f"logit_bias[{key!r}] is {b}: a bias must be a finite number, or -inf to ban "
+                             "the token")
+        out[tok] = b
+    return out
+
+
+_OPTION_NAMES = frozenset(f.name for f in fields(SamplingParams))
 
 
 @dataclass(frozen=True)
@@ -111,6 +187,10 @@ def plan(p: SamplingParams, n_vocab: int, n_ctx: int = 0) -> list[SamplerStep]:
     seed = DEFAULT_SEED if p.seed is None else p.seed & 0xFFFFFFFF
     steps: list[SamplerStep] = []
     if p.logit_bias:
+        banned = sum(1 for t, b in p.logit_bias.items() if b == -math.inf and 0 <= t < n_vocab)
+        if banned >= n_vocab:  # caught before sampling; on a GPU the backend would pick token 0
+            raise SamplerError(f"logit_bias bans every token of the vocabulary (-inf for all {n_vocab}): "
+                               "nothing can be sampled")
         steps.append(SamplerStep("logit_bias", (n_vocab, dict(p.logit_bias))))
     if p.grammar is not None:
         if p.grammar_trigger_patterns or p.grammar_trigger_tokens:

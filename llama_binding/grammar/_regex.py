@@ -17,8 +17,8 @@ from ..errors import SamplerError
 from ._gbnf_text import MAX_REPEAT
 
 __all__ = [
-    "JSON_ESCAPES", "JSON_SPECIAL", "Alt", "Chars", "Node", "Ranges", "RegexParser", "Rep", "char_class",
-    "complement", "contains", "normalize", "subtract",
+    "JSON_ESCAPES", "JSON_SPECIAL", "NOT_CHARACTERS", "Alt", "Chars", "Node", "Ranges", "RegexParser", "Rep",
+    "char_class", "complement", "contains", "normalize", "subtract",
 ]
 
 _MAX_CODEPOINT = 0x10FFFF
@@ -70,13 +70,19 @@ def _class_char(cp: int) -> str:
     return f"\\u{cp:04X}" if cp < 0x10000 else f"\\U{cp:08X}"
 
 
+#: what a negated class must also keep out: llama.cpp's grammar decodes UTF-8 without checking
+#: it, so invalid bytes become surrogates or values beyond U+10FFFF (one "character" to the
+#: grammar, up to four U+FFFD to a strict decoder: lengths would be off)
+NOT_CHARACTERS = r"\uD800-\uDFFF\U00110000-\U7FFFFFFF"
+
+
 def char_class(ranges: Ranges) -> str:
     """A GBNF character class for ``ranges``, negated where that is shorter."""
     inverse = complement(ranges)
     negate = len(inverse) < len(ranges)
     body = "".join(_class_char(lo) if lo == hi else f"{_class_char(lo)}-{_class_char(hi)}"
                    for lo, hi in (inverse if negate else ranges))
-    return f"[{'^' if negate else ''}{body}]"
+    return f"[^{body}{NOT_CHARACTERS}]" if negate else f"[{body}]"
 
 
 # characters that JSON writes escaped inside a string; others below 0x20 are dropped

@@ -17,7 +17,11 @@ A grammar is checked twice:
    ``std::bad_alloc`` aborts the process), leftmost rule chains that its left-recursion
    check would recurse too deep into or walk in exponential time, grammars so ambiguous
    that the first expansion needs too many parse stacks, and repetitions that expand to
-   millions of grammar elements;
+   millions of grammar elements. It also refuses what llama.cpp accepts but can never match
+   (a generation would find no allowed token; llama.cpp throws across the C API when such a
+   grammar is made to accept one): reversed ranges (``[z-a]``), code points beyond U+10FFFF
+   in literals and positive classes, NUL in literals and positive classes, and token ids
+   beyond int32. CR, LF and CRLF line endings are all accepted;
 2. by llama.cpp itself: ``llama_sampler_init_grammar`` with a NULL vocab parses the grammar,
    checks the start rule and left recursion, builds the first parse stacks, and is freed at
    once. A NULL vocab is safe there: the parser only reads it for token references written
@@ -40,7 +44,7 @@ from typing import Any
 from .. import _log, capi
 from ..errors import SamplerError
 
-__all__ = ["DEFAULT_ROOT", "JSON_GBNF", "LlamaGrammar", "checked"]
+__all__ = ["DEFAULT_ROOT", "JSON_GBNF", "JSON_OBJECT_GBNF", "LlamaGrammar", "checked"]
 
 DEFAULT_ROOT = "root"
 
@@ -57,7 +61,7 @@ member   ::= string ws ":" ws value ws
 array    ::= "[" ws ( value ws ( "," ws value ws )* )? "]"
 
 string   ::= "\"" ( plain | escape )* "\""
-plain    ::= [^"\\\x00-\x1F\x7F]
+plain    ::= [^"\\\x00-\x1F\x7F\uD800-\uDFFF\U00110000-\U7FFFFFFF]
 escape   ::= "\\" ( ["\\/bfnrt] | "u" [0-9a-fA-F]{4} )
 
 number   ::= "-"? integer fraction? exponent?
@@ -67,6 +71,11 @@ exponent ::= [eE] [-+]? [0-9]{1,3}
 
 ws       ::= ( " " | "\n" [ \t]{0,20} )?
 """
+
+#: A grammar for one JSON object (``{...}``), what ``response_format`` ``{"type": "json_object"}``
+#: promises: :data:`JSON_GBNF` with the object as its root.
+JSON_OBJECT_GBNF = JSON_GBNF.replace("# one JSON value\nroot     ::= value\n",
+                                     "# one JSON object\nroot     ::= object\n", 1)
 
 # --- limits that keep llama.cpp's parser away from crashes and hangs ---------------------
 # llama.cpp's parser recurses once per nested group (about 450 bytes of stack a level) and
@@ -96,6 +105,9 @@ _DIGITS = frozenset(b"0123456789")
 _SIMPLE_ESCAPES = frozenset(b'trn\\"[]-')
 _UTF8_LEN = (1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4)
 _TOKEN_PLACEHOLDER = b"<[0]>"
+_MAX_CODE_POINT = 0x10FFFF
+_MAX_TOKEN_ID = 0x7FFFFFFF  # llama_token is int32
+_ESCAPED = {ord(k): ord(v) for k, v in zip('trn\\"[]-', '\t\r\n\\"[]-')}
 
 
 class _GbnfError(Exception):
@@ -126,6 +138,7 @@ class _Checker:
         self.token_spans: list[tuple[int, int]] = []  # <name> token references
         self.expanded = 0
         self.depth = 0
+        self.value = 0  # the code point of the last character read by char()
 
     # --- symbols -------------------------------------------------------------------------
 
@@ -180,9 +193,11 @@ class _Checker:
             end += 1
         if end != pos + size:
             raise _GbnfError(f"expecting {size} hex chars", pos)
+        self.value = int(self.data[pos:end], 16)
         return end
 
     def char(self, pos: int) -> int:
+        """The end of the character at ``pos``; its code point is left in ``self.value``."""
         s = self.s
         if s[pos] == _BS:
             c = s[pos + 1]
@@ -193,6 +208,7 @@ class _Checker:
             if c == 0x55:  # U
                 return self.hex(pos + 2, 8)
             if c in _SIMPLE_ESCAPES:
+                self.value = _ESCAPED[c]
                 return pos + 2
             raise _GbnfError("unknown escape", pos)
         if s[pos]:
@@ -200,8 +216,17 @@ class _Checker:
             stop = pos + _UTF8_LEN[s[pos] >> 4]
             while end < stop and s[end]:
                 end += 1
+            self.value = ord(self.data[pos:end].decode("utf-8", "replace")[:1] or "\ufffd")
             return end
         raise _GbnfError("unexpected end of input", pos)
+
+    def beyond(self, pos: int, end: int, where: str) -> _GbnfError:
+        return _GbnfError(f"{self.data[pos:end].decode('utf-8', 'replace')} {where} is beyond U+10FFFF, the "
+                          "last Unicode code point, so no text can match it", pos)
+
+    def nul(self, pos: int, where: str) -> _GbnfError:
+        return _GbnfError(f"a NUL character (\\x00) {where} can never be matched "
+                          "(llama.cpp reads NUL as the end of the text)", pos)
 
     def token(self, pos: int) -> int:
         s = self.s
@@ -214,6 +239,9 @@ class _Checker:
             end = self.integer(pos)
             if int(self.data[pos:end]) > 0xFFFFFFFF:
                 raise _GbnfError("parsed token id is too big", pos)
+            if int(self.data[pos:end]) > _MAX_TOKEN_ID:
+                raise _GbnfError(f"token id {int(self.data[pos:end])} is out of range: token ids are "
+                                 f"below {_MAX_TOKEN_ID + 1} (int32)", pos)
             if s[end] != _RB:
                 raise _GbnfError("expecting ']'", end)
             if s[end + 1] != _GT:
@@ -279,24 +307,42 @@ class _Checker:
                         continue
                     if not s[pos]:
                         raise _GbnfError("unexpected end of input", pos)
+                    at = pos
                     pos = self.char(pos)
+                    if self.value == 0:
+                        raise self.nul(at, "in a string literal")
+                    if self.value > _MAX_CODE_POINT:
+                        raise self.beyond(at, pos, "in a string literal")
                     rule.append(_CHAR)
                 pos = self.space(pos + 1, nested)
             elif c == _LB:  # a character class
                 pos += 1
-                if s[pos] == 0x5E:  # ^
+                negated = s[pos] == 0x5E  # ^
+                if negated:
                     pos += 1
                 last, n_prev = len(rule), 1
                 while s[pos] != _RB:
                     if not s[pos]:
                         raise _GbnfError("unexpected end of input", pos)
+                    at = pos
                     pos = self.char(pos)
+                    lo = self.value
                     rule.append(_CHAR)
                     if s[pos] == 0x2D and s[pos + 1] != _RB:  # a range a-z
                         if not s[pos + 1]:
                             raise _GbnfError("unexpected end of input", pos + 1)
                         pos = self.char(pos + 1)
                         rule.append(_CHAR)
+                        if self.value < lo:
+                            text = self.data[at:pos].decode("utf-8", "replace")
+                            raise _GbnfError(f"reversed character range {text} (U+{lo:04X} to "
+                                             f"U+{self.value:04X}): its end comes before its start, so it "
+                                             "matches nothing", at)
+                    elif lo == 0 and not negated:
+                        raise self.nul(at, "in a character class")
+                    # beyond U+10FFFF is fine in [^...]: it keeps out what invalid UTF-8 decodes to
+                    if lo > _MAX_CODE_POINT and not negated:
+                        raise self.beyond(at, pos, "in a character class")
                 pos = self.space(pos + 1, nested)
             elif c in (_LT, 0x21):  # a token, or ! and a token: any other token
                 if c == 0x21:

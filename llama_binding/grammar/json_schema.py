@@ -56,6 +56,7 @@ from ._int_ranges import MAX_DIGITS, MAX_INT, integer_range
 from ._regex import (
     JSON_ESCAPES,
     JSON_SPECIAL,
+    NOT_CHARACTERS,
     Alt,
     Chars,
     Node,
@@ -97,6 +98,12 @@ _BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
 
 # llama.cpp's parser recurses once per nested group; keep generated nesting shallow
 _MAX_NESTING = 30
+# Objects with more members than this get the linear form of :meth:`_Converter.members_linear`
+# (the nested form writes the members after each optional one again: quadratic in size).
+_LINEAR_MEMBERS = 8
+# ... and no more than this many: each member adds a link to a chain of rules that llama.cpp's
+# left-recursion check and stack expansion walk recursively (gbnf.MAX_LEFT_DEPTH is 2048).
+MAX_PROPERTIES = 1500
 _MAX_MERGE_DEPTH = 32
 
 # --- primitive rules: name -> body, where {name} refers to another primitive ---------------
@@ -107,7 +114,7 @@ _PRIMITIVES: dict[str, str] = {
     # would break minLength; every other escape is one character
     "escape": (r'"\\" ( ["\\/bfnrt] | "u" ( [0-9a-cA-Ce-fE-F] ' + _HEX + "{3} | [dD] [0-7] "
                + _HEX + "{2} ) )"),
-    "char": r'[^"\\\x00-\x1F\x7F] | {escape}',
+    "char": r'[^"\\\x00-\x1F\x7F' + NOT_CHARACTERS + '] | {escape}',
     "string": r'"\"" {char}* "\""',
     "integer": r'"-"? ( "0" | [1-9] [0-9]{0,15} )',
     "number": r'"-"? ( "0" | [1-9] [0-9]{0,15} ) ( "." [0-9]{1,16} )? ( [eE] [-+]? [0-9]{1,3} )?',
@@ -447,6 +454,9 @@ class _Converter:
                                            "properties, and additionalProperties is false")
                     value = self.visit(extra, _pointer(ptr, "additionalProperties"), _child(hint, name))
                     members.append((self.member(name, value, _child(hint, name)), True))
+            if len(members) > MAX_PROPERTIES:
+                raise SamplerError(f"{_pointer(ptr, 'properties')}: {len(members)} properties; more than "
+                                   f"{MAX_PROPERTIES} in one object are not supported")
             other = None
             if extra is not False:
                 value = self.named(_child(hint, "additional"),
@@ -469,6 +479,8 @@ class _Converter:
             if other is None:
                 return ""
             return "( " + seq(other, self.more_members([], other)) + " )?"
+        if depth == 0 and len(members) > _LINEAR_MEMBERS:
+            return self.members_linear(hint, members, other)
         (first, required), rest = members[0], members[1:]
         written = seq(first, self.more_members(rest, other))
         if required:
@@ -478,6 +490,33 @@ class _Converter:
         if depth and depth % _MAX_NESTING == 0:
             return self.named(f"{hint}-rest", expr)
         return expr
+
+    def members_linear(self, hint: str, members: list[tuple[str, bool]], other: str | None) -> str:
+        """What :meth:`members` matches (members in order, optional ones skippable, commas
+        between), in size linear in the number of members: one rule ``after-i`` per position
+        for the members from ``i`` on once one was written, and one rule ``from-i`` for them
+        when none was written yet."""
+        comma = f'"," {self.prim("ws")}'
+        n = len(members)
+        first_required = next((i for i, (_, required) in enumerate(members) if required), n)
+        after = f"( {comma} {other} )*" if other is not None else ""  # after-n
+        afters = [""] * (n + 1)
+        afters[n] = self.named(_child(hint, f"after-{n}"), after) if after else ""
+        for i in range(n - 1, 0, -1):  # after-0 would follow no member: never used
+            kv, required = members[i]
+            item = f"{comma} {kv}" if required else f"( {comma} {kv} )?"
+            afters[i] = self.named(_child(hint, f"after-{i}"), seq(item, afters[i + 1]))
+        # from-n: no declared member left and none written: maybe the additional ones
+        start = "" if other is None else "( " + seq(other, afters[n]) + " )?"
+        if first_required < n:
+            kv, _ = members[first_required]
+            start = seq(kv, afters[first_required + 1])
+        for i in range(min(first_required, n) - 1, -1, -1):
+            kv, _ = members[i]
+            written = seq(kv, afters[i + 1])
+            body = f"{written} | {start}" if start else f"( {written} )?"
+            start = self.named(_child(hint, f"from-{i}"), body)
+        return start
 
     def more_members(self, members: list[tuple[str, bool]], other: str | None) -> str:
         """The members after one was written: each behind a comma, optional ones skippable."""
