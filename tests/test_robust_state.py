@@ -25,7 +25,9 @@ from llama_binding.core._memory import CELL_BYTES, estimate_kv
 from llama_binding.errors import StateError
 
 MAX_RSS_MB = 500
-RSS = "import resource\nreport('rss', lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n"
+# VmHWM: the peak RSS of this process image (ru_maxrss would carry the forking pytest's peak over exec)
+RSS = ("report('rss', lambda: next(int(line.split()[1]) // 1024 for line in open('/proc/self/status')\n"
+       "                             if line.startswith('VmHWM:')))\n")
 
 
 def _rss_mb(child: Child) -> int:
