@@ -806,11 +806,26 @@ class Llama:
         closed at once (its cleanup runs under the guard) and raises
         :class:`~llama_binding.errors.StreamInterruptedError` when read."""
         if not resumable:
-            return self._guard.stepped(inner, Session(getattr(inner, "close", None), nests=nests), None)
+            close = getattr(inner, "close", None)
+
+            def abandoned() -> None:  # its cleanup, then a clean slate whatever that cleanup left
+                try:
+                    if close is not None:
+                        close()
+                finally:
+                    self._forget_everything()
+
+            return self._guard.stepped(inner, Session(abandoned, nests=nests), None)
         held: list[int] = []
 
         def interrupted() -> None:
             held[:] = self._state.tokens
+            own = chain[0] if chain else None
+            if own is not None and own.attached:
+                # detached now, so that the call that interrupts does not reuse (and reset) the
+                # stream's chain; the stream then samples on the host when it resumes, its
+                # chain's state (seeded RNG, penalties) going on where it was
+                self._slot.detach()
 
         def resume() -> None:
             own = chain[0] if chain else None
@@ -820,6 +835,18 @@ class Llama:
                 prefill(self._context, self._batch, held, self._state)
 
         return self._guard.stepped(inner, Session(interrupted), resume)
+
+    def _forget_everything(self) -> None:
+        """Empty the context: every sequence's KV memory and backend sampler (after a stream
+        of several sequences was abandoned midway; the Llama's own sequence starts afresh)."""
+        ctx = getattr(self, "_ctx", None)
+        if ctx is None or ctx.closed:
+            return
+        self._slot.detach()
+        for seq_id in range(ctx.n_seq_max):
+            ctx.detach_sampler(seq_id)
+        ctx.memory_clear()
+        self._state.tokens.clear()
 
     def _checked_tokens(self, tokens: Sequence[int], what: str = "tokens") -> list[int]:
         return self._vocab.check_tokens(tokens, what)

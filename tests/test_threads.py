@@ -196,7 +196,29 @@ def _chunks(it: Any) -> Iterator[str]:
     {"temperature": 0.8, "seed": 7},  # the stream's own chain (its RNG) goes on where it was
     {"temperature": 0.0, "logprobs": 2},
 ], ids=["greedy", "seeded", "logprobs"])
-def test_interleaved_streams_each_resume_exactly(llm: Llama, options: dict[str, Any]) -> None:
+def test_interleaved_streams_each_resume_exactly(stories260k: Path, options: dict[str, Any]) -> None:
+    # host sampling: a stream interrupted while its chain sat on a GPU resumes on the host
+    # (that chain cannot be attached twice), with the same RNG and history but other arithmetic
+    with Llama(stories260k, n_ctx=512, n_threads=1, backend_sampling=False) as llm:
+        _interleave_and_compare(llm, options)
+
+
+def test_interleaved_seeded_streams_with_backend_sampling_go_on(stories260k: Path) -> None:
+    """On a GPU: a call with the same options as a paused stream does not take (and reset) the
+    stream's attached chain; the stream resumes on the host and finishes."""
+    with Llama(stories260k, n_ctx=512, n_threads=1) as llm:
+        options = {"temperature": 0.8, "seed": 7}
+        prompts = ["Once upon a time", "The little dog"]
+        want = [_text(llm, p, **options) for p in prompts]
+        streams = [_chunks(llm(p, max_tokens=30, stream=True, **options)) for p in prompts]
+        firsts = [next(s) for s in streams]  # the second stream's start interrupted the first
+        rest = ["".join(s) for s in streams]
+        assert firsts[1] == want[1][: len(firsts[1])]  # started fresh, not on the first's chain
+        assert all(rest), rest
+        assert _text(llm, prompts[0], **options) == want[0]  # the Llama's own chain is unharmed
+
+
+def _interleave_and_compare(llm: Llama, options: dict[str, Any]) -> None:
     prompts = ["Once upon a time", "The little dog", "Lily and Tom"]
     want = [_text(llm, p, **options) for p in prompts]
     streams = [_chunks(llm(p, max_tokens=30, stream=True, **options)) for p in prompts]
