@@ -9,6 +9,7 @@ nothing. The chain samples inside C: ``sample(ctx, i)`` is one ctypes call per t
 from __future__ import annotations
 
 import ctypes
+import math
 import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -281,7 +282,17 @@ class SamplerChain(NativeHandle[Any]):
         return self._picked.value
 
     def accept(self, token: int) -> None:
-        capi.llama_sampler_accept(self.ptr, token)
+        """Tell the chain that ``token`` was chosen (penalties, grammars advance). A grammar
+        of the chain that does not allow ``token`` raises :class:`SamplerError`: llama.cpp
+        would throw across its C API and end the process."""
+        chain = self.ptr
+        for i in range(len(self)):
+            sampler = capi.llama_sampler_chain_get(chain, i)
+            raw = capi.llama_sampler_name(sampler)
+            if raw == b"grammar" and not _grammar_allows(sampler, token):
+                raise SamplerError(f"token {token} is not allowed by the chain's grammar here: accepting it "
+                                   "would leave the grammar with nothing to match")
+        capi.llama_sampler_accept(chain, token)
 
     def reset(self) -> None:
         capi.llama_sampler_reset(self.ptr)
@@ -289,3 +300,11 @@ class SamplerChain(NativeHandle[Any]):
     @property
     def seed(self) -> int:
         return int(capi.llama_sampler_get_seed(self.ptr))
+
+
+def _grammar_allows(grammar: Any, token: int) -> bool:
+    """Whether a grammar sampler leaves ``token`` a finite logit (one candidate, applied)."""
+    cand = capi.llama_token_data(token, 0.0, 0.0)
+    arr = capi.llama_token_data_array(ctypes.pointer(cand), 1, -1, False)
+    capi.llama_sampler_apply(grammar, ctypes.byref(arr))
+    return math.isfinite(arr.data[0].logit)

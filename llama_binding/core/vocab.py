@@ -152,7 +152,14 @@ class Vocab:
             n = capi.llama_tokenize(vocab, bytes(text), len(text), buf, cap, add_special, parse_special)
             if n < 0:
                 raise TokenizeError(f"llama_tokenize failed ({n})")
-        return list(buf[:n])
+        tokens = list(buf[:n])
+        if tokens and min(tokens) < 0:
+            # a vocabulary without an unknown token (WordPiece, T5) answers -1 for text it
+            # cannot map; that id would crash or corrupt a decode
+            at = next(i for i, t in enumerate(tokens) if t < 0)
+            raise TokenizeError(f"{what} holds text that this vocabulary cannot tokenize (token {at} has "
+                                "no id and the vocabulary has no unknown token)")
+        return tokens
 
     def token_to_piece(self, token: int, special: bool = False, lstrip: int = 0) -> bytes:
         """The bytes of one token (cached: this sits in the per-token loop)."""

@@ -275,3 +275,21 @@ def test_completions_with_many_optional_properties_are_bounded_and_valid(stories
         slowest = float(outcome.message.split("slowest=")[1].rstrip("'\""))
         assert slowest < 10, (label, outcome.message)
     assert "complete=0" not in child["mixed"].message  # some objects ended, and validated
+
+
+ACCEPT = r'''
+from llama_binding.core import Model, ModelParams, Sampler, SamplerChain, Vocab
+vocab = Vocab(Model(sys.argv[1], ModelParams(vocab_only=True)))
+chain = SamplerChain([Sampler.grammar(vocab, 'root ::= " yes" | " no"')])  # SPM: a leading space
+yes = vocab.tokenize(b"yes", add_special=False)
+report("allowed", lambda: [chain.accept(t) for t in yes] and "ok")
+report("refused", lambda: chain.accept(vocab.tokenize(b"maybe", add_special=False)[0]))
+'''
+
+
+def test_accepting_a_token_the_grammar_refuses_raises(stories260k: Path) -> None:
+    """llama.cpp throws across its C API (and ends the process) on such an accept."""
+    child = Child(ACCEPT, str(stories260k))
+    assert child["allowed"].name == "OK", child["allowed"]
+    assert child["refused"].name == "SamplerError", child["refused"]
+    assert "not allowed by the chain's grammar" in child["refused"].message
