@@ -5,7 +5,8 @@ stream -> collect); it holds little logic itself. One ``Llama`` runs one generat
 time: a call from another thread waits for the running one. A stream holds the Llama only
 while it computes a chunk, so a stream left unread blocks nobody; a call made while a stream
 is paused interrupts it, and the stream brings its sequence back when it is read again
-(prefix reuse stays exact). ``close()`` is safe from any thread (see :meth:`Llama.close`).
+(prefix reuse stays exact) or, where it cannot, raises StreamInterruptedError. ``close()``
+is safe from any thread (see :meth:`Llama.close`).
 """
 
 from __future__ import annotations
@@ -32,7 +33,13 @@ from .core.metadata import read_metadata
 from .core.sampler import SamplerChain
 from .core.state import LlamaState, file_fingerprint
 from .draft import DraftModelArg, as_drafter
-from .errors import ContextOverflowError, LlamaError, StateError, UnsupportedModelError
+from .errors import (
+    ContextOverflowError,
+    LlamaError,
+    StateError,
+    StreamInterruptedError,
+    UnsupportedModelError,
+)
 from .generation.cache import StateCache
 from .generation.draft_budget import DraftBudget
 from .generation.drafters import Drafter
@@ -66,6 +73,10 @@ DEFAULT_N_CTX = 4096
 
 
 EMBEDDING_SEQ_MAX = 16  # sequences per decode for embedding=True (when n_seq_max is not given)
+INTERRUPTED_ON_BACKEND = (
+    "this stream was interrupted: another call used this Llama while the stream was paused "
+    "between chunks, and a stream whose sampler chain runs on the GPU (backend sampling) cannot "
+    "resume; read it to its end (or close it) before the next call, or use one Llama per thread")
 _PICKLED_FINGERPRINT = "__model_fingerprint__"  # the key of the model's fingerprint in a pickled Llama
 
 
@@ -817,17 +828,25 @@ class Llama:
 
             return self._guard.stepped(inner, Session(abandoned, nests=nests), None)
         held: list[int] = []
+        lost: list[bool] = [False]
 
         def interrupted() -> None:
-            held[:] = self._state.tokens
             own = chain[0] if chain else None
             if own is not None and own.attached:
-                # detached now, so that the call that interrupts does not reuse (and reset) the
-                # stream's chain; the stream then samples on the host when it resumes, its
-                # chain's state (seeded RNG, penalties) going on where it was
+                # a chain that sampled on the backend cannot sample on the host, nor be
+                # attached again, and the call that interrupts would reuse and reset it: the
+                # stream ends here, cleaned up before that call runs, and says so when read
+                lost[0] = True
                 self._slot.detach()
+                close = getattr(inner, "close", None)
+                if close is not None:
+                    close()
+                return
+            held[:] = self._state.tokens
 
         def resume() -> None:
+            if lost[0]:
+                raise StreamInterruptedError(INTERRUPTED_ON_BACKEND)
             own = chain[0] if chain else None
             if own is None or not own.attached:  # another call's backend chain may sit on the slot
                 self._slot.detach()
@@ -952,9 +971,11 @@ class Llama:
         """An OpenAI completion of ``prompt`` (or an iterator of chunks with ``stream=True``).
 
         A stream holds this Llama only while it computes a chunk: other calls (any thread)
-        may run while it is paused, and it resumes exactly afterwards, evaluating again the
-        tokens those calls displaced; a speculative or several-prompt stream cannot resume
-        and raises :class:`~llama_binding.errors.StreamInterruptedError` instead.
+        may run while it is paused, and it resumes afterwards, evaluating again the tokens
+        those calls displaced (exactly on the CPU; on a GPU that batch's logits differ by
+        kernel noise); a speculative or several-prompt stream, or one whose sampler chain
+        runs on the GPU (backend sampling), cannot resume and raises
+        :class:`~llama_binding.errors.StreamInterruptedError` instead.
 
         The positional order is llama-cpp-python's. ``suffix`` makes it a fill-in-the-middle
         completion (models with FIM tokens). ``max_tokens`` None or <= 0 generates until the

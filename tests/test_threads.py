@@ -134,7 +134,10 @@ def resetter():
         time.sleep(0.001)
 t = threading.Thread(target=resetter)
 t.start()
-got = [llm("Once upon a time", **ask)["choices"][0]["text"] for _ in range(3)]
+got = []
+for _ in range(3):
+    got.append(llm("Once upon a time", **ask)["choices"][0]["text"])
+    time.sleep(0.01)  # a free moment: the resetter must get in (on a GPU a completion is short)
 stop.set()
 t.join()
 report("same", lambda: [g == want for g in got])
@@ -145,7 +148,7 @@ report("resets", lambda: resets[0])
 def test_reset_from_another_thread_waits_for_the_running_completion(stories260k: Path) -> None:
     child = Child(RESET_RACE, str(stories260k))
     assert child["same"].message == "[True, True, True]"
-    assert int(child["resets"].message) > 3  # it did run between the completions
+    assert int(child["resets"].message) >= 3  # it did run between the completions
 
 
 IDLE_STREAM = r'''
@@ -197,25 +200,25 @@ def _chunks(it: Any) -> Iterator[str]:
     {"temperature": 0.0, "logprobs": 2},
 ], ids=["greedy", "seeded", "logprobs"])
 def test_interleaved_streams_each_resume_exactly(stories260k: Path, options: dict[str, Any]) -> None:
-    # host sampling: a stream interrupted while its chain sat on a GPU resumes on the host
-    # (that chain cannot be attached twice), with the same RNG and history but other arithmetic
-    with Llama(stories260k, n_ctx=512, n_threads=1, backend_sampling=False) as llm:
+    # on the CPU: a resumed stream evaluates the displaced tokens again in one batch, which on
+    # a GPU gives logits that differ by kernel noise (greedy near-ties, seeded draws can flip)
+    with Llama(stories260k, n_ctx=512, n_threads=1, n_gpu_layers=0, backend_sampling=False) as llm:
         _interleave_and_compare(llm, options)
 
 
-def test_interleaved_seeded_streams_with_backend_sampling_go_on(stories260k: Path) -> None:
-    """On a GPU: a call with the same options as a paused stream does not take (and reset) the
-    stream's attached chain; the stream resumes on the host and finishes."""
-    with Llama(stories260k, n_ctx=512, n_threads=1) as llm:
-        options = {"temperature": 0.8, "seed": 7}
-        prompts = ["Once upon a time", "The little dog"]
-        want = [_text(llm, p, **options) for p in prompts]
-        streams = [_chunks(llm(p, max_tokens=30, stream=True, **options)) for p in prompts]
-        firsts = [next(s) for s in streams]  # the second stream's start interrupted the first
-        rest = ["".join(s) for s in streams]
-        assert firsts[1] == want[1][: len(firsts[1])]  # started fresh, not on the first's chain
-        assert all(rest), rest
-        assert _text(llm, prompts[0], **options) == want[0]  # the Llama's own chain is unharmed
+def test_a_backend_sampled_stream_that_was_interrupted_says_so(stories260k: Path) -> None:
+    """A chain that samples on the backend (the GPU's default) cannot go on on the host nor be
+    attached again: the interrupted stream ends cleanly and says so; the call that
+    interrupted it gets a chain of its own (not the stream's, reset)."""
+    options = {"temperature": 0.8, "seed": 7}
+    with Llama(stories260k, n_ctx=512, n_threads=1, n_gpu_layers=0, backend_sampling=True) as llm:
+        want = _text(llm, "The little dog", **options)
+        first = llm("Once upon a time", max_tokens=30, stream=True, **options)
+        next(first)  # type: ignore[call-overload]
+        assert _text(llm, "The little dog", **options) == want
+        with pytest.raises(StreamInterruptedError, match="backend sampling"):
+            next(first)  # type: ignore[call-overload]
+        assert _text(llm, "The little dog", **options) == want  # nothing was left behind
 
 
 def _interleave_and_compare(llm: Llama, options: dict[str, Any]) -> None:
@@ -247,7 +250,9 @@ def test_generate_resumes_after_another_call(llm: Llama) -> None:
 
 
 def test_a_multi_prompt_stream_that_was_interrupted_says_so(stories260k: Path) -> None:
-    with Llama(stories260k, n_ctx=512, n_threads=1, n_seq_max=2, kv_unified=True) as llm:
+    # on the CPU (exact greedy), with the engine's greedy samplers on the backend as on a GPU
+    with Llama(stories260k, n_ctx=512, n_threads=1, n_seq_max=2, kv_unified=True, n_gpu_layers=0,
+               backend_sampling=True) as llm:
         want = _text(llm, "Once upon a time", temperature=0.0)
         it = llm(["Once upon a time", "The little dog"], max_tokens=30, temperature=0.0, stream=True)
         next(it)  # type: ignore[call-overload]
