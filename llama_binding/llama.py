@@ -11,7 +11,6 @@ is safe from any thread (see :meth:`Llama.close`).
 
 from __future__ import annotations
 
-import json
 import os
 import time
 import uuid
@@ -26,12 +25,15 @@ import numpy.typing as npt
 from . import _log, _params, capi
 from ._batched import is_multi_prompt, multi_completion
 from ._guard import CallGuard, Session
+from ._llama_chat import ChatMixin
+from ._llama_embed import EmbeddingMixin
+from ._llama_state import StateMixin
 from ._progress import ProgressArg, progress_callback
-from .core import Batch, Context, ContextParams, LoraAdapter, Model, ModelParams, Vocab, set_adapters
+from .core import Batch, Context, ContextParams, LoraAdapter, Model, ModelParams, Vocab
 from .core.context import PoolingType
 from .core.metadata import read_metadata
 from .core.sampler import SamplerChain
-from .core.state import LlamaState, file_fingerprint
+from .core.state import LlamaState
 from .draft import DraftModelArg, as_drafter
 from .errors import (
     ContextOverflowError,
@@ -43,21 +45,17 @@ from .errors import (
 from .generation.cache import StateCache
 from .generation.draft_budget import DraftBudget
 from .generation.drafters import Drafter
-from .generation.embedding import embed_tokens, fit, rerank_tokens
 from .generation.hooks import LogitsProcessor, StoppingCriteria, as_logits_hook, as_stop_hook
 from .generation.logprobs import TokenLogprob, openai_logprobs, prompt_logprobs, with_logprobs
 from .generation.sampling import ChainSlot, SamplingParams
 from .generation.speculative import SpeculativeStats, SpeculativeSteps
-from .generation.steps import SequenceState, common_prefix, decode_in_step, generate_tokens, prefill
+from .generation.steps import SequenceState, decode_in_step, generate_tokens, prefill
 from .generation.stopping import StopMatcher
 from .generation.stream import TextChunk, collect, stream_text
 from .grammar import LlamaGrammar
 from .llama_types import (
-    ChatCompletionChunk,
     CompletionChunk,
-    CreateChatCompletionResponse,
     CreateCompletionResponse,
-    CreateEmbeddingResponse,
 )
 
 if TYPE_CHECKING:
@@ -80,7 +78,7 @@ INTERRUPTED_ON_BACKEND = (
 _PICKLED_FINGERPRINT = "__model_fingerprint__"  # the key of the model's fingerprint in a pickled Llama
 
 
-class Llama:
+class Llama(ChatMixin, StateMixin, EmbeddingMixin):
     """A model and a context, with llama-cpp-python's names.
 
     Defaults chosen here (README lists them): every layer on the GPU when the build has
@@ -408,396 +406,6 @@ class Llama:
         return self._context.pooling_type
 
     # --- generation ----------------------------------------------------------------------
-
-    # --- chat (chat/) -----------------------------------------------------------------------
-
-    def _chat_formatter(self) -> ChatFormatter:
-        """``chat_format``'s built-in format, else the model's own template, else llama-2
-        (llama-cpp-python's fallback for a model without a template)."""
-        from .chat import TemplateFormat, get_format, templates_from_metadata
-
-        if self._formatter is None:
-            default = templates_from_metadata(self.metadata).get("default")
-            self._formatter = TemplateFormat(default) if default is not None else get_format("llama-2")
-        return self._formatter
-
-    def _special_tokens(self) -> SpecialTokens:
-        """The vocabulary's control and unknown tokens by text (read once)."""
-        from .chat.escape import SpecialToken, SpecialTokens
-
-        if self._specials is None:
-            v, special = self._vocab, capi.LLAMA_TOKEN_ATTR_CONTROL | capi.LLAMA_TOKEN_ATTR_UNKNOWN
-            lstrip, rstrip = capi.LLAMA_TOKEN_ATTR_LSTRIP, capi.LLAMA_TOKEN_ATTR_RSTRIP
-            found = {}
-            for t in range(v.n_tokens):
-                attr = int(capi.llama_vocab_get_attr(v.ptr, t))
-                if attr & special:
-                    found[v.text(t).decode("utf-8", "replace")] = SpecialToken(t, bool(attr & lstrip),
-                                                                              bool(attr & rstrip))
-            self._specials = SpecialTokens(found)
-        return self._specials
-
-    def _chat_tokenize(self, text: str, add_special: bool, parse_special: bool) -> list[int]:
-        return self._vocab.tokenize(text, add_special=add_special, parse_special=parse_special,
-                                    what="messages (the rendered chat prompt)")
-
-    def create_chat_completion(
-        self,
-        messages: Sequence[Mapping[str, Any]],
-        temperature: float = 0.2,
-        top_p: float = 0.95,
-        top_k: int = 40,
-        min_p: float = 0.05,
-        typical_p: float = 1.0,
-        stream: bool = False,
-        stop: Union[str, Sequence[str], None] = None,
-        seed: int | None = None,
-        response_format: Mapping[str, Any] | None = None,
-        max_tokens: int | None = None,
-        presence_penalty: float = 0.0,
-        frequency_penalty: float = 0.0,
-        repeat_penalty: float = 1.0,
-        tfs_z: float | None = None,
-        mirostat_mode: int = 0,
-        mirostat_tau: float = 5.0,
-        mirostat_eta: float = 0.1,
-        model: str | None = None,
-        logits_processor: LogitsProcessor | Sequence[LogitsProcessor] | None = None,
-        grammar: str | LlamaGrammar | None = None,
-        logit_bias: Mapping[int, float] | None = None,
-        logprobs: bool | None = None,
-        top_logprobs: int | None = None,
-        tools: Sequence[Mapping[str, Any]] | None = None,
-        tool_choice: Union[str, Mapping[str, Any], None] = None,
-        escape_special_tokens: bool | None = None,
-    ) -> Union[CreateChatCompletionResponse, Iterator[ChatCompletionChunk]]:
-        """An OpenAI chat completion of ``messages`` (an iterator of chunks with deltas for
-        ``stream=True``), with llama-cpp-python's names and defaults.
-
-        The prompt comes from ``chat_handler`` (which then answers the whole call, as in
-        llama-cpp-python), ``chat_format``, or the model's own template rendered in a
-        sandbox. ``response_format`` ``{"type": "json_object"}`` or ``{"type": "json_schema",
-        "json_schema": {"schema": ...}}`` is enforced with a grammar; ``logprobs=True`` with
-        ``top_logprobs=N`` gives OpenAI's chat log-probabilities.
-
-        ``tools`` (OpenAI function tools) are rendered by the model's template when it
-        knows tools, else described in a system message; ``tool_choice`` "auto" (the
-        default with tools) lets the model choose, "none" hides the tools, "required" or a
-        named function forces one call whose arguments match the function's parameter
-        schema (a grammar). Calls found in the output (Hermes/Qwen, Llama 3, Mistral or
-        plain JSON, by the template) come back as ``tool_calls`` with finish_reason
-        "tool_calls", streamed as OpenAI ``tool_calls`` deltas.
-
-        ``escape_special_tokens`` (None: the Llama's setting, off by default) tokenizes the
-        text of special tokens inside messages and tools as plain text: a user who writes
-        ``<|im_start|>system`` then cannot open a turn of their own; the template's own
-        special tokens stay special. Off, the whole rendered prompt is tokenized with
-        special tokens parsed, as llama-cpp-python does (messages from a trusted caller may
-        mean them); the server turns it on.
-        """
-        options = {k: v for k, v in locals().items()
-                   if k not in ("self", "messages", "__class__", "escape_special_tokens")}
-        from .chat import TemplateFormat
-        from .chat.completion import (
-            chat_chunks,
-            chat_response,
-            check_tools,
-            inline_tool_calls,
-            response_format_grammar,
-            tool_call_grammar,
-            tools_system_prompt,
-        )
-        from .chat.tools import detect, get_parser
-
-        if self.chat_handler is not None:
-            return self.chat_handler(llama=self, messages=messages, **options)  # type: ignore[no-any-return]
-        if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
-            raise TypeError(f"messages must be a list of message dicts, not {type(messages).__name__}")
-        self._generating()  # an embedding model cannot chat
-        formatter = self._chat_formatter()
-        functions = check_tools(tools, tool_choice) if tool_choice != "none" else []
-        schema_grammar = response_format_grammar(response_format)
-        parser = None
-        template_tools = None
-        if functions:
-            forced = tool_call_grammar(functions, tool_choice)
-            if forced is not None and (schema_grammar is not None or grammar is not None):
-                raise ValueError("a forced tool call cannot be combined with grammar or response_format")
-            source = formatter.template.source if isinstance(formatter, TemplateFormat) else None
-            if source is not None and "tools" in source:
-                template_tools = tools
-            else:
-                messages = [{"role": "system", "content": tools_system_prompt(functions)}, *messages]
-            parser = get_parser("json" if forced is not None or template_tools is None else detect(source))
-            schema_grammar = forced or schema_grammar
-        if schema_grammar is not None and grammar is not None:
-            raise ValueError("give either grammar or response_format, not both")
-        if template_tools is None:  # this format renders no tool calls: earlier ones as text
-            messages = inline_tool_calls(messages)
-        from .chat.escape import masked_prompt, prompt_tokens
-
-        if self.escape_special_tokens if escape_special_tokens is None else escape_special_tokens:
-            prompt, masker = masked_prompt(formatter, messages, self._special_tokens(), tools=template_tools)
-        else:
-            prompt, masker = formatter(messages, tools=template_tools), None
-        with self._guard.using():
-            tokens = prompt_tokens(prompt, masker, self._chat_tokenize)
-        stops = [*prompt.stop, *([stop] if isinstance(stop, str) else list(stop or []))]
-        result = self.create_completion(
-            tokens, max_tokens=max_tokens, temperature=temperature, top_p=top_p, min_p=min_p,
-            typical_p=typical_p, logprobs=(top_logprobs or 0) if logprobs else None, stop=stops,
-            frequency_penalty=frequency_penalty, presence_penalty=presence_penalty,
-            repeat_penalty=repeat_penalty, top_k=top_k, stream=stream, seed=seed, tfs_z=tfs_z,
-            mirostat_mode=mirostat_mode, mirostat_tau=mirostat_tau, mirostat_eta=mirostat_eta, model=model,
-            logits_processor=logits_processor, grammar=grammar or schema_grammar, logit_bias=logit_bias)
-        if stream:
-            return chat_chunks(result, parser)  # type: ignore[arg-type]
-        return chat_response(result, parser)  # type: ignore[arg-type]
-
-    # --- LoRA adapters (core/adapter.py) -----------------------------------------------------
-
-    @property
-    def lora_adapters(self) -> dict[str, float]:
-        """The loaded adapters and their scales (0: loaded but off)."""
-        return {path: scale for path, (_, scale) in self._loras.items()}
-
-    def load_lora(self, path: Union[str, os.PathLike[str]], scale: float = 1.0) -> None:
-        """Load a LoRA adapter of this model and apply it with ``scale``; a bad file raises
-        :class:`~llama_binding.errors.ModelLoadError` and changes nothing."""
-        key = os.fspath(path)
-        if key in self._loras:
-            raise ValueError(f"{key!r} is loaded already: change its scale with set_lora()")
-        adapter = LoraAdapter(self._model, key)
-        try:
-            self._apply_loras({**self._loras, key: (adapter, scale)})
-        except BaseException:
-            adapter.close()
-            raise
-
-    def set_lora(self, path: Union[str, os.PathLike[str]], scale: float) -> None:
-        """Rescale a loaded adapter at run time (0 turns it off); nothing is reloaded."""
-        key = os.fspath(path)
-        if key not in self._loras:
-            raise KeyError(f"no LoRA adapter {key!r} is loaded (loaded: {list(self._loras)})")
-        self._apply_loras({**self._loras, key: (self._loras[key][0], scale)})
-
-    def unload_lora(self, path: Union[str, os.PathLike[str]]) -> None:
-        """Remove a loaded adapter and free it."""
-        key = os.fspath(path)
-        if key not in self._loras:
-            raise KeyError(f"no LoRA adapter {key!r} is loaded (loaded: {list(self._loras)})")
-        self._apply_loras({k: v for k, v in self._loras.items() if k != key})
-
-    def _apply_loras(self, loras: dict[str, tuple[LoraAdapter, float]]) -> None:
-        """Set ``loras`` on the context; the KV memory computed with other adapters is
-        dropped, so no prefix of it is reused (prompt caches key on the adapters too)."""
-        dropped = [a for k, (a, _) in self._loras.items() if k not in loras]
-        if self._ctx is not None:
-            self._acquire()
-            try:
-                set_adapters(self._ctx, [(a, s) for a, s in loras.values() if s != 0])
-                self._state.reset()
-            finally:
-                self._release()
-        self._loras = loras
-        for adapter in dropped:
-            adapter.close()
-
-    # --- prompt caches (generation/cache.py, generation/disk_cache.py) ----------------------
-
-    @property
-    def cache(self) -> StateCache | None:
-        return self._cache
-
-    def set_cache(self, cache: StateCache | None) -> None:
-        """Use ``cache`` (a :class:`LlamaRAMCache` or :class:`LlamaDiskCache`) for prompts:
-        a completion stores its sequence's state twice, once its prompt is evaluated and
-        once it ends (prompt and completion, as llama-cpp-python), and a later prompt that
-        extends a stored token list restores that state instead of evaluating those tokens
-        again (when it is longer than what the context holds already). Entries are keyed by
-        the model's fingerprint, the context options and the active adapters."""
-        if cache is not None and not isinstance(cache, StateCache):
-            raise TypeError("cache must be a LlamaRAMCache, a LlamaDiskCache or None, "
-                            f"not {type(cache).__name__}")
-        self._cache = cache
-
-    def _cache_key(self) -> str:
-        model, opts, adapters = self._state_identity()
-        return json.dumps([model, opts, adapters], sort_keys=True)
-
-    def _restore_cached_prefix(self, tokens: Sequence[int]) -> None:
-        """Restore the longest cached state that extends the prefix the context holds."""
-        cache, state = self._cache, self._state
-        if cache is None or len(tokens) < 2:
-            return
-        held = min(common_prefix(state.tokens, tokens), len(tokens) - 1)
-        hit = cache.lookup(self._cache_key(), tokens[:-1])  # the last token is evaluated anyway
-        if hit is None or hit[0] <= held:
-            return
-        n, data = hit
-        state.reset()
-        try:
-            self._context.restore_state(data, state.seq_id)
-        except StateError as exc:  # a stale entry: evaluate the prompt instead
-            _log.logger.warning("a prompt cache entry could not be restored: %s", exc)
-            state.reset()
-            return
-        state.tokens[:] = tokens[:n]
-
-    def _store_in_cache(self) -> None:
-        if self._cache is not None and self._state.tokens:
-            self._cache.store(self._cache_key(), self._state.tokens,
-                              self._context.state_bytes(self._state.seq_id))
-
-    # --- saved state (core/state.py) ---------------------------------------------------------
-
-    #: the context options that shape the KV memory: a state only fits a context with equal ones
-    _STATE_OPTIONS = ("n_ctx", "n_seq_max", "type_k", "type_v", "kv_unified", "flash_attn_type",
-                      "swa_full", "embeddings")
-
-    def _state_identity(self) -> tuple[str, dict[str, Any], tuple[tuple[str, float], ...]]:
-        """(model fingerprint, memory-shaping context options, active adapters)."""
-        ctx = self._context
-        opts = {k: getattr(self.context_params, k) for k in self._STATE_OPTIONS}
-        opts.update(n_ctx=ctx.n_ctx, n_seq_max=ctx.n_seq_max)
-        return self.model_fingerprint(), opts, self._active_adapters()
-
-    def model_fingerprint(self) -> str:
-        """A SHA-256 that tells this model file from any other (its size, sampled bytes of
-        its weights, its description and sizes), computed once: saved states and pickles
-        carry it, so that they are never applied to another model."""
-        if self._fingerprint is None:
-            m = self._model
-            self._fingerprint = file_fingerprint(m.path, (m.description(), m.n_params, m.size))
-        return self._fingerprint
-
-    def _active_adapters(self) -> tuple[tuple[str, float], ...]:
-        return tuple(sorted((os.path.abspath(k), float(s)) for k, (_, s) in self._loras.items() if s != 0))
-
-    def save_state(self, seq_id: int | None = None) -> LlamaState:
-        """The context's state (``seq_id`` None: the whole context, as llama-cpp-python's
-        ``save_state``), or one sequence's, with the tokens it holds and a header naming the
-        model, the context options and the adapters it belongs to."""
-        model, opts, adapters = self._state_identity()
-        self._acquire()
-        try:
-            ctx = self._context
-            if seq_id is not None and seq_id != self._state.seq_id:
-                raise ValueError(f"this Llama generates in sequence {self._state.seq_id}, not {seq_id}")
-            payload = ctx.state_bytes(seq_id)
-            tokens = tuple(self._state.tokens)
-        finally:
-            self._release()
-        return LlamaState(model, opts, adapters, "context" if seq_id is None else "sequence", tokens, payload)
-
-    def load_state(self, state: LlamaState) -> None:
-        """Restore a state of :meth:`save_state` (a whole context, or a sequence into this
-        Llama's sequence). A state of another model, other context options or other adapters,
-        or one whose recorded sizes do not fit this context, raises
-        :class:`~llama_binding.errors.StateError`; the Llama then stays as it was, except
-        when llama.cpp itself refuses the payload (a forged state): the context is then
-        left empty."""
-        if not isinstance(state, LlamaState):
-            raise TypeError(f"state must be a LlamaState, not {type(state).__name__}")
-        state.check_fits(*self._state_identity())
-        ctx = self._context
-        state.check_tokens(ctx.n_ctx if state.scope == "context" else ctx.n_ctx_seq, self._vocab.n_tokens)
-        self._acquire()
-        try:
-            seq = None if state.scope == "context" else self._state.seq_id
-            if seq is not None:
-                self._state.reset()
-            try:
-                ctx.restore_state(state.payload, seq)
-            except StateError:
-                self._state.reset()  # llama.cpp may have cleared the memory before it refused
-                raise
-            self._state.tokens[:] = state.tokens
-        finally:
-            self._release()
-
-    def save_session(self, path: Union[str, os.PathLike[str]]) -> None:
-        """:meth:`save_state` to a file (written atomically)."""
-        self.save_state().save(path)
-
-    def load_session(self, path: Union[str, os.PathLike[str]]) -> None:
-        """:meth:`load_state` from a file of :meth:`save_session`."""
-        self.load_state(LlamaState.load(path))
-
-    # --- embeddings and reranking (generation/embedding.py) ------------------------------
-
-    def _embedding_inputs(self, texts: Sequence[str], truncate: bool) -> list[list[int]]:
-        ctx = self._context
-        if not self.context_params.embeddings:
-            raise LlamaError("this Llama computes no embeddings: create it with embedding=True")
-        limit = min(ctx.n_ubatch, ctx.n_batch, ctx.n_ctx_seq)
-        out = []
-        for i, text in enumerate(texts):
-            if not isinstance(text, str):
-                raise TypeError(f"input {i} must be a str, not {type(text).__name__}")
-            with self._guard.using():
-                toks = self._vocab.tokenize(text, add_special=True, parse_special=False)
-            if not toks:
-                raise ValueError(f"input {i} has no tokens")
-            out.append(fit(toks, limit, truncate, i))
-        return out
-
-    def _embed(self, inputs: list[list[int]], normalize: bool) -> list[npt.NDArray[np.float32]]:
-        with self._guard.held():
-            self._state.reset()  # the memory is cleared: nothing of a completion stays to reuse
-            return embed_tokens(self._context, inputs, normalize, self._batch)
-
-    def embed(self, input: Union[str, Sequence[str]], normalize: bool = True, truncate: bool = False,
-              return_count: bool = False, *, numpy: bool = False) -> Any:
-        """Embeddings of a text or a list of texts (the model's pooling, or ``pooling_type``):
-        a vector per text with a pooling type, a row per token without one.
-
-        ``normalize=True`` (the default, as OpenAI and sentence-transformers; llama-cpp-python
-        defaults to False) scales each vector to unit length. A text longer than one batch
-        raises :class:`~llama_binding.errors.ContextOverflowError` unless ``truncate=True``.
-        Plain lists, or numpy arrays with ``numpy=True``; ``return_count=True`` also
-        returns the number of tokens.
-        """
-        single = isinstance(input, str)
-        texts = [input] if isinstance(input, str) else list(input)
-        inputs = self._embedding_inputs(texts, truncate)
-        vectors = self._embed(inputs, normalize)
-        result: Any = vectors if numpy else [v.tolist() for v in vectors]
-        if single:
-            result = result[0]
-        return (result, sum(map(len, inputs))) if return_count else result
-
-    def create_embedding(self, input: Union[str, Sequence[str]],
-                         model: str | None = None) -> CreateEmbeddingResponse:
-        """OpenAI's embeddings response for a text or a list of texts (normalized)."""
-        texts = [input] if isinstance(input, str) else list(input)
-        inputs = self._embedding_inputs(texts, truncate=False)
-        vectors = self._embed(inputs, normalize=True)
-        n = sum(map(len, inputs))
-        return {
-            "object": "list",
-            "model": model or self.model_path,
-            "data": [{"object": "embedding", "embedding": v.tolist(), "index": i}
-                     for i, v in enumerate(vectors)],
-            "usage": {"prompt_tokens": n, "total_tokens": n},
-        }
-
-    def rank(self, query: str, documents: Sequence[str], truncate: bool = False) -> list[float]:
-        """Relevance scores of ``documents`` for ``query`` from a reranker (a model with a
-        classification head, ``pooling_type`` RANK): higher is more relevant. Each pair is
-        one input, laid out as llama.cpp's rerank does: BOS query EOS SEP document EOS."""
-        if self._context.pooling_type != PoolingType.RANK:
-            raise LlamaError("rank() needs a reranker: a model with a classification head, loaded with "
-                             "embedding=True (its pooling is RANK, or pass pooling_type=4)")
-        v = self._vocab
-        bos = [v.bos()] if v.add_bos() else []
-        eos = [v.eos()] if v.add_eos() else []
-        sep = [v.sep()] if v.add_sep() else []
-        q = v.tokenize(query, add_special=False)
-        limit = min(self._context.n_ubatch, self._context.n_batch, self._context.n_ctx_seq)
-        inputs = [fit(rerank_tokens(bos, q, sep, eos, v.tokenize(d, add_special=False)), limit, truncate, i)
-                  for i, d in enumerate(documents)]
-        return [float(s[0]) for s in self._embed(inputs, normalize=False)]
 
     def _acquire(self) -> None:
         """Take the guard for a call (see _guard.py); pair with :meth:`_release`."""

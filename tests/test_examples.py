@@ -33,3 +33,13 @@ def test_custom_sampler(stories260k: Path) -> None:
     assert "sampled: never" in summary
     assert text.startswith("Once upon a time") and "," not in text, text
     assert GREEDY_CONTINUATION not in text
+
+
+def test_chat_example(smollm2: Path) -> None:
+    """The README's first command (with the model given by path)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, str(REPO / "examples" / "chat.py"), "--model", str(smollm2),
+                           "What is the capital of France?", "-n", "24"],
+                          capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "Paris" in proc.stdout, proc.stdout

@@ -102,7 +102,7 @@ _MAX_NESTING = 30
 # (the nested form writes the members after each optional one again: quadratic in size).
 _LINEAR_MEMBERS = 8
 # ... and no more than this many: each member adds a link to a chain of rules that llama.cpp's
-# left-recursion check and stack expansion walk recursively (gbnf.MAX_LEFT_DEPTH is 2048).
+# left-recursion check and stack expansion walk recursively (_gbnf_check.MAX_LEFT_DEPTH is 2048).
 MAX_PROPERTIES = 1500
 _MAX_MERGE_DEPTH = 32
 
