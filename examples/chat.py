@@ -30,10 +30,13 @@ def main() -> None:
     ap.add_argument("prompt", nargs="?", default="What is the capital of France?")
     ap.add_argument("--model", type=Path, help="a GGUF chat model (default: SmolLM2-135M-Instruct)")
     ap.add_argument("-n", "--max-tokens", type=int, default=64)
+    ap.add_argument("--system", default="You are a helpful assistant.", help="the system message")
+    ap.add_argument("--temperature", type=float, default=0.0, help="0 (the default): greedy")
     args = ap.parse_args()
     llm = Llama(args.model or default_model(), n_ctx=2048)
-    messages = [{"role": "user", "content": args.prompt}]
-    for chunk in llm.create_chat_completion(messages, max_tokens=args.max_tokens, stream=True):
+    messages = [{"role": "system", "content": args.system}, {"role": "user", "content": args.prompt}]
+    for chunk in llm.create_chat_completion(messages, max_tokens=args.max_tokens,
+                                              temperature=args.temperature, stream=True):
         sys.stdout.write(chunk["choices"][0]["delta"].get("content") or "")
         sys.stdout.flush()
     sys.stdout.write("\n")

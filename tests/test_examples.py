@@ -39,7 +39,7 @@ def test_chat_example(smollm2: Path) -> None:
     """The README's first command (with the model given by path)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run([sys.executable, str(REPO / "examples" / "chat.py"), "--model", str(smollm2),
-                           "What is the capital of France?", "-n", "24"],
+                           "What is the capital of France?", "-n", "24", "--temperature", "0"],
                           capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "Paris" in proc.stdout, proc.stdout
