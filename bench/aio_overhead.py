@@ -19,21 +19,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from llama_binding import AsyncLlama
-from llama_binding.aio import _dispatch, _stream_dicts, _Ticket
+from llama_binding import AsyncLlama, shapes
+from llama_binding.aio import _dispatch, _stream, _Ticket
 from llama_binding.generation.batching import BatchRequest
-from llama_binding.generation.stopping import StopMatcher
 
 MODEL = Path(__file__).resolve().parents[2] / "shared/models/stories260K.gguf"
 
 
 async def measure(allm: AsyncLlama, callers: int, steps: int) -> float:
     loop = asyncio.get_running_loop()
-    tickets = [_Ticket(BatchRequest([1], steps), loop) for _ in range(callers)]
+    tickets = [_Ticket(BatchRequest([1], steps), loop, asyncio.Queue()) for _ in range(callers)]
     cpu: list[float] = []
 
     async def consume(t: _Ticket) -> None:
-        async for _ in _stream_dicts(allm._chunks(t, StopMatcher(["never"])), "id", 0, "m"):
+        chunker = shapes.CompletionChunker(shapes.Meta("id", 0, "m"), allm.engine.vocab, 1)
+        async for _ in _stream(chunker, allm._chunks([t], ["never"]), usage=False):
             pass
 
     def engine() -> None:

@@ -64,11 +64,11 @@ async def run_ours(allm: AsyncLlama, n: int, npp: int, ntg: int, seed: int,
                 firsts.append(time.perf_counter())
             counts[i] += 1
 
-    before = dict(allm.engine.timings), allm.engine.steps
+    before = dict(allm.engine.timings), allm.scheduler.steps
     t0 = time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(n)))
     t1 = time.perf_counter()
-    steps = max(1, allm.engine.steps - before[1])
+    steps = max(1, allm.scheduler.steps - before[1])
     per_step = {k: (v - before[0][k]) / steps * 1e3 for k, v in allm.engine.timings.items()}
     gen_tokens = n * (ntg - 1)  # ignore_eos: every caller gets exactly ntg tokens
     return {"gen_tps": gen_tokens / (t1 - max(firsts)), "all_tps": n * (npp + ntg) / (t1 - t0),

@@ -46,10 +46,10 @@ def prefix_tokens(llm: Llama, n: int) -> list[int]:
 
 def timed_call(llm: Llama, tokens: list[int]) -> dict[str, float]:
     """Seconds of a max_tokens=1 completion of ``tokens`` and the prompt tokens evaluated."""
-    llm._context.perf_reset()
+    llm.engine.context.perf_reset()
     t0 = time.perf_counter()
     llm.create_completion(tokens, max_tokens=1, temperature=0.0)
-    return {"s": time.perf_counter() - t0, "evaluated": llm._context.perf()["n_p_eval"]}
+    return {"s": time.perf_counter() - t0, "evaluated": llm.engine.context.perf()["n_p_eval"]}
 
 
 def main() -> None:

@@ -77,7 +77,7 @@ def ours(llm: Llama, prompt: list[int], gen: int, opts: dict[str, object], prefi
     warm = statistics.median(_prefill_tps(llm, prompt, opts) for _ in range(prefill_reps))
     # decode: a streamed completion, timed from its first chunk to its end
     llm.reset()
-    ctx = llm._context
+    ctx = llm.engine.context
     ctx.perf_reset()
     t_first = 0.0
     n_first = 0
@@ -119,19 +119,19 @@ def sampling_cost_us(llm: Llama, opts: dict[str, object]) -> tuple[str, float]:
     """How a call with ``opts`` samples ("host argmax", "GPU-side chain" or "CPU chain")
     and what that costs per token on the host, measured on the logits of one decode read
     back again and again (a GPU-side chain runs inside the decode: counted in eval)."""
-    p = llm._sampling(dict(opts))
+    p = llm.engine.sampling(opts)
     if is_plain_greedy(p, llm.n_vocab()):
         how = "host argmax"
-    elif llm._slot.backend and on_backend(p, llm.n_vocab()):
+    elif llm.engine.backend_sampling and on_backend(p, llm.n_vocab()):
         how = "GPU-side chain"
     else:
         how = "CPU chain"
     llm.reset()
-    llm._slot.detach()
+    llm.engine.detach_chain()
     llm.eval([llm.token_bos()])
-    ctx = llm._context
-    chain = build_chain(p, llm._vocab, llm.n_ctx())
-    vocab, batch = llm._vocab, Batch(1)
+    ctx = llm.engine.context
+    chain = build_chain(p, llm.engine.vocab, llm.n_ctx())
+    vocab, batch = llm.engine.vocab, Batch(1)
     reps = 200
     t0 = time.perf_counter()
     for _ in range(reps):
@@ -181,7 +181,7 @@ def main() -> None:
         bench_pp.append(pp)
         bench_tg.append(tg)
     pp, tg = statistics.median(bench_pp), statistics.median(bench_tg)
-    on_gpu = llm._slot.backend
+    on_gpu = llm.engine.backend_sampling
     print(f"model {args.model}  threads {threads}  ngl {args.ngl}  fa {args.fa}  reps {args.reps}  "
           f"backend sampling {'on' if on_gpu else 'off'}  n_outputs_max_per_seq {args.outputs_per_seq}")
     print(f"llama-bench: pp{args.prompt} {pp:10.1f} t/s   tg{args.gen} @ d{args.prompt} {tg:9.1f} t/s")

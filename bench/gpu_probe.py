@@ -31,9 +31,9 @@ from llama_binding.core import Batch, Sampler, SamplerChain
 
 
 def _prefill(llm: Llama, depth: int) -> list[int]:
-    ctx = llm._context
+    ctx = llm.engine.context
     ctx.memory_clear()
-    llm._state.tokens.clear()
+    llm.engine.sequence.tokens.clear()
     prompt = [llm.token_bos()] + [(i * 7919) % (llm.n_vocab() - 100) + 50 for i in range(depth - 1)]
     batch = Batch(len(prompt))
     batch.add_sequence(prompt, 0, 0, logits_last=True)
@@ -47,7 +47,7 @@ Step = Callable[[int, int], tuple[float, float]]
 
 def _loop(llm: Llama, depth: int, gen: int, step: Step) -> dict[str, float]:
     _prefill(llm, depth)
-    ctx = llm._context
+    ctx = llm.engine.context
     ctx.perf_reset()
     t_call = t_sync = 0.0
     tok = 50
@@ -65,7 +65,7 @@ def _loop(llm: Llama, depth: int, gen: int, step: Step) -> dict[str, float]:
 
 
 def variant_ext(llm: Llama, depth: int, gen: int) -> dict[str, float]:
-    ptr = llm._context.ptr
+    ptr = llm.engine.context.ptr
     b = capi.llama_batch_ext_init(ptr)
     pos = capi.llama_pos(0)
     pc = time.perf_counter
@@ -91,13 +91,13 @@ def variant_ext(llm: Llama, depth: int, gen: int) -> dict[str, float]:
 
 
 def variant_batch(llm: Llama, depth: int, gen: int, sampler: bool = False) -> dict[str, float]:
-    ctx = llm._context
+    ctx = llm.engine.context
     ptr = ctx.ptr
     batch = Batch(512)
     pc = time.perf_counter
     chain = None
     if sampler:
-        llm._slot.detach()
+        llm.engine.detach_chain()
         chain = SamplerChain([Sampler.greedy()])
         if not ctx.attach_sampler(0, chain):
             raise RuntimeError("attach failed")
@@ -127,7 +127,7 @@ def variant_batch(llm: Llama, depth: int, gen: int, sampler: bool = False) -> di
 def variant_ours(llm: Llama, depth: int, gen: int) -> dict[str, float]:
     prompt = [llm.token_bos()] + [(i * 7919) % (llm.n_vocab() - 100) + 50 for i in range(depth - 1)]
     llm.reset()
-    ctx = llm._context
+    ctx = llm.engine.context
     ctx.perf_reset()
     t_first = 0.0
     n_first = 0
@@ -147,8 +147,8 @@ def variant_cloop(llm: Llama, depth: int, gen: int) -> dict[str, float]:
     """bench/native/decode_loop.c's loop (llama-bench's, in C) called once from Python."""
     lib = ctypes.CDLL(os.environ["LB_PROBE_LOOP_LIB"])
     out = (ctypes.c_double * 3)()
-    llm._state.tokens.clear()
-    ctx = llm._context
+    llm.engine.sequence.tokens.clear()
+    ctx = llm.engine.context
     ctx.perf_reset()
     if lib.lb_probe_loop(ctypes.cast(ctx.ptr, ctypes.c_void_p), depth, gen, out) != 0:
         raise RuntimeError("lb_probe_loop failed")
@@ -191,7 +191,7 @@ def diagnose(model: str, depth: int, gen: int, reps: int) -> None:
         native.setLevel(logging.DEBUG if debug else logging.NOTSET)
         llm = Llama(model, n_ctx=depth + gen + 16, n_gpu_layers=99, flash_attn=True, no_perf=no_perf)
         if not abort:
-            capi.llama_set_abort_callback(llm._context.ptr, capi.ggml_abort_callback(), None)
+            capi.llama_set_abort_callback(llm.engine.context.ptr, capi.ggml_abort_callback(), None)
         variant_ours(llm, depth, 8)
         rs = []
         for _ in range(reps):

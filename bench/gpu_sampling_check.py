@@ -16,14 +16,14 @@ def main() -> None:
     prompts = ["Once upon a time", "The capital of France is", "def fibonacci(n):"]
     with Llama(path, n_ctx=512, flash_attn=True, backend_sampling=False) as cpu, \
             Llama(path, n_ctx=512, flash_attn=True, backend_sampling=True) as gpu:
-        print(f"backend sampling attached: {gpu._slot.backend}")
+        print(f"backend sampling attached: {gpu.engine.backend_sampling}")
         same = 0
         # a logit bias that changes nothing keeps greedy in a chain that the backend runs
         on_gpu = {"temperature": 0.0, "logit_bias": {0: 0.0}}
         for p in prompts:
             a = cpu.create_completion(p, max_tokens=48, **on_gpu)["choices"][0]["text"]  # type: ignore[arg-type]
             b = gpu.create_completion(p, max_tokens=48, **on_gpu)["choices"][0]["text"]  # type: ignore[arg-type]
-            attached = gpu._slot.on_backend
+            attached = gpu.engine.chain_on_backend
             c = gpu.create_completion(p, max_tokens=48, temperature=0.0)["choices"][0]["text"]
             same += a == b == c
             verdict = ("equal" if a == b else "DIFFERENT", "equal" if b == c else "DIFFERENT")
@@ -32,7 +32,8 @@ def main() -> None:
                   f"vs host argmax {verdict[1]}")
         s1 = gpu.create_completion(prompts[0], max_tokens=32, seed=7)["choices"][0]["text"]
         s2 = gpu.create_completion(prompts[0], max_tokens=32, seed=7)["choices"][0]["text"]
-        print(f"seeded sampling on the GPU reproduces: {s1 == s2}; on the backend: {gpu._slot.on_backend}")
+        print(f"seeded sampling on the GPU reproduces: {s1 == s2}; "
+              f"on the backend: {gpu.engine.chain_on_backend}")
         print(f"greedy equal {same}/{len(prompts)}")
 
 

@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from llama_binding import Llama
-from llama_binding.draft import LlamaDraftModel
+from llama_binding.draft_model import LlamaDraftModel
 from llama_binding.generation.drafters import LlamaPromptLookupDecoding
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "shared/models/SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -9,7 +9,7 @@ from __future__ import annotations
 from ._backend import DeviceInfo, SystemInfo, system_info
 from ._version import __version__
 from .aio import AsyncLlama
-from .draft import LlamaDraftModel
+from .draft_model import LlamaDraftModel
 from .errors import (
     ClosedError,
     ContextCreateError,

@@ -1,17 +1,30 @@
 """The one mapping from llama-cpp-python's ``Llama(...)`` keywords to our option dataclasses.
 
-``tests/test_llama_params.py`` keeps the ``Llama`` signature, these tables and the fields of
-:class:`~llama_binding.core.ModelParams` / :class:`~llama_binding.core.ContextParams` in step.
+``tests/test_llama.py::test_signature_table_and_dataclasses_agree`` keeps the
+``Llama`` signature, these tables and the fields of :class:`~llama_binding.core.ModelParams`
+/ :class:`~llama_binding.core.ContextParams` in step.
 """
 
 from __future__ import annotations
 
+import os
+import warnings
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal, Union
 
+from . import capi
+from .core import ContextParams, ModelParams
 from .core.context import FlashAttnType
 from .core.model import LoadMode
 
-__all__ = ["CONTEXT_FIELDS", "CONVERTED", "IGNORED", "MODEL_FIELDS", "flash_attn_type", "load_mode"]
+__all__ = ["CONTEXT_FIELDS", "CONVERTED", "DEFAULT_N_CTX", "EMBEDDING_SEQ_MAX", "IGNORED", "MODEL_FIELDS",
+           "adapter_list", "check_ignored", "check_types", "context_params", "flash_attn_type", "load_mode",
+           "model_params", "offload"]
+
+#: context size when ``n_ctx`` is not given (or the model's training context if smaller)
+DEFAULT_N_CTX = 4096
+#: sequences per decode for ``embedding=True`` (when ``n_seq_max`` is not given)
+EMBEDDING_SEQ_MAX = 16
 
 #: ``Llama`` keyword -> ModelParams field (same meaning, maybe another name)
 MODEL_FIELDS: dict[str, str] = {
@@ -94,3 +107,61 @@ def flash_attn_type(flash_attn: Union[bool, Literal["auto"], Any]) -> FlashAttnT
     if isinstance(flash_attn, bool):
         return FlashAttnType.ENABLED if flash_attn else FlashAttnType.DISABLED
     raise ValueError(f"flash_attn must be True, False or 'auto', not {flash_attn!r}")
+
+
+def check_ignored(names: Iterable[str]) -> None:
+    """Refuse an unknown keyword; warn about one of :data:`IGNORED`."""
+    for name in names:
+        if name not in IGNORED:
+            raise TypeError(f"Llama() got an unexpected keyword argument {name!r}")
+        warnings.warn(f"Llama({name}=...) has no effect with this llama.cpp and is ignored",
+                      DeprecationWarning, stacklevel=3)
+
+
+def model_params(given: Mapping[str, Any]) -> ModelParams:
+    """``Llama``'s keywords (all of them, by name) as :class:`ModelParams`."""
+    kw = {f: given[k] for k, f in MODEL_FIELDS.items()}
+    kw["load_mode"] = load_mode(given["use_mmap"], given["use_mlock"])
+    return ModelParams(**kw)
+
+
+def context_params(given: Mapping[str, Any], n_ctx_train: int) -> ContextParams:
+    """``Llama``'s keywords as :class:`ContextParams`: ``n_ctx`` None is 4096 or the
+    training context if smaller, 0 the training context; ``embedding=True`` packs
+    :data:`EMBEDDING_SEQ_MAX` inputs per decode in a unified cache unless told otherwise."""
+    kw = {f: given[k] for k, f in CONTEXT_FIELDS.items()}
+    if given["n_ctx"] == 0:
+        kw["n_ctx"] = n_ctx_train
+    elif given["n_ctx"] is None:
+        kw["n_ctx"] = min(DEFAULT_N_CTX, n_ctx_train) or DEFAULT_N_CTX
+    kw["flash_attn_type"] = flash_attn_type(given["flash_attn"])
+    if given["embedding"]:  # room to pack many inputs into one decode (generation/embedding.py)
+        if given["n_seq_max"] is None:
+            kw["n_seq_max"] = EMBEDDING_SEQ_MAX
+        if given["kv_unified"] is None:
+            kw["kv_unified"] = True
+    return ContextParams(**kw)
+
+
+def offload(n_gpu_layers: int, n_layer: int) -> tuple[bool, bool]:
+    """(any layer on a GPU, the output layer on a GPU) for ``n_gpu_layers`` of this build."""
+    offloaded = bool(capi.llama_supports_gpu_offload()) and n_gpu_layers != 0
+    return offloaded, offloaded and (n_gpu_layers < 0 or n_gpu_layers > n_layer)
+
+
+def check_types(model_path: object, seed: object) -> None:
+    if not isinstance(model_path, (str, os.PathLike)):
+        raise TypeError(f"model_path must be a str or os.PathLike, not {type(model_path).__name__}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise TypeError(f"seed must be an int or None, not {type(seed).__name__}")
+
+
+def adapter_list(given: Mapping[str, Any]) -> list[tuple[str, float]]:
+    """``lora_path``/``lora_scale`` and ``lora_adapters`` as one list of (path, scale)."""
+    lora_path, lora_adapters = given["lora_path"], given["lora_adapters"]
+    if given["vocab_only"] and (lora_path is not None or lora_adapters):
+        raise ValueError("a vocab_only Llama has no weights to apply LoRA adapters to")
+    adapters = list(lora_adapters.items() if isinstance(lora_adapters, Mapping) else lora_adapters or ())
+    if lora_path is not None:
+        adapters.insert(0, (os.fspath(lora_path), given["lora_scale"]))
+    return adapters

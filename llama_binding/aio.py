@@ -2,15 +2,19 @@
 
     allm = AsyncLlama("model.gguf", n_seq_max=16)
     r = await allm.acreate_completion("Once upon a time", max_tokens=32)
-    async for chunk in await allm.acreate_completion("Hi", stream=True): ...
+    async for chunk in await allm.acreate_chat_completion(messages, stream=True): ...
 
-One worker thread owns the :class:`~llama_binding.generation.batching.BatchEngine` and its
-context and steps it while any request is active; it hands each step's tokens to the event
-loop in one ``call_soon_threadsafe`` call, so a step of 64 sequences costs one wake-up, and
-the detokenizing and stop-string matching of the previous step run on the loop's thread
-while the next decode runs (the decode releases the GIL). A caller that stops reading, is
-cancelled or hits a stop string cancels its request; the others go on. More requests than
-``max_waiting`` beyond the slots raise :class:`~llama_binding.errors.QueueFullError`.
+One worker thread drives the engine's :meth:`~llama_binding.generation.engine.Engine.scheduler`
+(a :class:`~llama_binding.generation.batching.BatchEngine`) while any request is active; it
+hands each step's tokens to the event loop in one ``call_soon_threadsafe`` call, so a step
+of 64 sequences costs one wake-up, and the detokenizing and stop-string matching of the
+previous step run on the loop's thread while the next decode runs (the decode releases the
+GIL). Every request, whatever its options (grammar, logit bias, penalties, log-probabilities,
+a seed), is one sequence of the same batched decodes; its own sampler chain samples on the
+host. A caller that stops reading, is cancelled or hits a stop string cancels its request;
+the others go on. More requests than ``max_waiting`` beyond the slots raise
+:class:`~llama_binding.errors.QueueFullError`. Embeddings run between batches, when no
+sequence is active (they clear the context's memory); requests that come meanwhile wait.
 
 :meth:`AsyncLlama.close` (from any thread, or from the event loop) ends every request in
 flight with :class:`~llama_binding.errors.ClosedError`: an awaiting caller's ``await``
@@ -25,64 +29,95 @@ import asyncio
 import os
 import queue
 import threading
-import time
-import uuid
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Union
 
-from .errors import ClosedError, ContextOverflowError, DecodeAbortedError, QueueFullError
+import numpy as np
+import numpy.typing as npt
+
+from . import shapes
+from ._args import SAMPLING_ARGS, check_completion_args, grammar_fields, include_usage, is_multi_prompt
+from .errors import ClosedError, ContextOverflowError, DecodeAbortedError, LlamaError, QueueFullError
 from .generation.batching import BatchEngine, BatchRequest
-from .generation.sampling import build_chain, is_plain_greedy
+from .generation.engine import Engine
+from .generation.logprobs import TokenLogprob
+from .generation.sampling import CHAT_TEMPERATURE, SamplingParams
+from .generation.sampling import SamplingParams as _D
 from .generation.stopping import StopMatcher
-from .generation.stream import FinishReason, TextAssembler, TextChunk
+from .generation.stream import Completion, TextAssembler, TextChunk, collect
+from .grammar import LlamaGrammar
 from .llama import Llama
-from .llama_types import CompletionChunk, CreateCompletionResponse
+from .llama_types import (
+    ChatCompletionChunk,
+    CompletionChunk,
+    CreateChatCompletionResponse,
+    CreateCompletionResponse,
+    CreateEmbeddingResponse,
+)
 
 __all__ = ["AsyncLlama"]
 
 _DONE = object()
 _CLOSED = "this AsyncLlama is closed"
 _CLOSED_DURING = "this AsyncLlama was closed while the request was in flight"
+Events = dict[asyncio.AbstractEventLoop, list[tuple["_Ticket", Any]]]
 
 
 @dataclass(eq=False)
 class _Ticket:
-    """The loop-side half of a request: where its tokens arrive."""
+    """The loop-side half of one sequence: where its tokens arrive (shared by the choices
+    of one call) and which choice it is."""
 
     request: BatchRequest
     loop: asyncio.AbstractEventLoop
-    tokens: asyncio.Queue[Any] = field(default_factory=asyncio.Queue)
+    queue: asyncio.Queue[tuple[_Ticket, Any]]
+    index: int = 0
+
+
+@dataclass(eq=False)
+class _Embed:
+    """An embedding job for the worker thread (run when no sequence is active)."""
+
+    texts: list[str]
+    normalize: bool
+    truncate: bool
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[tuple[list[npt.NDArray[np.float32]], int]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.future = self.loop.create_future()
 
 
 class AsyncLlama:
-    """A :class:`~llama_binding.Llama` with ``n_seq_max`` sequence slots and a unified KV
-    cache, served to concurrent asyncio callers by a continuous-batching engine.
+    """A :class:`~llama_binding.Llama`'s model with ``n_seq_max`` sequence slots and a
+    unified KV cache, served to concurrent asyncio callers by a continuous-batching engine.
 
-    Keyword arguments go to ``Llama``. Plain greedy requests take the argmax in one native
-    call for all sequences; other sampling options build a sampler chain per request.
-    ``max_waiting`` bounds the requests waiting for a slot.
+    Keyword arguments go to ``Llama`` (``chat_format``, ``embedding``, ``n_gpu_layers``,
+    ...). ``max_waiting`` bounds the requests waiting for a slot. The methods are
+    ``Llama``'s, awaited: :meth:`acreate_completion`, :meth:`acreate_chat_completion`,
+    :meth:`acreate_embedding`, :meth:`aembed`, :meth:`atokenize`, :meth:`adetokenize`.
     """
 
     def __init__(self, model_path: Union[str, os.PathLike[str]], *, n_seq_max: int = 16,
                  n_ctx: int | None = None, max_waiting: int = 256, **llama_kwargs: Any) -> None:
         if n_ctx is None:
             n_ctx = 4096 * max(1, n_seq_max // 4)
-        self.llama = Llama(model_path, n_seq_max=n_seq_max, kv_unified=True, n_ctx=n_ctx, **llama_kwargs)
-        ctx = self.llama._context
-        # the bound is enforced when a caller submits (_submit); the engine takes what comes.
-        # With the output layer on a GPU (Llama's backend_sampling), greedy runs in the decode
-        # and the requests' own chains sample on the CPU's threads (on a CPU backend they are
-        # busy with the decode: one thread)
-        gpu = self.llama._slot.backend
-        self.engine = BatchEngine(ctx, self.llama._vocab, max_waiting=1 << 30,
-                                  greedy="backend" if gpu else "host",
-                                  host_threads=ctx.n_threads if gpu else 1)
+        # Llama maps llama-cpp-python's keywords onto the engine and the chat setup; it is
+        # used for nothing else (the worker thread owns the engine's context)
+        self._llama = Llama(model_path, n_seq_max=n_seq_max, kv_unified=True, n_ctx=n_ctx, **llama_kwargs)
+        self.engine: Engine = self._llama.engine
+        self.model_path = self._llama.model_path
+        with self.engine.guard.held():
+            # the bound is enforced when a caller submits (_submit); the scheduler takes what comes
+            self.scheduler: BatchEngine = self.engine.scheduler()
         self.max_waiting = max_waiting
         self._commands: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._outstanding = 0
         self._count_lock = threading.Lock()
         self._tickets: dict[int, _Ticket] = {}
+        self._embeds: list[_Embed] = []
+        self._held_back: list[_Ticket] = []
         self._closed = False
         self._thread = threading.Thread(target=self._work, name="llama-binding-engine", daemon=True)
         self._thread.start()
@@ -98,10 +133,20 @@ class AsyncLlama:
                 return
             self._closed = True
             self._commands.put(("stop", None))
-        self.llama._abort_running()
+        self.engine.cancel()
         self._thread.join()
+        with self.engine.guard.held():
+            self.scheduler.close()
         self.engine.close()
-        self.llama.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def n_outstanding(self) -> int:
+        """Requests (sequences) submitted and not yet finished."""
+        return self._outstanding
 
     async def __aenter__(self) -> AsyncLlama:
         return self
@@ -112,53 +157,101 @@ class AsyncLlama:
     # --- the engine thread -------------------------------------------------------------------
 
     def _work(self) -> None:
-        engine = self.engine
+        sched, guard = self.scheduler, self.engine.guard
         pending: list[tuple[BatchRequest, int]] = []
-        while True:
+        holding = False
+        try:
+            while True:
+                busy = sched.busy or bool(pending)
+                if not busy:
+                    if holding:  # idle: others (an embedding) may use the context
+                        guard.release()
+                        holding = False
+                    self._run_embeds()
+                if not self._handle_commands(block=not busy and not self._embeds):
+                    return
+                if not holding and sched.busy:
+                    guard.acquire()
+                    holding = True
+                pending = self._step(pending)
+        finally:
+            if holding:
+                guard.release()
+
+    def _handle_commands(self, block: bool) -> bool:
+        """Take the queued commands (waiting for one when ``block``); False on "stop"."""
+        try:
+            cmd: tuple[str, Any] | None = self._commands.get(block=block)
+        except queue.Empty:
+            cmd = None
+        while cmd is not None:
+            kind, arg = cmd
+            if kind == "stop":  # every caller still waiting gets ClosedError, not a short result
+                self._fail_all(ClosedError(_CLOSED_DURING))
+                for job in self._embeds:
+                    _resolve(job, ClosedError(_CLOSED_DURING))
+                return False
+            if kind == "submit":
+                if self._embeds:  # embeddings first: they need every sequence idle
+                    self._held_back.append(arg)
+                else:
+                    self._admit(arg)
+            elif kind == "embed":
+                self._embeds.append(arg)
+            elif kind == "cancel" and arg.id in self._tickets:
+                self.scheduler.cancel(arg)
             try:
-                cmd = self._commands.get(block=not engine.busy and not pending)
+                cmd = self._commands.get_nowait()
             except queue.Empty:
                 cmd = None
-            while cmd is not None:
-                kind, arg = cmd
-                if kind == "stop":  # every caller still waiting gets ClosedError, not a short result
-                    self._fail_all(ClosedError(_CLOSED_DURING))
-                    return
-                if kind == "submit":
-                    self._tickets[arg.request.id] = arg
-                    try:
-                        engine.submit(arg.request)
-                    except Exception as exc:  # refused (too long, ...): that caller gets the error
-                        arg.request.phase = "done"
-                        self._deliver({arg.loop: [(arg, exc), (arg, None)]})
-                elif kind == "cancel" and arg.id in self._tickets:
-                    engine.cancel(arg)
-                try:
-                    cmd = self._commands.get_nowait()
-                except queue.Empty:
-                    cmd = None
-            # the last decode's tokens go to their callers after the next batch is built,
-            # right before it is decoded: the loop's thread handles them while the decode
-            # runs without the GIL, and this thread does not wait for the GIL behind them
-            try:
-                more = engine.prepare()
-            except BaseException as exc:
-                self._fail_all(exc)
-                continue
-            self._deliver(self._events(pending))
-            pending = []
-            if not more:
-                continue
-            try:
-                engine.decode()
-                pending = engine.collect()
-            except BaseException as exc:  # a failed decode ends every active request with it
-                self._fail_all(exc)
+        return True
 
-    def _events(self, pending: list[tuple[BatchRequest, int]]) -> dict[asyncio.AbstractEventLoop,
-                                                                        list[tuple[_Ticket, Any]]]:
+    def _admit(self, ticket: _Ticket) -> None:
+        self._tickets[ticket.request.id] = ticket
+        try:
+            self.scheduler.submit(ticket.request)
+        except Exception as exc:  # refused (too long, ...): that caller gets the error
+            ticket.request.phase = "done"
+            self._deliver({ticket.loop: [(ticket, exc), (ticket, None)]})
+
+    def _step(self, pending: list[tuple[BatchRequest, int]]) -> list[tuple[BatchRequest, int]]:
+        """Build the next batch, hand the last step's tokens on, decode; the new tokens.
+
+        The last decode's tokens go to their callers after the next batch is built, right
+        before it is decoded: the loop's thread handles them while the decode runs without
+        the GIL, and this thread does not wait for the GIL behind them."""
+        sched = self.scheduler
+        try:
+            more = sched.prepare()
+        except BaseException as exc:
+            self._fail_all(exc)
+            return []
+        self._deliver(self._events(pending))
+        if not more:
+            return []
+        try:
+            sched.decode()
+            return sched.collect()
+        except BaseException as exc:  # a failed decode ends every active request with it
+            self._fail_all(exc)
+            return []
+
+    def _run_embeds(self) -> None:
+        """Run the waiting embedding jobs (no sequence is active), then admit what waited."""
+        while self._embeds:
+            job = self._embeds.pop(0)
+            try:
+                result: Any = self.engine.embed(job.texts, job.normalize, job.truncate)
+            except BaseException as exc:
+                result = exc
+            _resolve(job, result)
+        held, self._held_back = self._held_back, []
+        for ticket in held:
+            self._admit(ticket)
+
+    def _events(self, pending: list[tuple[BatchRequest, int]]) -> Events:
         """The tokens of the last step and the requests that ended, grouped by event loop."""
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Ticket, Any]]] = {}
+        by_loop: Events = {}
         for r, tok in pending:
             ticket = self._tickets.get(r.id)
             if ticket is not None:
@@ -169,7 +262,7 @@ class AsyncLlama:
             by_loop.setdefault(t.loop, []).append((t, None))
         return by_loop
 
-    def _deliver(self, by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Ticket, Any]]]) -> None:
+    def _deliver(self, by_loop: Events) -> None:
         for loop, items in by_loop.items():
             for t, tok in items:
                 if tok is None:
@@ -186,128 +279,306 @@ class AsyncLlama:
     def _fail_all(self, exc: BaseException) -> None:
         if self._closed and isinstance(exc, DecodeAbortedError):  # close() aborted the decode
             exc = ClosedError(_CLOSED_DURING)
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Ticket, Any]]] = {}
-        for t in list(self._tickets.values()):
-            self.engine.cancel(t.request)
+        by_loop: Events = {}
+        for t in [*self._tickets.values(), *self._held_back]:
+            self.scheduler.cancel(t.request)
             by_loop.setdefault(t.loop, []).append((t, exc))
             by_loop[t.loop].append((t, None))
+        self._held_back = []
         self._deliver(by_loop)
 
     # --- the caller's side -------------------------------------------------------------------
 
-    def _submit(self, tokens: list[int], max_tokens: int | None, sampling: Any, ignore_eos: bool) -> _Ticket:
+    def _submit(self, prompts: list[list[int]], n: int, sampling: SamplingParams, max_tokens: int | None,
+                logprobs: int | None, ignore_eos: bool) -> list[_Ticket]:
+        """One ticket per (prompt, sample), all sharing one queue; sample ``j`` is seeded ``seed + j``."""
         if self._closed:
             raise ClosedError(_CLOSED)
-        n_ctx_seq = self.engine.ctx.n_ctx_seq
-        if len(tokens) > n_ctx_seq:
-            raise ContextOverflowError(
-                f"the prompt has {len(tokens)} tokens but the context holds {n_ctx_seq}")
+        n_ctx_seq = self.engine.context.n_ctx_seq
+        for toks in prompts:
+            if len(toks) > n_ctx_seq:
+                raise ContextOverflowError(
+                    f"the prompt has {len(toks)} tokens but the context holds {n_ctx_seq}")
         loop = asyncio.get_running_loop()
-        vocab = self.llama._vocab
-        chain = (None if is_plain_greedy(sampling, vocab.n_tokens)
-                 else build_chain(sampling, vocab, self.engine.ctx.n_ctx))
-        ticket = _Ticket(BatchRequest(tokens, max_tokens, chain, ignore_eos=ignore_eos), loop)
-        refused: Exception | None = None
+        inbox: asyncio.Queue[tuple[_Ticket, Any]] = asyncio.Queue()
+        tickets: list[_Ticket] = []
+        try:
+            for toks in prompts:
+                for j in range(n):
+                    seed = None if sampling.seed is None else sampling.seed + j
+                    chain = self.engine.request_chain(sampling if j == 0 else replace(sampling, seed=seed),
+                                                      raw_logits=logprobs is not None)
+                    request = BatchRequest(toks, max_tokens, chain, ignore_eos=ignore_eos, logprobs=logprobs)
+                    tickets.append(_Ticket(request, loop, inbox, len(tickets)))
+            self._enqueue(tickets)
+        except BaseException:
+            for t in tickets:
+                if t.request.chain is not None:
+                    t.request.chain.close()
+            raise
+        return tickets
+
+    def _enqueue(self, tickets: list[_Ticket]) -> None:
         with self._count_lock:  # the check and the put are one step: close() cannot come between
             if self._closed:
-                refused = ClosedError(_CLOSED)
-            elif self._outstanding >= self.engine.n_slots + self.max_waiting:
-                refused = QueueFullError(
-                    f"{self._outstanding} requests are in flight ({self.engine.n_slots} slots + "
+                raise ClosedError(_CLOSED)
+            if self._outstanding + len(tickets) > self.scheduler.n_slots + self.max_waiting:
+                raise QueueFullError(
+                    f"{self._outstanding} requests are in flight ({self.scheduler.n_slots} slots + "
                     f"max_waiting={self.max_waiting}): retry later")
-            else:
-                self._outstanding += 1
-                self._commands.put(("submit", ticket))
-        if refused is not None:
-            if chain is not None:
-                chain.close()
-            raise refused
-        return ticket
+            self._outstanding += len(tickets)
+            for t in tickets:
+                self._commands.put(("submit", t))
 
     async def acreate_completion(
         self,
-        prompt: Union[str, Sequence[int]],
+        prompt: Union[str, Sequence[int], Sequence[str], Sequence[Sequence[int]]],
+        suffix: str | None = None,
         max_tokens: int | None = 16,
-        temperature: float = 0.8,
-        top_p: float = 0.95,
-        min_p: float = 0.05,
-        top_k: int = 40,
-        repeat_penalty: float = 1.0,
+        temperature: float = _D.temperature,
+        top_p: float = _D.top_p,
+        min_p: float = _D.min_p,
+        typical_p: float = _D.typical_p,
+        logprobs: int | None = None,
+        echo: bool = False,
         stop: Union[str, Sequence[str], None] = None,
-        seed: int | None = None,
+        frequency_penalty: float = _D.frequency_penalty,
+        presence_penalty: float = _D.presence_penalty,
+        repeat_penalty: float = _D.repeat_penalty,
+        top_k: int = _D.top_k,
         stream: bool = False,
+        seed: int | None = None,
+        mirostat_mode: int = _D.mirostat_mode,
+        mirostat_tau: float = _D.mirostat_tau,
+        mirostat_eta: float = _D.mirostat_eta,
         model: str | None = None,
+        grammar: str | LlamaGrammar | None = None,
+        logit_bias: Mapping[int, float] | None = None,
+        n: int = 1,
+        stream_options: Mapping[str, Any] | None = None,
         ignore_eos: bool = False,
     ) -> Union[CreateCompletionResponse, AsyncIterator[CompletionChunk]]:
-        """An OpenAI completion computed with the other callers' sequences in the same
-        decodes; ``stream=True`` returns an async iterator of chunks. ``ignore_eos`` goes on
-        past end-of-generation tokens (they add no text), as llama.cpp's server allows."""
-        llm = self.llama
-        llm._generating()  # an embedding model cannot complete (UnsupportedModelError)
-        tokens = llm._prompt_tokens(prompt)
-        sampling = llm._sampling(dict(temperature=temperature, top_p=top_p, min_p=min_p, top_k=top_k,
-                                      repeat_penalty=repeat_penalty, seed=seed))
+        """``Llama.create_completion``, computed with the other callers' sequences in the
+        same decodes; ``stream=True`` returns an async iterator of chunks. Several prompts
+        and ``n`` give a choice each (as there), ``echo`` repeats the prompt's text (the
+        prompt's own log-probabilities are not computed here). ``ignore_eos`` goes on past
+        end-of-generation tokens (they add no text), as llama.cpp's server allows."""
+        options = {k: v for k, v in locals().items() if k in SAMPLING_ARGS}
+        engine = self.engine
+        sampling = engine.sampling(dict(options, **grammar_fields(grammar)))
+        check_completion_args(logprobs, max_tokens, n)
+        if echo and logprobs is not None:
+            raise ValueError("AsyncLlama computes no log-probabilities of the prompt: "
+                             "echo cannot go with logprobs")
         limit = None if max_tokens is None or max_tokens <= 0 else int(max_tokens)
-        ticket = self._submit(tokens, limit, sampling, ignore_eos)
-        cid, created, name = f"cmpl-{uuid.uuid4()}", int(time.time()), model or llm.model_path
-        chunks = self._chunks(ticket, StopMatcher(stop))
+        usage = include_usage(stream_options)
+        StopMatcher(stop)  # a bad stop raises now
+        engine.require_decoder()  # an embedding model cannot complete (UnsupportedModelError)
+        if is_multi_prompt(prompt):
+            if suffix is not None or echo:
+                raise ValueError("several prompts take no suffix or echo")
+            prompts = [engine.prompt_tokens(p) for p in prompt]  # type: ignore[arg-type]
+        else:
+            prompts = [engine.prompt_tokens(prompt, suffix)]  # type: ignore[arg-type]
+        echo_text = engine.detokenize(prompts[0]).decode("utf-8", "replace") if echo else ""
+        tickets = self._submit(prompts, n, sampling, limit, logprobs, ignore_eos)
+        n_prompt = sum(map(len, prompts)) * n
+        meta = shapes.Meta.new(model or self.model_path)
+        chunks = self._chunks(tickets, stop)
         if stream:
-            return _stream_dicts(chunks, cid, created, name)
-        texts: list[str] = []
-        n = 0
-        reason: FinishReason = "length"
-        async for chunk in chunks:
-            texts.append(chunk.text)
-            n += len(chunk.tokens)
-            reason = chunk.finish_reason or reason
-        response: CreateCompletionResponse = {
-            "id": cid, "object": "text_completion", "created": created, "model": name,
-            "choices": [{"text": "".join(texts), "index": 0, "logprobs": None, "finish_reason": reason}],
-            "usage": {"prompt_tokens": len(tokens), "completion_tokens": n, "total_tokens": len(tokens) + n}}
-        return response
+            return _stream(shapes.CompletionChunker(meta, engine.vocab, n_prompt, echo_text), chunks, usage)
+        parts: dict[int, list[TextChunk]] = {t.index: [] for t in tickets}
+        async for i, chunk in chunks:
+            parts[i].append(chunk)
+        results: list[Completion] = [collect(parts[i]) for i in range(len(tickets))]
+        return shapes.completion(meta, results, n_prompt, engine.vocab, echo_text)
 
-    async def _chunks(self, ticket: _Ticket, stop: StopMatcher) -> AsyncIterator[TextChunk]:
-        text = TextAssembler(self.llama._vocab, stop)
-        is_eog = self.llama._vocab.is_eog
-        finished = False
+    async def _chunks(self, tickets: list[_Ticket], stop: Union[str, Sequence[str], None]
+                      ) -> AsyncIterator[tuple[int, TextChunk]]:
+        """``(choice index, chunk)`` as the tickets' tokens arrive."""
+        vocab = self.engine.vocab
+        choices = {t.request.id: _Choice(t, TextAssembler(vocab, StopMatcher(stop))) for t in tickets}
+        inbox = tickets[0].queue
+        left = len(tickets)
         try:
-            while True:
-                tok = await ticket.tokens.get()
-                if tok is _DONE:
-                    finished = True
-                    reason = ticket.request.finish_reason
-                    yield text.end("stop" if reason == "stop" else "length")
-                    return
-                if isinstance(tok, BaseException):
-                    raise tok
-                if ticket.request.ignore_eos and is_eog(tok):
+            while left:
+                ticket, item = await inbox.get()
+                choice = choices[ticket.request.id]
+                if choice.over:  # tokens (or the end) of a choice a stop string ended already
                     continue
-                chunk = text.feed(tok)
+                if isinstance(item, BaseException):
+                    raise item
+                chunk = choice.end() if item is _DONE else choice.feed(item, vocab.is_eog(item))
+                if choice.over:
+                    left -= 1
+                    self._cancel(ticket)  # a stop string ended it: the others go on
                 if chunk is not None:
-                    yield chunk
-                if text.finish_reason is not None:  # a stop string (or EOG): this request is over
-                    if chunk is None:
-                        yield text.end("stop")
-                    return
+                    yield ticket.index, chunk
         finally:
-            if not finished and not self._closed:
-                self._commands.put(("cancel", ticket.request))
+            for c in choices.values():  # the caller stopped reading (or was cancelled)
+                if not c.over:
+                    self._cancel(c.ticket)
+
+    def _cancel(self, ticket: _Ticket) -> None:
+        if not ticket.request.done and not self._closed:
+            self._commands.put(("cancel", ticket.request))
+
+    async def acreate_chat_completion(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        temperature: float = CHAT_TEMPERATURE,
+        top_p: float = _D.top_p,
+        top_k: int = _D.top_k,
+        min_p: float = _D.min_p,
+        typical_p: float = _D.typical_p,
+        stream: bool = False,
+        stop: Union[str, Sequence[str], None] = None,
+        seed: int | None = None,
+        response_format: Mapping[str, Any] | None = None,
+        max_tokens: int | None = None,
+        presence_penalty: float = _D.presence_penalty,
+        frequency_penalty: float = _D.frequency_penalty,
+        repeat_penalty: float = _D.repeat_penalty,
+        mirostat_mode: int = _D.mirostat_mode,
+        mirostat_tau: float = _D.mirostat_tau,
+        mirostat_eta: float = _D.mirostat_eta,
+        model: str | None = None,
+        grammar: str | LlamaGrammar | None = None,
+        logit_bias: Mapping[int, float] | None = None,
+        logprobs: bool | None = None,
+        top_logprobs: int | None = None,
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        tool_choice: Union[str, Mapping[str, Any], None] = None,
+        escape_special_tokens: bool | None = None,
+        n: int = 1,
+        stream_options: Mapping[str, Any] | None = None,
+    ) -> Union[CreateChatCompletionResponse, AsyncIterator[ChatCompletionChunk]]:
+        """``Llama.create_chat_completion``, batched with the other callers (templates,
+        chat formats, tools and ``tool_choice``, ``response_format``, log-probabilities;
+        streamed deltas carry the same content as the synchronous ones)."""
+        if self._llama.chat_handler is not None:
+            raise LlamaError("a chat_handler answers Llama.create_chat_completion only; AsyncLlama renders "
+                             "chats with chat_format or the model's template")
+        self.engine.require_decoder()
+        chat = self._llama.chat_setup.prompt(
+            messages, tools=tools, tool_choice=tool_choice, response_format=response_format, grammar=grammar,
+            stop=stop, escape_special_tokens=escape_special_tokens)
+        result = await self.acreate_completion(
+            chat.tokens, max_tokens=max_tokens, temperature=temperature, top_p=top_p, min_p=min_p,
+            typical_p=typical_p, logprobs=(top_logprobs or 0) if logprobs else None, stop=chat.stop,
+            frequency_penalty=frequency_penalty, presence_penalty=presence_penalty,
+            repeat_penalty=repeat_penalty, top_k=top_k, stream=stream, seed=seed, mirostat_mode=mirostat_mode,
+            mirostat_tau=mirostat_tau, mirostat_eta=mirostat_eta, model=model, grammar=chat.grammar,
+            logit_bias=logit_bias, n=n, stream_options=stream_options)
+        if stream:
+            return shapes.achat_chunks(result, chat.parser)  # type: ignore[arg-type]
+        return shapes.chat_completion(result, chat.parser)  # type: ignore[arg-type]
+
+    # --- embeddings and tokens ---------------------------------------------------------------
+
+    async def aembed(self, input: Union[str, Sequence[str]], normalize: bool = True, truncate: bool = False,
+                     return_count: bool = False, *, numpy: bool = False) -> Any:
+        """``Llama.embed``, run by the worker between batches."""
+        vectors, n_tokens = await self._embed([input] if isinstance(input, str) else list(input),
+                                              normalize, truncate)
+        result: Any = vectors if numpy else [v.tolist() for v in vectors]
+        if isinstance(input, str):
+            result = result[0]
+        return (result, n_tokens) if return_count else result
+
+    async def acreate_embedding(self, input: Union[str, Sequence[str]],
+                                model: str | None = None) -> CreateEmbeddingResponse:
+        """``Llama.create_embedding``: OpenAI's embeddings response (normalized vectors)."""
+        vectors, n_tokens = await self._embed([input] if isinstance(input, str) else list(input), True, False)
+        return shapes.embeddings(model or self.model_path, vectors, n_tokens)
+
+    async def _embed(self, texts: list[str], normalize: bool,
+                     truncate: bool) -> tuple[list[npt.NDArray[np.float32]], int]:
+        job = _Embed(texts, normalize, truncate, asyncio.get_running_loop())
+        with self._count_lock:
+            if self._closed:
+                raise ClosedError(_CLOSED)
+            self._commands.put(("embed", job))
+        return await job.future
+
+    async def atokenize(self, text: Union[str, bytes], add_bos: bool = True,
+                        special: bool = False) -> list[int]:
+        """``Llama.tokenize``, off the event loop's thread."""
+        return await asyncio.get_running_loop().run_in_executor(
+            None, lambda: self.engine.tokenize(text, add_special=add_bos, parse_special=special))
+
+    async def adetokenize(self, tokens: Sequence[int], special: bool = False) -> bytes:
+        """``Llama.detokenize``, off the event loop's thread."""
+        return await asyncio.get_running_loop().run_in_executor(
+            None, lambda: self.engine.detokenize(tokens, special=special))
+
+
+class _Choice:
+    """One choice's text on the loop's side: tokens -> chunks with their log-probabilities."""
+
+    __slots__ = ("lp", "over", "text", "ticket")
+
+    def __init__(self, ticket: _Ticket, text: TextAssembler) -> None:
+        self.ticket = ticket
+        self.text = text
+        self.over = False
+        self.lp: list[TokenLogprob] | None = [] if ticket.request.logprobs is not None else None
+
+    def feed(self, tok: int, eog: bool) -> TextChunk | None:
+        if self.lp is not None:
+            self.lp.append(self.ticket.request.token_logprobs.popleft())
+        if eog and self.ticket.request.ignore_eos:
+            if self.lp is not None:
+                self.lp.pop()
+            return None
+        chunk = self.text.feed(tok)
+        if self.text.finish_reason is not None:  # a stop string or EOG: this choice is over
+            self.over = True
+            if chunk is None:
+                chunk = self.text.end("stop")
+        return self._with_logprobs(chunk)
+
+    def end(self) -> TextChunk:
+        self.over = True
+        reason = self.ticket.request.finish_reason
+        return self._with_logprobs(self.text.end("stop" if reason == "stop" else "length"))  # type: ignore[return-value]
+
+    def _with_logprobs(self, chunk: TextChunk | None) -> TextChunk | None:
+        if chunk is not None and self.lp is not None:
+            chunk.logprobs, self.lp = self.lp[: len(chunk.tokens)], self.lp[len(chunk.tokens):]
+        return chunk
 
 
 def _dispatch(items: list[tuple[_Ticket, Any]]) -> None:
-    """On the loop's thread: put each token (None: the end) into its request's queue."""
+    """On the loop's thread: put each token (None: the end) into its call's queue."""
     for t, tok in items:
-        t.tokens.put_nowait(_DONE if tok is None else tok)
+        t.queue.put_nowait((t, _DONE if tok is None else tok))
 
 
-async def _stream_dicts(chunks: AsyncIterator[TextChunk], cid: str, created: int,
-                        name: str) -> AsyncIterator[CompletionChunk]:
+def _resolve(job: _Embed, result: Any) -> None:
+    """Hand an embedding job's result (or exception) to its loop."""
+    def settle() -> None:
+        if job.future.done():  # the caller was cancelled
+            return
+        if isinstance(result, BaseException):
+            job.future.set_exception(result)
+        else:
+            job.future.set_result(result)
+
     try:
-        async for chunk in chunks:
-            if not chunk.text and chunk.finish_reason is None:
-                continue
-            yield {"id": cid, "object": "text_completion", "created": created, "model": name,
-                   "choices": [{"text": chunk.text, "index": 0, "logprobs": None,
-                                "finish_reason": chunk.finish_reason}]}
+        job.loop.call_soon_threadsafe(settle)
+    except RuntimeError:  # that loop is closed
+        pass
+
+
+async def _stream(chunker: shapes.CompletionChunker, chunks: AsyncIterator[tuple[int, TextChunk]],
+                  usage: bool) -> AsyncIterator[CompletionChunk]:
+    try:
+        async for index, chunk in chunks:
+            out = chunker.chunk(index, chunk)
+            if out is not None:
+                yield out
+        if usage:
+            yield chunker.usage_chunk()
     finally:
         await chunks.aclose()  # type: ignore[attr-defined]

@@ -1,4 +1,4 @@
-"""The exception tree of llama_binding, and the one place that maps C return codes to it.
+"""The exception tree of llama_binding, and the mapping of decode return codes to it.
 
 ::
 
@@ -27,9 +27,10 @@
     │                                an encoder-only embedding model)
     └── TemplateError (ValueError)   a chat template failed to compile or render
 
-Every error raised because of a native return code goes through :func:`check_decode`
-or one of the other ``check_*`` helpers here, so the meaning of each code lives in one
-place.
+The return codes of ``llama_decode``/``llama_encode`` are mapped to exceptions by
+:func:`check_decode` only, so the meaning of each code lives in one place. Other native
+failures (a NULL pointer from a constructor, a state that does not load) are raised where
+the call is made, as the exception of this tree that names them.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ def allm(smollm2: Path, request: pytest.FixtureRequest) -> Iterator[AsyncLlama]:
     """Plain greedy on the host (argmax_rows), or in the decode (the slots' backend samplers,
     what a GPU gets by default)."""
     a = AsyncLlama(smollm2, n_seq_max=4, n_ctx=2048, backend_sampling=request.param)
-    assert a.engine.greedy == ("backend" if request.param else "host")
+    assert a.scheduler.greedy == ("backend" if request.param else "host")
     yield a
     a.close()
 
@@ -70,18 +70,18 @@ def test_streaming_stop_and_cancel_leave_others_running(allm: AsyncLlama, plain:
                                     abandoned(), stream("Water boils at", max_tokens=12),
                                     return_exceptions=True)
 
-    steps_before = allm.engine.steps
+    steps_before = allm.scheduler.steps
     counted, _, water = asyncio.run(main())
     assert counted == (" 4, 5, 6, ", "stop")
     want = plain.create_completion("Water boils at", max_tokens=12, temperature=0.0)["choices"][0]["text"]
     assert water == (want, "length")
     # the cancelled and the abandoned callers' requests end and free their slots
     deadline = time.monotonic() + 10
-    while allm._outstanding and time.monotonic() < deadline:
+    while allm.n_outstanding and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert allm._outstanding == 0 and not allm._tickets
+    assert allm.n_outstanding == 0
     # had the two 200-token requests gone on, the engine would have stepped 200 times
-    assert allm.engine.steps - steps_before < 100
+    assert allm.scheduler.steps - steps_before < 100
 
 
 def test_queue_is_bounded(smollm2: Path) -> None:

@@ -83,7 +83,7 @@ async def texts():
 want = asyncio.run(texts())
 wrong = []
 for rep in range(3):
-    allm.llama._vocab._piece_cache.clear()  # the pieces are made again, from both loops at once
+    allm.engine.vocab._piece_cache.clear()  # the pieces are made again, from both loops at once
     out = [None, None]
     def run(i):
         out[i] = asyncio.run(texts())
@@ -95,7 +95,7 @@ for rep in range(3):
     wrong += [(rep, i, o) for i, o in enumerate(out) if o != want]
 report("texts", lambda: all(len(t) > 20 for t in want))
 report("wrong", lambda: wrong)
-report("outstanding", lambda: allm._outstanding)
+report("outstanding", lambda: allm.n_outstanding)
 allm.close()
 '''
 
@@ -121,16 +121,15 @@ def test_cancelled_requests_leave_nothing_behind(stories260k: Path) -> None:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
         for _ in range(500):  # the engine thread handles the cancels
-            if not allm._outstanding and not allm.engine.busy:
+            if not allm.n_outstanding and not allm.scheduler.busy:
                 break
             await asyncio.sleep(0.01)
 
     allm = AsyncLlama(stories260k, n_seq_max=4, n_ctx=1024, n_threads=1)
     try:
         asyncio.run(main(allm))
-        assert allm._outstanding == 0
-        assert not allm._tickets
-        assert not allm.engine.busy
+        assert allm.n_outstanding == 0
+        assert not allm.scheduler.busy
         r: Any = asyncio.run(_one(allm))
         assert r["usage"]["completion_tokens"] == 4
     finally:

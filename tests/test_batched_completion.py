@@ -70,6 +70,6 @@ def test_backend_greedy_gives_the_host_greedy_choices(llm: Llama, smollm2: Path)
     with Llama(smollm2, n_ctx=2048, n_seq_max=4, kv_unified=True, backend_sampling=True) as b:
         got = b.create_completion(PROMPTS, max_tokens=12, temperature=0.0)
         assert [c["text"] for c in got["choices"]] == [c["text"] for c in want["choices"]]
-        assert not any(b._context.attached_sampler(s) for s in range(4))
+        assert not any(b.engine.context.attached_sampler(s) for s in range(4))
         again = b(PROMPTS[0], max_tokens=12, temperature=0.0)["choices"][0]["text"]
         assert again == llm(PROMPTS[0], max_tokens=12, temperature=0.0)["choices"][0]["text"]

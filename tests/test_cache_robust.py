@@ -49,9 +49,9 @@ EXPECTED = llm(PROMPT + MORE, max_tokens=8, temperature=0.0)["choices"][0]["text
 def complete(cache, prompt):
     llm.reset()
     llm.set_cache(cache)
-    llm._context.perf_reset()
+    llm.engine.context.perf_reset()
     text = llm(prompt, max_tokens=8, temperature=0.0)["choices"][0]["text"]
-    return text, llm._context.perf()["n_p_eval"]
+    return text, llm.engine.context.perf()["n_p_eval"]
 
 def files(folder, pattern):
     return sorted(glob.glob(os.path.join(folder, pattern)))

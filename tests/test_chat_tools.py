@@ -12,8 +12,9 @@ import jsonschema
 import pytest
 
 from llama_binding import Llama
-from llama_binding.chat.completion import chat_chunks, chat_response
 from llama_binding.chat.tools import get_parser
+from llama_binding.shapes import chat_chunks
+from llama_binding.shapes import chat_completion as chat_response
 
 WEATHER = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 30},
                                             "unit": {"enum": ["C", "F"]}}, "required": ["city"]}
@@ -136,7 +137,7 @@ def test_a_conversation_with_earlier_calls_renders_on_a_template_without_tools(c
 
 
 def test_inline_tool_calls() -> None:
-    from llama_binding.chat.completion import inline_tool_calls
+    from llama_binding.chat.request import inline_tool_calls
 
     inlined = inline_tool_calls(FOLLOW_UP)
     assert inlined[0] == FOLLOW_UP[0] and inlined[2] == FOLLOW_UP[2]

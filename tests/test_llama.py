@@ -131,9 +131,9 @@ def test_call_after_close(stories260k: Path) -> None:
 def test_prefix_reuse_between_calls(llm: Llama) -> None:
     llm("Once upon a time, there was", max_tokens=2, temperature=0.0)
     kept = llm.n_tokens
-    llm._context.perf_reset()
+    llm.engine.context.perf_reset()
     llm("Once upon a time, there was a dog", max_tokens=1, temperature=0.0)
-    assert 0 < llm._context.perf()["n_p_eval"] < kept
+    assert 0 < llm.engine.context.perf()["n_p_eval"] < kept
 
 
 def test_quiet_by_default(stories260k: Path, capfd: pytest.CaptureFixture[str]) -> None:
@@ -201,7 +201,7 @@ def test_cancelled_prompt_leaves_llama_consistent(tiny_spm: Path) -> None:
         with pytest.raises(DecodeAbortedError):
             llm.create_completion(prompt, max_tokens=1)
         timer.join()
-        assert llm._context.seq_pos_max(0) == llm.n_tokens - 1  # memory and bookkeeping agree
+        assert llm.engine.context.seq_pos_max(0) == llm.n_tokens - 1  # memory and bookkeeping agree
         out = llm.create_completion(prompt[:50], max_tokens=2, temperature=0.0)
         assert out["usage"]["completion_tokens"] == 2
 

@@ -95,16 +95,16 @@ def test_backend_sampling_on_the_cpu_backend_matches(stories260k: Path) -> None:
             a = cpu(prompt, max_tokens=24, **greedy)["choices"][0]["text"]
             b = gpu_style(prompt, max_tokens=24, **greedy)["choices"][0]["text"]
             assert a == b
-        assert gpu_style._slot.on_backend
-        chain = gpu_style._ctx.attached_sampler(0) if gpu_style._ctx else None
+        assert gpu_style.engine.chain_on_backend
+        chain = gpu_style.engine.context.attached_sampler(0)
         gpu_style("Once upon a time", max_tokens=4, **greedy)
-        assert gpu_style._ctx is not None and gpu_style._ctx.attached_sampler(0) is chain  # reused
+        assert gpu_style.engine.context.attached_sampler(0) is chain  # reused
         s1 = gpu_style("Once upon a time", max_tokens=16, seed=5)["choices"][0]["text"]
         s2 = gpu_style("Once upon a time", max_tokens=16, seed=5)["choices"][0]["text"]
         assert s1 == s2
         # a call that needs the logits detaches it and still works
         lp = gpu_style("Once upon a time", max_tokens=3, logprobs=1, **greedy)
-        assert not gpu_style._slot.on_backend and lp["choices"][0]["logprobs"] is not None
+        assert not gpu_style.engine.chain_on_backend and lp["choices"][0]["logprobs"] is not None
         assert gpu_style("Once upon a time", max_tokens=24, **greedy)["choices"][0]["text"] == \
             cpu("Once upon a time", max_tokens=24, **greedy)["choices"][0]["text"]
 
@@ -115,10 +115,10 @@ def test_plain_greedy_is_the_hosts_argmax(stories260k: Path) -> None:
     nothing)."""
     with Llama(stories260k, n_ctx=256, backend_sampling=True) as llm:
         llm("Once upon a time", max_tokens=4, temperature=0.0, repeat_penalty=1.1)
-        assert llm._slot.on_backend
+        assert llm.engine.chain_on_backend
         for prompt in ("Once upon a time", "The little dog", "Tom and"):
             plain = llm(prompt, max_tokens=32, temperature=0.0)
-            assert not llm._slot.on_backend and llm._context.attached_sampler(0) is None
+            assert not llm.engine.chain_on_backend and llm.engine.context.attached_sampler(0) is None
             chained = llm(prompt, max_tokens=32, temperature=0.0, logit_bias={5: 0.0})
             assert plain["choices"][0]["text"] == chained["choices"][0]["text"]
             assert plain["usage"] == chained["usage"]
@@ -129,7 +129,7 @@ def test_plain_greedy_is_the_hosts_argmax(stories260k: Path) -> None:
 def test_closing_an_attached_chain_detaches_it(stories260k: Path) -> None:
     with Llama(stories260k, n_ctx=64, backend_sampling=True) as llm:
         llm("Once", max_tokens=2, temperature=0.0, repeat_penalty=1.1)
-        ctx = llm._context
+        ctx = llm.engine.context
         chain = ctx.attached_sampler(0)
         assert chain is not None and chain.attached
         chain.close()

@@ -26,7 +26,7 @@ def adapters(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def _logits(llm: Llama) -> np.ndarray:
     llm.reset()
     llm.eval(TOKENS)
-    return llm.scores[-1].copy() if llm.logits_all else llm._context.logits(-1).copy()
+    return llm.scores[-1].copy() if llm.logits_all else llm.engine.context.logits(-1).copy()
 
 
 def test_scales_change_logits_and_zero_is_the_base(tiny_spm: Path, adapters: tuple[Path, Path]) -> None:
@@ -64,9 +64,9 @@ def test_changing_adapters_invalidates_reuse_and_caches(tiny_spm: Path, adapters
         assert llm.n_tokens > 0
         llm.load_lora(a, 1.0)
         assert llm.n_tokens == 0  # memory computed without the adapter is not reused
-        llm._context.perf_reset()
+        llm.engine.context.perf_reset()
         llm([*TOKENS, 304], max_tokens=1, temperature=0.0)
-        assert llm._context.perf()["n_p_eval"] == len(TOKENS) + 1  # nor is the cached state
+        assert llm.engine.context.perf()["n_p_eval"] == len(TOKENS) + 1  # nor is the cached state
 
 
 def test_bad_adapters_raise_and_change_nothing(tiny_spm: Path, tmp_path: Path,

@@ -17,9 +17,9 @@ MORE = " with her dog"
 
 def _evaluated(llm: Llama, prompt: str) -> tuple[str, float]:
     """(greedy text, prompt tokens llama.cpp evaluated for it)."""
-    llm._context.perf_reset()
+    llm.engine.context.perf_reset()
     text = llm(prompt, max_tokens=12, temperature=0.0)["choices"][0]["text"]
-    return text, llm._context.perf()["n_p_eval"]
+    return text, llm.engine.context.perf()["n_p_eval"]
 
 
 def test_ram_cache_restores_a_prefix_in_a_fresh_context(stories260k: Path) -> None:

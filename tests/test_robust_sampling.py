@@ -259,7 +259,7 @@ logging.getLogger("llama_binding").setLevel(logging.WARNING)
 def run(**kw):
     llm = Llama(M, n_ctx=64, **kw)
     text = llm.create_completion("Once", max_tokens=3, temperature=0)["choices"][0]["text"]
-    return (llm._context.n_threads, text)
+    return (llm.engine.context.n_threads, text)
 
 report("limit", thread_limit)
 report("cores", physical_cores)

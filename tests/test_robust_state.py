@@ -53,7 +53,7 @@ def test_a_huge_n_ctx_is_refused_before_allocating(model: str, request: pytest.F
 def test_the_training_context_and_beyond_still_work(model: str, request: pytest.FixtureRequest) -> None:
     path = request.getfixturevalue(model)
     with Llama(path, n_ctx=0, n_threads=1) as llm:  # 0: the training context
-        n_train = llm._model.n_ctx_train
+        n_train = llm.engine.model.n_ctx_train
         assert llm.n_ctx() == n_train
     if model == "stories260k":  # beyond it: llama.cpp's warning, no refusal while it fits
         with Llama(path, n_ctx=4 * n_train, n_threads=1) as llm:
@@ -65,7 +65,7 @@ def test_the_estimate_is_llama_cpps_kv_size(smollm2: Path, caplog: pytest.LogCap
     with caplog.at_level(logging.DEBUG, logger="llama_binding"):
         llm = Llama(smollm2, n_ctx=1024, n_threads=1, verbose=True)
     try:
-        est = estimate_kv(llm._model.ptr, llm.context_params.to_c())
+        est = estimate_kv(llm.engine.model.ptr, llm.context_params.to_c())
         sizes = [r.getMessage() for r in caplog.records if "KV buffer size" in r.getMessage()]
         assert sizes, "llama.cpp logged no KV buffer size"
         mib = float(sizes[-1].split("=")[-1].split("MiB")[0])

@@ -27,9 +27,9 @@ def test_restored_state_continues_with_the_same_greedy_tokens(smollm2: Path, seq
         expected = _continue(a)
         b.load_state(state)
         assert list(b.input_ids) == list(state.tokens)
-        b._context.perf_reset()
+        b.engine.context.perf_reset()
         assert _continue(b) == expected
-        assert b._context.perf()["n_p_eval"] <= 1  # the prompt was not evaluated again
+        assert b.engine.context.perf()["n_p_eval"] <= 1  # the prompt was not evaluated again
 
 
 def test_session_file_round_trip(stories260k: Path, tmp_path: Path) -> None:

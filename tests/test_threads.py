@@ -91,7 +91,7 @@ def closing_processor(ids, logits):
     return logits
 report("callback", lambda: llm("Once upon a time", max_tokens=50, logits_processor=closing_processor))
 report("callback-after", lambda: llm("Once", max_tokens=1))
-report("callback-freed", lambda: llm._model.closed)
+report("callback-freed", lambda: llm.engine.model.closed)
 '''
 
 
@@ -328,5 +328,5 @@ def test_abandoned_streams_leave_nothing_behind(llm: Llama) -> None:
     gc.collect()
     grown = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
-    assert llm._guard._user is None
+    assert llm.engine.guard._user is None
     assert grown < 100_000, grown

@@ -255,6 +255,11 @@ class Context(NativeHandle[Any]):
         return int(capi.llama_n_seq_max(self.ptr))
 
     @property
+    def causal_attn(self) -> bool:
+        """Whether attention is causal (a decoder that can generate; False for BERT-like encoders)."""
+        return bool(capi.llama_get_causal_attn(self.ptr))
+
+    @property
     def pooling_type(self) -> PoolingType:
         return PoolingType(int(capi.llama_pooling_type(self.ptr)))
 

@@ -8,7 +8,7 @@ import numbers
 import operator
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Union
 
@@ -43,6 +43,11 @@ class SplitMode(enum.IntEnum):
     TENSOR = 3
 
 
+#: fields of :class:`ModelParams` that are not scalar C fields: :meth:`ModelParams.to_c`
+#: builds the arrays they point to
+_POINTER_FIELDS = frozenset({"tensor_split", "kv_overrides"})
+
+
 @dataclass(frozen=True)
 class ModelParams:
     """Options of :class:`Model`. ``None`` keeps llama.cpp's default from
@@ -64,11 +69,12 @@ class ModelParams:
         """The C struct, and the buffers it points into (keep them alive while loading)."""
         params = capi.llama_model_default_params()
         keep: list[Any] = []
-        for name in ("n_gpu_layers", "split_mode", "load_mode", "main_gpu", "vocab_only", "check_tensors",
-                     "use_extra_bufts"):
-            value = getattr(self, name)
-            if value is not None:
-                set_c_field(params, name, value)
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is not None and f.name not in _POINTER_FIELDS:
+                if isinstance(value, enum.Enum):
+                    value = value.value
+                set_c_field(params, f.name, value)
         if self.tensor_split is not None:
             n = int(capi.llama_max_devices())
             if len(self.tensor_split) > n:

@@ -12,14 +12,16 @@ import ctypes
 import math
 import weakref
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import _log, capi
 from ..errors import ClosedError, SamplerError
 from . import _native
 from ._handle import NativeHandle
-from .context import Context
-from .vocab import Vocab
+
+if TYPE_CHECKING:  # context.py imports this module (for sample_failure)
+    from .context import Context
+    from .vocab import Vocab
 
 __all__ = ["GreedyGroup", "Sampler", "SamplerChain", "sample_failure"]
 
@@ -172,6 +174,17 @@ class Sampler(NativeHandle[Any]):
         mark = _log.error_mark()
         ptr = capi.llama_sampler_init_grammar(vocab.ptr, grammar.encode(), root.encode())
         return _made(ptr, "grammar", mark)
+
+    @classmethod
+    def grammar_without_vocab(cls, grammar: bytes, root: bytes = b"root") -> Sampler:
+        """A GBNF grammar parsed by llama.cpp with no vocabulary (a NULL ``llama_vocab *``),
+        to check a grammar without a model: llama.cpp parses it, checks the start rule and
+        left recursion and builds the first parse stacks. ``grammar`` must hold no token
+        reference written ``<name>`` (the parser would read the missing vocabulary; token ids
+        ``<[N]>`` are fine). A grammar llama.cpp refuses raises :class:`SamplerError`; its
+        reason is in the native log (:func:`llama_binding._log.errors_since`)."""
+        mark = _log.error_mark()
+        return _made(capi.llama_sampler_init_grammar(None, grammar, root), "grammar", mark)
 
     @classmethod
     def grammar_lazy(cls, vocab: Vocab, grammar: str, trigger_patterns: Sequence[str] = (),

@@ -90,6 +90,17 @@ class Vocab:
     def is_control(self, token: int) -> bool:
         return bool(capi.llama_vocab_is_control(self.ptr, token))
 
+    def special_tokens(self) -> dict[str, tuple[int, bool, bool]]:
+        """Control and unknown tokens by text: ``{text: (id, lstrip, rstrip)}``."""
+        special = capi.LLAMA_TOKEN_ATTR_CONTROL | capi.LLAMA_TOKEN_ATTR_UNKNOWN
+        lstrip, rstrip = capi.LLAMA_TOKEN_ATTR_LSTRIP, capi.LLAMA_TOKEN_ATTR_RSTRIP
+        found = {}
+        for t in range(self.n_tokens):
+            attr = int(capi.llama_vocab_get_attr(self.ptr, t))
+            if attr & special:
+                found[self.text(t).decode("utf-8", "replace")] = (t, bool(attr & lstrip), bool(attr & rstrip))
+        return found
+
     def text(self, token: int) -> bytes:
         """The raw text of ``token`` in the vocabulary (SentencePiece ``▁`` and all)."""
         self._check(token)

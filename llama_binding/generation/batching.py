@@ -41,6 +41,7 @@ from ..core.context import Context
 from ..core.sampler import GreedyGroup, SamplerChain, sample_failure
 from ..core.vocab import Vocab
 from ..errors import ContextOverflowError, QueueFullError, SamplerError
+from .logprobs import TokenLogprob, log_softmax_at
 from .steps import common_prefix
 
 __all__ = ["BatchEngine", "BatchRequest"]
@@ -60,6 +61,10 @@ class BatchRequest:
     """Called with each sampled token (inside :meth:`BatchEngine.step`)."""
     ignore_eos: bool = False
     """Go on after an end-of-generation token (benchmarks; llama.cpp server's option)."""
+    logprobs: int | None = None
+    """Record each sampled token's log-probability and its ``logprobs`` best alternatives in
+    :attr:`token_logprobs` (the request needs its own ``chain``: the logits are read on the host)."""
+    token_logprobs: deque[TokenLogprob] = field(default_factory=deque)
     id: int = field(default_factory=itertools.count().__next__)
     phase: Phase = "waiting"
     seq_id: int = -1
@@ -146,6 +151,9 @@ class BatchEngine:
     # --- requests ----------------------------------------------------------------------------
 
     def submit(self, request: BatchRequest) -> BatchRequest:
+        if request.logprobs is not None and request.chain is None:
+            raise ValueError("a request with logprobs needs its own sampler chain "
+                             "(the logits are read on the host)")
         if not request.prompt:
             raise ValueError("the prompt is empty: give at least one token (for example BOS)")
         limit = self.ctx.n_ctx_seq
@@ -167,6 +175,11 @@ class BatchEngine:
             request.phase, request.finish_reason = "done", "cancelled"
             return
         self._finish(request, "cancelled")
+
+    def cancel_all(self) -> None:
+        """Cancel every request, waiting or active."""
+        for r in [*self._active, *self._waiting]:
+            self.cancel(r)
 
     @property
     def busy(self) -> bool:
@@ -273,12 +286,14 @@ class BatchEngine:
         is_eog, limit = self.vocab.is_eog, self._n_ctx_seq
         out: list[tuple[BatchRequest, int]] = []
         for r in ready:
-            r._row = -1
+            row, r._row = r._row, -1
             tok = r._pending
             if tok < 0:
                 r.error = sample_failure(tok)  # selected nothing, or every logit -inf/NaN
                 self._finish(r, "cancelled")
                 continue
+            if r.logprobs is not None:  # appended before the token is handed on
+                r.token_logprobs.append(log_softmax_at(self.ctx.logits(row), tok, r.logprobs))
             r.output.append(tok)
             out.append((r, tok))
             if r.on_token is not None:

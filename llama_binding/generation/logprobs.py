@@ -18,9 +18,8 @@ import numpy as np
 import numpy.typing as npt
 
 from ..core.context import Context
-from ..core.vocab import Vocab
 
-__all__ = ["TokenLogprob", "log_softmax_at", "openai_logprobs", "prompt_logprobs", "with_logprobs"]
+__all__ = ["TokenLogprob", "log_softmax_at", "prompt_logprobs", "with_logprobs"]
 
 
 @dataclass(frozen=True)
@@ -69,26 +68,3 @@ def prompt_logprobs(ctx: Context, prompt: Sequence[int], n_top: int,
                 out.append(log_softmax_at(ctx.logits(j), prompt[nxt], n_top))
 
     return read
-
-
-def openai_logprobs(entries: list[TokenLogprob], vocab: Vocab,
-                    text_offset: int) -> tuple[dict[str, object], int]:
-    """The OpenAI completion ``logprobs`` object for ``entries``, and the text offset after them."""
-    tokens: list[str] = []
-    offsets: list[int] = []
-    pos = text_offset
-    for e in entries:
-        piece = vocab.token_to_piece(e.token).decode("utf-8", "replace")
-        tokens.append(piece)
-        offsets.append(pos)
-        pos += len(piece)
-    return {
-        "tokens": tokens,
-        "text_offset": offsets,
-        "token_logprobs": [e.logprob for e in entries],
-        "top_logprobs": [
-            None if e.top is None
-            else {vocab.token_to_piece(t).decode("utf-8", "replace"): lp for t, lp in e.top.items()}
-            for e in entries
-        ],
-    }, pos

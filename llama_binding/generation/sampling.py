@@ -21,14 +21,19 @@ from ..core.vocab import Vocab
 from ..errors import SamplerError
 from ..grammar import checked
 
-__all__ = ["BACKEND_STEPS", "ChainSlot", "SamplerStep", "SamplingParams", "build_chain", "is_plain_greedy",
-           "plan"]
+__all__ = ["BACKEND_STEPS", "CHAT_TEMPERATURE", "ChainSlot", "SamplerStep", "SamplingParams", "build_chain",
+           "is_plain_greedy", "plan"]
 
 _VOCAB_STEPS = frozenset({"grammar", "grammar_lazy", "dry", "infill"})
 
 #: samplers that this llama.cpp can run inside the decode graph ("backend sampling")
 BACKEND_STEPS = frozenset({"logit_bias", "penalties", "greedy", "dist", "top_k", "top_p", "min_p",
                            "temp", "temp_ext"})
+
+
+#: ``create_chat_completion``'s temperature (llama-cpp-python's chat default); every other
+#: sampling default of the facades' signatures is :class:`SamplingParams`' own
+CHAT_TEMPERATURE = 0.2
 
 
 @dataclass(frozen=True)

@@ -117,9 +117,8 @@ def generate_tokens(
     lookahead: bool = False,
 ) -> Iterator[int]:
     """Yield sampled token ids after ``prompt``; stops at end-of-generation, after
-    ``max_tokens`` (None: until the context is full) or when the caller stops.
-
-    ``chain`` samples each token; None means plain greedy: the argmax of the logits.
+    ``max_tokens`` (None: until the context is full) or when the caller stops. ``chain``
+    samples each token; None means plain greedy: the argmax of the logits.
 
     ``logits_hook(tokens, logits)`` may change the next token's logits in place before
     each sample. ``prompt_logits(start, n)`` asks for the logits of every prompt token:

@@ -13,6 +13,7 @@ from typing import Literal, Optional
 
 from ..core.vocab import Vocab
 from .detokenizer import IncrementalDetokenizer
+from .logprobs import TokenLogprob
 from .stopping import StopMatcher
 
 __all__ = ["Completion", "FinishReason", "TextAssembler", "TextChunk", "collect", "stream_text"]
@@ -22,11 +23,14 @@ FinishReason = Literal["stop", "length"]
 
 @dataclass
 class TextChunk:
-    """New text, the tokens that produced it, and the finish reason on the last chunk."""
+    """New text, the tokens that produced it, and the finish reason on the last chunk;
+    ``logprobs``: one entry per token when the request asked for them (the first chunk of
+    a request for the prompt's too starts with the prompt's entries)."""
 
     text: str
     tokens: list[int] = field(default_factory=list)
     finish_reason: Optional[FinishReason] = None
+    logprobs: Optional[list[TokenLogprob]] = None
 
 
 @dataclass
@@ -34,6 +38,7 @@ class Completion:
     text: str
     tokens: list[int]
     finish_reason: FinishReason
+    logprobs: Optional[list[TokenLogprob]] = None
 
 
 class TextAssembler:
@@ -109,10 +114,13 @@ def collect(chunks: Iterable[TextChunk]) -> Completion:
     """Join a stream into one :class:`Completion`."""
     texts: list[str] = []
     toks: list[int] = []
+    logprobs: Optional[list[TokenLogprob]] = None
     reason: FinishReason = "length"
     for chunk in chunks:
         texts.append(chunk.text)
         toks.extend(chunk.tokens)
+        if chunk.logprobs is not None:
+            logprobs = (logprobs or []) + chunk.logprobs
         if chunk.finish_reason is not None:
             reason = chunk.finish_reason
-    return Completion("".join(texts), toks, reason)
+    return Completion("".join(texts), toks, reason, logprobs)

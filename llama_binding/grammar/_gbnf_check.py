@@ -190,164 +190,194 @@ class GbnfChecker:
 
     def sequence(self, pos: int, rule_name: str, rule: list[int], nested: bool) -> int:
         s = self.s
-        last = len(rule)
-        n_prev = 1
-
-        def repeat(lo: int, hi: int | None, at: int) -> None:  # hi None: no maximum
-            nonlocal n_prev
-            if last == len(rule):
-                raise GbnfError("expecting preceding item to */+/?/{", at)
-            prev = rule[last:]
-            total = hi if hi is not None and hi > 0 else (lo if lo > 0 else 1)
-            if n_prev * total > _MAX_REPETITION:
-                raise GbnfError(
-                    "number of rules that are going to be repeated multiplied by the new repetition "
-                    "exceeds sane defaults, please reduce the number of repetitions or rule complexity")
-            n_opt = 1 if hi is None else hi - lo
-            self.expanded += len(prev) * max(lo - 1, 0) + n_opt * (len(prev) + 3)
-            if self.expanded > MAX_EXPANDED:
-                raise GbnfError(f"repetitions expand the grammar beyond {MAX_EXPANDED} elements", at)
-            if lo == 0:
-                del rule[last:]
-            else:
-                rule.extend(prev * (lo - 1))
-            last_rec = 0
-            for i in range(n_opt):
-                rec_id = self.generate(rule_name)
-                rec = list(prev)
-                if hi is None:
-                    rec.append(rec_id)
-                elif i > 0:
-                    rec.append(last_rec)
-                rec += (_ALT, _END)
-                self.rules[rec_id] = rec
-                last_rec = rec_id
-            if n_opt > 0:
-                rule.append(last_rec)
-            n_prev *= total
-
+        last = len(rule)  # where the last item's elements start in ``rule``
+        n_prev = 1  # the rules that repeating the last item copies
         while s[pos]:
             c = s[pos]
-            if c == _Q:  # a literal string
-                pos += 1
-                last, n_prev = len(rule), 1
-                while s[pos] != _Q:
-                    plain = _PLAIN_STRING.match(s, pos)
-                    if plain is not None:
-                        rule.extend([_CHAR] * len(plain.group().decode("utf-8", "replace")))
-                        pos = plain.end()
-                        continue
-                    if not s[pos]:
-                        raise GbnfError("unexpected end of input", pos)
-                    at = pos
-                    pos = self.char(pos)
-                    if self.value == 0:
-                        raise self.nul(at, "in a string literal")
-                    if self.value > _MAX_CODE_POINT:
-                        raise self.beyond(at, pos, "in a string literal")
-                    rule.append(_CHAR)
-                pos = self.space(pos + 1, nested)
-            elif c == _LB:  # a character class
-                pos += 1
-                negated = s[pos] == 0x5E  # ^
-                if negated:
-                    pos += 1
-                last, n_prev = len(rule), 1
-                while s[pos] != _RB:
-                    if not s[pos]:
-                        raise GbnfError("unexpected end of input", pos)
-                    at = pos
-                    pos = self.char(pos)
-                    lo = self.value
-                    rule.append(_CHAR)
-                    if s[pos] == 0x2D and s[pos + 1] != _RB:  # a range a-z
-                        if not s[pos + 1]:
-                            raise GbnfError("unexpected end of input", pos + 1)
-                        pos = self.char(pos + 1)
-                        rule.append(_CHAR)
-                        if self.value < lo:
-                            text = self.data[at:pos].decode("utf-8", "replace")
-                            raise GbnfError(f"reversed character range {text} (U+{lo:04X} to "
-                                             f"U+{self.value:04X}): its end comes before its start, so it "
-                                             "matches nothing", at)
-                    elif lo == 0 and not negated:
-                        raise self.nul(at, "in a character class")
-                    # beyond U+10FFFF is fine in [^...]: it keeps out what invalid UTF-8 decodes to
-                    if lo > _MAX_CODE_POINT and not negated:
-                        raise self.beyond(at, pos, "in a character class")
-                pos = self.space(pos + 1, nested)
-            elif c in (_LT, 0x21):  # a token, or ! and a token: any other token
-                if c == 0x21:
-                    pos += 1
-                pos = self.token(pos)
-                last, n_prev = len(rule), 1
-                rule.append(_CHAR)
-                pos = self.space(pos, nested)
-            elif c in _WORD:  # a rule reference
-                end = self.name(pos)
-                ref = self.symbol(self.data[pos:end].decode(), pos)
-                pos = self.space(end, nested)
-                last, n_prev = len(rule), 1
-                rule.append(ref)
+            if c in (0x2A, 0x2B, 0x3F, 0x7B):  # * + ? {m,n}: a repetition of the last item
+                at = pos
+                pos, lo, hi = self.repetition(pos, nested)
+                n_prev = self.repeat(rule_name, rule, last, n_prev, lo, hi, at)
             elif c == 0x28:  # ( a group )
-                if self.depth >= MAX_NESTING:
-                    raise GbnfError(f"groups are nested more than {MAX_NESTING} deep", pos)
-                pos = self.space(pos + 1, True)
-                before = len(self.names)
-                sub = self.generate(rule_name)
-                self.depth += 1
-                pos = self.alternates(pos, rule_name, sub, True)
-                self.depth -= 1
-                n_prev = max(1, len(self.names) - before)
                 last = len(rule)
-                rule.append(sub)
-                if s[pos] != 0x29:
-                    raise GbnfError("expecting ')'", pos)
-                pos = self.space(pos + 1, nested)
-            elif c == 0x2E:  # . any character
-                last, n_prev = len(rule), 1
-                rule.append(_CHAR)
-                pos = self.space(pos + 1, nested)
-            elif c in (0x2A, 0x2B, 0x3F):  # * + ?
-                op = pos
-                pos = self.space(pos + 1, nested)
-                repeat(1 if c == 0x2B else 0, 1 if c == 0x3F else None, op)
-            elif c == 0x7B:  # {m}, {m,}, {m,n}
-                brace = pos
-                pos = self.space(pos + 1, nested)
-                if s[pos] not in _DIGITS:
-                    raise GbnfError("expecting an int", pos)
-                end = self.integer(pos)
-                lo = int(self.data[pos:end])
-                pos = self.space(end, nested)
-                hi: int | None = None
-                if s[pos] == 0x7D:
-                    hi = lo
-                    pos = self.space(pos + 1, nested)
-                elif s[pos] == 0x2C:
-                    pos = self.space(pos + 1, nested)
-                    if s[pos] in _DIGITS:
-                        end = self.integer(pos)
-                        hi = int(self.data[pos:end])
-                        pos = self.space(end, nested)
-                    if s[pos] != 0x7D:
-                        raise GbnfError("expecting '}'", pos)
-                    pos = self.space(pos + 1, nested)
-                else:
-                    raise GbnfError("expecting ','", pos)
-                if lo >= 1 << 64 or (hi is not None and hi >= 1 << 64):
-                    raise GbnfError("repetition count out of range", brace)
-                if lo > _MAX_REPETITION:
-                    raise GbnfError("number of repetitions exceeds sane defaults, "
-                                     "please reduce the number of repetitions", brace)
-                if hi is not None and hi > _MAX_REPETITION:
-                    hi = None
-                if hi is not None and hi < lo:  # llama.cpp would loop forever
-                    raise GbnfError(f"repetition maximum {hi} is below its minimum {lo}", brace)
-                repeat(lo, hi, brace)
+                pos, n_prev = self.group(pos, rule_name, rule, nested)
             else:
-                break
+                start = len(rule)
+                end = self.item(pos, rule, nested)
+                if end is None:
+                    break
+                pos, last, n_prev = end, start, 1
         return pos
+
+    def item(self, pos: int, rule: list[int], nested: bool) -> int | None:
+        """A literal, character class, token, rule reference or ``.`` at ``pos``, its elements
+        added to ``rule``: the position after it and the space that follows; None (and
+        ``rule`` unchanged) where none starts."""
+        c = self.s[pos]
+        if c == _Q:  # a literal string
+            pos = self.literal(pos + 1, rule)
+        elif c == _LB:  # a character class
+            pos = self.char_class(pos + 1, rule)
+        elif c in (_LT, 0x21):  # a token, or ! and a token: any other token
+            pos = self.token(pos + 1 if c == 0x21 else pos)
+            rule.append(_CHAR)
+        elif c in _WORD:  # a rule reference
+            end = self.name(pos)
+            rule.append(self.symbol(self.data[pos:end].decode(), pos))
+            pos = end
+        elif c == 0x2E:  # . any character
+            rule.append(_CHAR)
+            pos += 1
+        else:
+            return None
+        return self.space(pos, nested)
+
+    def literal(self, pos: int, rule: list[int]) -> int:
+        """The characters of a string literal from ``pos`` (after its opening quote) to
+        ``rule``; the position after its closing quote."""
+        s = self.s
+        while s[pos] != _Q:
+            plain = _PLAIN_STRING.match(s, pos)
+            if plain is not None:
+                rule.extend([_CHAR] * len(plain.group().decode("utf-8", "replace")))
+                pos = plain.end()
+                continue
+            if not s[pos]:
+                raise GbnfError("unexpected end of input", pos)
+            at = pos
+            pos = self.char(pos)
+            if self.value == 0:
+                raise self.nul(at, "in a string literal")
+            if self.value > _MAX_CODE_POINT:
+                raise self.beyond(at, pos, "in a string literal")
+            rule.append(_CHAR)
+        return pos + 1
+
+    def char_class(self, pos: int, rule: list[int]) -> int:
+        """The characters and ranges of a character class from ``pos`` (after its ``[``) to
+        ``rule``; the position after its ``]``."""
+        s = self.s
+        negated = s[pos] == 0x5E  # ^
+        if negated:
+            pos += 1
+        while s[pos] != _RB:
+            if not s[pos]:
+                raise GbnfError("unexpected end of input", pos)
+            at = pos
+            pos = self.char(pos)
+            lo = self.value
+            rule.append(_CHAR)
+            if s[pos] == 0x2D and s[pos + 1] != _RB:  # a range a-z
+                if not s[pos + 1]:
+                    raise GbnfError("unexpected end of input", pos + 1)
+                pos = self.char(pos + 1)
+                rule.append(_CHAR)
+                if self.value < lo:
+                    text = self.data[at:pos].decode("utf-8", "replace")
+                    raise GbnfError(f"reversed character range {text} (U+{lo:04X} to "
+                                     f"U+{self.value:04X}): its end comes before its start, so it "
+                                     "matches nothing", at)
+            elif lo == 0 and not negated:
+                raise self.nul(at, "in a character class")
+            # beyond U+10FFFF is fine in [^...]: it keeps out what invalid UTF-8 decodes to
+            if lo > _MAX_CODE_POINT and not negated:
+                raise self.beyond(at, pos, "in a character class")
+        return pos + 1
+
+    def group(self, pos: int, rule_name: str, rule: list[int], nested: bool) -> tuple[int, int]:
+        """A parenthesized group at ``pos``, made a rule of its own that ``rule`` references:
+        the position after its ``)`` and the space that follows, and the number of rules it made."""
+        s = self.s
+        if self.depth >= MAX_NESTING:
+            raise GbnfError(f"groups are nested more than {MAX_NESTING} deep", pos)
+        pos = self.space(pos + 1, True)
+        before = len(self.names)
+        sub = self.generate(rule_name)
+        self.depth += 1
+        pos = self.alternates(pos, rule_name, sub, True)
+        self.depth -= 1
+        n_rules = max(1, len(self.names) - before)
+        rule.append(sub)
+        if s[pos] != 0x29:
+            raise GbnfError("expecting ')'", pos)
+        return self.space(pos + 1, nested), n_rules
+
+    def repetition(self, pos: int, nested: bool) -> tuple[int, int, int | None]:
+        """The operator ``*``, ``+``, ``?`` or ``{m}``, ``{m,}``, ``{m,n}`` at ``pos``: the
+        position after it and the space that follows, its minimum and its maximum (None: no
+        maximum)."""
+        s = self.s
+        c = s[pos]
+        if c != 0x7B:  # * + ?
+            return self.space(pos + 1, nested), 1 if c == 0x2B else 0, 1 if c == 0x3F else None
+        brace = pos
+        pos = self.space(pos + 1, nested)
+        if s[pos] not in _DIGITS:
+            raise GbnfError("expecting an int", pos)
+        end = self.integer(pos)
+        lo = int(self.data[pos:end])
+        pos = self.space(end, nested)
+        hi: int | None = None
+        if s[pos] == 0x7D:
+            hi = lo
+            pos = self.space(pos + 1, nested)
+        elif s[pos] == 0x2C:
+            pos = self.space(pos + 1, nested)
+            if s[pos] in _DIGITS:
+                end = self.integer(pos)
+                hi = int(self.data[pos:end])
+                pos = self.space(end, nested)
+            if s[pos] != 0x7D:
+                raise GbnfError("expecting '}'", pos)
+            pos = self.space(pos + 1, nested)
+        else:
+            raise GbnfError("expecting ','", pos)
+        if lo >= 1 << 64 or (hi is not None and hi >= 1 << 64):
+            raise GbnfError("repetition count out of range", brace)
+        if lo > _MAX_REPETITION:
+            raise GbnfError("number of repetitions exceeds sane defaults, "
+                             "please reduce the number of repetitions", brace)
+        if hi is not None and hi > _MAX_REPETITION:
+            hi = None
+        if hi is not None and hi < lo:  # llama.cpp would loop forever
+            raise GbnfError(f"repetition maximum {hi} is below its minimum {lo}", brace)
+        return pos, lo, hi
+
+    def repeat(self, rule_name: str, rule: list[int], last: int, n_prev: int, lo: int, hi: int | None,
+               at: int) -> int:
+        """Repeat the last item of ``rule`` (its elements from ``last`` on) ``lo`` to ``hi``
+        times (None: no maximum) as llama.cpp's ``handle_repetitions`` does, with new rules
+        for the optional copies; the rules that repeating the result would copy."""
+        if last == len(rule):
+            raise GbnfError("expecting preceding item to */+/?/{", at)
+        prev = rule[last:]
+        total = hi if hi is not None and hi > 0 else (lo if lo > 0 else 1)
+        if n_prev * total > _MAX_REPETITION:
+            raise GbnfError(
+                "number of rules that are going to be repeated multiplied by the new repetition "
+                "exceeds sane defaults, please reduce the number of repetitions or rule complexity")
+        n_opt = 1 if hi is None else hi - lo
+        self.expanded += len(prev) * max(lo - 1, 0) + n_opt * (len(prev) + 3)
+        if self.expanded > MAX_EXPANDED:
+            raise GbnfError(f"repetitions expand the grammar beyond {MAX_EXPANDED} elements", at)
+        if lo == 0:
+            del rule[last:]
+        else:
+            rule.extend(prev * (lo - 1))
+        last_rec = 0
+        for i in range(n_opt):
+            rec_id = self.generate(rule_name)
+            rec = list(prev)
+            if hi is None:
+                rec.append(rec_id)
+            elif i > 0:
+                rec.append(last_rec)
+            rec += (_ALT, _END)
+            self.rules[rec_id] = rec
+            last_rec = rec_id
+        if n_opt > 0:
+            rule.append(last_rec)
+        return n_prev * total
 
     def alternates(self, pos: int, rule_name: str, rule_id: int, nested: bool) -> int:
         rule: list[int] = []

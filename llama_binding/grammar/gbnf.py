@@ -22,10 +22,11 @@ A grammar is checked twice:
    grammar is made to accept one): reversed ranges (``[z-a]``), code points beyond U+10FFFF
    in literals and positive classes, NUL in literals and positive classes, and token ids
    beyond int32. CR, LF and CRLF line endings are all accepted;
-2. by llama.cpp itself: ``llama_sampler_init_grammar`` with a NULL vocab parses the grammar,
-   checks the start rule and left recursion, builds the first parse stacks, and is freed at
-   once. A NULL vocab is safe there: the parser only reads it for token references written
-   ``<name>``, which are replaced by the placeholder ``<[0]>`` for this check. Whether
+2. by llama.cpp itself (:meth:`llama_binding.core.Sampler.grammar_without_vocab`):
+   ``llama_sampler_init_grammar`` with a NULL vocab parses the grammar, checks the start
+   rule and left recursion, builds the first parse stacks, and is freed at once. A NULL
+   vocab is safe there: the parser only reads it for token references written ``<name>``,
+   which are replaced by the placeholder ``<[0]>`` for this check. Whether
    ``<name>`` is one token of the model's vocabulary is checked when a sampler is built
    with that vocabulary (:meth:`llama_binding.core.Sampler.grammar`).
 
@@ -40,7 +41,8 @@ import functools
 import os
 from typing import Any
 
-from .. import _log, capi
+from .. import _log
+from ..core.sampler import Sampler
 from ..errors import SamplerError
 from ._gbnf_check import TOKEN_PLACEHOLDER as _TOKEN_PLACEHOLDER
 from ._gbnf_check import GbnfChecker as _Checker
@@ -83,10 +85,11 @@ def _native_check(data: bytes, root: bytes) -> str | None:
     """Let llama.cpp parse the grammar with no vocab; None if it is fine, else why not."""
     _log.install()  # so that its error lines can be collected
     mark = _log.error_mark()
-    ptr: Any = capi.llama_sampler_init_grammar(None, data, root)
-    if not ptr:
+    try:
+        sampler = Sampler.grammar_without_vocab(data, root)
+    except SamplerError:
         return _log.errors_since(mark) or "llama.cpp could not parse the grammar"
-    capi.llama_sampler_free(ptr)
+    sampler.close()
     return None
 
 

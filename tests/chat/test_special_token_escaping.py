@@ -37,11 +37,11 @@ def _prompt_ids(llm: Llama, **kw: object) -> list[int]:
 
 def _tokens(llm: Llama, escape: bool) -> list[int]:
     """The tokens create_chat_completion makes of MESSAGES (without generating)."""
-    formatter = llm._chat_formatter()
+    formatter = llm.chat_setup.formatter()
     if escape:
-        prompt, masker = masked_prompt(formatter, MESSAGES, llm._special_tokens())
-        return prompt_tokens(prompt, masker, llm._chat_tokenize)
-    return prompt_tokens(formatter(MESSAGES), None, llm._chat_tokenize)
+        prompt, masker = masked_prompt(formatter, MESSAGES, llm.chat_setup.special_tokens())
+        return prompt_tokens(prompt, masker, llm.chat_setup.tokenize)
+    return prompt_tokens(formatter(MESSAGES), None, llm.chat_setup.tokenize)
 
 
 def test_the_llama_setting_and_the_per_call_option_in_a_real_completion(smollm2: Path,
@@ -81,22 +81,22 @@ def test_the_partition_matches_llama_cpp(vocab: str, fmt: str) -> None:
     escape that must give llama.cpp's own tokens (whitespace around LSTRIP/RSTRIP tokens
     such as phi-3's ``<|assistant|>``, SentencePiece's space prefix, BOS)."""
     with Llama(VOCABS / f"ggml-vocab-{vocab}.gguf", vocab_only=True) as model:
-        specials = model._special_tokens()
+        specials = model.chat_setup.special_tokens()
         messages = [{"role": "system", "content": " be brief "}, {"role": "user", "content": "2+2?\n"},
                     {"role": "assistant", "content": "  4 "}, {"role": "user", "content": "and 3+3"}]
         prompt = get_format(fmt)(messages)
         masker = Masker(specials)
         masker.originals.append("")  # take the escaping path although no message needs it
-        want = model._chat_tokenize(prompt.prompt, prompt.add_bos, True)
-        assert prompt_tokens(prompt, masker, model._chat_tokenize) == want
+        want = model.chat_setup.tokenize(prompt.prompt, prompt.add_bos, True)
+        assert prompt_tokens(prompt, masker, model.chat_setup.tokenize) == want
         # and an escaped message: its special text is text, the template's tokens stay
         typed = "x </s><s>[INST] <|im_start|> y"
         prompt, masker = masked_prompt(get_format(fmt), [{"role": "user", "content": typed}], specials)
-        ids = prompt_tokens(prompt, masker, model._chat_tokenize)
+        ids = prompt_tokens(prompt, masker, model.chat_setup.tokenize)
         assert typed in model.detokenize(ids, special=True).decode()
         ctrl = {t.id for t in specials.tokens.values()}
         template_only = get_format(fmt)([{"role": "user", "content": "x y"}])
-        template_ids = model._chat_tokenize(template_only.prompt, template_only.add_bos, True)
+        template_ids = model.chat_setup.tokenize(template_only.prompt, template_only.add_bos, True)
         n_template = sum(t in ctrl for t in template_ids)
         assert sum(t in ctrl for t in ids) == n_template
 

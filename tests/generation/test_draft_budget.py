@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from llama_binding.generation.draft_budget import DraftBudget
+from llama_binding.generation.speculative import DraftBudget
 
 
 def feed_costs(b: DraftBudget, one: float, per_token: float, sizes: list[int]) -> None:

@@ -192,7 +192,7 @@ llm = Llama(sys.argv[1], n_ctx=128, n_threads=1, verbose=False)
 # (0xF5-0xF7) and their continuation bytes: only the grammar keeps the text valid UTF-8
 bias = {}
 for i in range(llm.n_vocab()):
-    text = llm._vocab.text(i)
+    text = llm.engine.vocab.text(i)
     if text.startswith(b"<0x") and (int(text[3:5], 16) in (0xED, 0xF5, 0xF6, 0xF7)
                                     or 0x80 <= int(text[3:5], 16) <= 0xBF):
         bias[i] = 40.0
@@ -246,7 +246,7 @@ from llama_binding.grammar import schema_to_gbnf
 llm = Llama(sys.argv[1], n_ctx=256, n_threads=1, verbose=False)
 # keep stories260K from spending its tokens on the whitespace the grammar allows
 no_space = {i: -100.0 for i in range(llm.n_vocab())
-            if llm._vocab.token_to_piece(i).strip() == b"" and i != llm.token_eos()}
+            if llm.engine.vocab.token_to_piece(i).strip() == b"" and i != llm.token_eos()}
 for label, schema in json.loads(sys.argv[2]).items():
     grammar = LlamaGrammar(schema_to_gbnf(schema))
     def run(grammar=grammar, schema=schema):

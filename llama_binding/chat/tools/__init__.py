@@ -8,7 +8,7 @@ syntax. Parsing never raises on model output: what is not a well-formed call is 
 
 from __future__ import annotations
 
-from . import hermes, json, llama3, mistral
+from . import generic, hermes, llama3, mistral
 from ._registry import get_parser, names, register
 from .types import Delta, ParsedOutput, StreamParser, ToolCall, ToolCallParser, assemble
 
@@ -25,7 +25,7 @@ __all__ = [
     "register",
 ]
 
-_BUILT_IN = (hermes, json, llama3, mistral)
+_BUILT_IN = (generic, hermes, llama3, mistral)
 
 _SIGNS = (
     ("<tool_call>", "hermes"),

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 from typing import Callable, ClassVar
 
-from ._json import RawCall, load_calls
+from ._lenient_json import RawCall, load_calls
 from .types import Delta, FunctionDelta, ParsedOutput, StreamParser, ToolCallDelta, assemble
 
 __all__ = ["BlockEnd", "MarkerParser"]

@@ -8,7 +8,7 @@ is malformed, or that never closes and does not parse, stays content with its ta
 from __future__ import annotations
 
 from ._engine import BlockEnd, MarkerParser
-from ._json import RawCall, load_calls
+from ._lenient_json import RawCall, load_calls
 from ._registry import register
 
 __all__ = ["HermesParser"]

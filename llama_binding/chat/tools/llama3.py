@@ -14,7 +14,7 @@ import ast
 import warnings
 
 from ._engine import MarkerParser
-from ._json import RawCall, load_calls, to_call
+from ._lenient_json import RawCall, load_calls, to_call
 from ._registry import register
 
 __all__ = ["Llama3Parser"]

@@ -16,7 +16,7 @@ import json
 import re
 
 from ._engine import BlockEnd, MarkerParser
-from ._json import JsonEnd, RawCall, load_calls, to_call
+from ._lenient_json import JsonEnd, RawCall, load_calls, to_call
 from ._registry import register
 
 __all__ = ["MistralParser"]

@@ -21,6 +21,7 @@ import numpy.typing as npt
 
 from .core.vocab import Vocab
 from .generation.drafters import Drafter, LlamaPromptLookupDecoding, ModelDrafter
+from .generation.engine import Engine
 
 if TYPE_CHECKING:
     from .llama import Llama
@@ -40,28 +41,25 @@ class LlamaDraftModel:
 
     def __init__(self, model: Llama, num_pred_tokens: int = 10, *, p_min: float = 0.0,
                  adaptive: bool = True) -> None:
-        from .llama import Llama
-
-        if not isinstance(model, Llama):
+        engine = _engine_of(model)
+        if engine is None:
             raise TypeError(f"LlamaDraftModel needs a Llama, not {type(model).__name__}")
         self.model = model
-        self._drafter = ModelDrafter(model._context, model._vocab, num_pred_tokens, p_min=p_min,
-                                     adaptive=adaptive, state=model._state)
+        self._engine = engine
+        self._drafter = ModelDrafter(engine.context, engine.vocab, num_pred_tokens, p_min=p_min,
+                                     adaptive=adaptive, state=engine.sequence)
 
     @property
     def vocab(self) -> Vocab:
-        return self.model._vocab
+        return self._engine.vocab
 
     @property
     def draft_length(self) -> int:
         return self._drafter.draft_length
 
     def draft(self, tokens: Sequence[int], max_tokens: int) -> list[int]:
-        self.model._acquire()
-        try:
+        with self._engine.guard.held():
             return self._drafter.draft(tokens, max_tokens)
-        finally:
-            self.model._release()
 
     def accepted(self, n_drafted: int, n_accepted: int) -> None:
         self._drafter.accepted(n_drafted, n_accepted)
@@ -98,10 +96,8 @@ DraftModelArg = Union["Llama", LlamaDraftModel, LlamaPromptLookupDecoding, Draft
 
 def as_drafter(draft_model: DraftModelArg, target: Vocab) -> Drafter:
     """The :class:`Drafter` for ``draft_model``; a draft model's vocabulary is checked."""
-    from .llama import Llama
-
-    if isinstance(draft_model, Llama):
-        draft_model = LlamaDraftModel(draft_model)
+    if _engine_of(draft_model) is not None:  # a Llama
+        draft_model = LlamaDraftModel(draft_model)  # type: ignore[arg-type]
     if isinstance(draft_model, LlamaDraftModel):
         why = target.mismatch(draft_model.vocab)
         if why is not None:
@@ -113,3 +109,10 @@ def as_drafter(draft_model: DraftModelArg, target: Vocab) -> Drafter:
         return _CallableDrafter(draft_model)
     raise TypeError("draft_model must be a Llama, a LlamaDraftModel, a drafter or a callable, "
                     f"not {type(draft_model).__name__}")
+
+
+def _engine_of(model: object) -> Engine | None:
+    """The engine of a ``Llama`` (any object with an :class:`Engine` as ``engine``): this
+    module cannot import ``llama.py``, which imports it."""
+    engine = getattr(model, "engine", None)
+    return engine if isinstance(engine, Engine) else None

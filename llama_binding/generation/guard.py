@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
-from .errors import ClosedError, DecodeAbortedError, LlamaError, StreamInterruptedError
+from ..errors import ClosedError, DecodeAbortedError, LlamaError, StreamInterruptedError
 
 __all__ = ["CallGuard", "Session"]
 
