@@ -51,7 +51,7 @@ def synthetic_model(directory: Path) -> Path:
 async def run_ours(allm: AsyncLlama, n: int, npp: int, ntg: int, seed: int,
                    temperature: float = 0.0) -> dict[str, float]:
     rng = random.Random(seed)
-    n_vocab = allm.llama.n_vocab()
+    n_vocab = allm.engine.vocab.n_tokens
     prompts = [[rng.randrange(100, n_vocab) for _ in range(npp)] for _ in range(n)]
     firsts: list[float] = []
     counts = [0] * n
@@ -64,12 +64,12 @@ async def run_ours(allm: AsyncLlama, n: int, npp: int, ntg: int, seed: int,
                 firsts.append(time.perf_counter())
             counts[i] += 1
 
-    before = dict(allm.engine.timings), allm.scheduler.steps
+    before = dict(allm.scheduler.timings), allm.scheduler.steps
     t0 = time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(n)))
     t1 = time.perf_counter()
     steps = max(1, allm.scheduler.steps - before[1])
-    per_step = {k: (v - before[0][k]) / steps * 1e3 for k, v in allm.engine.timings.items()}
+    per_step = {k: (v - before[0][k]) / steps * 1e3 for k, v in allm.scheduler.timings.items()}
     gen_tokens = n * (ntg - 1)  # ignore_eos: every caller gets exactly ntg tokens
     return {"gen_tps": gen_tokens / (t1 - max(firsts)), "all_tps": n * (npp + ntg) / (t1 - t0),
             "chunks": float(sum(counts)), "wall_ms_per_step": (t1 - t0) / steps * 1e3,
@@ -130,7 +130,7 @@ def main() -> None:
                     allm = AsyncLlama(model, n_seq_max=n, n_ctx=n_ctx, n_batch=2048, n_ubatch=512,
                                       max_waiting=0, backend_sampling=backend, **kw)
                     if m in ("host", "host1"):  # AsyncLlama gives a CPU decode's host one thread
-                        allm.engine.host_threads = 1 if m == "host1" else allm.engine.ctx.n_threads
+                        allm.scheduler.host_threads = 1 if m == "host1" else allm.scheduler.ctx.n_threads
                     try:
                         t = args.temperature
                         asyncio.run(run_ours(allm, n, args.npp, args.ntg, 1, t))  # warm-up

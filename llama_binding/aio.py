@@ -29,7 +29,7 @@ import asyncio
 import os
 import queue
 import threading
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Union
 
@@ -397,18 +397,18 @@ class AsyncLlama:
                       ) -> AsyncIterator[tuple[int, TextChunk]]:
         """``(choice index, chunk)`` as the tickets' tokens arrive."""
         vocab = self.engine.vocab
-        choices = {t.request.id: _Choice(t, TextAssembler(vocab, StopMatcher(stop))) for t in tickets}
+        choices = {t: _Choice(t, TextAssembler(vocab, StopMatcher(stop)), vocab.is_eog) for t in tickets}
         inbox = tickets[0].queue
         left = len(tickets)
         try:
             while left:
                 ticket, item = await inbox.get()
-                choice = choices[ticket.request.id]
+                choice = choices[ticket]
                 if choice.over:  # tokens (or the end) of a choice a stop string ended already
                     continue
                 if isinstance(item, BaseException):
                     raise item
-                chunk = choice.end() if item is _DONE else choice.feed(item, vocab.is_eog(item))
+                chunk = choice.end() if item is _DONE else choice.feed(item)
                 if choice.over:
                     left -= 1
                     self._cancel(ticket)  # a stop string ended it: the others go on
@@ -516,27 +516,30 @@ class AsyncLlama:
 class _Choice:
     """One choice's text on the loop's side: tokens -> chunks with their log-probabilities."""
 
-    __slots__ = ("lp", "over", "text", "ticket")
+    __slots__ = ("lp", "over", "skip", "text", "ticket")
 
-    def __init__(self, ticket: _Ticket, text: TextAssembler) -> None:
+    def __init__(self, ticket: _Ticket, text: TextAssembler, is_eog: Callable[[int], bool]) -> None:
         self.ticket = ticket
         self.text = text
         self.over = False
+        self.skip = is_eog if ticket.request.ignore_eos else None  # tokens that add nothing
         self.lp: list[TokenLogprob] | None = [] if ticket.request.logprobs is not None else None
 
-    def feed(self, tok: int, eog: bool) -> TextChunk | None:
-        if self.lp is not None:
-            self.lp.append(self.ticket.request.token_logprobs.popleft())
-        if eog and self.ticket.request.ignore_eos:
-            if self.lp is not None:
-                self.lp.pop()
+    def feed(self, tok: int) -> TextChunk | None:
+        lp = self.lp
+        if lp is not None:
+            lp.append(self.ticket.request.token_logprobs.popleft())
+        if self.skip is not None and self.skip(tok):
+            if lp is not None:
+                lp.pop()
             return None
-        chunk = self.text.feed(tok)
-        if self.text.finish_reason is not None:  # a stop string or EOG: this choice is over
+        text = self.text
+        chunk = text.feed(tok)
+        if text.finish_reason is not None:  # a stop string or EOG: this choice is over
             self.over = True
             if chunk is None:
-                chunk = self.text.end("stop")
-        return self._with_logprobs(chunk)
+                chunk = text.end("stop")
+        return chunk if lp is None else self._with_logprobs(chunk)
 
     def end(self) -> TextChunk:
         self.over = True

@@ -130,18 +130,21 @@ class CompletionChunker:
     _generated: int = 0
 
     def chunk(self, index: int, chunk: TextChunk) -> CompletionChunk | None:
-        first = index not in self._started
-        self._started.add(index)
         self._generated += len(chunk.tokens)
-        text = self.echo_text + chunk.text if first else chunk.text
+        text = chunk.text
+        if index not in self._started:
+            self._started.add(index)
+            text = self.echo_text + text
         lp = None
         if chunk.logprobs is not None:  # made for every chunk, so that text offsets run on
             offset = self._offsets.get(index, 0)
             lp, self._offsets[index] = completion_logprobs(chunk.logprobs, self.vocab, offset)
         if not text and chunk.finish_reason is None:
             return None
-        return {"id": self.meta.id, "object": "text_completion", "created": self.meta.created,
-                "model": self.meta.model, "choices": [_choice(index, text, chunk.finish_reason, lp)]}
+        meta = self.meta  # the per-token path of every stream: the dict written out
+        return {"id": meta.id, "object": "text_completion", "created": meta.created, "model": meta.model,
+                "choices": [{"text": text, "index": index, "logprobs": lp,
+                             "finish_reason": chunk.finish_reason}]}
 
     def usage_chunk(self) -> CompletionChunk:
         return {"id": self.meta.id, "object": "text_completion", "created": self.meta.created,
