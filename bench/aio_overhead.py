@@ -32,7 +32,7 @@ async def measure(allm: AsyncLlama, callers: int, steps: int) -> float:
     cpu: list[float] = []
 
     async def consume(t: _Ticket) -> None:
-        chunker = shapes.CompletionChunker(shapes.Meta("id", 0, "m"), allm.engine.vocab, 1)
+        chunker = shapes.CompletionChunker(shapes.Meta("id", 0, "m"), allm.engine.token_text, 1)
         async for _ in _stream(chunker, allm._chunks([t], ["never"]), usage=False):
             pass
 

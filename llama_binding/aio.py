@@ -386,17 +386,18 @@ class AsyncLlama:
         meta = shapes.Meta.new(model or self.model_path)
         chunks = self._chunks(tickets, stop)
         if stream:
-            return _stream(shapes.CompletionChunker(meta, engine.vocab, n_prompt, echo_text), chunks, usage)
+            chunker = shapes.CompletionChunker(meta, engine.token_text, n_prompt, echo_text)
+            return _stream(chunker, chunks, usage)
         parts: dict[int, list[TextChunk]] = {t.index: [] for t in tickets}
         async for i, chunk in chunks:
             parts[i].append(chunk)
         results: list[Completion] = [collect(parts[i]) for i in range(len(tickets))]
-        return shapes.completion(meta, results, n_prompt, engine.vocab, echo_text)
+        return shapes.completion(meta, results, n_prompt, engine.token_text, echo_text)
 
     async def _chunks(self, tickets: list[_Ticket], stop: Union[str, Sequence[str], None]
                       ) -> AsyncIterator[tuple[int, TextChunk]]:
         """``(choice index, chunk)`` as the tickets' tokens arrive."""
-        vocab = self.engine.vocab
+        vocab = self.engine.unguarded_vocab  # this runs on the loop's thread, outside the guard
         choices = {t: _Choice(t, TextAssembler(vocab, StopMatcher(stop)), vocab.is_eog) for t in tickets}
         inbox = tickets[0].queue
         left = len(tickets)
@@ -408,7 +409,17 @@ class AsyncLlama:
                     continue
                 if isinstance(item, BaseException):
                     raise item
-                chunk = choice.end() if item is _DONE else choice.feed(item)
+                chunk: TextChunk | None
+                if item is _DONE:
+                    chunk = choice.end()
+                elif choice.plain:  # the per-token path of most requests, written out
+                    text = choice.text
+                    chunk = text.feed(item)
+                    if text.finish_reason is not None:  # a stop string or EOG: this choice is over
+                        choice.over = True
+                        chunk = chunk or text.end("stop")
+                else:
+                    chunk = choice.feed(item)
                 if choice.over:
                     left -= 1
                     self._cancel(ticket)  # a stop string ended it: the others go on
@@ -516,7 +527,7 @@ class AsyncLlama:
 class _Choice:
     """One choice's text on the loop's side: tokens -> chunks with their log-probabilities."""
 
-    __slots__ = ("lp", "over", "skip", "text", "ticket")
+    __slots__ = ("lp", "over", "plain", "skip", "text", "ticket")
 
     def __init__(self, ticket: _Ticket, text: TextAssembler, is_eog: Callable[[int], bool]) -> None:
         self.ticket = ticket
@@ -524,6 +535,7 @@ class _Choice:
         self.over = False
         self.skip = is_eog if ticket.request.ignore_eos else None  # tokens that add nothing
         self.lp: list[TokenLogprob] | None = [] if ticket.request.logprobs is not None else None
+        self.plain = self.lp is None and self.skip is None  # no log-probabilities, no skipped tokens
 
     def feed(self, tok: int) -> TextChunk | None:
         lp = self.lp

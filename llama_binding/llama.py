@@ -199,6 +199,13 @@ class Llama:
         """The seed of calls that do not pass one (None: a random one each call)."""
         return self.engine.seed
 
+    @seed.setter
+    def seed(self, seed: int | None) -> None:
+        if seed is not None:
+            self.set_seed(seed)
+        else:
+            self.engine.seed = None
+
     @property
     def logits_all(self) -> bool:
         return self.engine.logits_all
@@ -385,10 +392,10 @@ class Llama:
                           as_stop_hook(stopping_criteria))
         echo_text = self.engine.detokenize(tokens).decode("utf-8", "replace") if echo else ""
         if stream:
-            chunker = shapes.CompletionChunker(meta, self.engine.vocab, len(tokens), echo_text)
+            chunker = shapes.CompletionChunker(meta, self.engine.token_text, len(tokens), echo_text)
             return _completion_chunks(chunker, ((0, c) for c in self.engine.stream(request)), usage)
         result = self.engine.complete(request)
-        return shapes.completion(meta, [result], len(tokens), self.engine.vocab, echo_text)
+        return shapes.completion(meta, [result], len(tokens), self.engine.token_text, echo_text)
 
     def _complete_many(self, meta: shapes.Meta, prompt: Any, n: int, sampling: Any, limit: int | None,
                        stop: Union[str, Sequence[str], None], stream: bool,
@@ -397,10 +404,10 @@ class Llama:
         n_prompt = sum(map(len, prompts)) * n
         if stream:
             many = self.engine.stream_many(prompts, n, sampling, limit, stop)
-            chunker = shapes.CompletionChunker(meta, self.engine.vocab, n_prompt)
+            chunker = shapes.CompletionChunker(meta, self.engine.token_text, n_prompt)
             return _completion_chunks(chunker, many, usage)
         results = self.engine.complete_many(prompts, n, sampling, limit, stop)
-        return shapes.completion(meta, results, n_prompt, self.engine.vocab)
+        return shapes.completion(meta, results, n_prompt, self.engine.token_text)
 
     @overload
     def __call__(self, prompt: Union[str, Sequence[int]], *, stream: Literal[False] = ...,

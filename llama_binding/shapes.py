@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Optional, cast
 
@@ -38,7 +38,6 @@ from .llama_types import (
 
 if TYPE_CHECKING:
     from .chat.tools import StreamParser, ToolCallParser
-    from .core import Vocab
 
 __all__ = [
     "ChatChunker",
@@ -53,6 +52,10 @@ __all__ = [
     "embeddings",
     "usage",
 ]
+
+
+TokenText = Callable[[int], str]
+"""A token's text, for log-probabilities (``Engine.token_text``)."""
 
 
 @dataclass(frozen=True)
@@ -76,14 +79,15 @@ def usage(prompt_tokens: int, completion_tokens: int) -> CompletionUsage:
 # --- text completions ----------------------------------------------------------------------
 
 
-def completion_logprobs(entries: Sequence[TokenLogprob], vocab: Vocab,
+def completion_logprobs(entries: Sequence[TokenLogprob], text: TokenText,
                         text_offset: int) -> tuple[dict[str, object], int]:
-    """The OpenAI completion ``logprobs`` object for ``entries``, and the text offset after them."""
+    """The OpenAI completion ``logprobs`` object for ``entries``, and the text offset after
+    them; ``text(token)`` is a token's text (``Engine.token_text``: safe while the model closes)."""
     tokens: list[str] = []
     offsets: list[int] = []
     pos = text_offset
     for e in entries:
-        piece = vocab.token_to_piece(e.token).decode("utf-8", "replace")
+        piece = text(e.token)
         tokens.append(piece)
         offsets.append(pos)
         pos += len(piece)
@@ -93,7 +97,7 @@ def completion_logprobs(entries: Sequence[TokenLogprob], vocab: Vocab,
         "token_logprobs": [e.logprob for e in entries],
         "top_logprobs": [
             None if e.top is None
-            else {vocab.token_to_piece(t).decode("utf-8", "replace"): lp for t, lp in e.top.items()}
+            else {text(t): lp for t, lp in e.top.items()}
             for e in entries
         ],
     }, pos
@@ -104,12 +108,12 @@ def _choice(index: int, text: str, finish_reason: Any,
     return {"text": text, "index": index, "logprobs": logprobs, "finish_reason": finish_reason}
 
 
-def completion(meta: Meta, results: Sequence[Completion], prompt_tokens: int, vocab: Vocab,
+def completion(meta: Meta, results: Sequence[Completion], prompt_tokens: int, text: TokenText,
                echo_text: str = "") -> CreateCompletionResponse:
     """A whole completion: one choice per result (``index`` in order)."""
     choices = []
     for i, r in enumerate(results):
-        lp = None if r.logprobs is None else completion_logprobs(r.logprobs, vocab, 0)[0]
+        lp = None if r.logprobs is None else completion_logprobs(r.logprobs, text, 0)[0]
         choices.append(_choice(i, echo_text + r.text, r.finish_reason, lp))
     return {"id": meta.id, "object": "text_completion", "created": meta.created, "model": meta.model,
             "choices": choices, "usage": usage(prompt_tokens, sum(len(r.tokens) for r in results))}
@@ -122,7 +126,7 @@ class CompletionChunker:
     of ``stream_options={"include_usage": True}`` (no choices, the usage)."""
 
     meta: Meta
-    vocab: Vocab
+    text: TokenText
     prompt_tokens: int
     echo_text: str = ""
     _started: set[int] = field(default_factory=set)
@@ -138,7 +142,7 @@ class CompletionChunker:
         lp = None
         if chunk.logprobs is not None:  # made for every chunk, so that text offsets run on
             offset = self._offsets.get(index, 0)
-            lp, self._offsets[index] = completion_logprobs(chunk.logprobs, self.vocab, offset)
+            lp, self._offsets[index] = completion_logprobs(chunk.logprobs, self.text, offset)
         if not text and chunk.finish_reason is None:
             return None
         meta = self.meta  # the per-token path of every stream: the dict written out

@@ -1,6 +1,6 @@
 """The one base class that owns a native handle.
 
-Rules (DESIGN.md, "One owner per native handle"): the wrapper knows its free function,
+Rules (one owner per native handle): the wrapper knows its free function,
 frees exactly once (the pointer is swapped out before the free runs), is a context
 manager with ``close()``, has a ``weakref.finalize`` safety net instead of ``__del__``,
 refuses use after close with :class:`~llama_binding.errors.ClosedError`, and keeps its

@@ -87,6 +87,14 @@ class Vocab:
             answer = self._eog[token] = bool(capi.llama_vocab_is_eog(self.ptr, token))
         return answer
 
+    def known_eog(self, token: int) -> bool | None:
+        """:meth:`is_eog`'s memoised answer, None before the first (no native call)."""
+        return self._eog.get(token)
+
+    def known_piece(self, token: int) -> bytes | None:
+        """:meth:`token_to_piece`'s cached bytes (default form), None before the first read."""
+        return self._piece_cache.get((token, False))
+
     def is_control(self, token: int) -> bool:
         return bool(capi.llama_vocab_is_control(self.ptr, token))
 

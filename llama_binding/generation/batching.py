@@ -44,7 +44,7 @@ from ..errors import ContextOverflowError, QueueFullError, SamplerError
 from .logprobs import TokenLogprob, log_softmax_at
 from .steps import common_prefix
 
-__all__ = ["BatchEngine", "BatchRequest"]
+__all__ = ["BatchEngine", "BatchRequest", "Greedy"]
 
 Phase = Literal["waiting", "prefill", "running", "done"]
 Greedy = Literal["host", "backend"]

@@ -32,7 +32,7 @@ from ..core.context import PoolingType
 from ..core.metadata import read_metadata
 from ..core.sampler import SamplerChain
 from ..errors import ContextOverflowError, LlamaError, StreamInterruptedError, UnsupportedModelError
-from .batching import BatchEngine, BatchRequest
+from .batching import BatchEngine, BatchRequest, Greedy
 from .drafters import Drafter
 from .embedding import embed_tokens, fit, rerank_tokens
 from .guard import CallGuard, Session
@@ -209,6 +209,18 @@ class Engine:
     def detokenize(self, tokens: Sequence[int], special: bool = False) -> bytes:
         with self.guard.using():
             return self.vocab.detokenize(tokens, special=special)
+
+    @property
+    def unguarded_vocab(self) -> _GuardedPieces:
+        """The vocabulary's per-token reads for a thread that holds no guard (AsyncLlama's
+        event loop): memoised answers at once, a native read under ``guard.using()`` so
+        that close() from another thread waits for it."""
+        return _GuardedPieces(self.vocab, self.guard)
+
+    def token_text(self, token: int) -> str:
+        """One token's text (invalid UTF-8 replaced), safe while another thread closes."""
+        with self.guard.using():
+            return self.vocab.token_to_piece(token).decode("utf-8", "replace")
 
     def check_tokens(self, tokens: Sequence[int], what: str = "tokens") -> list[int]:
         return self.vocab.check_tokens(tokens, what)
@@ -467,9 +479,12 @@ class Engine:
         live.slot.detach()  # its backend chain would keep seq 0 from the scheduler
         live.seq.reset()
         # plain greedy on the GPU: every slot's argmax in the decode (no logits copied back);
-        # the CPU's threads are free while a GPU decodes, so requests' chains use them all
+        # the CPU's threads are free while a GPU decodes, so requests' chains use them all.
+        # A context that computes embeddings keeps no samplers attached (its decodes pool)
         gpu = live.slot.backend
-        return BatchEngine(live.ctx, self.vocab, max_waiting=max_waiting, greedy="backend" if gpu else "host",
+        pools = self.params is not None and self.params.embeddings
+        greedy: Greedy = "backend" if gpu and not pools else "host"
+        return BatchEngine(live.ctx, self.vocab, max_waiting=max_waiting, greedy=greedy,
                            host_threads=live.ctx.n_threads if gpu else 1)
 
     def request_chain(self, sampling: SamplingParams, raw_logits: bool = False) -> SamplerChain | None:
@@ -570,6 +585,30 @@ class Engine:
         with self.guard.held():
             live.seq.reset()  # the memory is cleared: nothing of a completion stays to reuse
             return embed_tokens(live.ctx, inputs, normalize, live.batch)
+
+
+class _GuardedPieces:
+    """See :attr:`Engine.unguarded_vocab`."""
+
+    __slots__ = ("_guard", "_vocab")
+
+    def __init__(self, vocab: Vocab, guard: CallGuard) -> None:
+        self._vocab = vocab
+        self._guard = guard
+
+    def is_eog(self, token: int) -> bool:
+        known = self._vocab.known_eog(token)
+        if known is None:
+            with self._guard.using():
+                known = self._vocab.is_eog(token)
+        return known
+
+    def token_to_piece(self, token: int) -> bytes:
+        known = self._vocab.known_piece(token)
+        if known is None:
+            with self._guard.using():
+                known = self._vocab.token_to_piece(token)
+        return known
 
 
 def _drive(engine: BatchEngine, reqs: list[BatchRequest],

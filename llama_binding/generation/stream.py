@@ -9,16 +9,25 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Literal, Optional
+from typing import Literal, Optional, Protocol, Union
 
 from ..core.vocab import Vocab
 from .detokenizer import IncrementalDetokenizer
 from .logprobs import TokenLogprob
 from .stopping import StopMatcher
 
-__all__ = ["Completion", "FinishReason", "TextAssembler", "TextChunk", "collect", "stream_text"]
+__all__ = ["Completion", "FinishReason", "TextAssembler", "TextChunk", "TokenPieces", "collect",
+           "stream_text"]
 
 FinishReason = Literal["stop", "length"]
+
+
+class TokenPieces(Protocol):
+    """What detokenizing reads of a vocabulary (a :class:`Vocab`, or a guarded view of one)."""
+
+    def is_eog(self, token: int) -> bool: ...
+
+    def token_to_piece(self, token: int) -> bytes: ...
 
 
 @dataclass
@@ -51,7 +60,7 @@ class TextAssembler:
 
     __slots__ = ("_detok", "_pending", "_stop", "finish_reason", "vocab")
 
-    def __init__(self, vocab: Vocab, stop: StopMatcher) -> None:
+    def __init__(self, vocab: Union[Vocab, TokenPieces], stop: StopMatcher) -> None:
         self.vocab = vocab
         self._stop = stop
         self._detok = IncrementalDetokenizer()
