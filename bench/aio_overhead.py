@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from llama_binding import AsyncLlama, shapes
-from llama_binding.aio import _dispatch, _stream, _Ticket
+from llama_binding.aio import _dispatch, _Ticket
 from llama_binding.generation.batching import BatchRequest
 
 MODEL = Path(__file__).resolve().parents[2] / "shared/models/stories260K.gguf"
@@ -33,7 +33,7 @@ async def measure(allm: AsyncLlama, callers: int, steps: int) -> float:
 
     async def consume(t: _Ticket) -> None:
         chunker = shapes.CompletionChunker(shapes.Meta("id", 0, "m"), allm.engine.token_text, 1)
-        async for _ in _stream(chunker, allm._chunks([t], ["never"]), usage=False):
+        async for _ in shapes.acompletion_chunks(chunker, allm._chunks([t], ["never"]), False):
             pass
 
     def engine() -> None:

@@ -387,7 +387,7 @@ class AsyncLlama:
         chunks = self._chunks(tickets, stop)
         if stream:
             chunker = shapes.CompletionChunker(meta, engine.token_text, n_prompt, echo_text)
-            return _stream(chunker, chunks, usage)
+            return shapes.acompletion_chunks(chunker, chunks, usage)
         parts: dict[int, list[TextChunk]] = {t.index: [] for t in tickets}
         async for i, chunk in chunks:
             parts[i].append(chunk)
@@ -584,16 +584,3 @@ def _resolve(job: _Embed, result: Any) -> None:
         job.loop.call_soon_threadsafe(settle)
     except RuntimeError:  # that loop is closed
         pass
-
-
-async def _stream(chunker: shapes.CompletionChunker, chunks: AsyncIterator[tuple[int, TextChunk]],
-                  usage: bool) -> AsyncIterator[CompletionChunk]:
-    try:
-        async for index, chunk in chunks:
-            out = chunker.chunk(index, chunk)
-            if out is not None:
-                yield out
-        if usage:
-            yield chunker.usage_chunk()
-    finally:
-        await chunks.aclose()  # type: ignore[attr-defined]

@@ -393,7 +393,7 @@ class Llama:
         echo_text = self.engine.detokenize(tokens).decode("utf-8", "replace") if echo else ""
         if stream:
             chunker = shapes.CompletionChunker(meta, self.engine.token_text, len(tokens), echo_text)
-            return _completion_chunks(chunker, ((0, c) for c in self.engine.stream(request)), usage)
+            return shapes.completion_chunks(chunker, self.engine.stream(request), usage, one=True)
         result = self.engine.complete(request)
         return shapes.completion(meta, [result], len(tokens), self.engine.token_text, echo_text)
 
@@ -405,7 +405,7 @@ class Llama:
         if stream:
             many = self.engine.stream_many(prompts, n, sampling, limit, stop)
             chunker = shapes.CompletionChunker(meta, self.engine.token_text, n_prompt)
-            return _completion_chunks(chunker, many, usage)
+            return shapes.completion_chunks(chunker, many, usage)
         results = self.engine.complete_many(prompts, n, sampling, limit, stop)
         return shapes.completion(meta, results, n_prompt, self.engine.token_text)
 
@@ -590,20 +590,3 @@ class Llama:
     def load_session(self, path: Union[str, os.PathLike[str]]) -> None:
         """:meth:`load_state` from a file of :meth:`save_session`."""
         self.load_state(LlamaState.load(path))
-
-
-def _completion_chunks(chunker: shapes.CompletionChunker, chunks: Iterator[tuple[int, Any]],
-                       usage: bool) -> Iterator[CompletionChunk]:
-    try:
-        for index, chunk in chunks:
-            out = chunker.chunk(index, chunk)
-            if out is not None:
-                yield out
-        if usage:
-            yield chunker.usage_chunk()
-    finally:
-        # release the Llama now when the caller closes the stream early, not when the
-        # inner generator happens to be collected
-        close = getattr(chunks, "close", None)
-        if close is not None:
-            close()

@@ -44,10 +44,12 @@ __all__ = [
     "CompletionChunker",
     "Meta",
     "achat_chunks",
+    "acompletion_chunks",
     "chat_chunks",
     "chat_completion",
     "chat_logprobs",
     "completion",
+    "completion_chunks",
     "completion_logprobs",
     "embeddings",
     "usage",
@@ -154,6 +156,41 @@ class CompletionChunker:
         return {"id": self.meta.id, "object": "text_completion", "created": self.meta.created,
                 "model": self.meta.model, "choices": [],
                 "usage": usage(self.prompt_tokens, self._generated)}  # type: ignore[typeddict-unknown-key]
+
+
+def completion_chunks(chunker: CompletionChunker, chunks: Iterator[Any], include_usage: bool,
+                      one: bool = False) -> Iterator[CompletionChunk]:
+    """A stream's chunks from the engine's ``(choice index, chunk)`` pairs (``one``: chunks
+    of choice 0 alone); closing it early closes ``chunks`` at once (the engine is free
+    again), not when it happens to be collected."""
+    try:
+        for item in chunks:
+            index, chunk = (0, item) if one else item
+            out = chunker.chunk(index, chunk)
+            if out is not None:
+                yield out
+        if include_usage:
+            yield chunker.usage_chunk()
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+
+
+async def acompletion_chunks(chunker: CompletionChunker, chunks: AsyncIterator[tuple[int, TextChunk]],
+                             include_usage: bool) -> AsyncIterator[CompletionChunk]:
+    """:func:`completion_chunks` for an async stream."""
+    try:
+        async for index, chunk in chunks:
+            out = chunker.chunk(index, chunk)
+            if out is not None:
+                yield out
+        if include_usage:
+            yield chunker.usage_chunk()
+    finally:
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 # --- chat completions ----------------------------------------------------------------------
