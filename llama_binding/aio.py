@@ -29,6 +29,7 @@ import asyncio
 import os
 import queue
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Union
@@ -56,7 +57,7 @@ from .llama_types import (
     CreateEmbeddingResponse,
 )
 
-__all__ = ["AsyncLlama"]
+__all__ = ["AsyncLlama", "EngineStats", "RequestTiming"]
 
 _DONE = object()
 _CLOSED = "this AsyncLlama is closed"
@@ -79,14 +80,42 @@ class _Ticket:
 class _Embed:
     """An embedding job for the worker thread (run when no sequence is active)."""
 
-    texts: list[str]
+    texts: list[Any]
     normalize: bool
     truncate: bool
     loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[tuple[list[npt.NDArray[np.float32]], int]] = field(init=False)
+    future: asyncio.Future[tuple[list[npt.NDArray[np.float32]], list[int]]] = field(init=False)
 
     def __post_init__(self) -> None:
         self.future = self.loop.create_future()
+
+
+@dataclass(frozen=True)
+class EngineStats:
+    """Counters of an :class:`AsyncLlama`'s engine since it started (for metrics)."""
+
+    decodes: int
+    busy_slot_steps: int
+    """Sequences with an output, summed over decodes (divide by ``decodes``: busy slots per decode)."""
+    prompt_tokens: int
+    generated_tokens: int
+    decode_seconds: float
+    active: int
+    waiting: int
+    kv_tokens: int
+    n_ctx: int
+    n_slots: int
+
+
+@dataclass(frozen=True)
+class RequestTiming:
+    """One finished call, for :attr:`AsyncLlama.observers`: seconds waiting for a slot, to
+    the first token and in all, and the tokens it generated."""
+
+    queue_wait: float
+    time_to_first_token: float
+    duration: float
+    tokens: int
 
 
 class AsyncLlama:
@@ -119,6 +148,8 @@ class AsyncLlama:
         self._embeds: list[_Embed] = []
         self._held_back: list[_Ticket] = []
         self._closed = False
+        #: called on the event loop's thread with a :class:`RequestTiming` per finished call
+        self.observers: list[Callable[[RequestTiming], None]] = []
         self._thread = threading.Thread(target=self._work, name="llama-binding-engine", daemon=True)
         self._thread.start()
 
@@ -147,6 +178,15 @@ class AsyncLlama:
     def n_outstanding(self) -> int:
         """Requests (sequences) submitted and not yet finished."""
         return self._outstanding
+
+    def stats(self) -> EngineStats:
+        """The engine's counters now (read from any thread)."""
+        sched = self.scheduler
+        waiting = sched.n_waiting + len(self._held_back)
+        active = max(0, self._outstanding - waiting)
+        return EngineStats(sched.steps, sched.busy_slot_steps, sched.prompt_tokens, sched.generated_tokens,
+                           sched.timings["decode"], active, waiting, sched.kv_tokens, sched.ctx.n_ctx,
+                           sched.n_slots)
 
     async def __aenter__(self) -> AsyncLlama:
         return self
@@ -237,14 +277,27 @@ class AsyncLlama:
             return []
 
     def _run_embeds(self) -> None:
-        """Run the waiting embedding jobs (no sequence is active), then admit what waited."""
-        while self._embeds:
-            job = self._embeds.pop(0)
+        """Run the waiting embedding jobs (no sequence is active): the jobs with the same
+        options in one call, packed into few decodes; then admit what waited."""
+        jobs, self._embeds = self._embeds, []
+        groups: dict[tuple[bool, bool], list[_Embed]] = {}
+        for job in jobs:
+            groups.setdefault((job.normalize, job.truncate), []).append(job)
+        for (normalize, truncate), group in groups.items():
             try:
-                result: Any = self.engine.embed(job.texts, job.normalize, job.truncate)
-            except BaseException as exc:
-                result = exc
-            _resolve(job, result)
+                vectors, counts = self.engine.embed([t for j in group for t in j.texts], normalize, truncate)
+            except BaseException:  # one job's bad input: each job alone, so only that one fails
+                for job in group:
+                    try:
+                        _resolve(job, self.engine.embed(job.texts, normalize, truncate))
+                    except BaseException as exc:
+                        _resolve(job, exc)
+                continue
+            start = 0
+            for job in group:
+                end = start + len(job.texts)
+                _resolve(job, (vectors[start:end], counts[start:end]))
+                start = end
         held, self._held_back = self._held_back, []
         for ticket in held:
             self._admit(ticket)
@@ -401,6 +454,7 @@ class AsyncLlama:
         choices = {t: _Choice(t, TextAssembler(vocab, StopMatcher(stop)), vocab.is_eog) for t in tickets}
         inbox = tickets[0].queue
         left = len(tickets)
+        first = produced = 0.0
         try:
             while left:
                 ticket, item = await inbox.get()
@@ -424,11 +478,24 @@ class AsyncLlama:
                     left -= 1
                     self._cancel(ticket)  # a stop string ended it: the others go on
                 if chunk is not None:
+                    if not first:
+                        first = time.perf_counter()
+                    produced += len(chunk.tokens)
                     yield ticket.index, chunk
         finally:
             for c in choices.values():  # the caller stopped reading (or was cancelled)
                 if not c.over:
                     self._cancel(c.ticket)
+            if self.observers and first:
+                self._observe(tickets, first, int(produced))
+
+    def _observe(self, tickets: list[_Ticket], first: float, produced: int) -> None:
+        start = min(t.request.submitted_at for t in tickets)
+        admitted = [t.request.admitted_at for t in tickets if t.request.admitted_at]
+        end = time.perf_counter()
+        timing = RequestTiming(max(admitted, default=start) - start, first - start, end - start, produced)
+        for observe in self.observers:
+            observe(timing)
 
     def _cancel(self, ticket: _Ticket) -> None:
         if not ticket.request.done and not self._closed:
@@ -463,6 +530,7 @@ class AsyncLlama:
         escape_special_tokens: bool | None = None,
         n: int = 1,
         stream_options: Mapping[str, Any] | None = None,
+        ignore_eos: bool = False,
     ) -> Union[CreateChatCompletionResponse, AsyncIterator[ChatCompletionChunk]]:
         """``Llama.create_chat_completion``, batched with the other callers (templates,
         chat formats, tools and ``tool_choice``, ``response_format``, log-probabilities;
@@ -480,7 +548,7 @@ class AsyncLlama:
             frequency_penalty=frequency_penalty, presence_penalty=presence_penalty,
             repeat_penalty=repeat_penalty, top_k=top_k, stream=stream, seed=seed, mirostat_mode=mirostat_mode,
             mirostat_tau=mirostat_tau, mirostat_eta=mirostat_eta, model=model, grammar=chat.grammar,
-            logit_bias=logit_bias, n=n, stream_options=stream_options)
+            logit_bias=logit_bias, n=n, stream_options=stream_options, ignore_eos=ignore_eos)
         if stream:
             return shapes.achat_chunks(result, chat.parser)  # type: ignore[arg-type]
         return shapes.chat_completion(result, chat.parser)  # type: ignore[arg-type]
@@ -490,21 +558,21 @@ class AsyncLlama:
     async def aembed(self, input: Union[str, Sequence[str]], normalize: bool = True, truncate: bool = False,
                      return_count: bool = False, *, numpy: bool = False) -> Any:
         """``Llama.embed``, run by the worker between batches."""
-        vectors, n_tokens = await self._embed([input] if isinstance(input, str) else list(input),
-                                              normalize, truncate)
+        vectors, counts = await self._embed([input] if isinstance(input, str) else list(input),
+                                            normalize, truncate)
         result: Any = vectors if numpy else [v.tolist() for v in vectors]
         if isinstance(input, str):
             result = result[0]
-        return (result, n_tokens) if return_count else result
+        return (result, sum(counts)) if return_count else result
 
     async def acreate_embedding(self, input: Union[str, Sequence[str]],
                                 model: str | None = None) -> CreateEmbeddingResponse:
         """``Llama.create_embedding``: OpenAI's embeddings response (normalized vectors)."""
-        vectors, n_tokens = await self._embed([input] if isinstance(input, str) else list(input), True, False)
-        return shapes.embeddings(model or self.model_path, vectors, n_tokens)
+        vectors, counts = await self._embed([input] if isinstance(input, str) else list(input), True, False)
+        return shapes.embeddings(model or self.model_path, vectors, sum(counts))
 
-    async def _embed(self, texts: list[str], normalize: bool,
-                     truncate: bool) -> tuple[list[npt.NDArray[np.float32]], int]:
+    async def _embed(self, texts: list[Any], normalize: bool,
+                     truncate: bool) -> tuple[list[npt.NDArray[np.float32]], list[int]]:
         job = _Embed(texts, normalize, truncate, asyncio.get_running_loop())
         with self._count_lock:
             if self._closed:

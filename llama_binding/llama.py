@@ -511,17 +511,17 @@ class Llama:
         returns the number of tokens.
         """
         texts = [input] if isinstance(input, str) else list(input)
-        vectors, n_tokens = self.engine.embed(texts, normalize, truncate)
+        vectors, counts = self.engine.embed(texts, normalize, truncate)
         result: Any = vectors if numpy else [v.tolist() for v in vectors]
         if isinstance(input, str):
             result = result[0]
-        return (result, n_tokens) if return_count else result
+        return (result, sum(counts)) if return_count else result
 
     def create_embedding(self, input: Union[str, Sequence[str]],
                          model: str | None = None) -> CreateEmbeddingResponse:
         """OpenAI's embeddings response for a text or a list of texts (normalized)."""
-        vectors, n_tokens = self.engine.embed([input] if isinstance(input, str) else list(input))
-        return shapes.embeddings(model or self.model_path, vectors, n_tokens)
+        vectors, counts = self.engine.embed([input] if isinstance(input, str) else list(input))
+        return shapes.embeddings(model or self.model_path, vectors, sum(counts))
 
     def rank(self, query: str, documents: Sequence[str], truncate: bool = False) -> list[float]:
         """Relevance scores of ``documents`` for ``query`` from a reranker (a model with a

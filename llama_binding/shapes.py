@@ -10,6 +10,7 @@ The names and fields are llama-cpp-python's (:mod:`llama_binding.llama_types`).
 
 from __future__ import annotations
 
+import base64
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
@@ -52,6 +53,7 @@ __all__ = [
     "completion_chunks",
     "completion_logprobs",
     "embeddings",
+    "models",
     "usage",
 ]
 
@@ -307,11 +309,24 @@ async def achat_chunks(chunks: AsyncIterator[CompletionChunk],
 # --- embeddings ----------------------------------------------------------------------------
 
 
-def embeddings(model: str, vectors: Sequence[npt.NDArray[np.float32]],
-               n_tokens: int) -> CreateEmbeddingResponse:
+def embeddings(model: str, vectors: Sequence[npt.NDArray[np.float32]], n_tokens: int,
+               encoding_format: str = "float") -> CreateEmbeddingResponse:
+    """OpenAI's embeddings list; ``encoding_format="base64"`` sends each vector as the
+    base64 of its little-endian float32 bytes, as OpenAI's API does."""
+    def encode(v: npt.NDArray[np.float32]) -> Any:
+        if encoding_format == "base64":
+            return base64.b64encode(np.asarray(v, dtype="<f4").tobytes()).decode("ascii")
+        return v.tolist()
+
     return {
         "object": "list",
         "model": model,
-        "data": [{"object": "embedding", "embedding": v.tolist(), "index": i} for i, v in enumerate(vectors)],
+        "data": [{"object": "embedding", "embedding": encode(v), "index": i} for i, v in enumerate(vectors)],
         "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens},
     }
+
+
+def models(ids: Sequence[str], created: int, **meta: Any) -> dict[str, Any]:
+    """OpenAI's model list (``GET /v1/models``)."""
+    return {"object": "list", "data": [{"id": i, "object": "model", "created": created,
+                                        "owned_by": "llama-binding", **meta} for i in ids]}

@@ -105,7 +105,7 @@ def test_async_signatures_mirror_the_sync_ones() -> None:
     """The async methods take the sync ones' arguments with the same defaults, except the
     Python hooks (they cannot run inside a batched decode) and tfs_z (a no-op)."""
     pairs = [(Llama.create_completion, AsyncLlama.acreate_completion, {"ignore_eos"}),
-             (Llama.create_chat_completion, AsyncLlama.acreate_chat_completion, set())]
+             (Llama.create_chat_completion, AsyncLlama.acreate_chat_completion, {"ignore_eos"})]
     for sync, asyn, extra in pairs:
         s = inspect.signature(sync).parameters
         a = inspect.signature(asyn).parameters

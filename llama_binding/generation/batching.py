@@ -72,6 +72,9 @@ class BatchRequest:
     finish_reason: Literal["stop", "length", "cancelled"] | None = None
     error: Exception | None = None
     """Why a request was cancelled by the engine (its sampler chain selected nothing)."""
+    submitted_at: float = field(default_factory=time.perf_counter)
+    admitted_at: float = 0.0
+    """When the request got a slot (perf_counter; 0 while it waits)."""
     _fed: int = 0  # prompt tokens in KV memory
     _leader: BatchRequest | None = None  # a request whose prompt prefix this one will copy
     _shared: int = 0  # how many of its prompt tokens
@@ -112,6 +115,12 @@ class BatchEngine:
         self._waiting: deque[BatchRequest] = deque()
         self._active: list[BatchRequest] = []
         self.steps = 0
+        #: counters for metrics: prompt tokens evaluated (copied prefixes excluded), tokens
+        #: sampled, sequences with an output summed over decodes, tokens held in KV memory now
+        self.prompt_tokens = 0
+        self.generated_tokens = 0
+        self.busy_slot_steps = 0
+        self.kv_tokens = 0
         self._n_ctx_seq = ctx.n_ctx_seq
         self._rows = np.zeros(self.batch.capacity, dtype=np.int32)
         self._picked = np.zeros(self.batch.capacity, dtype=np.int32)
@@ -233,6 +242,7 @@ class BatchEngine:
             last = r._fed + n == len(r.prompt)
             batch.add_sequence(r.prompt[r._fed : r._fed + n], r._fed, r.seq_id, logits_last=last)
             r._fed += n
+            self.prompt_tokens += n
             room -= n
             if last:  # its logits are the batch's last token's (llama_get_logits_ith takes batch indices)
                 r._row = batch.n_tokens - 1
@@ -284,6 +294,7 @@ class BatchEngine:
             if on_host:
                 self._pick(on_host, backend=False)
         is_eog, limit = self.vocab.is_eog, self._n_ctx_seq
+        self.busy_slot_steps += len(ready)
         out: list[tuple[BatchRequest, int]] = []
         for r in ready:
             row, r._row = r._row, -1
@@ -303,6 +314,8 @@ class BatchEngine:
             elif (r.max_tokens is not None and len(r.output) >= r.max_tokens) \
                     or len(r.prompt) + len(r.output) > limit:  # no cell for it
                 self._finish(r, "length")
+        self.generated_tokens += len(out)
+        self.kv_tokens = sum(r._fed + len(r.output) for r in self._active)
         return out
 
     def _pick(self, requests: list[BatchRequest], backend: bool) -> None:
@@ -325,6 +338,7 @@ class BatchEngine:
             if r.chain is not None:  # its own chain samples on the host, from the logits
                 self._detach_greedy(r.seq_id)
             r.phase = "prefill"
+            r.admitted_at = time.perf_counter()
             if self.min_shared:
                 self._find_leader(r)
             self._active.append(r)

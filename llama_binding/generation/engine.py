@@ -543,11 +543,12 @@ class Engine:
 
     # --- embeddings --------------------------------------------------------------------------
 
-    def embed(self, texts: Sequence[str], normalize: bool = True,
-              truncate: bool = False) -> tuple[list[Logits], int]:
-        """The embedding of each text (the context's pooling), and the tokens they took."""
+    def embed(self, texts: Sequence[Union[str, Sequence[int]]], normalize: bool = True,
+              truncate: bool = False) -> tuple[list[Logits], list[int]]:
+        """The embedding of each text or token list (the context's pooling), and the tokens
+        each took."""
         inputs = self._embedding_inputs(texts, truncate)
-        return self._embed(inputs, normalize), sum(map(len, inputs))
+        return self._embed(inputs, normalize), [len(t) for t in inputs]
 
     def rank(self, query: str, documents: Sequence[str], truncate: bool = False) -> list[float]:
         """A reranker's relevance score of each document for ``query`` (higher: more relevant)."""
@@ -565,16 +566,20 @@ class Engine:
                       truncate, i) for i, d in enumerate(documents)]
         return [float(s[0]) for s in self._embed(inputs, normalize=False)]
 
-    def _embedding_inputs(self, texts: Sequence[str], truncate: bool) -> list[list[int]]:
+    def _embedding_inputs(self, texts: Sequence[Union[str, Sequence[int]]],
+                          truncate: bool) -> list[list[int]]:
         ctx = self.context
         if self.params is None or not self.params.embeddings:
             raise LlamaError("this Llama computes no embeddings: create it with embedding=True")
         limit = min(ctx.n_ubatch, ctx.n_batch, ctx.n_ctx_seq)
         out = []
         for i, text in enumerate(texts):
-            if not isinstance(text, str):
-                raise TypeError(f"input {i} must be a str, not {type(text).__name__}")
-            toks = self.tokenize(text, add_special=True, parse_special=False)
+            if isinstance(text, (list, tuple)):
+                toks = self.check_tokens(text, f"input {i}")
+            elif not isinstance(text, str):
+                raise TypeError(f"input {i} must be a str or a list of token ids, not {type(text).__name__}")
+            else:
+                toks = self.tokenize(text, add_special=True, parse_special=False)
             if not toks:
                 raise ValueError(f"input {i} has no tokens")
             out.append(fit(toks, limit, truncate, i))

@@ -1,0 +1,94 @@
+"""The app factory: ``create_app(settings)`` builds a FastAPI app with no global state.
+
+The model loads in the background when the app starts (``/health`` is 503 until then);
+routes are ``routes/openai.py`` and ``routes/extras.py``; API keys, the body limit and CORS
+are pure ASGI middleware around them; every error is OpenAI-shaped (``errors.py``).
+:func:`serve` runs it with uvicorn, draining on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Optional
+
+import anyio
+import uvicorn
+from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
+
+from .. import __version__
+from ..aio import AsyncLlama
+from .errors import install_handlers
+from .middleware import ApiKeyMiddleware, BodyLimitMiddleware
+from .routes import extras, openai
+from .settings import ServerSettings
+from .state import ServerState
+
+__all__ = ["create_app", "serve"]
+
+logger = logging.getLogger("llama_binding.server")
+
+
+def create_app(settings: ServerSettings, llm: Optional[AsyncLlama] = None) -> FastAPI:
+    """An app serving ``settings.model`` (or ``llm``, already loaded, which the caller keeps
+    and closes). ``app.state.server`` is its :class:`~.state.ServerState`;
+    ``app.state.llm`` the model once loaded."""
+    state = ServerState(settings, llm)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state.shutdown = anyio.Event()
+        tasks = [asyncio.create_task(state.drain_on_shutdown())]
+        if state.llm is None:
+            tasks.append(asyncio.create_task(state.load()))
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await state.close()
+
+    app = FastAPI(title="llama-binding", version=__version__, lifespan=lifespan, docs_url=None,
+                  redoc_url=None, openapi_url=None)
+    app.state.server = state
+    app.state.llm = llm
+    state.on_loaded = lambda loaded: setattr(app.state, "llm", loaded)
+    install_handlers(app)
+    app.include_router(openai.router)
+    app.include_router(extras.router)
+    public = {"/health"} | ({"/metrics"} if settings.metrics_public else set())
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(ApiKeyMiddleware, keys=settings.api_keys(), public=public)
+    app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
+                       allow_headers=["*"], expose_headers=["Retry-After"])
+    return app
+
+
+def serve(settings: ServerSettings) -> int:
+    """Run the server until SIGINT/SIGTERM; the process's exit code (1: the model failed
+    to load, 2: no such model file)."""
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not Path(settings.model).is_file():
+        logger.error("no model file at %s", settings.model)
+        return 2
+    app = create_app(settings)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
+                            timeout_graceful_shutdown=int(settings.drain_timeout) + 5, lifespan="on")
+    server = uvicorn.Server(config)
+    state: ServerState = app.state.server
+    failed = []
+
+    def fatal() -> None:
+        failed.append(True)
+        server.should_exit = True
+
+    state.on_fatal = fatal
+    logger.info("serving %s on http://%s:%d", settings.model, settings.host, settings.port)
+    server.run()
+    return 1 if failed else 0

@@ -1,0 +1,1 @@
+"""The server's routers: ``openai`` (``/v1/...``) and ``extras`` (health, tokenizer, metrics)."""

@@ -1,0 +1,185 @@
+"""The server's settings: one definition gives the CLI flags, the environment variables and
+the config file.
+
+:class:`ServerSettings` is a pydantic-settings model. Its fields are the flags
+(``--n-ctx`` and llama-cpp-python's ``--n_ctx`` both), the environment variables
+(``LLAMA_BINDING_N_CTX``; lists comma separated) and the keys of a JSON, TOML or YAML
+config file (``--config``). Precedence: flags, then environment, then the file, then the
+defaults. The model options keep ``Llama``'s names (llama-cpp-python's server's, where it
+has one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import types
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal, Optional, Union
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    JsonConfigSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+    YamlConfigSettingsSource,
+)
+
+__all__ = ["ServerSettings", "build_parser", "settings_from_args"]
+
+ENV_PREFIX = "LLAMA_BINDING_"
+KeyList = Annotated[list[str], NoDecode]
+
+
+class ServerSettings(BaseSettings):
+    """What ``llama-binding serve`` / ``python -m llama_binding.server`` takes."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", protected_namespaces=())
+
+    # --- the model (Llama's names) ------------------------------------------------------------
+    model: str = Field(description="path of the GGUF model file")
+    model_alias: Optional[str] = Field(None, description="the model's id in /v1/models (default: file name)")
+    n_ctx: Optional[int] = Field(None, description="context shared by the slots (default 4096 per 4 slots)")
+    n_seq_max: int = Field(4, ge=1, le=256, description="sequence slots: requests decoded together")
+    n_gpu_layers: int = Field(-1, description="layers on the GPU (-1: all)")
+    n_batch: int = Field(2048, ge=1)
+    n_ubatch: int = Field(512, ge=1)
+    n_threads: Optional[int] = None
+    n_threads_batch: Optional[int] = None
+    flash_attn: Literal["auto", "on", "off"] = "auto"
+    embedding: bool = Field(False, description="compute embeddings (/v1/embeddings)")
+    chat_format: Optional[str] = Field(None, description="a built-in chat format, not the model's template")
+    seed: Optional[int] = Field(None, description="the seed of requests that give none")
+    # --- serving -------------------------------------------------------------------------------
+    host: str = Field("127.0.0.1", description="address to bind (loopback by default)")
+    port: int = Field(8000, ge=0, le=65535)
+    api_key: KeyList = Field(default_factory=list, description="accepted API keys (repeat the flag)")
+    api_key_file: Optional[Path] = Field(None, description="a file of API keys, one per line")
+    max_waiting: int = Field(64, ge=0, description="requests waiting beyond the slots before 503")
+    request_timeout: float = Field(600.0, gt=0, description="seconds a request may take (504 after)")
+    max_body_bytes: int = Field(8 << 20, ge=1024, description="largest request body (413 beyond)")
+    cors_origins: KeyList = Field(default_factory=lambda: ["*"], description="allowed CORS origins")
+    metrics_public: bool = Field(False, description="serve /metrics without the API key")
+    drain_timeout: float = Field(30.0, ge=0, description="seconds in-flight requests get on SIGTERM")
+    sse_keepalive: float = Field(15.0, gt=0, description="seconds between SSE keep-alive comments")
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+
+    @field_validator("api_key", "cors_origins", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        """A comma-separated string (environment variables) or a list."""
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources = [init_settings, env_settings]
+        config = settings_cls.model_config
+        if config.get("json_file"):
+            sources.append(JsonConfigSettingsSource(settings_cls))
+        if config.get("toml_file"):
+            sources.append(TomlConfigSettingsSource(settings_cls))
+        if config.get("yaml_file"):
+            sources.append(YamlConfigSettingsSource(settings_cls))
+        return tuple(sources)
+
+    @classmethod
+    def load(cls, config_file: Union[str, os.PathLike[str], None] = None, **values: Any) -> ServerSettings:
+        """Settings from ``values`` (flags), the environment and ``config_file``."""
+        if config_file is None:
+            return cls(**values)
+        path = Path(config_file)
+        if not path.is_file():
+            raise ValueError(f"config file {str(path)!r} does not exist")
+        kind = {".json": "json_file", ".toml": "toml_file", ".yaml": "yaml_file", ".yml": "yaml_file"}.get(
+            path.suffix.lower())
+        if kind is None:
+            raise ValueError(f"config file {str(path)!r}: use a .json, .toml or .yaml file")
+        with_file = type(cls.__name__, (cls,), {"model_config": {**cls.model_config, kind: path}})
+        return with_file(**values)  # type: ignore[no-any-return]
+
+    def api_keys(self) -> list[str]:
+        """``api_key`` and the lines of ``api_key_file``."""
+        keys = list(self.api_key)
+        if self.api_key_file is not None:
+            keys += [k.strip() for k in self.api_key_file.read_text().splitlines() if k.strip()]
+        return keys
+
+    def llama_kwargs(self) -> dict[str, Any]:
+        """The keywords of ``AsyncLlama``/``Llama`` these settings give."""
+        flash = {"auto": "auto", "on": True, "off": False}[self.flash_attn]
+        kw: dict[str, Any] = {
+            "n_seq_max": self.n_seq_max, "n_ctx": self.n_ctx, "n_gpu_layers": self.n_gpu_layers,
+            "n_batch": self.n_batch, "n_ubatch": self.n_ubatch, "n_threads": self.n_threads,
+            "n_threads_batch": self.n_threads_batch, "flash_attn": flash, "embedding": self.embedding,
+            "chat_format": self.chat_format, "seed": self.seed, "max_waiting": self.max_waiting,
+            # messages come from the network: their text never becomes a special token
+            "escape_special_tokens": True,
+        }
+        return kw
+
+    @property
+    def alias(self) -> str:
+        return self.model_alias or Path(self.model).stem
+
+
+# --- the command line, derived from the fields ---------------------------------------------
+
+
+def _kind(annotation: Any) -> tuple[str, Any]:
+    """("bool" | "list" | "value", the converter) of a field's type."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    origin = typing.get_origin(annotation)
+    if annotation is bool:
+        return "bool", None
+    if origin is Annotated:
+        return _kind(args[0])
+    if origin in (list, Sequence):
+        return "list", str
+    if origin in (Union, types.UnionType) and len(args) == 1:
+        return _kind(args[0])
+    if origin is Literal:
+        return "value", str
+    return "value", annotation if annotation in (int, float, str) else str
+
+
+def build_parser(prog: str = "llama-binding serve") -> argparse.ArgumentParser:
+    """An argparse parser with a flag per setting (dashed and underscore spellings)."""
+    parser = argparse.ArgumentParser(prog=prog, description="An OpenAI-compatible server for a GGUF model.",
+                                     argument_default=argparse.SUPPRESS)
+    parser.add_argument("--config", help="a JSON, TOML or YAML file of settings (flags and environment win)")
+    hints = typing.get_type_hints(ServerSettings, include_extras=True)
+    for name, field in ServerSettings.model_fields.items():
+        flags = [f"--{name.replace('_', '-')}"] + ([f"--{name}"] if "_" in name else [])
+        kind, convert = _kind(hints[name])
+        env = f"{ENV_PREFIX}{name.upper()}"
+        help_text = f"{field.description or ''} [env {env}]".strip()
+        if kind == "bool":
+            parser.add_argument(*flags, dest=name, action=argparse.BooleanOptionalAction, help=help_text)
+        elif kind == "list":
+            parser.add_argument(*flags, dest=name, action="append", help=help_text + " (repeatable)")
+        else:
+            choices = typing.get_args(hints[name]) if typing.get_origin(hints[name]) is Literal else None
+            parser.add_argument(*flags, dest=name, type=convert, choices=choices, help=help_text)
+    return parser
+
+
+def settings_from_args(argv: Sequence[str] | None = None,
+                       prog: str = "llama-binding serve") -> ServerSettings:
+    """Parse ``argv`` into :class:`ServerSettings` (environment and ``--config`` included)."""
+    values = vars(build_parser(prog).parse_args(argv))
+    config = values.pop("config", None)
+    for name in ("api_key", "cors_origins"):  # repeated flags, each possibly a comma list
+        if name in values:
+            values[name] = [v.strip() for item in values[name] for v in item.split(",") if v.strip()]
+    return ServerSettings.load(config, **values)
