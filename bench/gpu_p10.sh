@@ -10,7 +10,7 @@
 #     PART=build bash bench/gpu_p10.sh   # CUDA build with llama-server (~5 min), the model, the self-test
 #     PART=bench bash bench/gpu_p10.sh   # the comparison (~4 min with SECONDS_PER_POINT=10)
 #   PART=all (the default) does both in one call: only when the build is there already.
-export LLAMA_BINDING_SERVER_TOOL=ON  # CMakeLists.txt takes its default from the environment
+export LLAMA_BINDING_SERVER_TOOL=ON  # (the default with LLAMA_BINDING_TOOLS=ON; CMakeLists.txt reads it)
 source bench/gpu_env.sh
 PART=${PART:-all}
 SECONDS_PER_POINT=${SECONDS_PER_POINT:-10}
@@ -21,7 +21,8 @@ python3 -c "import fastapi, uvicorn, sse_starlette, pydantic_settings" 2>/dev/nu
     || python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$W/site" .carry/whl/*.whl
 # a build of an earlier call without llama-server (LLAMA_BINDING_SERVER_TOOL was off): add it
 if [ ! -x "$W/pkg/llama_binding/bin/llama-server" ]; then
-    [ -f vendor/llama.cpp/include/llama.h ] || { mkdir -p vendor && tar xzf .carry/llama.cpp.tar.gz -C vendor; }
+    # (a tree from an older tarball lacks tools/ui's CMake files: unpack the carried one over it)
+    [ -f vendor/llama.cpp/tools/ui/CMakeLists.txt ] || { mkdir -p vendor && tar xzf .carry/llama.cpp.tar.gz -C vendor; }
     t0=$(date +%s)
     { cmake -DLLAMA_BINDING_SERVER_TOOL=ON "$W/build" && cmake --build "$W/build" --target llama-server -j16 \
         && cmake --install "$W/build" --component llama_binding --prefix "$W/pkg"; } > "$W/server-build.log" 2>&1 \
@@ -34,18 +35,20 @@ if [ "$PART" = build ] || [ "$PART" = all ]; then
     grep -E "llama-server|UI:" "$W/cuda-build.log" | head -5 > "$OUT/server-build-lines.txt" || true
     "$W/pkg/llama_binding/bin/llama-server" --version > "$OUT/llama-server-version.txt" 2>&1
     python3 -c "import llama_binding.server" || { echo "llama_binding.server does not import"; exit 1; }
-    for c in 16 64; do
+    # the client's ceiling: 64 clients, chunks as fast as possible (0) or each in its own read (1 ms
+    # apart), the clients in 1 or PROCS processes; the comparison below must stay well under it
+    for p in 1 ${PROCS:-4}; do
         for iv in 0 1; do
-            echo "=== self-test: $c clients, ${iv} ms between chunks"
-            python3 bench/server_load.py --self-test --clients $c --seconds 5 --max-tokens 128 \
-                --fake-interval-ms $iv --json "$OUT/selftest-c$c-i$iv.json" 2>&1 | tee "$OUT/selftest-c$c-i$iv.txt"
+            echo "=== self-test: 64 clients in $p process(es), ${iv} ms between chunks"
+            python3 bench/server_load.py --self-test --clients 64 --procs $p --seconds 5 --max-tokens 128 \
+                --fake-interval-ms $iv --json "$OUT/selftest-p$p-i$iv.json" 2>&1 | tee "$OUT/selftest-p$p-i$iv.txt"
         done
     done
 fi
 if [ "$PART" = bench ] || [ "$PART" = all ]; then
     echo "=== server_vs_llama_server: $MODEL, $SECONDS_PER_POINT s per point"
     timeout 540 python3 bench/server_vs_llama_server.py --model "$MODEL" --ngl 99 --fa on --clients 1,16,64 \
-        --modes greedy,t0.8 --seconds "$SECONDS_PER_POINT" --drain-timeout 60 \
+        --modes greedy,t0.8 --seconds "$SECONDS_PER_POINT" --drain-timeout 60 --procs ${PROCS:-4} \
         --json "$OUT/server_vs_llama_server.json" --log-dir "$OUT/logs" 2>&1 | tee "$OUT/server_vs_llama_server.txt"
     nvidia-smi --query-gpu=memory.used,memory.total --format=csv >> "$OUT/server_vs_llama_server.txt" 2>&1
 fi

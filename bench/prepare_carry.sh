@@ -20,11 +20,13 @@ cp vendor/llama.cpp/models/ggml-vocab-llama-spm.gguf vendor/llama.cpp/models/ggm
 cp "${LLAMA_BINDING_MODELS:-../shared/models}/stories260K.gguf" .carry/
 python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
     --implementation cp --platform manylinux_2_17_x86_64 -d .carry/whl gguf diskcache
-# our server (bench/gpu_p10.sh) on the GPU image, which has httpx, anyio, h11, click,
-# prometheus-client and uvloop but none of these; the versions tested here
+# our server (bench/gpu_p10.sh) on the GPU image, which has httpx, h11, click, prometheus-client
+# and uvloop but none of these (anyio it has, of a version not known: sse-starlette needs >= 4.7);
+# the versions tested here
 python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
     --implementation cp --platform manylinux_2_17_x86_64 -d .carry/whl \
     fastapi==0.165.0 starlette==1.10.0 sse-starlette==3.7.1 uvicorn==0.55.0 pydantic==2.14.4 \
     pydantic-core==2.50.5 pydantic-settings==2.16.3 python-dotenv==1.2.4 annotated-types==0.8.0 \
-    typing-inspection==0.4.5 typing-extensions==4.16.0 annotated-doc==0.0.7 opentelemetry-api==1.45.2
+    typing-inspection==0.4.5 typing-extensions==4.16.0 annotated-doc==0.0.7 opentelemetry-api==1.45.2 \
+    anyio==4.16.0
 du -sh .carry

@@ -11,8 +11,9 @@
 /v1/chat/completions (--endpoint) for --seconds; requests in flight at the deadline finish
 (up to --drain-timeout) and count. Every request gets its own prompt of --prompt-tokens
 tokens: random common words, calibrated with the server's /tokenize when it has one; for
-/v1/completions the prompt is sent as exactly that many token ids (a random window of a
-tokenized random text), so both servers evaluate the same length.
+/v1/completions the prompt is sent as exactly that many token ids (drawn at random from a
+tokenized random text), so both servers evaluate the same length and no request shares a
+prefix with another (a prompt cache saves nothing). The same --seed gives the same prompts.
 
 Reported: requests completed, errors (HTTP status not 200, an error event in the stream, a
 stream without [DONE], a transport error: must be 0), streams without a finish_reason (must
@@ -21,8 +22,9 @@ inter-chunk latency p50/p99 (gaps between text chunks of one stream: one token p
 both servers), generated tokens/s (completion tokens over the wall time from the first request
 to the last completion; completion tokens from the usage the server reports with
 stream_options.include_usage, else the count of text chunks), the per-stream decode rate p50
-((tokens - 1) / (last chunk - first chunk)) and, with --pid (or --launch), the server's VmRSS
-at the start and at the end.
+((chunks - 1) / (last chunk - first chunk); its mean times --clients estimates the decode rate
+without the prompt phases, as llama-batched-bench's S_TG counts it) and, with --pid (or
+--launch), the server's VmRSS at the start and at the end.
 
 --self-test starts a trivial SSE server in a child process on 127.0.0.1 (raw asyncio, chunked
 HTTP/1.1, keep-alive) that answers every request with --max-tokens chunks shaped like
@@ -34,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import random
@@ -42,6 +45,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,10 +133,11 @@ class Prompts:
         return self._text(round(self.n * self.words_per_token))
 
     def ids(self) -> Optional[list[int]]:
-        if len(self.pool) <= self.n:
+        # tokens drawn one by one from the pool: no two requests share more than a token or two of
+        # prefix, so a server's prompt cache (llama-server's slot reuse) saves nothing
+        if not self.pool:
             return None
-        start = self.rng.randrange(0, len(self.pool) - self.n)
-        return self.pool[start:start + self.n]
+        return [self.rng.choice(self.pool) for _ in range(self.n)]
 
 
 # --------------------------------------------------------------------------- one stream
@@ -141,6 +146,7 @@ class Result:
     ok: bool = False
     error: Optional[str] = None
     status: Optional[int] = None
+    retry_after: Optional[float] = None
     finish_reason: Optional[str] = None
     done: bool = False
     t_send: float = 0.0
@@ -171,6 +177,10 @@ async def one_request(client: httpx.AsyncClient, url: str, body: dict[str, Any])
             res.status = resp.status_code
             if resp.status_code != 200:
                 res.error = f"HTTP {resp.status_code}: {(await resp.aread())[:300]!r}"
+                try:
+                    res.retry_after = float(resp.headers.get("retry-after", ""))
+                except ValueError:
+                    pass
                 return res
             async for line in resp.aiter_lines():
                 if not line.startswith("data:"):
@@ -237,8 +247,12 @@ def build_body(args: argparse.Namespace, prompts: Prompts, seed: int) -> dict[st
     return body
 
 
-async def run_load(args: argparse.Namespace, base: str, pid: Optional[int] = None,
-                   quiet: bool = False) -> dict[str, Any]:
+async def run_requests(args: argparse.Namespace, base: str, pid: Optional[int] = None, quiet: bool = False,
+                       ready: Optional[Any] = None) -> tuple[list[Result], float, int, Optional[int],
+                                                             Optional[int]]:
+    """The load of one process: (results, t0, streams cut at the drain timeout, RSS at start, at end).
+    ready: a coroutine function awaited after the warm-up that returns the start time (perf_counter,
+    CLOCK_MONOTONIC, the same in every process) when several processes start together."""
     path = "/v1/chat/completions" if args.endpoint == "chat" else "/v1/completions"
     url = base + path
     limits = httpx.Limits(max_connections=args.clients + 4, max_keepalive_connections=args.clients + 4)
@@ -256,6 +270,9 @@ async def run_load(args: argparse.Namespace, base: str, pid: Optional[int] = Non
             w = await one_request(client, url, wbody)
             if not w.ok and not quiet:
                 print(f"  warm-up request failed: {w.error}", flush=True)
+        if ready is not None:
+            start_at = await ready()
+            await asyncio.sleep(max(0.0, start_at - time.perf_counter()))
         rss_start = read_rss_kib(pid) if pid else None
         results: list[Result] = []
         t0 = time.perf_counter()
@@ -263,19 +280,95 @@ async def run_load(args: argparse.Namespace, base: str, pid: Optional[int] = Non
 
         async def worker() -> None:
             while time.perf_counter() < deadline:
-                results.append(await one_request(client, url, build_body(args, prompts, next(seed_counter))))
+                r = await one_request(client, url, build_body(args, prompts, next(seed_counter)))
+                results.append(r)
+                if r.status == 503:  # queue full (an error all the same): back off as told, 1 s at most
+                    await asyncio.sleep(min(1.0, r.retry_after or 0.1))
 
         tasks = [asyncio.create_task(worker()) for _ in range(args.clients)]
         done, pending = await asyncio.wait(tasks, timeout=args.seconds + args.drain_timeout)
         for t in pending:
             t.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
-        t_end = max([r.t_end for r in results], default=time.perf_counter())
         rss_end = read_rss_kib(pid) if pid else None
     for t in done:
         if t.exception() is not None:
             raise t.exception()  # type: ignore[misc]
-    return summarize(args, results, t0, t_end, len(pending), rss_start, rss_end)
+    return results, t0, len(pending), rss_start, rss_end
+
+
+async def run_load(args: argparse.Namespace, base: str, pid: Optional[int] = None,
+                   quiet: bool = False) -> dict[str, Any]:
+    """One process's load, summarized (what measure() runs when --procs is 1)."""
+    results, t0, n_cut, rss_start, rss_end = await run_requests(args, base, pid, quiet)
+    t_end = max([r.t_end for r in results], default=time.perf_counter())
+    return summarize(args, results, t0, t_end, n_cut, rss_start, rss_end)
+
+
+def measure(args: argparse.Namespace, base: str, pid: Optional[int] = None,
+            quiet: bool = False) -> dict[str, Any]:
+    """The load of --clients clients, in one process or spread over --procs processes (each
+    with its share of the clients and its own prompts), started together and summarized as one."""
+    procs = max(1, min(args.procs, args.clients))
+    if procs == 1:
+        return asyncio.run(run_load(args, base, pid, quiet))
+    children = []
+    with tempfile.TemporaryDirectory(prefix="server_load-") as tmp:
+        for i in range(procs):
+            spec = dict(vars(args), clients=args.clients // procs + (1 if i < args.clients % procs else 0),
+                        seed=args.seed * 7919 + i, procs=1, json=None)
+            spec = {k: (str(v) if isinstance(v, Path) else v) for k, v in spec.items()}
+            spec_path = Path(tmp) / f"spec{i}.json"
+            out_path = str(Path(tmp) / f"out{i}.json")
+            spec_path.write_text(json.dumps({"args": spec, "base": base, "out": out_path}))
+            children.append(subprocess.Popen([sys.executable, __file__, "--worker-spec", str(spec_path)],
+                                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
+        try:
+            for c in children:  # each says "ready" after its warm-up
+                line = c.stdout.readline() if c.stdout else ""
+                if line.strip() != "ready":
+                    raise RuntimeError(f"a client process failed before the start ({line.strip()!r})")
+            start_at = time.perf_counter() + 0.2
+            rss_start = read_rss_kib(pid) if pid else None
+            for c in children:
+                assert c.stdin is not None
+                c.stdin.write(f"{start_at}\n")
+                c.stdin.flush()
+            for c in children:
+                if c.wait(args.seconds + args.drain_timeout + 60) != 0:
+                    raise RuntimeError(f"a client process exited with {c.returncode}")
+            rss_end = read_rss_kib(pid) if pid else None
+            results: list[Result] = []
+            n_cut = 0
+            for i in range(procs):
+                out = json.loads((Path(tmp) / f"out{i}.json").read_text())
+                results += [Result(**r) for r in out["results"]]
+                n_cut += out["cut"]
+        finally:
+            for c in children:
+                if c.poll() is None:
+                    c.kill()
+                    c.wait()
+    t_end = max([r.t_end for r in results], default=start_at)
+    s = summarize(args, results, start_at, t_end, n_cut, rss_start, rss_end)
+    s["procs"] = procs
+    return s
+
+
+def worker_process(spec_path: Path) -> int:
+    """A client process of measure(): warm up, say ready, read the start time, run, write raw results."""
+    spec = json.loads(spec_path.read_text())
+    args = argparse.Namespace(**spec["args"])
+
+    async def ready() -> float:
+        print("ready", flush=True)
+        line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+        return float(line)
+
+    results, _t0, n_cut, _, _ = asyncio.run(run_requests(args, spec["base"], None, True, ready))
+    raw = {"results": [dataclasses.asdict(r) for r in results], "cut": n_cut}
+    Path(spec["out"]).write_text(json.dumps(raw))
+    return 0
 
 
 def summarize(args: argparse.Namespace, results: list[Result], t0: float, t_end: float, n_cut: int,
@@ -307,6 +400,7 @@ def summarize(args: argparse.Namespace, results: list[Result], t0: float, t_end:
         "itl_p50_ms": ms(pct(gaps, 50)), "itl_p99_ms": ms(pct(gaps, 99)),
         "gen_tokens": gen, "wall_s": round(wall, 3), "gen_tps": round(gen / wall, 2),
         "stream_tps_p50": None if not rates else round(pct(rates, 50) or 0.0, 2),
+        "stream_tps_mean": None if not rates else round(sum(rates) / len(rates), 2),
         "text_chunks": sum(r.chunks for r in ok), "usage_reported": usage_seen,
         "token_count_source": ("usage" if usage_seen == len(ok) and ok
                                else ("chunks" if not usage_seen else "mixed")),
@@ -496,7 +590,10 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                     help="--self-test: pause between the chunks of a stream (0: as fast as possible; "
                          "1: every chunk comes in its own read, as from a real server)")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--procs", type=int, default=1,
+                    help="client processes the clients are spread over (for a load one process cannot carry)")
     ap.add_argument("--serve-fake", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--worker-spec", type=Path, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if not 1 <= args.clients <= MAX_CLIENTS:
         ap.error(f"--clients must be 1..{MAX_CLIENTS}")
@@ -504,6 +601,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
         ap.error(f"--seconds must be in (0, {MAX_SECONDS}]")
     if args.drain_timeout > MAX_SECONDS:
         ap.error(f"--drain-timeout at most {MAX_SECONDS}")
+    if not 1 <= args.procs <= 64:
+        ap.error("--procs must be 1..64")
     if args.max_tokens < 1 or args.prompt_tokens < 1:
         ap.error("--max-tokens and --prompt-tokens must be positive")
     return args
@@ -517,7 +616,7 @@ def self_test(args: argparse.Namespace) -> dict[str, Any]:
     try:
         base = f"http://127.0.0.1:{port}"
         wait_health(base, proc, 30.0)
-        s = asyncio.run(run_load(args, base, pid=proc.pid, quiet=True))
+        s = measure(args, base, pid=proc.pid, quiet=True)
     finally:
         stop(proc, 5.0)
     s["self_test"] = True
@@ -528,6 +627,8 @@ def self_test(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
+    if args.worker_spec is not None:
+        return worker_process(args.worker_spec)
     if args.serve_fake is not None:
         serve_fake(args.serve_fake, args.max_tokens, args.fake_interval_ms / 1e3)
         return 0
@@ -545,7 +646,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             pid = proc.pid
         try:
             wait_health(base, proc, args.launch_timeout if proc else 30.0)
-            s = asyncio.run(run_load(args, base, pid=pid))
+            s = measure(args, base, pid=pid)
         finally:
             if proc is not None:
                 s_rc = stop(proc)

@@ -24,12 +24,13 @@ stopped (SIGTERM; its exit status is reported) before the next one starts. Per p
 table shows generated tokens/s of both servers (completion tokens over the wall time of the
 run: prompt evaluation and the streams' ramp included, which S_TG leaves out), ours/S_TG,
 ours/llama-server and TTFT p50 of both; errors and streams without a finish_reason must be 0.
+A second table estimates the decode rate alone (clients x the mean per-stream rate between a
+stream's first and last token) beside S_TG.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import subprocess
@@ -91,15 +92,17 @@ def server_cmd(which: str, args: argparse.Namespace, ctx: int, n_slots: int, por
            "--n-gpu-layers", str(args.ngl), "--n-batch", "2048", "--n-ubatch", "512",
            "--host", "127.0.0.1", "--port", str(port)]
     if args.threads:
-        cmd += ["--n-threads", str(args.threads)]
+        cmd += ["--n-threads", str(args.threads), "--n-threads-batch", str(args.threads)]
     return cmd
 
 
 def load_args(args: argparse.Namespace, clients: int, mode: str) -> argparse.Namespace:
+    # the same prompts for both servers at a point, other prompts at every other point
+    seed = 1000 * list(MODES).index(mode) + clients
     la = sl.parse_args(["--clients", str(clients), "--seconds", str(args.seconds),
                         "--prompt-tokens", str(args.npp), "--max-tokens", str(args.ntg), "--ignore-eos",
                         "--endpoint", args.endpoint, "--drain-timeout", str(args.drain_timeout),
-                        "--seed", str(clients)])
+                        "--seed", str(seed), "--procs", str(args.procs)])
     for k, v in MODES[mode].items():
         setattr(la, k, v)
     return la
@@ -121,7 +124,7 @@ def measure_server(which: str, args: argparse.Namespace, ctx: int, n_slots: int,
         print(f"  {which} ready in {out['load_s']} s (pid {proc.pid})", flush=True)
         for mode in modes:
             for n in clients:
-                s = asyncio.run(sl.run_load(load_args(args, n, mode), base, pid=proc.pid, quiet=True))
+                s = sl.measure(load_args(args, n, mode), base, pid=proc.pid, quiet=True)
                 out["points"][f"{n}/{mode}"] = s
                 sl.report(s, f"{which} {mode}")
     except Exception as e:  # a server that fails is reported, the other one still runs
@@ -153,6 +156,8 @@ def main() -> int:
     ap.add_argument("--ntg", type=int, default=128)
     ap.add_argument("--endpoint", choices=["completions", "chat"], default="completions")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--procs", type=int, default=1,
+                    help="client processes (bench/server_load.py --procs; at most one per client)")
     ap.add_argument("--servers", default="llama-server,ours", help="which servers, in this order")
     ap.add_argument("--no-batched-bench", action="store_true")
     ap.add_argument("--llama-server", type=Path, default=None, help="default: the package's bin folder")
@@ -213,6 +218,9 @@ def main() -> int:
                    "ours_over_llama_server": ot / lt if ot and lt else None,
                    "ttft_p50_ms_ours": o.get("ttft_p50_ms"),
                    "ttft_p50_ms_llama_server": ls.get("ttft_p50_ms"),
+                   "decode_est_ours": n * o["stream_tps_mean"] if o.get("stream_tps_mean") else None,
+                   "decode_est_llama_server": (n * ls["stream_tps_mean"] if ls.get("stream_tps_mean")
+                                               else None),
                    "errors_ours": (o.get("errors", 0) or 0) + (o.get("no_finish_reason", 0) or 0),
                    "errors_llama_server": (ls.get("errors", 0) or 0) + (ls.get("no_finish_reason", 0) or 0)}
             bad += row["errors_ours"] + row["errors_llama_server"]
@@ -222,6 +230,12 @@ def main() -> int:
                   f"{fmt(row['ttft_p50_ms_ours']):>9} {fmt(row['ttft_p50_ms_llama_server']):>9}          | "
                   f"{row['errors_ours']}/{row['errors_llama_server']}")
     result["rows"] = rows
+    print("decode estimate (clients x mean per-stream rate, prompt phases left out as in S_TG):")
+    for r in rows:
+        do, dl, st = r["decode_est_ours"], r["decode_est_llama_server"], r["s_tg"]
+        print(f"{r['clients']:>7} {r['mode']:>6} | ours {fmt(do)}  llama-server {fmt(dl)}  S_TG {fmt(st)}  "
+              f"ours/S_TG {fmt(do / st if do and st else None, '.3f')}  "
+              f"ours/llama-server {fmt(do / dl if do and dl else None, '.3f')}")
     for which in servers:
         r = result[which]
         print(f"{which}: load {r.get('load_s')} s, exit status {r.get('exit_status')}"

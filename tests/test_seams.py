@@ -101,6 +101,26 @@ def test_sampling_defaults_have_one_definition() -> None:
         assert checked >= 12, fn.__qualname__
 
 
+def test_server_request_models_use_the_same_defaults() -> None:
+    from llama_binding.server.schemas import ChatCompletionRequest, CompletionRequest
+
+    defaults = _sampling_defaults()
+    for model, chat in [(CompletionRequest, False), (ChatCompletionRequest, True)]:
+        checked = 0
+        for name, field in model.model_fields.items():
+            if name not in defaults or name == "seed":
+                continue
+            want = CHAT_TEMPERATURE if chat and name == "temperature" else defaults[name]
+            assert field.default == want, f"{model.__name__}.{name}={field.default!r}, not {want!r}"
+            checked += 1
+        assert checked >= 12, model.__name__
+    # and every option a request model forwards is a parameter of the AsyncLlama method
+    completion_kw = CompletionRequest(prompt="x").to_kwargs()
+    assert set(completion_kw) <= set(inspect.signature(AsyncLlama.acreate_completion).parameters)
+    chat_kw = ChatCompletionRequest(messages=[{"role": "user", "content": "x"}]).to_kwargs()
+    assert set(chat_kw) <= set(inspect.signature(AsyncLlama.acreate_chat_completion).parameters)
+
+
 def test_async_signatures_mirror_the_sync_ones() -> None:
     """The async methods take the sync ones' arguments with the same defaults, except the
     Python hooks (they cannot run inside a batched decode) and tfs_z (a no-op)."""

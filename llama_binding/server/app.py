@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import signal
+import threading
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Optional
 
@@ -69,6 +71,23 @@ def create_app(settings: ServerSettings, llm: Optional[AsyncLlama] = None) -> Fa
     return app
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, except that a SIGTERM it drained for is not raised again at exit:
+    a server that shut down as asked exits 0."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
 def serve(settings: ServerSettings) -> int:
     """Run the server until SIGINT/SIGTERM; the process's exit code (1: the model failed
     to load, 2: no such model file)."""
@@ -80,7 +99,7 @@ def serve(settings: ServerSettings) -> int:
     app = create_app(settings)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
                             timeout_graceful_shutdown=int(settings.drain_timeout) + 5, lifespan="on")
-    server = uvicorn.Server(config)
+    server = _Server(config)
     state: ServerState = app.state.server
     failed = []
 

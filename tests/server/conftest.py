@@ -175,12 +175,12 @@ def embed_server(minilm: Path) -> Iterator[Running]:
         yield s
 
 
-LIMITS = {"n_seq_max": 1, "max_waiting": 0, "max_body_bytes": 4096, "request_timeout": 3.0}
+LIMITS = {"n_seq_max": 1, "max_waiting": 0, "max_body_bytes": 4096, "request_timeout": 8.0}
 
 
 @pytest.fixture(scope="module")
 def limits_server(smollm2: Path) -> Iterator[Running]:
-    """SmolLM2 with tiny limits: one slot, no queue, 4 KiB bodies, a 3 s request timeout."""
+    """SmolLM2 with tiny limits: one slot, no queue, 4 KiB bodies, an 8 s request timeout."""
     with serve(model=str(smollm2), model_alias=SMOLLM2_ALIAS, n_ctx=2048, **LIMITS) as s:
         yield s
 

@@ -218,21 +218,33 @@ def test_body_over_the_limit_is_a_413(limits: httpx.Client) -> None:
 
 def test_queue_full_is_a_503_with_retry_after(limits_server: Running, limits: httpx.Client) -> None:
     # one slot, no waiting room: one long stream holds the server
+    start = time.monotonic()
     with limits.stream("POST", "/v1/completions", json={**LONG, "stream": True}) as r:
         assert r.status_code == 200
-        for line in r.iter_lines():
+        lines = r.iter_lines()
+        for line in lines:
             if line.startswith("data: "):
                 break
-        assert limits_server.llm.n_outstanding == 1
-        t0 = time.monotonic()
-        full = limits.post("/v1/completions", json={"prompt": "Hello", "max_tokens": 2})
-        assert time.monotonic() - t0 < 2.0, "a full queue must answer at once"
-        assert_error_shape(full, 503)
-        assert int(full.headers["retry-after"]) >= 1
-        full = limits.post("/v1/chat/completions",
-                           json={"messages": MESSAGES, "max_tokens": 2, "stream": True})
-        assert_error_shape(full, 503)
-        assert "retry-after" in full.headers
+        assert not parse_sse(line + "\n\n")[0].is_error, line
+        probes: list[tuple[str, dict[str, Any]]] = [
+            ("/v1/completions", {"prompt": "Hello", "max_tokens": 2}),
+            ("/v1/chat/completions", {"messages": MESSAGES, "max_tokens": 2, "stream": True}),
+            ("/v1/chat/completions", {"messages": MESSAGES, "max_tokens": 2}),
+        ]
+        for path, body in probes:
+            busy = limits_server.llm.n_outstanding
+            assert busy == 1, f"the long stream ended early ({time.monotonic() - start:.2f} s)"
+            t0 = time.monotonic()
+            full = limits.post(path, json=body)
+            took = time.monotonic() - t0
+            where = f"{path} {body} {t0 - start:.2f} s after the long stream began, in flight before: {busy}"
+            if full.status_code != 503:
+                rest = list(lines)
+                raise AssertionError(f"{where}: {full.status_code} {full.text[:300]}; the long stream: "
+                                     f"{len(rest)} more lines, ending {rest[-5:]}")
+            assert_error_shape(full, 503)
+            assert took < 2.0, f"a full queue must answer at once, took {took:.2f} s"
+            assert int(full.headers["retry-after"]) >= 1
     limits_server.wait_idle(5.0)
     assert_serves(limits)
 
@@ -267,7 +279,7 @@ def anon(auth_server: Running) -> Iterator[httpx.Client]:
 
 def test_missing_or_wrong_key_is_a_401(anon: httpx.Client) -> None:
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"X-Api-Key": "wrong"}, {"Authorization": "k"},
-                    {"Authorization": "Bearer "}):
+                    {"Authorization": "Bearer"}):
         for method, path in (("GET", "/v1/models"), ("POST", "/v1/chat/completions"),
                              ("POST", "/v1/completions"), ("POST", "/tokenize"), ("GET", "/metrics")):
             body = {"messages": MESSAGES, "prompt": "hi", "content": "hi", "max_tokens": 2}
