@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -96,6 +97,9 @@ def serve(settings: ServerSettings) -> int:
     if not Path(settings.model).is_file():
         logger.error("no model file at %s", settings.model)
         return 2
+    # the engine's worker thread takes the GIL back after every decode: with uvicorn's
+    # event loop busy streaming, the default 5 ms switch interval would be that wait
+    sys.setswitchinterval(0.0005)
     app = create_app(settings)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
                             timeout_graceful_shutdown=int(settings.drain_timeout) + 5, lifespan="on")

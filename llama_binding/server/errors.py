@@ -64,6 +64,9 @@ def status_of(exc: BaseException) -> ApiError:
     """The API error an exception of the library (or of a request's values) stands for."""
     if isinstance(exc, ApiError):
         return exc
+    if isinstance(exc, HTTPException):  # raised while the body was read (413)
+        detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
+        return ApiError(exc.status_code, detail, headers=dict(exc.headers or {}))
     if isinstance(exc, ContextOverflowError):
         return ApiError(400, str(exc), code="context_length_exceeded")
     if isinstance(exc, QueueFullError):

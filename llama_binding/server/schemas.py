@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..generation.sampling import CHAT_TEMPERATURE
 from ..generation.sampling import SamplingParams as _D
@@ -50,6 +50,13 @@ class _Sampled(_Request):
     stream: bool = False
     stream_options: Optional[dict[str, Any]] = None
     ignore_eos: bool = False
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _token_ids(cls, bias: Optional[dict[str, float]]) -> Optional[dict[str, float]]:
+        if bias is not None:
+            _token_bias(bias)  # a key that is no token id is a 400 naming it
+        return bias
 
     def _common(self) -> dict[str, Any]:
         kw = self.model_dump(exclude={"model", "logit_bias", "n", "stream_options"})

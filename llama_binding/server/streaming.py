@@ -68,26 +68,31 @@ def event_stream(chunks: AsyncIterator[Any], timeout: float, keepalive: float,
                                shutdown_event=shutdown, shutdown_grace_period=grace)
 
 
-async def _events(chunks: AsyncIterator[Any], timeout: float) -> AsyncIterator[str]:
+def _event(chunk: Any, dumps: Callable[[Any], str] = json.dumps) -> bytes:
+    """One ``data:`` event, framed here: JSON has no raw newline to split, and bytes pass
+    sse-starlette untouched (its framing of a str runs a regex per event)."""
+    return b"data: " + dumps(chunk).encode() + b"\n\n"
+
+
+async def _events(chunks: AsyncIterator[Any], timeout: float) -> AsyncIterator[bytes]:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    dumps: Callable[[Any], str] = json.dumps
     try:
         # the first chunk may wait for a slot: bounded by the timeout; then the deadline is
         # checked per chunk (a wait_for per chunk would cost a task per token)
         first = await asyncio.wait_for(chunks.__anext__(), timeout)
-        yield dumps(first)
+        yield _event(first)
         async for chunk in chunks:
-            yield dumps(chunk)
+            yield _event(chunk)
             if loop.time() > deadline:
                 raise asyncio.TimeoutError
     except StopAsyncIteration:
         pass
     except Exception as exc:  # the stream has started: the error goes in-band
         e = status_of(exc)
-        yield dumps(error_body(e.status, e.message, e.code, e.param))
+        yield _event(error_body(e.status, e.message, e.code, e.param))
     finally:
         aclose = getattr(chunks, "aclose", None)
         if aclose is not None:
             await aclose()
-    yield "[DONE]"
+    yield b"data: [DONE]\n\n"

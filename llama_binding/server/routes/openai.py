@@ -29,10 +29,12 @@ async def chat_completions(request: Request) -> Response:
         body = await parse(request, ChatCompletionRequest)
         llm = state.ready(body.model)
         state.check_n(body.n)
-    except ApiError as e:
+        kwargs = body.to_kwargs()
+    except Exception as exc:
+        e = status_of(exc)
         return error_response(e.status, e.message, e.code, e.param, e.headers)
-    call = llm.acreate_chat_completion(**body.to_kwargs(), model=state.settings.alias)
-    return await answer(request, state, call, body.stream)
+    return await answer(request, state, llm.acreate_chat_completion(**kwargs, model=state.settings.alias),
+                        body.stream)
 
 
 @router.post("/v1/completions")
@@ -42,10 +44,12 @@ async def completions(request: Request) -> Response:
         body = await parse(request, CompletionRequest)
         llm = state.ready(body.model)
         state.check_n(body.n)
-    except ApiError as e:
+        kwargs = body.to_kwargs()
+    except Exception as exc:
+        e = status_of(exc)
         return error_response(e.status, e.message, e.code, e.param, e.headers)
-    call = llm.acreate_completion(**body.to_kwargs(), model=state.settings.alias)
-    return await answer(request, state, call, body.stream)
+    return await answer(request, state, llm.acreate_completion(**kwargs, model=state.settings.alias),
+                        body.stream)
 
 
 @router.post("/v1/embeddings")
