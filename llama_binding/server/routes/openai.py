@@ -24,32 +24,27 @@ router = APIRouter()
 
 @router.post("/v1/chat/completions")
 async def chat_completions(request: Request) -> Response:
-    state = server_state(request)
-    try:
-        body = await parse(request, ChatCompletionRequest)
-        llm = state.ready(body.model)
-        state.check_n(body.n)
-        kwargs = body.to_kwargs()
-    except Exception as exc:
-        e = status_of(exc)
-        return error_response(e.status, e.message, e.code, e.param, e.headers)
-    return await answer(request, state, llm.acreate_chat_completion(**kwargs, model=state.settings.alias),
-                        body.stream)
+    return await _generate(request, ChatCompletionRequest, "acreate_chat_completion")
 
 
 @router.post("/v1/completions")
 async def completions(request: Request) -> Response:
+    return await _generate(request, CompletionRequest, "acreate_completion")
+
+
+async def _generate(request: Request, schema: type[CompletionRequest] | type[ChatCompletionRequest],
+                    method: str) -> Response:
+    """Parse the body, check it against the server, and answer with ``AsyncLlama.<method>``."""
     state = server_state(request)
     try:
-        body = await parse(request, CompletionRequest)
+        body = await parse(request, schema)
         llm = state.ready(body.model)
         state.check_n(body.n)
-        kwargs = body.to_kwargs()
+        call = getattr(llm, method)(**body.to_kwargs(), model=state.settings.alias)
     except Exception as exc:
         e = status_of(exc)
         return error_response(e.status, e.message, e.code, e.param, e.headers)
-    return await answer(request, state, llm.acreate_completion(**kwargs, model=state.settings.alias),
-                        body.stream)
+    return await answer(request, state, call, body.stream)
 
 
 @router.post("/v1/embeddings")
