@@ -9,7 +9,10 @@
 #   device run, carry [".carry"]:
 #     PART=build bash bench/gpu_p10.sh   # CUDA build with llama-server (~5 min), the model, the self-test
 #     PART=bench bash bench/gpu_p10.sh   # the comparison (~4 min with SECONDS_PER_POINT=10)
-#   PART=all (the default) does both in one call: only when the build is there already.
+#   PART=all (the default) does both in one call (SELFTEST=0 skips the client's ceiling: build,
+#   model and comparison then fit one call).
+#   PART=profile: our server alone at 64 clients, greedy then t0.8, each under py-spy (its
+#   wheel in .carry/whl) for 8 s: the threads' collapsed stacks, for where the time goes.
 export LLAMA_BINDING_SERVER_TOOL=ON  # (the default with LLAMA_BINDING_TOOLS=ON; CMakeLists.txt reads it)
 source bench/gpu_env.sh
 PART=${PART:-all}
@@ -31,7 +34,7 @@ if [ ! -x "$W/pkg/llama_binding/bin/llama-server" ]; then
 fi
 ls -la "$W/pkg/llama_binding/bin/llama-server" || exit 1
 
-if [ "$PART" = build ] || [ "$PART" = all ]; then
+if { [ "$PART" = build ] || [ "$PART" = all ]; } && [ "${SELFTEST:-1}" = 1 ]; then
     grep -E "llama-server|UI:" "$W/cuda-build.log" | head -5 > "$OUT/server-build-lines.txt" || true
     "$W/pkg/llama_binding/bin/llama-server" --version > "$OUT/llama-server-version.txt" 2>&1
     python3 -c "import llama_binding.server" || { echo "llama_binding.server does not import"; exit 1; }
@@ -51,4 +54,23 @@ if [ "$PART" = bench ] || [ "$PART" = all ]; then
         --modes greedy,t0.8 --seconds "$SECONDS_PER_POINT" --drain-timeout 60 --procs ${PROCS:-4} \
         --json "$OUT/server_vs_llama_server.json" --log-dir "$OUT/logs" 2>&1 | tee "$OUT/server_vs_llama_server.txt"
     nvidia-smi --query-gpu=memory.used,memory.total --format=csv >> "$OUT/server_vs_llama_server.txt" 2>&1
+fi
+if [ "$PART" = profile ]; then
+    port=$(python3 -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
+    python3 -m llama_binding.server --model "$MODEL" --n-seq-max 64 --n-ctx 20736 --flash-attn on \
+        --n-gpu-layers 99 --n-batch 2048 --n-ubatch 512 --host 127.0.0.1 --port "$port" > "$OUT/profile-server.log" 2>&1 &
+    spid=$!
+    for _ in $(seq 120); do curl -sf "http://127.0.0.1:$port/health" > /dev/null && break; sleep 1; done
+    for mode in "0.0" "0.8"; do
+        python3 bench/server_load.py --url "http://127.0.0.1:$port" --clients 64 --seconds 14 --procs 4 \
+            --prompt-tokens 128 --max-tokens 128 --ignore-eos --temperature $mode --top-k 40 --top-p 0.95 \
+            --min-p 0.05 --pid $spid > "$OUT/profile-load-t$mode.txt" 2>&1 &
+        lpid=$!
+        sleep 4
+        "$W/site/bin/py-spy" record --pid $spid --duration 8 --rate 250 --threads --format raw \
+            -o "$OUT/profile-t$mode.txt" > "$OUT/py-spy-t$mode.log" 2>&1 || tail -5 "$OUT/py-spy-t$mode.log"
+        wait $lpid
+        tail -8 "$OUT/profile-load-t$mode.txt"
+    done
+    kill -TERM $spid; wait $spid; echo "server exit status $?"
 fi

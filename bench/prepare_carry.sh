@@ -29,4 +29,7 @@ python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
     pydantic-core==2.50.5 pydantic-settings==2.16.3 python-dotenv==1.2.4 annotated-types==0.8.0 \
     typing-inspection==0.4.5 typing-extensions==4.16.0 annotated-doc==0.0.7 opentelemetry-api==1.45.2 \
     anyio==4.16.0
+# httptools (uvicorn's fast HTTP parser, in the server extra) and py-spy (PART=profile)
+python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_5_x86_64 -d .carry/whl httptools==0.9.0 py-spy==0.4.3
 du -sh .carry

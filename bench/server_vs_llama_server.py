@@ -24,8 +24,10 @@ stopped (SIGTERM; its exit status is reported) before the next one starts. Per p
 table shows generated tokens/s of both servers (completion tokens over the wall time of the
 run: prompt evaluation and the streams' ramp included, which S_TG leaves out), ours/S_TG,
 ours/llama-server and TTFT p50 of both; errors and streams without a finish_reason must be 0.
-A second table estimates the decode rate alone (clients x the mean per-stream rate between a
-stream's first and last token) beside S_TG.
+A second table sets ours beside llama-batched-bench's generated tokens over its whole time,
+prompts included (pl x ntg / t): the same work per request as the servers do. A third
+estimates the decode rate alone (clients x the mean per-stream rate between a stream's
+first and last token) beside S_TG.
 """
 
 from __future__ import annotations
@@ -63,7 +65,9 @@ def bin_dir() -> Path:
     return _loader.lib_dir().parent / "bin"
 
 
-def run_batched_bench(tool: Path, args: argparse.Namespace, ctx: int, npl: list[int]) -> dict[int, float]:
+def run_batched_bench(tool: Path, args: argparse.Namespace, ctx: int,
+                      npl: list[int]) -> dict[int, dict[str, Any]]:
+    """llama-batched-bench's row per client count: speed_tg (S_TG), t_pp, t_tg, t (seconds)."""
     cmd = [str(tool), "-m", str(args.model), "-c", str(ctx), "-b", "2048", "-ub", "512",
            "-npp", str(args.npp), "-ntg", str(args.ntg), "-npl", ",".join(map(str, npl)), "-kvu",
            "-ngl", str(args.ngl), "-fa", args.fa, "--output-format", "jsonl"]
@@ -75,7 +79,7 @@ def run_batched_bench(tool: Path, args: argparse.Namespace, ctx: int, npl: list[
         print(p.stderr[-2000:])
         raise RuntimeError(f"llama-batched-bench failed with {p.returncode}")
     rows = [json.loads(line) for line in p.stdout.splitlines() if line.startswith("{")]
-    return {int(r["pl"]): float(r["speed_tg"]) for r in rows}
+    return {int(r["pl"]): r for r in rows}
 
 
 def server_cmd(which: str, args: argparse.Namespace, ctx: int, n_slots: int, port: int,
@@ -191,13 +195,20 @@ def main() -> int:
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     result: dict[str, Any] = {"config": config, "ctx": ctx, "slots": n_slots}
     s_tg: dict[int, float] = {}
+    e2e: dict[int, float] = {}  # batched-bench's generated tokens over its prompt + generation time
     if not args.no_batched_bench:
         if batched.exists():
-            s_tg = run_batched_bench(batched, args, ctx, clients)
-            print("  S_TG " + "  ".join(f"{n}: {v:.1f}" for n, v in s_tg.items()), flush=True)
+            bb = run_batched_bench(batched, args, ctx, clients)
+            s_tg = {n: float(r["speed_tg"]) for n, r in bb.items()}
+            e2e = {n: n * args.ntg / float(r["t"]) for n, r in bb.items()}
+            result["batched_bench"] = bb
+            print("  S_TG " + "  ".join(f"{n}: {v:.1f}" for n, v in s_tg.items())
+                  + "   with its prompts (pl x ntg / (t_pp + t_tg)) "
+                  + "  ".join(f"{n}: {v:.1f}" for n, v in e2e.items()), flush=True)
         else:
             print(f"  ({batched} missing: no S_TG)")
     result["s_tg"] = s_tg
+    result["batched_bench_with_prompts"] = e2e
     for which in servers:
         result[which] = measure_server(which, args, ctx, n_slots, clients, modes, llama_server, log_dir)
 
@@ -213,8 +224,11 @@ def main() -> int:
         for n in clients:
             o, ls = point("ours", f"{n}/{mode}"), point("llama-server", f"{n}/{mode}")
             ot, lt, st = o.get("gen_tps"), ls.get("gen_tps"), s_tg.get(n)
+            et = e2e.get(n)
             row = {"clients": n, "mode": mode, "ours_tps": ot, "llama_server_tps": lt, "s_tg": st,
                    "ours_over_s_tg": ot / st if ot and st else None,
+                   "batched_bench_with_prompts": et,
+                   "ours_over_bb_with_prompts": ot / et if ot and et else None,
                    "ours_over_llama_server": ot / lt if ot and lt else None,
                    "ttft_p50_ms_ours": o.get("ttft_p50_ms"),
                    "ttft_p50_ms_llama_server": ls.get("ttft_p50_ms"),
@@ -230,6 +244,12 @@ def main() -> int:
                   f"{fmt(row['ttft_p50_ms_ours']):>9} {fmt(row['ttft_p50_ms_llama_server']):>9}          | "
                   f"{row['errors_ours']}/{row['errors_llama_server']}")
     result["rows"] = rows
+    print("beside llama-batched-bench's rate with its prompts (pl x ntg / (t_pp + t_tg)): the same "
+          "work per request as the servers do, every prompt at once:")
+    for r in rows:
+        et = r["batched_bench_with_prompts"]
+        print(f"{r['clients']:>7} {r['mode']:>6} | ours {fmt(r['ours_tps'])}  batched-bench {fmt(et)}  "
+              f"ours/batched-bench {fmt(r['ours_over_bb_with_prompts'], '.3f')}")
     print("decode estimate (clients x mean per-stream rate, prompt phases left out as in S_TG):")
     for r in rows:
         do, dl, st = r["decode_est_ours"], r["decode_est_llama_server"], r["s_tg"]

@@ -380,23 +380,140 @@ LLAMA_BINDING_EXPORT int32_t llama_binding_argmax_rows(struct llama_context * ct
 struct sample_rows_arg {
     const float ** logits;
     struct llama_sampler ** chains;
+    const int32_t * top_k; /* NULL, or per row: the k of the chain's leading top-k sampler (0: none) */
     int32_t n_vocab;
     llama_token * out;
 };
 
+/* Top-k candidates straight from the logits, for a chain that starts with top-k: llama.cpp
+ * would build a candidate per vocabulary entry (1.5 MB for 128k) and partially sort them
+ * (about 0.1 ms a row); here a first pass takes every block's maximum (a SIMD reduction),
+ * the k-th largest block maximum bounds the k-th largest logit from below (k blocks hold a
+ * logit at least that large), and only the blocks that reach it are scanned into a heap of
+ * k (about the cost of an argmax). The result is what the top-k sampler leaves: the k
+ * largest logits, sorted descending, marked sorted (the chain's top-k then only keeps
+ * them); on equal logits the lower token id comes first (llama.cpp's order among equal
+ * logits is unspecified). Returns 0 where that does not apply (k more than the blocks, or
+ * fewer than k logits that are not NaN): the caller then builds every candidate. */
+#define TOPK_BLOCK 64
+
+static int cand_worse(const llama_token_data * a, const llama_token_data * b) {
+    return a->logit < b->logit || (a->logit == b->logit && a->id > b->id);
+}
+
+static void cand_sift_down(llama_token_data * h, int32_t size, int32_t i) {
+    for (;;) { /* a min-heap by cand_worse: h[0] is the worst candidate kept */
+        const int32_t l = 2 * i + 1;
+        const int32_t r = l + 1;
+        int32_t w = i;
+        if (l < size && cand_worse(&h[l], &h[w])) {
+            w = l;
+        }
+        if (r < size && cand_worse(&h[r], &h[w])) {
+            w = r;
+        }
+        if (w == i) {
+            return;
+        }
+        const llama_token_data t = h[i];
+        h[i] = h[w];
+        h[w] = t;
+        i = w;
+    }
+}
+
+/* offer (id, logit) to the heap h of *size entries, at most k */
+static void cand_offer(llama_token_data * h, int32_t * size, int32_t k, llama_token id, float logit) {
+    const llama_token_data c = {id, logit, 0.0f};
+    if (*size < k) {
+        int32_t i = (*size)++;
+        while (i > 0 && cand_worse(&c, &h[(i - 1) / 2])) {
+            h[i] = h[(i - 1) / 2];
+            i = (i - 1) / 2;
+        }
+        h[i] = c;
+    } else if (cand_worse(&h[0], &c)) {
+        h[0] = c;
+        cand_sift_down(h, k, 0);
+    }
+}
+
+static int cand_cmp_desc(const void * pa, const void * pb) {
+    const llama_token_data * a = (const llama_token_data *) pa;
+    const llama_token_data * b = (const llama_token_data *) pb;
+    return cand_worse(b, a) ? -1 : (cand_worse(a, b) ? 1 : 0);
+}
+
+static float block_max(const float * x, int32_t from, int32_t to) {
+    float m = -INFINITY; /* never NaN: it takes only larger values */
+    if (to - from == TOPK_BLOCK) {
+#pragma omp simd reduction(max : m)
+        for (int j = 0; j < TOPK_BLOCK; j++) {
+            m = x[from + j] > m ? x[from + j] : m;
+        }
+        return m;
+    }
+    for (int32_t j = from; j < to; j++) {
+        m = x[j] > m ? x[j] : m;
+    }
+    return m;
+}
+
+/* bmax: room for n / TOPK_BLOCK + 1 floats */
+static int32_t top_k_select(const float * x, int32_t n, int32_t k, llama_token_data * cur, float * bmax) {
+    const int32_t nb = (n + TOPK_BLOCK - 1) / TOPK_BLOCK;
+    if (k <= 0 || k > nb) {
+        return 0;
+    }
+    for (int32_t b = 0; b < nb; b++) {
+        const int32_t to = (b + 1) * TOPK_BLOCK;
+        bmax[b] = block_max(x, b * TOPK_BLOCK, to < n ? to : n);
+    }
+    int32_t size = 0; /* the k largest block maxima first (cur as scratch): the bound */
+    for (int32_t b = 0; b < nb; b++) {
+        cand_offer(cur, &size, k, b, bmax[b]);
+    }
+    const float bound = cur[0].logit;
+    size = 0;
+    for (int32_t b = 0; b < nb; b++) {
+        if (!(bmax[b] >= bound)) {
+            continue;
+        }
+        const int32_t to = (b + 1) * TOPK_BLOCK < n ? (b + 1) * TOPK_BLOCK : n;
+        for (int32_t j = b * TOPK_BLOCK; j < to; j++) {
+            if (x[j] >= bound) { /* never NaN */
+                cand_offer(cur, &size, k, j, x[j]);
+            }
+        }
+    }
+    if (size < k) { /* NaN among the best (the bound was -inf): the whole array, as llama.cpp */
+        return 0;
+    }
+    qsort(cur, (size_t) k, sizeof(*cur), cand_cmp_desc);
+    return k;
+}
+
 static void sample_rows_share(void * p, int32_t from, int32_t to) {
     const struct sample_rows_arg * a = (const struct sample_rows_arg *) p;
     llama_token_data * cur = (llama_token_data *) malloc(sizeof(llama_token_data) * (size_t) a->n_vocab);
+    float * bmax = (float *) malloc(sizeof(float) * (size_t) (a->n_vocab / TOPK_BLOCK + 1));
     for (int32_t k = from; k < to; k++) {
         a->out[k] = LLAMA_TOKEN_NULL;
-        if (cur == NULL) {
+        if (cur == NULL || bmax == NULL) {
             continue;
         }
         const float * logits = a->logits[k];
-        for (int32_t t = 0; t < a->n_vocab; t++) {
-            cur[t] = (llama_token_data) {t, logits[t], 0.0f};
-        }
         llama_token_data_array cur_p = {cur, (size_t) a->n_vocab, -1, false};
+        const int32_t top_k = a->top_k != NULL ? a->top_k[k] : 0;
+        const int32_t kept = top_k > 0 && top_k < a->n_vocab ? top_k_select(logits, a->n_vocab, top_k, cur, bmax) : 0;
+        if (kept > 0) {
+            cur_p.size = (size_t) kept;
+            cur_p.sorted = true;
+        } else {
+            for (int32_t t = 0; t < a->n_vocab; t++) {
+                cur[t] = (llama_token_data) {t, logits[t], 0.0f};
+            }
+        }
         llama_sampler_apply(a->chains[k], &cur_p);
         if (cur_p.selected < 0 || cur_p.selected >= (int64_t) cur_p.size) {
             continue; /* nothing selected (a grammar that allows no token): the caller raises */
@@ -408,6 +525,7 @@ static void sample_rows_share(void * p, int32_t from, int32_t to) {
         a->out[k] = cur_p.data[cur_p.selected].id;
         llama_sampler_accept(a->chains[k], a->out[k]);
     }
+    free(bmax);
     free(cur);
 }
 
@@ -415,21 +533,24 @@ static void sample_rows_share(void * p, int32_t from, int32_t to) {
 
 /* Sample the logits of each of the n batch indices rows[0..n) of the last decode with its
  * own sampler chain chains[k] (which accepts the token), into out[0..n), on up to n_threads
- * threads (with SAMPLE_THREADED_MIN logits in all): what llama_sampler_sample does for one row on the CPU, for many sequences at
- * once (each chain is used by one thread only). Returns 0, LLAMA_BINDING_NO_LOGITS when a
+ * threads (with SAMPLE_THREADED_MIN logits in all): what llama_sampler_sample does for one
+ * row on the CPU, for many sequences at once (each chain is used by one thread only).
+ * top_k: NULL, or per row the k of a top-k sampler that comes first in that chain (0: none),
+ * whose candidates are then taken straight from the logits (top_k_select). Returns 0, LLAMA_BINDING_NO_LOGITS when a
  * row has no logits (nothing sampled), LLAMA_BINDING_NO_MEMORY, or LLAMA_BINDING_NO_TOKEN
  * when a chain selected nothing (out[k] is LLAMA_TOKEN_NULL there; the other rows are
  * sampled and accepted; a row whose logits were all -inf/NaN holds
  * LLAMA_BINDING_TOKEN_NOT_FINITE instead, and its chain accepted nothing). */
 LLAMA_BINDING_EXPORT int32_t llama_binding_sample_rows(struct llama_context * ctx, const struct llama_vocab * vocab,
-                                                       struct llama_sampler ** chains, const int32_t * rows,
-                                                       int32_t n, llama_token * out, int32_t n_threads) {
+                                                       struct llama_sampler ** chains, const int32_t * top_k,
+                                                       const int32_t * rows, int32_t n, llama_token * out,
+                                                       int32_t n_threads) {
     int oom = 0;
     const float ** logits = rows_logits(ctx, rows, n, &oom);
     if (logits == NULL) {
         return oom ? LLAMA_BINDING_NO_MEMORY : LLAMA_BINDING_NO_LOGITS;
     }
-    struct sample_rows_arg arg = {logits, chains, llama_vocab_n_tokens(vocab), out};
+    struct sample_rows_arg arg = {logits, chains, top_k, llama_vocab_n_tokens(vocab), out};
     const int many = (int64_t) n * arg.n_vocab >= SAMPLE_THREADED_MIN;
     run_rows(sample_rows_share, &arg, n, many ? n_threads : 1);
     free(logits);

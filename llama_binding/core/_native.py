@@ -81,7 +81,7 @@ def _lib() -> dict[str, Any]:
         vp = ctypes.c_void_p  # the arrays pass as addresses: a plain int would be truncated to 32 bits
         _fns["argmax_rows"].argtypes = [vp, vp, vp, ctypes.c_int32, vp, ctypes.c_int32]
         _fns["sampled_rows"].argtypes = [vp, vp, ctypes.c_int32, vp]
-        _fns["sample_rows"].argtypes = [vp, vp, vp, vp, ctypes.c_int32, vp, ctypes.c_int32]
+        _fns["sample_rows"].argtypes = [vp, vp, vp, vp, vp, ctypes.c_int32, vp, ctypes.c_int32]
         _fns["install_sigint"].argtypes = []
         vp = ctypes.c_void_p
         for name, restype, argtypes in (("greedy_group_new", vp, []), ("greedy_group_release", None, [vp]),
@@ -143,9 +143,10 @@ def argmax_rows() -> Any:
 
 
 def sample_rows() -> Any:
-    """``llama_binding_sample_rows(ctx, vocab, llama_sampler** chains, int32 rows*, n,
-    token* out, n_threads) -> int``: each listed batch index sampled with its own chain, on
-    up to ``n_threads`` threads (``NO_LOGITS``, ``NO_MEMORY``, ``NO_TOKEN``)."""
+    """``llama_binding_sample_rows(ctx, vocab, llama_sampler** chains, int32 top_k* (or
+    NULL), int32 rows*, n, token* out, n_threads) -> int``: each listed batch index sampled
+    with its own chain (a leading top-k taken straight from the logits), on up to
+    ``n_threads`` threads (``NO_LOGITS``, ``NO_MEMORY``, ``NO_TOKEN``)."""
     return _lib()["sample_rows"]
 
 

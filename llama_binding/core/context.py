@@ -356,18 +356,25 @@ class Context(NativeHandle[Any]):
             raise MemoryError("argmax_rows: out of memory")
 
     def sample_rows(self, vocab: Vocab, chains: Sequence[int], rows: npt.NDArray[np.int32],
-                    out: npt.NDArray[np.int32], n_threads: int = 1) -> None:
+                    out: npt.NDArray[np.int32], n_threads: int = 1,
+                    top_k: npt.NDArray[np.int32] | None = None) -> None:
         """``out[k]`` = the token that the sampler chain at address ``chains[k]``
         (``SamplerChain.address``) samples from the logits at batch index ``rows[k]`` of the
         last decode, and accepts; on up to ``n_threads`` threads, each chain on one. A chain
         that selects nothing, or whose logits are all -inf or NaN, raises :class:`SamplerError`
-        (the other rows are sampled; such a row's ``out[k]`` is negative)."""
+        (the other rows are sampled; such a row's ``out[k]`` is negative). ``top_k[k]``, when
+        given, is the k of a top-k sampler that comes first in chain ``k``
+        (``SamplerChain.leading_top_k``; 0: none): its candidates are then taken straight
+        from the logits instead of sorting a candidate per vocabulary entry."""
         self._check_rows(rows, out)
         n = len(rows)
         if len(chains) != n:
             raise ValueError("sample_rows needs one chain per row")
+        if top_k is not None and (len(top_k) < n or top_k.dtype != np.int32 or not top_k.flags.c_contiguous):
+            raise ValueError("top_k must be a C-contiguous int32 array with one entry per row")
         arr = (ctypes.c_void_p * max(1, n))(*chains)
-        code = self._sample_rows(self.ptr, vocab.ptr, arr, rows.ctypes.data, n, out.ctypes.data, n_threads)
+        code = self._sample_rows(self.ptr, vocab.ptr, arr, None if top_k is None else top_k.ctypes.data,
+                                 rows.ctypes.data, n, out.ctypes.data, n_threads)
         if code == _native.NO_LOGITS:
             raise IndexError("a requested batch index has no logits in the last decode")
         if code == _native.NO_MEMORY:

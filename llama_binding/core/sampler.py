@@ -77,6 +77,7 @@ class Sampler(NativeHandle[Any]):
 
     def __init__(self, ptr: Any) -> None:
         super().__init__(ptr, capi.llama_sampler_free)
+        self.top_k_value = 0  # k of a top-k sampler (0: another kind)
 
     def release(self) -> Any:
         """Give up ownership: return the pointer and leave this object empty."""
@@ -102,7 +103,9 @@ class Sampler(NativeHandle[Any]):
 
     @classmethod
     def top_k(cls, k: int) -> Sampler:
-        return _made(capi.llama_sampler_init_top_k(k), "top-k")
+        made = _made(capi.llama_sampler_init_top_k(k), "top-k")
+        made.top_k_value = max(0, k)
+        return made
 
     @classmethod
     def top_p(cls, p: float, min_keep: int = 1) -> Sampler:
@@ -241,6 +244,9 @@ class SamplerChain(NativeHandle[Any]):
         self._seq_id = -1
         self._picked = ctypes.c_int32(0)  # the token of sample(): the C call releases the GIL
         self._picked_ref = ctypes.byref(self._picked)
+        #: k of a top-k sampler that comes first in the chain, else 0: ``Context.sample_rows``
+        #: then takes the k candidates straight from the logits (same result, far less work)
+        self.leading_top_k = 0
         for s in samplers:
             self.add(s)
 
@@ -270,6 +276,8 @@ class SamplerChain(NativeHandle[Any]):
         """Move ``sampler`` into the chain (the chain owns it from now on)."""
         if sampler.closed:
             raise ClosedError("this sampler is closed or already in a chain")
+        if capi.llama_sampler_chain_n(self.ptr) == 0:
+            self.leading_top_k = sampler.top_k_value
         capi.llama_sampler_chain_add(self.ptr, sampler.release())
         return self
 

@@ -17,9 +17,13 @@ logits. On an H200 at 64 sequences of a 128k vocabulary that is 8.7-9.0 ms a ste
 11.5 ms with the host argmax (which reads 32 MB of fresh logits) and 12.4 ms with
 llama.cpp's own greedy sampler (a node and two copies per row). A request with its own
 sampler chain samples on the host from its logits: its slot's backend sampler is detached
-while it runs (a per-request chain on the backend would rebuild the graph at each admit),
-and all such rows of a step are sampled in one native call, split between ``host_threads``
-threads (on the H200 at 64 sampled sequences: 3.1 ms a step instead of 19.0 ms on one).
+while it runs (a per-request chain on the backend would rebuild the graph at each admit)
+and stays detached after it, for the next such request (a free slot is picked by its
+sampler's state, so a steady mix of requests attaches and detaches nothing). All such rows
+of a step are sampled in one native call, split between ``host_threads`` threads (on the
+H200 at 64 sampled sequences: 3.1 ms a step instead of 19.0 ms on one); a chain that
+starts with top-k takes its k candidates straight from the logits (``sample_rows``'s
+``top_k``: about an argmax's cost, against sorting a candidate per vocabulary entry).
 
 Use a unified KV cache (``kv_unified=True``): without it each sequence gets only
 ``n_ctx / n_seq_max`` cells, and llama.cpp aborts the process on a partial ``seq_cp``.
@@ -124,11 +128,14 @@ class BatchEngine:
         self._n_ctx_seq = ctx.n_ctx_seq
         self._rows = np.zeros(self.batch.capacity, dtype=np.int32)
         self._picked = np.zeros(self.batch.capacity, dtype=np.int32)
+        self._top_k = np.zeros(self.batch.capacity, dtype=np.int32)
         self.host_threads = host_threads
-        # greedy on the backend: every free slot keeps a greedy chain attached, so that the
+        # greedy on the backend: every slot starts with a greedy chain attached, so that the
         # decode brings back tokens, not logits, and the graph stays the same step to step
         self.greedy: Greedy = greedy
         self._slot_chain: list[SamplerChain | None] = [None] * self.n_slots
+        #: backend samplers attached or detached (each makes llama.cpp rebuild its graphs)
+        self.sampler_swaps = 0
         self._group = GreedyGroup() if greedy == "backend" else None
         if greedy != "host" and not all(self._attach_greedy(s) for s in range(self.n_slots)):
             self.close()
@@ -141,12 +148,14 @@ class BatchEngine:
             chain.close()
             return False
         self._slot_chain[seq_id] = chain
+        self.sampler_swaps += 1
         return True
 
     def _detach_greedy(self, seq_id: int) -> None:
         chain, self._slot_chain[seq_id] = self._slot_chain[seq_id], None
         if chain is not None:
             chain.close()  # detaches it first
+            self.sampler_swaps += 1
 
     def close(self) -> None:
         """Detach the slots' backend samplers (the context stays open; greedy goes on, on
@@ -274,13 +283,15 @@ class BatchEngine:
 
     def _collect(self) -> list[tuple[BatchRequest, int]]:
         ready = [r for r in self._active if r._row >= 0]
-        chained = [(r, r.chain.address) for r in ready if r.chain is not None]
+        chained = [(r, r.chain) for r in ready if r.chain is not None]
         if chained:  # each with its own chain, on the host's threads, in one native call
             k = len(chained)
-            rows, picked = self._rows[:k], self._picked[:k]
+            rows, picked, top_k = self._rows[:k], self._picked[:k], self._top_k[:k]
             rows[:] = [r._row for r, _ in chained]
+            top_k[:] = [c.leading_top_k for _, c in chained]
             try:
-                self.ctx.sample_rows(self.vocab, [a for _, a in chained], rows, picked, self.host_threads)
+                self.ctx.sample_rows(self.vocab, [c.address for _, c in chained], rows, picked,
+                                     self.host_threads, top_k)
             except SamplerError:  # a chain selected nothing (-1): that request ends below
                 pass
             for (r, _), tok in zip(chained, picked.tolist()):
@@ -333,15 +344,30 @@ class BatchEngine:
     def _admit(self) -> None:
         while self._waiting and self._free:
             r = self._waiting.popleft()
-            r.seq_id = self._free.pop()
+            r.seq_id = self._take_slot(r.chain is None)
             self.ctx.seq_rm(r.seq_id, -1, -1)
             if r.chain is not None:  # its own chain samples on the host, from the logits
                 self._detach_greedy(r.seq_id)
+            elif self.greedy != "host" and self._slot_chain[r.seq_id] is None:
+                self._attach_greedy(r.seq_id)
             r.phase = "prefill"
             r.admitted_at = time.perf_counter()
             if self.min_shared:
                 self._find_leader(r)
             self._active.append(r)
+
+    def _take_slot(self, greedy: bool) -> int:
+        """A free slot, preferably one whose backend sampler is already as the request
+        needs it (attached for plain greedy, detached for a chain of its own): attaching or
+        detaching makes llama.cpp rebuild its graphs at the next decode (about 7 ms on an
+        H200), so a slot keeps its state when its request ends and a steady mix of
+        requests changes none. The most recently freed such slot first."""
+        free, chains = self._free, self._slot_chain
+        if self.greedy != "host":
+            for i in range(len(free) - 1, -1, -1):
+                if (chains[free[i]] is not None) == greedy:
+                    return free.pop(i)
+        return free.pop()
 
     def _find_leader(self, r: BatchRequest) -> None:
         """The active request sharing the longest prompt prefix with ``r`` (the last prompt
@@ -376,9 +402,7 @@ class BatchEngine:
         r.phase, r.finish_reason = "done", reason
         self._active.remove(r)
         self.ctx.seq_rm(r.seq_id, -1, -1)
-        if self.greedy != "host" and self._slot_chain[r.seq_id] is None:
-            self._attach_greedy(r.seq_id)
-        self._free.append(r.seq_id)
+        self._free.append(r.seq_id)  # its sampler stays as it is (_take_slot)
 
     # --- a token-level generator for custom use ------------------------------------------------
 

@@ -7,7 +7,7 @@ kernels change logits slightly): such cases are counted and must stay rare."""
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -182,27 +182,41 @@ def test_shared_prompt_prefix_is_copied_not_evaluated(smol: tuple[Model, Vocab])
 
 def test_backend_greedy_beside_sampled_requests(smol: tuple[Model, Vocab]) -> None:
     """A request with its own sampler chain takes its slot off the backend (it samples the
-    logits on the host) and gives it back when it ends; greedy neighbours are unaffected."""
+    logits on the host); the slot stays so for the next such request, and a plain greedy
+    request takes a slot still on the backend (or puts its slot back there). Greedy
+    neighbours are unaffected, and a steady kind of traffic swaps no sampler."""
     m, v = smol
     prompts = [v.tokenize(t) for t in TEXTS[:6]]
 
-    def run(greedy: Greedy) -> tuple[list[list[int]], BatchEngine]:
+    def run(greedy: Greedy, sampled: Callable[[int], bool]) -> tuple[list[list[int]], BatchEngine]:
         ctx = Context(m, ContextParams(n_ctx=1024, n_seq_max=3, kv_unified=True))
         engine = BatchEngine(ctx, v, greedy=greedy)
         reqs = []
         for i, p in enumerate(prompts):
             chain = (SamplerChain([Sampler.top_k(20), Sampler.temp(0.9), Sampler.dist(7 + i)])
-                     if i % 2 else None)
+                     if sampled(i) else None)
             reqs.append(engine.submit(BatchRequest(p, 12, chain)))
         engine.run()
         return [r.output for r in reqs], engine
 
-    want, _ = run("host")
-    got, engine = run("backend")
+    def mixed(i: int) -> bool:
+        return i % 2 == 1
+
+    want, _ = run("host", mixed)
+    got, engine = run("backend", mixed)
     assert got == want
-    assert all(c is not None for c in engine._slot_chain)  # every free slot samples on the backend again
     engine.close()
     assert not any(engine.ctx.attached_sampler(s) for s in range(3))
+    # six sampled requests through three slots: each slot is detached once, never re-attached
+    _, engine = run("backend", lambda i: True)
+    assert engine.sampler_swaps == 3 + 3  # the 3 attached at the start, then 3 detached
+    assert all(c is None for c in engine._slot_chain)
+    # then six greedy ones: each slot is attached again once
+    for p in prompts:
+        engine.submit(BatchRequest(p, 4))
+    engine.run()
+    assert engine.sampler_swaps == 9 and all(c is not None for c in engine._slot_chain)
+    engine.close()
 
 
 ROWS = 12  # 12 rows x 128k logits: above the thresholds for threads
@@ -276,6 +290,33 @@ def test_sample_rows_is_llama_cpp_sampling_on_threads(rows_decoded: Decoded) -> 
     assert out[0] == -1 and (out[1:] >= 0).all()
     with pytest.raises(ValueError):
         ctx.sample_rows(v, [broken.address], rows, out)
+
+
+def test_a_leading_top_k_is_taken_straight_from_the_logits(rows_decoded: Decoded) -> None:
+    """A chain that starts with top-k: sample_rows takes the k candidates straight from the
+    128k logits (a heap pass) instead of sorting a candidate per token, and samples the same
+    tokens as llama.cpp's whole chain, for every k (k >= the vocabulary: no shortcut)."""
+    v, ctx, _, rows = rows_decoded
+    n = ROWS
+
+    def chain(k: int, seed: int) -> SamplerChain:
+        return SamplerChain([Sampler.top_k(k), Sampler.top_p(0.95), Sampler.min_p(0.01),
+                             Sampler.temp(1.7), Sampler.dist(seed)])
+
+    assert chain(40, 0).leading_top_k == 40
+    assert SamplerChain([Sampler.temp(0.5), Sampler.top_k(40)]).leading_top_k == 0
+    for k in (1, 2, 40, 1000, v.n_tokens, v.n_tokens + 9):
+        ours, theirs = [chain(k, s) for s in range(n)], [chain(k, s) for s in range(n)]
+        top_k = np.array([c.leading_top_k for c in ours], dtype=np.int32)
+        for _ in range(3):  # several draws: the chains' states advance alike
+            want = [c.sample(ctx, int(r)) for c, r in zip(theirs, rows)]
+            out = np.full(n, -1, dtype=np.int32)
+            ctx.sample_rows(v, [c.address for c in ours], rows, out, 3, top_k)
+            assert out.tolist() == want, k
+        if k == 1:
+            assert out.tolist() == [int(np.argmax(ctx.logits(int(r)))) for r in rows]
+    with pytest.raises(ValueError):
+        ctx.sample_rows(v, [c.address for c in ours], rows, out, 1, np.zeros(2, dtype=np.int32))
 
 
 def test_a_failing_chain_ends_only_its_request(smol: tuple[Model, Vocab]) -> None:
