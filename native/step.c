@@ -25,7 +25,9 @@
  * For the batching engine, many sequences' outputs of one decode in one call:
  * llama_binding_argmax_rows (plain greedy) and llama_binding_sample_rows (each row with its
  * own sampler chain), both spread over threads; llama_binding_sampled_rows reads the tokens
- * that backend samplers picked.
+ * that backend samplers picked. llama_binding_decode_sync decodes a batch and waits for
+ * it in one call. Python binds the rows functions and llama_binding_seq_rm so that they
+ * keep the GIL (they take microseconds; see _native.py).
  */
 #include <limits.h>
 #include <math.h>
@@ -58,6 +60,29 @@ struct llama_binding_abort {
 };
 
 int llama_binding_interrupts(void); /* abort_flag.c */
+
+/* The batching engine's decode: llama_decode of the whole batch, then llama_synchronize,
+ * in one call (one release of Python's GIL, so one wait to take it back: while the event
+ * loop's thread runs, each retaking waits up to the switch interval). The cancel flag as in
+ * llama_binding_decode_token. */
+LLAMA_BINDING_EXPORT int32_t llama_binding_decode_sync(struct llama_context * ctx, struct llama_batch * batch,
+                                                       struct llama_binding_abort * abort) {
+    if (abort->cancel) {
+        return 2;
+    }
+    abort->interrupts_seen = llama_binding_interrupts();
+    const int32_t code = llama_decode(ctx, *batch);
+    if (code == 0) {
+        llama_synchronize(ctx);
+    }
+    return code;
+}
+
+/* llama_memory_seq_rm of the context's memory (the engine calls it holding the GIL) */
+LLAMA_BINDING_EXPORT int32_t llama_binding_seq_rm(struct llama_context * ctx, llama_seq_id seq_id, llama_pos p0,
+                                                  llama_pos p1) {
+    return llama_memory_seq_rm(llama_get_memory(ctx), seq_id, p0, p1) ? 1 : 0;
+}
 
 LLAMA_BINDING_EXPORT int32_t llama_binding_decode_token(struct llama_context * ctx, struct llama_batch * batch,
                                                         struct llama_binding_abort * abort, llama_token token,
@@ -529,11 +554,13 @@ static void sample_rows_share(void * p, int32_t from, int32_t to) {
     free(cur);
 }
 
-#define SAMPLE_THREADED_MIN (1 << 18)
+#define SAMPLE_THREADED_MIN (1 << 17)
+#define SAMPLE_TOP_K_SHARE 8
 
 /* Sample the logits of each of the n batch indices rows[0..n) of the last decode with its
  * own sampler chain chains[k] (which accepts the token), into out[0..n), on up to n_threads
- * threads (with SAMPLE_THREADED_MIN logits in all): what llama_sampler_sample does for one
+ * threads (one per SAMPLE_THREADED_MIN logits to sort, or SAMPLE_TOP_K_SHARE times as many
+ * to take a top-k from, at most n_threads): what llama_sampler_sample does for one
  * row on the CPU, for many sequences at once (each chain is used by one thread only).
  * top_k: NULL, or per row the k of a top-k sampler that comes first in that chain (0: none),
  * whose candidates are then taken straight from the logits (top_k_select). Returns 0, LLAMA_BINDING_NO_LOGITS when a
@@ -551,8 +578,15 @@ LLAMA_BINDING_EXPORT int32_t llama_binding_sample_rows(struct llama_context * ct
         return oom ? LLAMA_BINDING_NO_MEMORY : LLAMA_BINDING_NO_LOGITS;
     }
     struct sample_rows_arg arg = {logits, chains, top_k, llama_vocab_n_tokens(vocab), out};
-    const int many = (int64_t) n * arg.n_vocab >= SAMPLE_THREADED_MIN;
-    run_rows(sample_rows_share, &arg, n, many ? n_threads : 1);
+    /* a thread costs about what a top-k row costs (tens of us): a share of several such rows
+     * each, a whole row of llama.cpp's sort each (SAMPLE_THREADED_MIN logits) */
+    int64_t work = 0;
+    for (int32_t k = 0; k < n; k++) {
+        const int fast = top_k != NULL && top_k[k] > 0 && top_k[k] <= arg.n_vocab / TOPK_BLOCK;
+        work += fast ? arg.n_vocab / SAMPLE_TOP_K_SHARE : arg.n_vocab;
+    }
+    const int64_t shares = work / SAMPLE_THREADED_MIN;
+    run_rows(sample_rows_share, &arg, n, shares > 1 ? (shares < n_threads ? (int32_t) shares : n_threads) : 1);
     free(logits);
     for (int32_t k = 0; k < n; k++) {
         if (out[k] < 0) {

@@ -193,6 +193,8 @@ class Context(NativeHandle[Any]):
         self._abort_ref = ctypes.byref(self._abort)
         self._interrupts = _native.interrupts
         self._decode_token = _native.decode_token()
+        self._decode_sync = _native.decode_sync()
+        self._seq_rm = _native.seq_rm()
         self._sample_decode = _native.sample_decode()
         self._argmax_decode = _native.argmax_decode()
         self._argmax_rows = _native.argmax_rows()
@@ -311,6 +313,13 @@ class Context(NativeHandle[Any]):
             self._after_failure(2, "llama_decode")
         abort.interrupts_seen = self._interrupts()
         code = capi.llama_decode(self.ptr, batch.struct)
+        if code:
+            self._after_failure(code, "llama_decode")
+
+    def decode_sync(self, batch: Batch) -> None:
+        """:meth:`decode`, then :meth:`synchronize`, in one native call: the batching
+        engine's step, which gives up Python's GIL once, not three times."""
+        code = self._decode_sync(self.ptr, batch.ref, self._abort_ref)
         if code:
             self._after_failure(code, "llama_decode")
 
@@ -482,7 +491,7 @@ class Context(NativeHandle[Any]):
 
     def seq_rm(self, seq_id: int, p0: int = -1, p1: int = -1) -> bool:
         """Remove positions [p0, p1) of ``seq_id`` (-1: all sequences / open ends)."""
-        return bool(capi.llama_memory_seq_rm(self._memory, seq_id, p0, p1))
+        return bool(self._seq_rm(self.ptr, seq_id, p0, p1))
 
     def seq_cp(self, src: int, dst: int, p0: int = -1, p1: int = -1) -> None:
         capi.llama_memory_seq_cp(self._memory, src, dst, p0, p1)

@@ -262,8 +262,7 @@ class BatchEngine:
         """Decode the prepared batch (on a failure every active request is cancelled)."""
         t0 = time.perf_counter()
         try:
-            self.ctx.decode(self.batch)
-            self.ctx.synchronize()  # an asynchronous backend finishes here, not in collect()
+            self.ctx.decode_sync(self.batch)  # an asynchronous backend finishes here, not in collect()
         except BaseException:
             for r in list(self._active):
                 r._row = -1

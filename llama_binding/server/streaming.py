@@ -19,6 +19,7 @@ from typing import Any, Callable, TypeVar
 import anyio
 from sse_starlette import EventSourceResponse
 from starlette.requests import Request
+from starlette.types import Message, Send
 
 from .errors import error_body, status_of
 
@@ -60,12 +61,28 @@ async def run_request(request: Request, work: Awaitable[T], timeout: float) -> T
     raise asyncio.TimeoutError
 
 
+class _EventSource(EventSourceResponse):
+    """sse-starlette's response without a cancel scope per event when sends have no time
+    limit (it opens ``anyio.move_on_after(None)`` around every send: a tenth of the event
+    loop's time per streamed token, measured on an H200 at 64 streams)."""
+
+    async def _send_with_timeout(self, send: Send, message: Message) -> None:
+        if self.send_timeout is not None:
+            await super()._send_with_timeout(send, message)
+            return
+        try:
+            await send(message)
+        except BaseException:
+            self._send_interrupted = True
+            raise
+
+
 def event_stream(chunks: AsyncIterator[Any], timeout: float, keepalive: float,
                  shutdown: anyio.Event | None, grace: float) -> EventSourceResponse:
     """The SSE response of an OpenAI stream (see the module docstring)."""
-    return EventSourceResponse(_events(chunks, timeout), ping=keepalive, sep="\n",
-                               headers={"X-Accel-Buffering": "no", "Cache-Control": "no-cache"},
-                               shutdown_event=shutdown, shutdown_grace_period=grace)
+    return _EventSource(_events(chunks, timeout), ping=keepalive, sep="\n",
+                        headers={"X-Accel-Buffering": "no", "Cache-Control": "no-cache"},
+                        shutdown_event=shutdown, shutdown_grace_period=grace)
 
 
 def _event(chunk: Any, dumps: Callable[[Any], str] = json.dumps) -> bytes:
