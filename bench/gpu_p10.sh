@@ -11,6 +11,8 @@
 #     PART=bench bash bench/gpu_p10.sh   # the comparison (~4 min with SECONDS_PER_POINT=10)
 #   PART=all (the default) does both in one call (SELFTEST=0 skips the client's ceiling: build,
 #   model and comparison then fit one call).
+#   PART=kv: greedy at 16/64 clients, ours and batched-bench, with the unified KV cache, with
+#   a context of just the workload's size, and with a KV cache per slot (~2 min).
 #   PART=profile: our server alone at 64 clients, greedy then t0.8, each under py-spy (its
 #   wheel in .carry/whl) for 8 s: the threads' collapsed stacks, for where the time goes.
 export LLAMA_BINDING_SERVER_TOOL=ON  # (the default with LLAMA_BINDING_TOOLS=ON; CMakeLists.txt reads it)
@@ -54,6 +56,17 @@ if [ "$PART" = bench ] || [ "$PART" = all ]; then
         --modes greedy,t0.8 --seconds "$SECONDS_PER_POINT" --drain-timeout 60 --procs ${PROCS:-4} \
         --json "$OUT/server_vs_llama_server.json" --log-dir "$OUT/logs" 2>&1 | tee "$OUT/server_vs_llama_server.txt"
     nvidia-smi --query-gpu=memory.used,memory.total --format=csv >> "$OUT/server_vs_llama_server.txt" 2>&1
+fi
+if [ "$PART" = kv ]; then
+    # greedy at 16 and 64 clients, ours and batched-bench: the unified KV cache (as above), the
+    # same with a context just the workload's size, and a KV cache per slot
+    for variant in "" "--ctx 16640" "--kv-split"; do
+        echo "=== ours, KV variant: ${variant:-unified}"
+        timeout 200 python3 bench/server_vs_llama_server.py --model "$MODEL" --ngl 99 --fa on --clients 16,64 \
+            --modes greedy --seconds 8 --procs ${PROCS:-4} --servers ours $variant \
+            --json "$OUT/kv${variant// /}.json" --log-dir "$OUT/logs-kv${variant// /}" 2>&1 \
+            | tee "$OUT/kv${variant// /}.txt" | grep -E "S_TG|^ +(16|64) greedy|TTFT|inter-token"
+    done
 fi
 if [ "$PART" = profile ]; then
     port=$(python3 -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")

@@ -69,8 +69,9 @@ def run_batched_bench(tool: Path, args: argparse.Namespace, ctx: int,
                       npl: list[int]) -> dict[int, dict[str, Any]]:
     """llama-batched-bench's row per client count: speed_tg (S_TG), t_pp, t_tg, t (seconds)."""
     cmd = [str(tool), "-m", str(args.model), "-c", str(ctx), "-b", "2048", "-ub", "512",
-           "-npp", str(args.npp), "-ntg", str(args.ntg), "-npl", ",".join(map(str, npl)), "-kvu",
+           "-npp", str(args.npp), "-ntg", str(args.ntg), "-npl", ",".join(map(str, npl)),
            "-ngl", str(args.ngl), "-fa", args.fa, "--output-format", "jsonl"]
+    cmd += [] if args.kv_split else ["-kvu"]
     if args.threads:
         cmd += ["-t", str(args.threads)]
     print("$ " + " ".join(cmd), flush=True)
@@ -85,16 +86,16 @@ def run_batched_bench(tool: Path, args: argparse.Namespace, ctx: int,
 def server_cmd(which: str, args: argparse.Namespace, ctx: int, n_slots: int, port: int,
                llama_server: Path) -> list[str]:
     if which == "llama-server":
-        cmd = [str(llama_server), "-m", str(args.model), "-np", str(n_slots), "-kvu", "-c", str(ctx),
+        cmd = [str(llama_server), "-m", str(args.model), "-np", str(n_slots), "-c", str(ctx),
                "-fa", args.fa, "-ngl", str(args.ngl), "-b", "2048", "-ub", "512",
-               "--host", "127.0.0.1", "--port", str(port)]
+               "--host", "127.0.0.1", "--port", str(port)] + ([] if args.kv_split else ["-kvu"])
         if args.threads:
             cmd += ["-t", str(args.threads)]
         return cmd
     cmd = [sys.executable, "-m", "llama_binding.server", "--model", str(args.model),
            "--n-seq-max", str(n_slots), "--n-ctx", str(ctx), "--flash-attn", args.fa,
            "--n-gpu-layers", str(args.ngl), "--n-batch", "2048", "--n-ubatch", "512",
-           "--host", "127.0.0.1", "--port", str(port)]
+           "--host", "127.0.0.1", "--port", str(port), "--no-kv-unified" if args.kv_split else "--kv-unified"]
     if args.threads:
         cmd += ["--n-threads", str(args.threads), "--n-threads-batch", str(args.threads)]
     return cmd
@@ -160,6 +161,10 @@ def main() -> int:
     ap.add_argument("--ntg", type=int, default=128)
     ap.add_argument("--endpoint", choices=["completions", "chat"], default="completions")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--kv-split", action="store_true",
+                    help="a KV cache per slot for all three (no -kvu; ours --no-kv-unified)")
+    ap.add_argument("--ctx", type=int, default=0,
+                    help="context size (default: slots x (npp + ntg + 64) + 256)")
     ap.add_argument("--procs", type=int, default=1,
                     help="client processes (bench/server_load.py --procs; at most one per client)")
     ap.add_argument("--servers", default="llama-server,ours", help="which servers, in this order")
@@ -180,7 +185,7 @@ def main() -> int:
             ap.error(f"unknown mode {m!r}")
     servers = args.servers.split(",")
     n_slots = max(clients)
-    ctx = n_slots * (args.npp + args.ntg + 64) + 256
+    ctx = args.ctx or n_slots * (args.npp + args.ntg + 64) + 256
     tools = bin_dir()
     llama_server = args.llama_server or tools / "llama-server"
     batched = args.batched_bench or tools / "llama-batched-bench"
@@ -190,7 +195,8 @@ def main() -> int:
     log_dir = args.log_dir or (args.json.parent if args.json else Path(tempfile.mkdtemp(prefix="srvbench-")))
     log_dir.mkdir(parents=True, exist_ok=True)
     print(f"model {args.model.name}  npp {args.npp}  ntg {args.ntg}  clients {clients}  modes {modes}  "
-          f"ctx {ctx}  slots {n_slots}  ngl {args.ngl}  fa {args.fa}  {args.seconds} s per point", flush=True)
+          f"ctx {ctx}  slots {n_slots}  ngl {args.ngl}  fa {args.fa}  {args.seconds} s per point  "
+          f"KV cache {'per slot' if args.kv_split else 'unified'}", flush=True)
 
     config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     result: dict[str, Any] = {"config": config, "ctx": ctx, "slots": n_slots}

@@ -123,18 +123,23 @@ class AsyncLlama:
     unified KV cache, served to concurrent asyncio callers by a continuous-batching engine.
 
     Keyword arguments go to ``Llama`` (``chat_format``, ``embedding``, ``n_gpu_layers``,
-    ...). ``max_waiting`` bounds the requests waiting for a slot. The methods are
+    ...). ``max_waiting`` bounds the requests waiting for a slot. ``kv_unified=False`` gives
+    each slot its own ``n_ctx / n_seq_max`` cells of KV memory (llama-server's default):
+    a decode then attends and masks only each sequence's own cells, where the shared cache
+    masks every sequence against all used cells; prompts then share no prefix. The methods are
     ``Llama``'s, awaited: :meth:`acreate_completion`, :meth:`acreate_chat_completion`,
     :meth:`acreate_embedding`, :meth:`aembed`, :meth:`atokenize`, :meth:`adetokenize`.
     """
 
     def __init__(self, model_path: Union[str, os.PathLike[str]], *, n_seq_max: int = 16,
-                 n_ctx: int | None = None, max_waiting: int = 256, **llama_kwargs: Any) -> None:
+                 n_ctx: int | None = None, max_waiting: int = 256, kv_unified: bool = True,
+                 **llama_kwargs: Any) -> None:
         if n_ctx is None:
             n_ctx = 4096 * max(1, n_seq_max // 4)
         # Llama maps llama-cpp-python's keywords onto the engine and the chat setup; it is
         # used for nothing else (the worker thread owns the engine's context)
-        self._llama = Llama(model_path, n_seq_max=n_seq_max, kv_unified=True, n_ctx=n_ctx, **llama_kwargs)
+        self._llama = Llama(model_path, n_seq_max=n_seq_max, kv_unified=kv_unified, n_ctx=n_ctx,
+                            **llama_kwargs)
         self.engine: Engine = self._llama.engine
         self.model_path = self._llama.model_path
         with self.engine.guard.held():

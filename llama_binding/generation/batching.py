@@ -25,8 +25,12 @@ H200 at 64 sampled sequences: 3.1 ms a step instead of 19.0 ms on one); a chain 
 starts with top-k takes its k candidates straight from the logits (``sample_rows``'s
 ``top_k``: about an argmax's cost, against sorting a candidate per vocabulary entry).
 
-Use a unified KV cache (``kv_unified=True``): without it each sequence gets only
-``n_ctx / n_seq_max`` cells, and llama.cpp aborts the process on a partial ``seq_cp``.
+With a unified KV cache (``kv_unified=True``) a sequence may use any free cell of the
+context and requests share prompt prefixes (a partial ``seq_cp``, which llama.cpp allows
+only there), but each decode masks every sequence against every used cell. Without it each
+sequence has ``n_ctx / n_seq_max`` cells of its own (a stream), attended and masked alone;
+llama.cpp then splits a batch into ubatches of consecutive sequence ids, so the batch is
+built in ascending order and requests take the lowest free slots.
 """
 
 from __future__ import annotations
@@ -110,8 +114,11 @@ class BatchEngine:
         self.n_slots = ctx.n_seq_max
         self.batch = Batch(max(ctx.n_batch, self.n_slots), 1)
         self.max_waiting = max_waiting
-        # a partial seq_cp needs the unified cache (llama.cpp aborts the process otherwise)
-        self.min_shared = min_shared if ctx.params.kv_unified else 0
+        # a partial seq_cp needs the unified cache (llama.cpp aborts the process otherwise);
+        # with a cache per sequence (a stream each), a ubatch holds only consecutive sequence
+        # ids in ascending order: the batch is built in that order, on the lowest free slots
+        self._split = not ctx.params.kv_unified
+        self.min_shared = 0 if self._split else min_shared
         self.shared_tokens = 0  # prompt tokens copied instead of evaluated, in all
         #: seconds spent in prepare / decode / collect, summed (a diagnostic for benchmarks)
         self.timings = {"prepare": 0.0, "decode": 0.0, "collect": 0.0}
@@ -239,20 +246,25 @@ class BatchEngine:
         self._copy_shared_prefixes()
         batch = self.batch
         batch.clear()
-        room = batch.capacity
-        for r in self._active:  # decode steps first: one token each
-            if r.phase == "running":
-                r._row = batch.add(r._pending, len(r.prompt) + len(r.output) - 1, (r.seq_id,), True)
-                room -= 1
-        for r in self._active:  # then prompt chunks in the room left
+        # one token for each running sequence, then prompt chunks in the room left
+        work: list[tuple[BatchRequest, int]] = [(r, 0) for r in self._active if r.phase == "running"]
+        room = batch.capacity - len(work)
+        for r in self._active:
             if r.phase != "prefill" or room <= 0 or r._leader is not None:
                 continue
             n = min(room, len(r.prompt) - r._fed)
+            work.append((r, n))
+            room -= n
+        if self._split:  # llama.cpp puts consecutive sequence ids, in order, in one ubatch
+            work.sort(key=lambda item: item[0].seq_id)
+        for r, n in work:
+            if not n:
+                r._row = batch.add(r._pending, len(r.prompt) + len(r.output) - 1, (r.seq_id,), True)
+                continue
             last = r._fed + n == len(r.prompt)
             batch.add_sequence(r.prompt[r._fed : r._fed + n], r._fed, r.seq_id, logits_last=last)
             r._fed += n
             self.prompt_tokens += n
-            room -= n
             if last:  # its logits are the batch's last token's (llama_get_logits_ith takes batch indices)
                 r._row = batch.n_tokens - 1
                 r.phase = "running"
@@ -362,6 +374,8 @@ class BatchEngine:
         H200), so a slot keeps its state when its request ends and a steady mix of
         requests changes none. The most recently freed such slot first."""
         free, chains = self._free, self._slot_chain
+        if self._split:  # the lowest: the busy slots stay one run of ids (one ubatch)
+            return free.pop(free.index(min(free)))
         if self.greedy != "host":
             for i in range(len(free) - 1, -1, -1):
                 if (chains[free[i]] is not None) == greedy:

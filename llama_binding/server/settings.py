@@ -46,6 +46,8 @@ class ServerSettings(BaseSettings):
     model_alias: Optional[str] = Field(None, description="the model's id in /v1/models (default: file name)")
     n_ctx: Optional[int] = Field(None, description="context shared by the slots (default 4096 per 4 slots)")
     n_seq_max: int = Field(4, ge=1, le=256, description="sequence slots: requests decoded together")
+    kv_unified: bool = Field(True, description="one KV cache shared by the slots (off: each slot "
+                             "its own n_ctx / n_seq_max cells, llama-server's default)")
     n_gpu_layers: int = Field(-1, description="layers on the GPU (-1: all)")
     n_batch: int = Field(2048, ge=1)
     n_ubatch: int = Field(512, ge=1)
@@ -119,7 +121,8 @@ class ServerSettings(BaseSettings):
         """The keywords of ``AsyncLlama``/``Llama`` these settings give."""
         flash = {"auto": "auto", "on": True, "off": False}[self.flash_attn]
         kw: dict[str, Any] = {
-            "n_seq_max": self.n_seq_max, "n_ctx": self.n_ctx, "n_gpu_layers": self.n_gpu_layers,
+            "n_seq_max": self.n_seq_max, "n_ctx": self.n_ctx, "kv_unified": self.kv_unified,
+            "n_gpu_layers": self.n_gpu_layers,
             "n_batch": self.n_batch, "n_ubatch": self.n_ubatch, "n_threads": self.n_threads,
             "n_threads_batch": self.n_threads_batch, "flash_attn": flash, "embedding": self.embedding,
             "chat_format": self.chat_format, "seed": self.seed, "max_waiting": self.max_waiting,

@@ -67,13 +67,17 @@ TEXTS = [
 ]
 
 
-@pytest.mark.parametrize("greedy", ["host", "backend"])
-def test_batched_greedy_equals_single_greedy(smol: tuple[Model, Vocab], greedy: Greedy) -> None:
+@pytest.mark.parametrize(("greedy", "unified"), [("host", True), ("backend", True), ("backend", False)])
+def test_batched_greedy_equals_single_greedy(smol: tuple[Model, Vocab], greedy: Greedy,
+                                             unified: bool) -> None:
+    """12 requests through 8 slots give each prompt's own greedy tokens, with one KV cache
+    for all or one per sequence (whose batches are built in sequence order)."""
     m, v = smol
     prompts = [v.tokenize(t) for t in TEXTS]
     n = 24
-    ctx = Context(m, ContextParams(n_ctx=2048, n_seq_max=8, kv_unified=True, n_batch=64))
+    ctx = Context(m, ContextParams(n_ctx=2048, n_seq_max=8, kv_unified=unified, n_batch=64))
     engine = BatchEngine(ctx, v, greedy=greedy)
+    assert ctx.n_ctx_seq == (2048 if unified else 256)
     assert engine.greedy == greedy
     reqs = [engine.submit(BatchRequest(p, n)) for p in prompts]  # 12 requests, 8 slots
     engine.run()

@@ -155,6 +155,14 @@ def test_n_ctx_flag_spellings(stories260k: Path, flag: str) -> None:
         assert context_of(child) == "small"
 
 
+@pytest.mark.parametrize(("flag", "context"), [("--kv-unified", "large"), ("--no-kv-unified", "small")])
+def test_kv_cache_per_slot(stories260k: Path, flag: str, context: str) -> None:
+    """1024 cells for 4 slots: shared, a 320-token prompt fits; split, 256 per slot, it does not."""
+    with serve_subprocess(["--model", str(stories260k), "--n-ctx", "1024", "--n-seq-max", "4", flag,
+                           "--log-level", "warning"]) as child:
+        assert context_of(child) == context
+
+
 def test_n_ctx_from_the_environment(stories260k: Path) -> None:
     env = {"LLAMA_BINDING_N_CTX": "256", "LLAMA_BINDING_N_SEQ_MAX": "1"}
     with serve_subprocess(["--model", str(stories260k), "--log-level", "warning"], env=env) as child:
