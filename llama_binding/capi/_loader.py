@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ..errors import LibraryLoadError
 
-__all__ = ["ENV_LIB_DIR", "candidate_dirs", "lib_dir", "library_filename", "load"]
+__all__ = ["ENV_LIB_DIR", "candidate_dirs", "lib_dir", "library_filename", "load", "load_keeping_gil"]
 
 ENV_LIB_DIR = "LLAMA_BINDING_LIB_DIR"
 
@@ -119,6 +119,16 @@ def _ensure_loaded() -> tuple[Path, dict[str, ctypes.CDLL]]:
 def lib_dir() -> Path:
     """The folder the libraries were loaded from (loads them if needed)."""
     return _ensure_loaded()[0]
+
+
+def load_keeping_gil(name: str) -> ctypes.PyDLL:
+    """The library ``name`` (loaded by :func:`load` first) as a ``ctypes.PyDLL``: its
+    functions keep Python's GIL during the call (for calls of microseconds, which would
+    otherwise wait to take the GIL back). The same handle: dlopen of a loaded path."""
+    load(name)
+    folder, _ = _ensure_loaded()
+    mode = getattr(os, "RTLD_NOW", 0) | getattr(ctypes, "RTLD_LOCAL", 0)
+    return ctypes.PyDLL(str(folder / library_filename(name)), mode=mode)
 
 
 def load(name: str) -> ctypes.CDLL:

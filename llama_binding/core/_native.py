@@ -76,7 +76,7 @@ def _lib() -> dict[str, Any]:
         # they take microseconds, and a call that releases it must take it back after,
         # waiting up to the switch interval whenever the event loop's thread is running
         # (measured on an H200 server at 64 streams: the engine thread idle 8% of the time)
-        keep_gil = ctypes.PyDLL(lib._name, handle=lib._handle)
+        keep_gil = _loader.load_keeping_gil("llama_binding_native")
         for name in ("interrupts", "install_sigint", "decode_token", "decode_sync", "sample",
                      "sample_decode", "argmax_decode", "argmax_rows", "sample_rows", "sampled_rows",
                      "seq_rm"):
