@@ -26,6 +26,7 @@ tokens go to the loop that made it.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import queue
 import threading
@@ -157,6 +158,13 @@ class AsyncLlama:
         self.observers: list[Callable[[RequestTiming], None]] = []
         self._thread = threading.Thread(target=self._work, name="llama-binding-engine", daemon=True)
         self._thread.start()
+
+    @staticmethod
+    def keywords() -> frozenset[str]:
+        """The keyword arguments the constructor takes (its own and ``Llama``'s): for checking
+        a configuration before loading."""
+        own = set(inspect.signature(AsyncLlama.__init__).parameters) - {"self", "model_path", "llama_kwargs"}
+        return frozenset(own | (set(inspect.signature(Llama.__init__).parameters) - {"self", "model_path"}))
 
     # --- lifecycle ---------------------------------------------------------------------------
 

@@ -326,7 +326,10 @@ def embeddings(model: str, vectors: Sequence[npt.NDArray[np.float32]], n_tokens:
     }
 
 
-def models(ids: Sequence[str], created: int, **meta: Any) -> dict[str, Any]:
-    """OpenAI's model list (``GET /v1/models``)."""
-    return {"object": "list", "data": [{"id": i, "object": "model", "created": created,
-                                        "owned_by": "llama-binding", **meta} for i in ids]}
+def models(ids: Sequence[str], created: int, meta: Sequence[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """OpenAI's model list (``GET /v1/models``); ``meta[i]``, when given, is model ``i``'s
+    ``meta`` field (llama-server's place for what OpenAI's card lacks)."""
+    cards = [{"id": i, "object": "model", "created": created, "owned_by": "llama-binding"} for i in ids]
+    for card, m in zip(cards, meta or ()):
+        card["meta"] = m
+    return {"object": "list", "data": cards}

@@ -1,6 +1,7 @@
 """The app factory: ``create_app(settings)`` builds a FastAPI app with no global state.
 
-The model loads in the background when the app starts (``/health`` is 503 until then);
+One model loads in the background when the app starts (``/health`` is 503 until then);
+many load when first asked for (``pool.py``);
 routes are ``routes/openai.py`` and ``routes/extras.py``; API keys, the body limit and CORS
 are pure ASGI middleware around them; every error is OpenAI-shaped (``errors.py``).
 :func:`serve` runs it with uvicorn, draining on SIGTERM.
@@ -27,6 +28,7 @@ from .. import __version__
 from ..aio import AsyncLlama
 from .errors import install_handlers
 from .middleware import ApiKeyMiddleware, BodyLimitMiddleware
+from .pool import ModelEntry
 from .routes import extras, openai
 from .settings import ServerSettings
 from .state import ServerState
@@ -37,17 +39,16 @@ logger = logging.getLogger("llama_binding.server")
 
 
 def create_app(settings: ServerSettings, llm: Optional[AsyncLlama] = None) -> FastAPI:
-    """An app serving ``settings.model`` (or ``llm``, already loaded, which the caller keeps
-    and closes). ``app.state.server`` is its :class:`~.state.ServerState`;
-    ``app.state.llm`` the model once loaded."""
+    """An app serving the models of ``settings`` (the first one may be ``llm``, already
+    loaded, which the caller keeps and closes). ``app.state.server`` is its
+    :class:`~.state.ServerState`; ``app.state.llm`` the first model while it is loaded."""
     state = ServerState(settings, llm)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state.shutdown = anyio.Event()
-        tasks = [asyncio.create_task(state.drain_on_shutdown())]
-        if state.llm is None:
-            tasks.append(asyncio.create_task(state.load()))
+        tasks = [asyncio.create_task(state.drain_on_shutdown()), asyncio.create_task(state.start()),
+                 asyncio.create_task(state.pool.keep_alive_loop())]
         try:
             yield
         finally:
@@ -60,13 +61,20 @@ def create_app(settings: ServerSettings, llm: Optional[AsyncLlama] = None) -> Fa
                   redoc_url=None, openapi_url=None)
     app.state.server = state
     app.state.llm = llm
-    state.on_loaded = lambda loaded: setattr(app.state, "llm", loaded)
+
+    def published(entry: ModelEntry, loaded: AsyncLlama) -> None:
+        if entry is state.pool.default:
+            app.state.llm = loaded
+
+    state.pool.on_loaded.append(published)
     install_handlers(app)
     app.include_router(openai.router)
     app.include_router(extras.router)
     public = {"/health"} | ({"/metrics"} if settings.metrics_public else set())
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
-    app.add_middleware(ApiKeyMiddleware, keys=settings.api_keys(), public=public)
+    keys = settings.api_keys()
+    keys += settings.admin_api_key if keys else []  # an admin key is an API key too
+    app.add_middleware(ApiKeyMiddleware, keys=keys, public=public)
     app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
                        allow_headers=["*"], expose_headers=["Retry-After"])
     return app
@@ -94,7 +102,7 @@ def serve(settings: ServerSettings) -> int:
     to load, 2: no such model file)."""
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if not Path(settings.model).is_file():
+    if settings.model is not None and not Path(settings.model).is_file():
         logger.error("no model file at %s", settings.model)
         return 2
     # the engine's worker thread takes the GIL back after every decode: with uvicorn's
@@ -112,6 +120,7 @@ def serve(settings: ServerSettings) -> int:
         server.should_exit = True
 
     state.on_fatal = fatal
-    logger.info("serving %s on http://%s:%d", settings.model, settings.host, settings.port)
+    names = ", ".join(f"{m.alias} ({m.model})" for m in settings.model_specs())
+    logger.info("serving %s on http://%s:%d", names, settings.host, settings.port)
     server.run()
     return 1 if failed else 0

@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException
 
 from .errors import error_body
 
-__all__ = ["ApiKeyMiddleware", "BodyLimitMiddleware", "send_error"]
+__all__ = ["ApiKeyMiddleware", "BodyLimitMiddleware", "key_matches", "presented_key", "send_error"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -34,6 +34,26 @@ async def send_error(send: Send, status: int, message: str, code: str | None = N
     await send({"type": "http.response.body", "body": body})
 
 
+def presented_key(headers: Iterable[tuple[bytes, bytes]]) -> bytes:
+    """The key of ``Authorization: Bearer KEY`` or ``X-Api-Key: KEY`` (raw ASGI headers)."""
+    given = b""
+    for name, value in headers:
+        if name == b"authorization" and value[:7].lower() == b"bearer ":
+            given = value[7:].strip()
+        elif name == b"x-api-key":
+            given = value.strip()
+    return given
+
+
+def key_matches(given: bytes, keys: Iterable[bytes | str]) -> bool:
+    """Whether ``given`` is one of ``keys``, compared with every key, always, in constant
+    time: the time taken does not tell which one matched."""
+    ok = False
+    for key in keys:
+        ok |= hmac.compare_digest(given, key.encode() if isinstance(key, str) else key)
+    return ok
+
+
 class ApiKeyMiddleware:
     """``Authorization: Bearer KEY`` or ``X-Api-Key: KEY`` for every path but the public
     ones; keys compared in constant time; CORS preflights pass (the CORS layer answers)."""
@@ -48,16 +68,7 @@ class ApiKeyMiddleware:
                 or scope["method"] == "OPTIONS":
             await self.app(scope, receive, send)
             return
-        given = b""
-        for name, value in scope["headers"]:
-            if name == b"authorization" and value[:7].lower() == b"bearer ":
-                given = value[7:].strip()
-            elif name == b"x-api-key":
-                given = value.strip()
-        # compare with every key, always: the time taken does not tell which one matched
-        ok = False
-        for key in self.keys:
-            ok |= hmac.compare_digest(given, key)
+        ok = key_matches(presented_key(scope["headers"]), self.keys)
         if not ok:
             await send_error(send, 401, "a valid API key is required (Authorization: Bearer KEY or "
                              "X-Api-Key: KEY)", "invalid_api_key", [(b"www-authenticate", b"Bearer")])

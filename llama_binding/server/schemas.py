@@ -17,7 +17,7 @@ from ..generation.sampling import CHAT_TEMPERATURE
 from ..generation.sampling import SamplingParams as _D
 
 __all__ = ["ChatCompletionRequest", "CompletionRequest", "DetokenizeRequest", "EmbeddingRequest",
-           "TokenizeRequest"]
+           "ModelRequest", "TokenizeRequest"]
 
 Stop = Union[str, list[str], None]
 TokenIds = list[int]
@@ -121,12 +121,20 @@ class TokenizeRequest(BaseModel):
     add_special: bool = False
     parse_special: bool = True
     with_pieces: bool = False
+    model: Optional[str] = None
+
+
+class ModelRequest(BaseModel):
+    """``POST /models/load`` and ``/models/unload`` (llama-server's router)."""
+
+    model: str
 
 
 class DetokenizeRequest(BaseModel):
     """llama-server's ``POST /detokenize``."""
 
     tokens: TokenIds
+    model: Optional[str] = None
 
 
 def _token_bias(bias: dict[str, float]) -> dict[int, float]:

@@ -12,6 +12,7 @@ has one).
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import types
 import typing
@@ -19,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     JsonConfigSettingsSource,
@@ -30,19 +31,20 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-__all__ = ["ServerSettings", "build_parser", "settings_from_args"]
+__all__ = ["ModelSettings", "ServerSettings", "build_parser", "settings_from_args"]
 
 ENV_PREFIX = "LLAMA_BINDING_"
+#: llama-cpp-python's server settings with no counterpart here (its streams always end on a
+#: disconnect, pings are SSE comments, TLS belongs to a proxy)
+LLAMA_CPP_PYTHON_ONLY = frozenset({"interrupt_requests", "disable_ping_events", "root_path", "ssl_keyfile",
+                                   "ssl_certfile"})
+logger = logging.getLogger("llama_binding.server")
 KeyList = Annotated[list[str], NoDecode]
 
 
-class ServerSettings(BaseSettings):
-    """What ``llama-binding serve`` / ``python -m llama_binding.server`` takes."""
+class ModelOptions(BaseModel):
+    """A model's options, the same for a single model (flags) and each entry of ``models``."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", protected_namespaces=())
-
-    # --- the model (Llama's names) ------------------------------------------------------------
-    model: str = Field(description="path of the GGUF model file")
     model_alias: Optional[str] = Field(None, description="the model's id in /v1/models (default: file name)")
     n_ctx: Optional[int] = Field(None, description="context shared by the slots (default 4096 per 4 slots)")
     n_seq_max: int = Field(4, ge=1, le=256, description="sequence slots: requests decoded together")
@@ -53,10 +55,58 @@ class ServerSettings(BaseSettings):
     n_ubatch: int = Field(512, ge=1)
     n_threads: Optional[int] = None
     n_threads_batch: Optional[int] = None
-    flash_attn: Literal["auto", "on", "off"] = "auto"
+    flash_attn: Union[Literal["auto", "on", "off"], bool] = "auto"
     embedding: bool = Field(False, description="compute embeddings (/v1/embeddings)")
     chat_format: Optional[str] = Field(None, description="a built-in chat format, not the model's template")
     seed: Optional[int] = Field(None, description="the seed of requests that give none")
+    keep_alive: Optional[float] = Field(None, ge=0, description="seconds a model stays loaded unused "
+                                        "(default: until evicted)")
+
+
+class ModelSettings(ModelOptions):
+    """One entry of a config file's ``models`` (llama-cpp-python's shape: its other keys are
+    ``Llama`` keywords, passed on when ``Llama`` takes them)."""
+
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
+
+    model: str = Field(description="path of the GGUF model file")
+
+    @property
+    def alias(self) -> str:
+        return self.model_alias or Path(self.model).stem
+
+    def llama_kwargs(self, max_waiting: int) -> dict[str, Any]:
+        """The keywords of ``AsyncLlama``/``Llama`` for this model."""
+        flash: Union[str, bool] = self.flash_attn
+        if flash in ("on", "off"):
+            flash = flash == "on"
+        kw: dict[str, Any] = dict(self.model_extra or {})
+        kw.update({
+            "n_seq_max": self.n_seq_max, "n_ctx": self.n_ctx, "kv_unified": self.kv_unified,
+            "n_gpu_layers": self.n_gpu_layers, "n_batch": self.n_batch, "n_ubatch": self.n_ubatch,
+            "n_threads": self.n_threads, "n_threads_batch": self.n_threads_batch, "flash_attn": flash,
+            "embedding": self.embedding, "chat_format": self.chat_format, "seed": self.seed,
+            "max_waiting": max_waiting,
+            # messages come from the network: their text never becomes a special token
+            "escape_special_tokens": True,
+        })
+        return kw
+
+
+class ServerSettings(BaseSettings, ModelOptions):
+    """What ``llama-binding serve`` / ``python -m llama_binding.server`` takes: one model
+    (``model`` and the model options as flags), or many (``models`` in a config file, or
+    every GGUF file of ``models_dir``, each with the model options given here)."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", protected_namespaces=())
+
+    model: Optional[str] = Field(None, description="path of the GGUF model file")
+    models: list[ModelSettings] = Field(default_factory=list, description="models (config file only)")
+    models_dir: Optional[Path] = Field(None, description="serve every .gguf file of this folder")
+    max_models: int = Field(0, ge=0, description="models loaded at once (0: no limit); the least "
+                            "recently used idle one is unloaded for another")
+    admin_api_key: KeyList = Field(default_factory=list, description="keys for /models/load and "
+                                   "/models/unload (default: any API key)")
     # --- serving -------------------------------------------------------------------------------
     host: str = Field("127.0.0.1", description="address to bind (loopback by default)")
     port: int = Field(8000, ge=0, le=65535)
@@ -71,7 +121,7 @@ class ServerSettings(BaseSettings):
     sse_keepalive: float = Field(15.0, gt=0, description="seconds between SSE keep-alive comments")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
 
-    @field_validator("api_key", "cors_origins", mode="before")
+    @field_validator("api_key", "cors_origins", "admin_api_key", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
         """A comma-separated string (environment variables) or a list."""
@@ -117,23 +167,42 @@ class ServerSettings(BaseSettings):
             keys += [k.strip() for k in self.api_key_file.read_text().splitlines() if k.strip()]
         return keys
 
-    def llama_kwargs(self) -> dict[str, Any]:
-        """The keywords of ``AsyncLlama``/``Llama`` these settings give."""
-        flash = {"auto": "auto", "on": True, "off": False}[self.flash_attn]
-        kw: dict[str, Any] = {
-            "n_seq_max": self.n_seq_max, "n_ctx": self.n_ctx, "kv_unified": self.kv_unified,
-            "n_gpu_layers": self.n_gpu_layers,
-            "n_batch": self.n_batch, "n_ubatch": self.n_ubatch, "n_threads": self.n_threads,
-            "n_threads_batch": self.n_threads_batch, "flash_attn": flash, "embedding": self.embedding,
-            "chat_format": self.chat_format, "seed": self.seed, "max_waiting": self.max_waiting,
-            # messages come from the network: their text never becomes a special token
-            "escape_special_tokens": True,
-        }
-        return kw
+    @model_validator(mode="before")
+    @classmethod
+    def _llama_cpp_python_keys(cls, data: Any) -> Any:
+        """llama-cpp-python's server settings that mean nothing here load and are dropped
+        (its config files load as they are); anything else unknown is still an error."""
+        if isinstance(data, dict):
+            dropped = sorted(k for k in LLAMA_CPP_PYTHON_ONLY if k in data)
+            if dropped:
+                logger.warning("ignoring llama-cpp-python server settings: %s", ", ".join(dropped))
+                data = {k: v for k, v in data.items() if k not in LLAMA_CPP_PYTHON_ONLY}
+        return data
 
-    @property
-    def alias(self) -> str:
-        return self.model_alias or Path(self.model).stem
+    def model_specs(self) -> list[ModelSettings]:
+        """The models this server serves, in order (the first answers requests that name none)."""
+        if self.models:
+            return list(self.models)
+        options = self.model_dump(include=set(ModelOptions.model_fields))
+        if self.models_dir is not None:
+            files = sorted(p for p in self.models_dir.glob("*.gguf") if p.is_file())
+            return [ModelSettings(model=str(p), **{**options, "model_alias": p.stem}) for p in files]
+        assert self.model is not None
+        return [ModelSettings(model=self.model, **options)]
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ServerSettings:
+        given = [n for n in ("model", "models", "models_dir") if getattr(self, n)]
+        if len(given) != 1:
+            raise ValueError("give one of --model, models (in a config file) or --models-dir"
+                             + (f", not {' and '.join(given)}" if given else ""))
+        if self.models_dir is not None and not self.models_dir.is_dir():
+            raise ValueError(f"models_dir {str(self.models_dir)!r} is not a folder")
+        aliases = [m.alias for m in self.model_specs()]
+        twice = sorted({a for a in aliases if aliases.count(a) > 1})
+        if twice:
+            raise ValueError(f"two models are named {', '.join(map(repr, twice))}: set model_alias")
+        return self
 
 
 # --- the command line, derived from the fields ---------------------------------------------
@@ -160,9 +229,13 @@ def build_parser(prog: str = "llama-binding serve") -> argparse.ArgumentParser:
     """An argparse parser with a flag per setting (dashed and underscore spellings)."""
     parser = argparse.ArgumentParser(prog=prog, description="An OpenAI-compatible server for a GGUF model.",
                                      argument_default=argparse.SUPPRESS)
-    parser.add_argument("--config", help="a JSON, TOML or YAML file of settings (flags and environment win)")
+    parser.add_argument("--config", "--config_file", "--config-file", dest="config",
+                        help="a JSON, TOML or YAML file of settings (flags and environment win); "
+                             "llama-cpp-python's server config files load as they are")
     hints = typing.get_type_hints(ServerSettings, include_extras=True)
     for name, field in ServerSettings.model_fields.items():
+        if name == "models":  # a list of objects: config files only
+            continue
         flags = [f"--{name.replace('_', '-')}"] + ([f"--{name}"] if "_" in name else [])
         kind, convert = _kind(hints[name])
         env = f"{ENV_PREFIX}{name.upper()}"
@@ -182,7 +255,7 @@ def settings_from_args(argv: Sequence[str] | None = None,
     """Parse ``argv`` into :class:`ServerSettings` (environment and ``--config`` included)."""
     values = vars(build_parser(prog).parse_args(argv))
     config = values.pop("config", None)
-    for name in ("api_key", "cors_origins"):  # repeated flags, each possibly a comma list
+    for name in ("api_key", "cors_origins", "admin_api_key"):  # repeated flags, each possibly a comma list
         if name in values:
             values[name] = [v.strip() for item in values[name] for v in item.split(",") if v.strip()]
     return ServerSettings.load(config, **values)

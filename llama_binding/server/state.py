@@ -1,12 +1,15 @@
-"""What one app holds: its settings, the model (loaded in the background), the metrics,
+"""What one app holds: its settings, its models (a :class:`~.pool.ModelPool`), the metrics,
 and the shutdown state. Routes reach it through ``request.app.state.server``; nothing is
-module-global, so several apps (tests, P11's pool) live in one process."""
+module-global, so several apps (tests) live in one process.
+
+One model (``--model``) is loaded when the app starts (``/health`` is 503 until then, and
+the server stops if it cannot be loaded); many (``models`` in a config file, or
+``--models-dir``) are loaded when a request first names them."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from typing import Callable, Optional
 
@@ -16,6 +19,7 @@ from starlette.requests import Request
 from ..aio import AsyncLlama
 from .errors import ApiError, shutting_down
 from .metrics import ServerMetrics
+from .pool import Lease, ModelEntry, ModelPool
 from .settings import ServerSettings
 
 __all__ = ["ServerState", "server_state"]
@@ -24,69 +28,72 @@ logger = logging.getLogger("llama_binding.server")
 
 
 class ServerState:
-    """The model and the lifecycle of one app (see the module docstring)."""
+    """The models and the lifecycle of one app (see the module docstring)."""
 
     def __init__(self, settings: ServerSettings, llm: Optional[AsyncLlama] = None) -> None:
         self.settings = settings
-        self.llm = llm
-        self.owns_llm = llm is None
-        self.error: Optional[str] = None
+        self.pool = ModelPool(settings.model_specs(), max_models=settings.max_models,
+                              max_waiting=settings.max_waiting, load_timeout=settings.request_timeout)
+        #: one model, loaded at start: the server is not healthy without it
+        self.single = settings.models == [] and settings.models_dir is None
         self.draining = False
         self.created = int(time.time())
-        self.metrics = ServerMetrics(lambda: self.llm)
+        self.metrics = ServerMetrics(self.pool)
         self.shutdown: Optional[anyio.Event] = None
-        #: called when the model cannot be loaded (``serve`` stops the server then)
+        #: called when the one model cannot be loaded (``serve`` stops the server then)
         self.on_fatal: Optional[Callable[[], None]] = None
-        #: called with the model once it is loaded (the app publishes it as ``app.state.llm``)
-        self.on_loaded: Optional[Callable[[AsyncLlama], None]] = None
+        self.pool.on_loaded.append(
+            lambda entry, loaded: loaded.observers.append(self.metrics.observer(entry.alias)))
         if llm is not None:
-            llm.observers.append(self.metrics.observe)
+            self.pool.adopt(self.pool.default, llm)
 
     @property
-    def names(self) -> set[str]:
-        """The model names a request may give."""
-        path = self.settings.model
-        return {self.settings.alias, path, os.path.basename(path)}
+    def llm(self) -> Optional[AsyncLlama]:
+        """The first model's engine while it is loaded."""
+        loaded = self.pool.default.loaded
+        return None if loaded is None else loaded.llm
 
-    async def load(self) -> None:
-        """Load the model in a worker thread (``/health`` answers 503 meanwhile)."""
+    @property
+    def error(self) -> Optional[str]:
+        """Why the one model could not be loaded."""
+        return self.pool.default.error if self.single else None
+
+    async def start(self) -> None:
+        """Load the one model (a failure stops the server: ``on_fatal``)."""
+        if not self.single or self.llm is not None:
+            return
         try:
-            llm = await asyncio.to_thread(AsyncLlama, self.settings.model, **self.settings.llama_kwargs())
-        except Exception as exc:
-            self.error = f"{type(exc).__name__}: {exc}"
-            logger.error("could not load %s: %s", self.settings.model, self.error)
+            await self.pool.load(self.pool.default)
+        except ApiError:
             if self.on_fatal is not None:
                 self.on_fatal()
-            return
-        llm.observers.append(self.metrics.observe)
-        self.llm = llm
-        if self.on_loaded is not None:
-            self.on_loaded(llm)
-        logger.info("model %s loaded as %r", self.settings.model, self.settings.alias)
 
-    def ready(self, model: Optional[str] = None) -> AsyncLlama:
-        """The model for a request naming ``model`` (503 while loading or draining, 404 for
-        another model's name)."""
+    @property
+    def healthy(self) -> bool:
+        return not self.draining and (not self.single or self.llm is not None)
+
+    async def lease(self, model: Optional[str]) -> Lease:
+        """A lease on the model a request names (503 while draining or loading the one model,
+        404 for an unknown name); release it when the answer is sent."""
         if self.draining:
             raise shutting_down()
-        if model is not None and model not in self.names:
-            raise ApiError(404, f"the model {model!r} does not exist; this server has "
-                                f"{self.settings.alias!r}", code="model_not_found", param="model")
-        if self.llm is None:
-            message = "the model is loading" if self.error is None else \
-                f"the model failed to load: {self.error}"
+        entry = self.pool.resolve(model)
+        if self.single and entry.loaded is None and entry.status != "unloaded":  # (unloaded: keep_alive)
+            message = "the model is loading" if entry.error is None else \
+                f"the model failed to load: {entry.error}"
             raise ApiError(503, message, code="loading", headers={"Retry-After": "1"})
-        return self.llm
+        return await self.pool.lease(entry.alias)
 
-    def check_n(self, n: int) -> None:
-        if n > self.settings.n_seq_max:
-            raise ApiError(400, f"n={n} exceeds this server's {self.settings.n_seq_max} sequence slots",
+    @staticmethod
+    def check_n(n: int, entry: ModelEntry) -> None:
+        if n > entry.spec.n_seq_max:
+            raise ApiError(400, f"n={n} exceeds the {entry.spec.n_seq_max} sequence slots of {entry.alias!r}",
                            param="n")
 
     async def drain_on_shutdown(self) -> None:
         """On SIGTERM (sse-starlette sets :attr:`shutdown`): refuse new requests, give the
         streams in flight ``drain_timeout`` seconds, then end the rest (an error event and
-        ``[DONE]``) by closing the model."""
+        ``[DONE]``) by closing the models."""
         if self.shutdown is None:
             return
         await self.shutdown.wait()
@@ -96,9 +103,7 @@ class ServerState:
         await self.close()
 
     async def close(self) -> None:
-        llm, self.llm = self.llm, None
-        if llm is not None and self.owns_llm:
-            await asyncio.to_thread(llm.close)
+        await self.pool.close()
 
 
 def server_state(request: Request) -> ServerState:

@@ -292,8 +292,10 @@ model = Model({str(tiny_spm)!r}, ModelParams(n_gpu_layers=0))
 ctx = Context(model, ContextParams(n_ctx=4096, n_batch=4096, n_ubatch=512))
 batch = Batch(4096)
 batch.add_sequence([(i % 1000) + 100 for i in range(4096)], 0)
-t0 = time.perf_counter(); ctx.decode(batch); full = time.perf_counter() - t0
-ctx.memory_clear()
+full = float("inf")
+for _ in range(2):  # the faster of two: a decode slowed by other work would time the signal late
+    t0 = time.perf_counter(); ctx.decode(batch); full = min(full, time.perf_counter() - t0)
+    ctx.memory_clear()
 threading.Timer(full / 10, os.kill, (os.getpid(), signal.SIGINT)).start()
 t0 = time.perf_counter()
 try:

@@ -61,8 +61,8 @@ def test_sixteen_streaming_clients(stories_server: Running) -> None:
     assert took < 120.0
     stories_server.wait_idle(5.0)
     metrics = httpx.get(f"{stories_server.base_url}/metrics", timeout=10.0).text
-    assert re.search(r"^llamacpp:requests_processing 0(\.0)?$", metrics, re.M), metrics
-    busy = re.search(r"^llamacpp:n_busy_slots_per_decode (\S+)$", metrics, re.M)
+    assert re.search(r'^llamacpp:requests_processing\{model="stories"\} 0(\.0)?$', metrics, re.M), metrics
+    busy = re.search(r'^llamacpp:n_busy_slots_per_decode\{model="stories"\} (\S+)$', metrics, re.M)
     assert busy and float(busy.group(1)) > 1.5  # the streams shared the decodes
 
 

@@ -1,4 +1,5 @@
-"""llama-server's extra endpoints: ``/health``, ``/tokenize``, ``/detokenize``, ``/metrics``."""
+"""llama-server's extra endpoints: ``/health``, ``/tokenize``, ``/detokenize``, ``/metrics``,
+and its router's ``/models/load`` and ``/models/unload``."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from starlette.responses import JSONResponse, Response
 
 from ..errors import ApiError, error_response, status_of
 from ..metrics import CONTENT_TYPE
-from ..schemas import DetokenizeRequest, TokenizeRequest
-from ..state import server_state
+from ..middleware import key_matches, presented_key
+from ..schemas import DetokenizeRequest, ModelRequest, TokenizeRequest
+from ..state import ServerState, server_state
 from ._common import parse
 
 __all__ = ["router"]
@@ -19,8 +21,10 @@ router = APIRouter()
 
 @router.get("/health")
 async def health(request: Request) -> Response:
+    """200 when requests can be served (one model: once it is loaded; many: they load on
+    demand), else 503 with the reason."""
     state = server_state(request)
-    if state.llm is not None and not state.draining:
+    if state.healthy:
         return JSONResponse({"status": "ok"})
     status = "error" if state.error else ("shutting down" if state.draining else "loading")
     body = {"status": status, "error": {"code": 503, "message": state.error or f"the server is {status}",
@@ -31,16 +35,17 @@ async def health(request: Request) -> Response:
 @router.post("/tokenize")
 async def tokenize(request: Request) -> Response:
     state = server_state(request)
+    lease = None
     try:
         body = await parse(request, TokenizeRequest)
-        llm = state.ready()
-        tokens = await llm.atokenize(body.content, add_bos=body.add_special, special=body.parse_special)
+        lease = await state.lease(body.model)
+        tokens = await lease.llm.atokenize(body.content, add_bos=body.add_special, special=body.parse_special)
         if not body.with_pieces:
             return JSONResponse({"tokens": tokens})
-        engine = llm.engine
+        vocab = lease.llm.engine.unguarded_vocab
         pieces = []
         for t in tokens:
-            raw = engine.unguarded_vocab.token_to_piece(t)
+            raw = vocab.token_to_piece(t)
             try:
                 piece: object = raw.decode("utf-8")
             except UnicodeDecodeError:  # part of a character: its bytes, as llama-server does
@@ -50,24 +55,68 @@ async def tokenize(request: Request) -> Response:
     except Exception as exc:
         e = status_of(exc)
         return error_response(e.status, e.message, e.code, e.param, e.headers)
+    finally:
+        if lease is not None:
+            lease.release()
 
 
 @router.post("/detokenize")
 async def detokenize(request: Request) -> Response:
     state = server_state(request)
+    lease = None
     try:
         body = await parse(request, DetokenizeRequest)
-        llm = state.ready()
-        content = await llm.adetokenize(body.tokens)
+        lease = await state.lease(body.model)
+        content = await lease.llm.adetokenize(body.tokens)
     except Exception as exc:
         e = status_of(exc)
         return error_response(e.status, e.message, e.code, e.param, e.headers)
+    finally:
+        if lease is not None:
+            lease.release()
     return JSONResponse({"content": content.decode("utf-8", "replace")})
 
 
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
     state = server_state(request)
-    if state.llm is None and state.error is None:
+    if state.single and state.llm is None and state.error is None:
         raise ApiError(503, "the model is loading")
     return Response(state.metrics.render(), media_type=CONTENT_TYPE)
+
+
+@router.post("/models/load")
+async def load_model(request: Request) -> Response:
+    """Load a model now (llama-server's router endpoint; the admin keys, when set)."""
+    state = server_state(request)
+    try:
+        _check_admin(request, state)
+        body = await parse(request, ModelRequest)
+        entry = state.pool.resolve(body.model)
+        await state.pool.load(entry)
+    except Exception as exc:
+        e = status_of(exc)
+        return error_response(e.status, e.message, e.code, e.param, e.headers)
+    return JSONResponse({"success": True, "model": entry.alias, **entry.describe()})
+
+
+@router.post("/models/unload")
+async def unload_model(request: Request) -> Response:
+    """Unload a model (its requests in flight finish first; the admin keys, when set)."""
+    state = server_state(request)
+    try:
+        _check_admin(request, state)
+        body = await parse(request, ModelRequest)
+        entry = state.pool.resolve(body.model)
+        await state.pool.unload(entry)
+    except Exception as exc:
+        e = status_of(exc)
+        return error_response(e.status, e.message, e.code, e.param, e.headers)
+    return JSONResponse({"success": True, "model": entry.alias, **entry.describe()})
+
+
+def _check_admin(request: Request, state: ServerState) -> None:
+    """With ``--admin-api-key`` set, only those keys may load and unload models."""
+    keys = state.settings.admin_api_key
+    if keys and not key_matches(presented_key(request.scope["headers"]), keys):
+        raise ApiError(401, "loading and unloading models needs an admin API key", code="invalid_api_key")

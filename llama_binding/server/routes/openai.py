@@ -36,47 +36,55 @@ async def _generate(request: Request, schema: type[CompletionRequest] | type[Cha
                     method: str) -> Response:
     """Parse the body, check it against the server, and answer with ``AsyncLlama.<method>``."""
     state = server_state(request)
+    lease = None
     try:
         body = await parse(request, schema)
-        llm = state.ready(body.model)
-        state.check_n(body.n)
-        call = getattr(llm, method)(**body.to_kwargs(), model=state.settings.alias)
+        lease = await state.lease(body.model)
+        state.check_n(body.n, lease.entry)
+        call = getattr(lease.llm, method)(**body.to_kwargs(), model=lease.entry.alias)
     except Exception as exc:
+        if lease is not None:
+            lease.release()
         e = status_of(exc)
         return error_response(e.status, e.message, e.code, e.param, e.headers)
-    return await answer(request, state, call, body.stream)
+    return await answer(request, state, call, body.stream, lease)
 
 
 @router.post("/v1/embeddings")
 async def embeddings(request: Request) -> Response:
     state = server_state(request)
+    lease = None
     try:
         body = await parse(request, EmbeddingRequest)
-        llm = state.ready(body.model)
-        if not state.settings.embedding:
-            raise ApiError(400, "this server computes no embeddings: start it with --embedding",
-                           param="input")
-        n_embd = llm.engine.model.n_embd
+        entry = state.pool.resolve(body.model)
+        if not entry.spec.embedding:
+            raise ApiError(400, f"the model {entry.alias!r} computes no embeddings: start it with "
+                                "--embedding (or \"embedding\": true in its config)", param="input")
+        lease = await state.lease(body.model)
+        n_embd = lease.llm.engine.model.n_embd
         if body.dimensions is not None and body.dimensions != n_embd:
             raise ApiError(400, f"dimensions={body.dimensions} is not supported: this model's embeddings "
                                 f"have {n_embd} dimensions (omit dimensions)", param="dimensions")
         inputs = _inputs(body.input)
-        vectors, n_tokens = await run_request(request, llm.aembed(inputs, numpy=True, return_count=True),
-                                              state.settings.request_timeout)
+        work = lease.llm.aembed(inputs, numpy=True, return_count=True)
+        vectors, n_tokens = await run_request(request, work, state.settings.request_timeout)
     except ClientGone:
         return Response(status_code=499)
     except Exception as exc:
         e = status_of(exc)
         return error_response(e.status, e.message, e.code, e.param, e.headers)
-    return JSONResponse(shapes.embeddings(state.settings.alias, vectors, n_tokens, body.encoding_format))
+    finally:
+        if lease is not None:
+            lease.release()
+    return JSONResponse(shapes.embeddings(entry.alias, vectors, n_tokens, body.encoding_format))
 
 
 @router.get("/v1/models")
 async def models(request: Request) -> Response:
+    """Every configured model, with its status (loaded, loading, unloaded, failed and why)."""
     state = server_state(request)
-    meta: dict[str, Any] = {"meta": {"path": state.settings.model, "n_ctx": state.settings.n_ctx,
-                                     "loaded": state.llm is not None}}
-    return JSONResponse(shapes.models([state.settings.alias], state.created, **meta))
+    return JSONResponse(shapes.models([e.alias for e in state.pool.entries], state.created,
+                                      meta=[e.describe() for e in state.pool.entries]))
 
 
 def _inputs(value: Any) -> list[Any]:

@@ -1,0 +1,328 @@
+"""Many models behind one server: routing by name, loading on demand, least-recently-used
+eviction, reference counting.
+
+A :class:`ModelPool` holds one :class:`ModelEntry` per configured model. A request takes a
+:class:`Lease` on its model (:meth:`ModelPool.lease`): an unloaded model is loaded first (one
+load however many requests ask at once; they all wait for it), and while any lease is held
+the model is never unloaded under it. To load a model beyond ``max_models``, the least
+recently used model that no request holds is unloaded; when every loaded model is busy the
+load waits for one to be released. A model whose load fails is ``failed`` with the reason
+(its requests get it; the next request tries again); the others keep serving. Everything
+runs on the event loop's thread; loading and closing run in worker threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal, Optional
+
+from ..aio import AsyncLlama
+from .errors import ApiError
+from .settings import ModelSettings
+
+__all__ = ["Lease", "ModelEntry", "ModelPool", "Status"]
+
+logger = logging.getLogger("llama_binding.server")
+
+Status = Literal["unloaded", "loading", "loaded", "failed"]
+
+
+@dataclass(eq=False)
+class _Loaded:
+    """One loaded engine and the leases on it (a replaced or unloaded engine is closed once
+    its last lease goes)."""
+
+    llm: AsyncLlama
+    owned: bool = True
+    refs: int = 0
+    retired: bool = False
+
+
+@dataclass(eq=False)
+class ModelEntry:
+    """A configured model: its settings, status and (when loaded) engine."""
+
+    spec: ModelSettings
+    status: Status = "unloaded"
+    error: Optional[str] = None
+    loaded: Optional[_Loaded] = None
+    last_used: float = 0.0
+    loads: int = 0
+    unloads: int = 0
+    load_seconds: Optional[float] = None
+    _loading: Optional[asyncio.Future[None]] = field(default=None, repr=False)
+
+    @property
+    def alias(self) -> str:
+        return self.spec.alias
+
+    @property
+    def names(self) -> set[str]:
+        """The names a request may give: the alias, the file's path and its file name."""
+        return {self.alias, self.spec.model, os.path.basename(self.spec.model)}
+
+    @property
+    def busy(self) -> int:
+        return self.loaded.refs if self.loaded is not None else 0
+
+    def describe(self) -> dict[str, Any]:
+        """Its ``/v1/models`` metadata."""
+        meta: dict[str, Any] = {"status": self.status, "path": self.spec.model, "n_ctx": self.spec.n_ctx,
+                                "n_seq_max": self.spec.n_seq_max, "embedding": self.spec.embedding,
+                                "in_flight": self.busy, "loads": self.loads, "unloads": self.unloads}
+        if self.error is not None:
+            meta["error"] = self.error
+        if self.load_seconds is not None:
+            meta["load_seconds"] = round(self.load_seconds, 3)
+        return meta
+
+
+class Lease:
+    """A request's hold on a loaded model: :attr:`llm` stays open until :meth:`release`
+    (idempotent; from any thread; a lease dropped unreleased, as by a stream that never
+    started, is released when it is collected)."""
+
+    def __init__(self, pool: ModelPool, entry: ModelEntry, loaded: _Loaded) -> None:
+        self.pool, self.entry, self._loaded = pool, entry, loaded
+        self.llm = loaded.llm
+        self._loop = asyncio.get_running_loop()
+        loaded.refs += 1
+        self._held = True
+
+    def release(self) -> None:
+        if not self._held:
+            return
+        self._held = False
+        try:
+            on_loop = asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            on_loop = False
+        if on_loop:
+            self.pool._release(self.entry, self._loaded)
+            return
+        try:
+            self._loop.call_soon_threadsafe(self.pool._release, self.entry, self._loaded)
+        except RuntimeError:  # the loop is closed: nothing is left to release to
+            pass
+
+    def __del__(self) -> None:
+        self.release()
+
+
+class ModelPool:
+    """The models of one server (see the module docstring). ``max_models`` 0: no limit."""
+
+    def __init__(self, specs: list[ModelSettings], *, max_models: int = 0, max_waiting: int = 64,
+                 load_timeout: float = 600.0) -> None:
+        if not specs:
+            raise ValueError("a model pool needs at least one model")
+        self.entries = [ModelEntry(s) for s in specs]
+        self.max_models = max_models
+        self.max_waiting = max_waiting
+        self.load_timeout = load_timeout
+        # made on the event loop's thread at first use (Python 3.9 binds them at creation)
+        self._changed_: Optional[asyncio.Condition] = None
+        self._load_lock_: Optional[asyncio.Lock] = None
+        #: called with (entry, llm) when a model is loaded (metrics, app.state.llm)
+        self.on_loaded: list[Callable[[ModelEntry, AsyncLlama], None]] = []
+        self._closed = False
+        self._tasks: set[asyncio.Task[None]] = set()  # (a loop keeps only weak references to tasks)
+
+    @property
+    def _changed(self) -> asyncio.Condition:
+        if self._changed_ is None:
+            self._changed_ = asyncio.Condition()
+        return self._changed_
+
+    @property
+    def _load_lock(self) -> asyncio.Lock:
+        """One load at a time: room is counted once and memory peaks once."""
+        if self._load_lock_ is None:
+            self._load_lock_ = asyncio.Lock()
+        return self._load_lock_
+
+    @property
+    def default(self) -> ModelEntry:
+        return self.entries[0]
+
+    def resolve(self, name: Optional[str]) -> ModelEntry:
+        """The entry a request's ``model`` names (none: the first); 404 naming the known ones."""
+        if name is None:
+            return self.default
+        for e in self.entries:
+            if name in e.names:
+                return e
+        known = ", ".join(repr(e.alias) for e in self.entries)
+        raise ApiError(404, f"the model {name!r} does not exist; this server has {known}",
+                       code="model_not_found", param="model")
+
+    def adopt(self, entry: ModelEntry, llm: AsyncLlama) -> None:
+        """``llm``, loaded by the caller (who closes it), as ``entry``'s engine."""
+        entry.loaded = _Loaded(llm, owned=False)
+        entry.status, entry.error, entry.last_used = "loaded", None, time.monotonic()
+        for cb in self.on_loaded:
+            cb(entry, llm)
+
+    # --- leases ---------------------------------------------------------------------------
+
+    async def lease(self, name: Optional[str]) -> Lease:
+        """A lease on the model ``name``, loading it first if needed (404 unknown; 503 when it
+        failed to load or the pool is closing)."""
+        entry = self.resolve(name)
+        while True:
+            if self._closed:
+                raise ApiError(503, "the server is shutting down", code="shutting_down",
+                               headers={"Retry-After": "5"})
+            if entry.loaded is not None and not entry.loaded.retired:
+                entry.last_used = time.monotonic()
+                return Lease(self, entry, entry.loaded)
+            await self.load(entry, retry_failed=True)
+
+    def _release(self, entry: ModelEntry, loaded: _Loaded) -> None:
+        loaded.refs -= 1
+        entry.last_used = time.monotonic()
+        if loaded.refs == 0:
+            if loaded.retired:
+                self._close_later(loaded)
+            self._tasks.add(task := asyncio.get_running_loop().create_task(self._notify()))
+            task.add_done_callback(self._tasks.discard)
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    # --- loading and unloading --------------------------------------------------------------
+
+    async def load(self, entry: ModelEntry, retry_failed: bool = True) -> None:
+        """Load ``entry`` (once, whoever asks; waits for room under ``max_models``). A failed
+        load raises 503 with the reason (``entry.status`` "failed")."""
+        if entry.loaded is not None and not entry.loaded.retired:
+            return
+        if entry.status == "failed" and not retry_failed:
+            raise self._failed(entry)
+        if entry._loading is None:
+            entry.status, entry.error = "loading", None
+            entry._loading = asyncio.get_running_loop().create_future()
+            self._tasks.add(task := asyncio.get_running_loop().create_task(self._load(entry, entry._loading)))
+            task.add_done_callback(self._tasks.discard)
+        await asyncio.shield(entry._loading)
+        if entry.status == "failed":
+            raise self._failed(entry)
+
+    @staticmethod
+    def _failed(entry: ModelEntry) -> ApiError:
+        return ApiError(503, f"the model {entry.alias!r} failed to load: {entry.error}",
+                        code="model_load_failed", param="model", headers={"Retry-After": "5"})
+
+    async def _load(self, entry: ModelEntry, done: asyncio.Future[None]) -> None:
+        try:
+            entry.status, entry.error = "loading", None
+            async with self._load_lock:
+                await asyncio.wait_for(self._make_room(entry), self.load_timeout)
+                await self._load_now(entry)
+        except BaseException as exc:  # its requests get the reason; the other models go on
+            entry.status = "failed"
+            entry.error = "timed out waiting for room to load" if isinstance(exc, asyncio.TimeoutError) \
+                else f"{type(exc).__name__}: {exc}"
+            logger.error("model %r could not be loaded: %s", entry.alias, entry.error)
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            entry._loading = None
+            if not done.done():
+                done.set_result(None)
+            await self._notify()
+
+    async def _load_now(self, entry: ModelEntry) -> None:
+        spec = entry.spec
+        kwargs = spec.llama_kwargs(self.max_waiting)
+        ignored = sorted(k for k in (spec.model_extra or {}) if k not in AsyncLlama.keywords())
+        for k in ignored:
+            kwargs.pop(k)
+        if ignored:
+            logger.warning("model %r: ignoring options Llama does not take: %s", entry.alias,
+                           ", ".join(ignored))
+        if not os.path.isfile(spec.model):
+            raise FileNotFoundError(f"no model file at {spec.model}")
+        t0 = time.perf_counter()
+        llm = await asyncio.to_thread(AsyncLlama, spec.model, **kwargs)
+        entry.load_seconds = time.perf_counter() - t0
+        if self._closed:
+            await asyncio.to_thread(llm.close)
+            raise RuntimeError("the server shut down while the model loaded")
+        entry.loaded = _Loaded(llm)
+        entry.status, entry.last_used = "loaded", time.monotonic()
+        entry.loads += 1
+        logger.info("model %r loaded from %s in %.2f s", entry.alias, spec.model, entry.load_seconds)
+        for cb in self.on_loaded:
+            cb(entry, llm)
+
+    def _resident(self, but: ModelEntry) -> list[ModelEntry]:
+        return [e for e in self.entries if e is not but and e.loaded is not None]
+
+    async def _make_room(self, entry: ModelEntry) -> None:
+        """Unload least recently used idle models until ``entry`` fits under ``max_models``;
+        wait while every resident model is busy."""
+        if not self.max_models:
+            return
+        async with self._changed:
+            while len(self._resident(entry)) >= self.max_models:
+                idle = [e for e in self._resident(entry) if e.loaded is not None and e.busy == 0]
+                if idle:
+                    await self._unload(min(idle, key=lambda e: e.last_used), "to make room")
+                    continue
+                await self._changed.wait()
+
+    async def unload(self, entry: ModelEntry) -> bool:
+        """Unload ``entry`` now (requests in flight finish on it first); False if not loaded."""
+        if entry.loaded is None:
+            return False
+        await self._unload(entry, "on request")
+        await self._notify()
+        return True
+
+    async def _unload(self, entry: ModelEntry, why: str) -> None:
+        loaded, entry.loaded = entry.loaded, None
+        entry.status = "unloaded"
+        if loaded is None:
+            return
+        entry.unloads += 1
+        logger.info("model %r unloaded (%s)", entry.alias, why)
+        loaded.retired = True
+        if loaded.refs == 0:
+            await self._close(loaded)
+
+    async def _close(self, loaded: _Loaded) -> None:
+        if loaded.owned:
+            await asyncio.to_thread(loaded.llm.close)
+
+    def _close_later(self, loaded: _Loaded) -> None:
+        self._tasks.add(task := asyncio.get_running_loop().create_task(self._close(loaded)))
+        task.add_done_callback(self._tasks.discard)
+
+    async def expire_idle(self) -> None:
+        """Unload each model idle longer than its ``keep_alive`` (call it periodically)."""
+        now = time.monotonic()
+        for e in self.entries:
+            keep = e.spec.keep_alive
+            if keep is not None and e.loaded is not None and e.busy == 0 and now - e.last_used >= keep:
+                await self._unload(e, f"idle for {keep:g} s")
+        await self._notify()
+
+    async def keep_alive_loop(self, period: float = 1.0) -> None:
+        while True:
+            await asyncio.sleep(period)
+            await self.expire_idle()
+
+    async def close(self) -> None:
+        """Unload every model (the requests in flight end with ClosedError)."""
+        self._closed = True
+        for e in self.entries:
+            loaded, e.loaded = e.loaded, None
+            if loaded is not None:
+                e.status = "unloaded"
+                await self._close(loaded)

@@ -1,0 +1,237 @@
+"""Many models behind one server (P11): routing by name, loading on demand, LRU eviction
+under ``max_models``, reference counting, failures that stay contained, the admin endpoints,
+``keep_alive``, and llama-cpp-python's config file, with the official OpenAI SDK and httpx."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from .conftest import Running, parse_sse, serve, serve_subprocess
+
+TIMEOUT = 60.0
+
+
+def statuses(server: Running) -> dict[str, str]:
+    r = httpx.get(f"{server.base_url}/v1/models", timeout=TIMEOUT)
+    assert r.status_code == 200, r.text
+    return {m["id"]: m["meta"]["status"] for m in r.json()["data"]}
+
+
+def meta(server: Running, alias: str) -> dict[str, Any]:
+    r = httpx.get(f"{server.base_url}/v1/models", timeout=TIMEOUT)
+    return next(m["meta"] for m in r.json()["data"] if m["id"] == alias)
+
+
+def complete(server: Running, model: str, max_tokens: int = 4) -> httpx.Response:
+    return httpx.post(f"{server.base_url}/v1/completions", timeout=TIMEOUT,
+                      json={"model": model, "prompt": "Once upon a time", "max_tokens": max_tokens})
+
+
+@pytest.fixture(scope="module")
+def three(smollm2: Path, stories260k: Path, minilm: Path, tmp_path_factory: pytest.TempPathFactory
+          ) -> Iterator[Running]:
+    """SmolLM2 (chat), stories260K (completions), MiniLM (embeddings), at most two loaded;
+    and a fourth model whose file is not a GGUF."""
+    bad = tmp_path_factory.mktemp("models") / "broken.gguf"
+    bad.write_bytes(b"GGUF" + b"\x00" * 60)
+    models = [{"model": str(smollm2), "model_alias": "smol", "n_ctx": 2048, "n_seq_max": 2},
+              {"model": str(stories260k), "model_alias": "stories", "n_ctx": 2048, "n_seq_max": 4},
+              {"model": str(minilm), "model_alias": "minilm", "embedding": True, "n_seq_max": 2},
+              {"model": str(bad), "model_alias": "broken"}]
+    with serve(models=models, max_models=2) as s:
+        yield s
+
+
+def test_models_are_listed_and_load_on_demand_in_lru_order(three: Running) -> None:
+    assert httpx.get(f"{three.base_url}/health", timeout=TIMEOUT).status_code == 200
+    for alias in ("smol", "stories", "minilm"):
+        httpx.post(f"{three.base_url}/models/unload", json={"model": alias}, timeout=TIMEOUT)
+    assert set(statuses(three)) == {"smol", "stories", "minilm", "broken"}
+    assert complete(three, "stories").status_code == 200
+    assert complete(three, "smol").status_code == 200
+    assert statuses(three)["stories"] == statuses(three)["smol"] == "loaded"
+    r = httpx.post(f"{three.base_url}/v1/embeddings", json={"model": "minilm", "input": "hi"},
+                   timeout=TIMEOUT)
+    assert r.status_code == 200 and len(r.json()["data"][0]["embedding"]) == 384
+    s = statuses(three)  # stories was the least recently used: it made room for minilm
+    assert (s["stories"], s["smol"], s["minilm"]) == ("unloaded", "loaded", "loaded"), s
+    assert complete(three, "smol").status_code == 200  # smol is now the most recent
+    assert complete(three, "stories").status_code == 200  # evicts minilm, not smol
+    s = statuses(three)
+    assert (s["stories"], s["smol"], s["minilm"]) == ("loaded", "loaded", "unloaded"), s
+    m = meta(three, "minilm")
+    assert m["loads"] >= 1 and m["unloads"] >= 1 and m["load_seconds"] > 0
+
+
+def test_an_unknown_model_is_404_naming_the_known_ones(three: Running) -> None:
+    r = complete(three, "gpt-4")
+    assert r.status_code == 404
+    err = r.json()["error"]
+    assert err["code"] == "model_not_found" and err["param"] == "model"
+    for alias in ("smol", "stories", "minilm"):
+        assert repr(alias) in err["message"]
+
+
+def test_a_broken_model_fails_alone(three: Running) -> None:
+    r = complete(three, "broken")
+    assert r.status_code == 503, r.text
+    err = r.json()["error"]
+    assert err["code"] == "model_load_failed" and "broken" in err["message"]
+    assert statuses(three)["broken"] == "failed"
+    assert "error" in meta(three, "broken")
+    assert complete(three, "stories").status_code == 200  # the others go on
+    assert httpx.get(f"{three.base_url}/health", timeout=TIMEOUT).status_code == 200
+
+
+def test_a_stream_survives_an_unload_request(three: Running) -> None:
+    """Unloading a model with a stream in flight waits for the stream: it ends with a
+    finish_reason and [DONE]; the model is unloaded after."""
+    assert complete(three, "stories").status_code == 200
+    events: list[Any] = []
+    t = stream_in_thread(three, "stories", 300, events)
+    r = httpx.post(f"{three.base_url}/models/unload", json={"model": "stories"}, timeout=TIMEOUT)
+    assert r.status_code == 200 and r.json()["status"] == "unloaded"
+    t.join(TIMEOUT)
+    assert events[-1].data == "[DONE]"
+    last = json.loads(events[-2].data)
+    assert last["choices"][0]["finish_reason"] == "length"
+    assert sum(len(json.loads(e.data)["choices"][0]["text"]) > 0 for e in events[:-1]) > 100
+    assert statuses(three)["stories"] == "unloaded"
+
+
+def stream_in_thread(server: Running, model: str, max_tokens: int, out: list[Any]) -> threading.Thread:
+    def run() -> None:
+        with httpx.stream("POST", f"{server.base_url}/v1/completions", timeout=TIMEOUT,
+                          json={"model": model, "prompt": "Once", "max_tokens": max_tokens, "stream": True,
+                                "ignore_eos": True}) as r:
+            out.extend(parse_sse(r.read().decode()))
+
+    t = threading.Thread(target=run)
+    t.start()
+    deadline = time.monotonic() + 20
+    while meta(server, model)["in_flight"] == 0 and t.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return t
+
+
+def test_busy_models_are_never_evicted(three: Running) -> None:
+    """Both resident models streaming: a third model's first request waits for one of them
+    to finish, then takes its place; no stream is cut."""
+    assert complete(three, "stories").status_code == 200
+    assert complete(three, "smol").status_code == 200
+    a: list[Any] = []
+    b: list[Any] = []
+    ta = stream_in_thread(three, "stories", 400, a)
+    tb = stream_in_thread(three, "smol", 24, b)
+    r = httpx.post(f"{three.base_url}/v1/embeddings", json={"model": "minilm", "input": "hi"},
+                   timeout=TIMEOUT)
+    assert r.status_code == 200, r.text
+    for t in (ta, tb):
+        t.join(TIMEOUT)
+    for events in (a, b):
+        assert events[-1].data == "[DONE]"
+        assert json.loads(events[-2].data)["choices"][0]["finish_reason"] == "length"
+    s = statuses(three)
+    assert s["minilm"] == "loaded" and [s["stories"], s["smol"]].count("loaded") == 1, s
+
+
+def test_concurrent_first_requests_load_once(three: Running) -> None:
+    httpx.post(f"{three.base_url}/models/unload", json={"model": "smol"}, timeout=TIMEOUT)
+    before = meta(three, "smol")["loads"]
+    codes: list[int] = []
+    threads = [threading.Thread(target=lambda: codes.append(complete(three, "smol").status_code))
+               for _ in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(TIMEOUT)
+    assert codes == [200] * 5
+    assert meta(three, "smol")["loads"] == before + 1
+
+
+def test_openai_sdk_against_each_model(three: Running) -> None:
+    client = openai.OpenAI(base_url=f"{three.base_url}/v1", api_key="none", timeout=TIMEOUT, max_retries=0)
+    ids = {m.id for m in client.models.list()}
+    assert {"smol", "stories", "minilm", "broken"} <= ids
+    chat = client.chat.completions.create(model="smol", messages=[{"role": "user", "content": "Hi!"}],
+                                          max_tokens=8)
+    assert chat.model == "smol" and chat.choices[0].message.content
+    text = client.completions.create(model="stories", prompt="Once upon a time", max_tokens=8)
+    assert text.model == "stories" and text.choices[0].text
+    emb = client.embeddings.create(model="minilm", input=["a", "b"])
+    assert len(emb.data) == 2 and len(emb.data[0].embedding) == 384
+    with pytest.raises(openai.NotFoundError):
+        client.completions.create(model="nope", prompt="x", max_tokens=2)
+    with pytest.raises(openai.BadRequestError):  # stories computes no embeddings
+        client.embeddings.create(model="stories", input="x")
+
+
+def test_metrics_carry_the_model(three: Running) -> None:
+    assert complete(three, "stories").status_code == 200
+    text = httpx.get(f"{three.base_url}/metrics", timeout=TIMEOUT).text
+    assert 'llamacpp:tokens_predicted_total{model="stories"}' in text
+    assert 'llama_binding_model_loads_total{model="minilm"}' in text
+    assert 'llama_binding_model_loaded{model="broken"} 0.0' in text
+
+
+def test_keep_alive_unloads_an_idle_model(stories260k: Path) -> None:
+    with serve(models=[{"model": str(stories260k), "model_alias": "s", "keep_alive": 0.5}]) as s:
+        assert complete(s, "s").status_code == 200
+        assert statuses(s)["s"] == "loaded"
+        deadline = time.monotonic() + 10
+        while statuses(s)["s"] == "loaded" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert statuses(s)["s"] == "unloaded"
+        assert complete(s, "s").status_code == 200  # and loads again when asked
+
+
+def test_admin_key_guards_load_and_unload(stories260k: Path) -> None:
+    """With admin keys, only they load and unload models (an admin key is also an API key)."""
+    with serve(models=[{"model": str(stories260k), "model_alias": "s"}], api_key=["user"],
+               admin_api_key=["root"]) as s:
+        user, root = {"Authorization": "Bearer user"}, {"X-Api-Key": "root"}
+        for path in ("/models/load", "/models/unload"):
+            r = httpx.post(f"{s.base_url}{path}", json={"model": "s"}, headers=user, timeout=TIMEOUT)
+            assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key", r.text
+        r = httpx.post(f"{s.base_url}/models/load", json={"model": "s"}, headers=root, timeout=TIMEOUT)
+        assert r.status_code == 200 and r.json()["status"] == "loaded"
+        r = httpx.post(f"{s.base_url}/v1/completions", headers=root, timeout=TIMEOUT,
+                       json={"model": "s", "prompt": "Once", "max_tokens": 2})
+        assert r.status_code == 200
+        r = httpx.post(f"{s.base_url}/models/unload", json={"model": "s"}, headers=root, timeout=TIMEOUT)
+        assert r.status_code == 200 and r.json()["status"] == "unloaded"
+        r = httpx.post(f"{s.base_url}/models/load", json={"model": "s"}, timeout=TIMEOUT)
+        assert r.status_code == 401  # no key at all: the API key check answers
+
+
+def test_models_dir_serves_each_file(stories260k: Path, minilm: Path, tmp_path: Path) -> None:
+    for src, name in ((stories260k, "tales.gguf"), (minilm, "vectors.gguf")):
+        (tmp_path / name).symlink_to(src)
+    with serve(models_dir=str(tmp_path), n_ctx=1024) as s:
+        assert set(statuses(s)) == {"tales", "vectors"}
+        assert complete(s, "tales").status_code == 200
+        assert complete(s, "tales.gguf").status_code == 200  # the file name routes too
+
+
+def test_llama_cpp_python_config_file_loads_unchanged(stories260k: Path, tmp_path: Path) -> None:
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps({
+        "host": "127.0.0.1", "port": 8000, "interrupt_requests": True,
+        "models": [{"model": str(stories260k), "model_alias": "gpt-3.5-turbo", "chat_format": "chatml",
+                    "n_gpu_layers": 0, "offload_kqv": True, "n_threads": 1, "n_batch": 512, "n_ctx": 1024,
+                    "verbose": False}]}))
+    with serve_subprocess(["--config_file", str(cfg), "--log-level", "warning"]) as child:
+        r = httpx.post(f"{child.base_url}/v1/chat/completions", timeout=TIMEOUT,
+                       json={"model": "gpt-3.5-turbo", "messages": [{"role": "user", "content": "Hi"}],
+                             "max_tokens": 4})
+        assert r.status_code == 200, r.text
+        assert r.json()["model"] == "gpt-3.5-turbo"
