@@ -229,7 +229,8 @@ async def one_request(client: httpx.AsyncClient, url: str, body: dict[str, Any])
 
 
 # --------------------------------------------------------------------------- the load
-def build_body(args: argparse.Namespace, prompts: Prompts, seed: int) -> dict[str, Any]:
+def build_body(args: argparse.Namespace, prompts: Prompts, seed: int,
+               model: Optional[str] = None) -> dict[str, Any]:
     body: dict[str, Any] = {"max_tokens": args.max_tokens, "temperature": args.temperature,
                             "stream": True, "stream_options": {"include_usage": True}, "seed": seed}
     for name in ("top_k", "top_p", "min_p"):
@@ -237,8 +238,8 @@ def build_body(args: argparse.Namespace, prompts: Prompts, seed: int) -> dict[st
             body[name] = getattr(args, name)
     if args.ignore_eos:
         body["ignore_eos"] = True
-    if args.model_name:
-        body["model"] = args.model_name
+    if model or args.model_name:
+        body["model"] = model or args.model_name.split(",")[0]
     if args.endpoint == "chat":
         body["messages"] = [{"role": "user", "content": prompts.text()}]
     else:
@@ -278,14 +279,17 @@ async def run_requests(args: argparse.Namespace, base: str, pid: Optional[int] =
         t0 = time.perf_counter()
         deadline = t0 + args.seconds
 
-        async def worker() -> None:
+        names = args.model_name.split(",") if args.model_name else [None]
+
+        async def worker(i: int) -> None:
+            model = names[i % len(names)]  # client i asks model i mod n (--model-name a,b,c)
             while time.perf_counter() < deadline:
-                r = await one_request(client, url, build_body(args, prompts, next(seed_counter)))
+                r = await one_request(client, url, build_body(args, prompts, next(seed_counter), model))
                 results.append(r)
                 if r.status == 503:  # queue full (an error all the same): back off as told, 1 s at most
                     await asyncio.sleep(min(1.0, r.retry_after or 0.1))
 
-        tasks = [asyncio.create_task(worker()) for _ in range(args.clients)]
+        tasks = [asyncio.create_task(worker(i)) for i in range(args.clients)]
         done, pending = await asyncio.wait(tasks, timeout=args.seconds + args.drain_timeout)
         for t in pending:
             t.cancel()
@@ -573,7 +577,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     ap.add_argument("--prompt-format", choices=["auto", "text"], default="auto",
                     help="auto: token ids for /v1/completions when /tokenize works; text: always text")
     ap.add_argument("--ignore-eos", action="store_true", help='send "ignore_eos": true')
-    ap.add_argument("--model-name", default=None, help="the request's model field (default: none)")
+    ap.add_argument("--model-name", default=None,
+                    help="the request's model field (default: none); a comma list spreads the clients "
+                         "over several models (client i asks model i mod n; use --prompt-format text)")
     ap.add_argument("--api-key", default=None)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--warmup", type=int, default=1, help="short requests before the measurement")

@@ -15,7 +15,7 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Optional
 
@@ -49,9 +49,11 @@ def create_app(settings: ServerSettings, llm: Optional[AsyncLlama] = None) -> Fa
         state.shutdown = anyio.Event()
         tasks = [asyncio.create_task(state.drain_on_shutdown()), asyncio.create_task(state.start()),
                  asyncio.create_task(state.pool.keep_alive_loop())]
+        hup = _on_sighup(lambda: tasks.append(asyncio.create_task(state.reload_config())))
         try:
             yield
         finally:
+            hup()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -78,6 +80,23 @@ def create_app(settings: ServerSettings, llm: Optional[AsyncLlama] = None) -> Fa
     app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"],
                        allow_headers=["*"], expose_headers=["Retry-After"])
     return app
+
+
+def _on_sighup(handler: Callable[[], None]) -> Callable[[], None]:
+    """Call ``handler`` on the running loop at each SIGHUP (the config file is read again);
+    returns the undo. Only a main thread's loop can take signals: elsewhere (tests) nothing."""
+    loop = asyncio.get_running_loop()
+    if not hasattr(signal, "SIGHUP") or threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    try:
+        loop.add_signal_handler(signal.SIGHUP, handler)
+    except (NotImplementedError, RuntimeError, ValueError):
+        return lambda: None
+
+    def undo() -> None:
+        loop.remove_signal_handler(signal.SIGHUP)
+
+    return undo
 
 
 class _Server(uvicorn.Server):

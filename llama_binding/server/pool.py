@@ -21,14 +21,36 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Optional
 
 from ..aio import AsyncLlama
+from ..core.metadata import read_metadata
 from .errors import ApiError
 from .settings import ModelSettings
 
-__all__ = ["Lease", "ModelEntry", "ModelPool", "Status"]
+__all__ = ["Lease", "ModelEntry", "ModelPool", "Status", "estimate_bytes"]
 
 logger = logging.getLogger("llama_binding.server")
 
 Status = Literal["unloaded", "loading", "loaded", "failed"]
+
+
+def estimate_bytes(spec: ModelSettings) -> int:
+    """Memory a model takes loaded, estimated before loading: its file (the tensor data,
+    wherever it goes) and its KV cache in f16 (layers x cells x KV heads x (key + value
+    length)). Coarse, for the pool's budget; reads only the file's metadata."""
+    meta = read_metadata(spec.model)
+    arch = str(meta.get("general.architecture", ""))
+
+    def number(key: str, default: int = 0) -> int:
+        value = meta.get(f"{arch}.{key}", default)
+        return int(max(value)) if hasattr(value, "__len__") and len(value) else int(value or default)
+
+    n_layer, n_embd = number("block_count"), number("embedding_length")
+    n_head = max(1, number("attention.head_count", 1))
+    n_head_kv = number("attention.head_count_kv", n_head)
+    head_k = number("attention.key_length", n_embd // n_head)
+    head_v = number("attention.value_length", head_k)
+    n_ctx = spec.n_ctx or 4096 * max(1, spec.n_seq_max // 4)  # AsyncLlama's default
+    kv = 0 if spec.embedding else n_ctx * n_layer * n_head_kv * (head_k + head_v) * 2
+    return os.path.getsize(spec.model) + kv
 
 
 @dataclass(eq=False)
@@ -54,6 +76,7 @@ class ModelEntry:
     loads: int = 0
     unloads: int = 0
     load_seconds: Optional[float] = None
+    est_bytes: Optional[int] = None  # estimate_bytes, at the first load
     _loading: Optional[asyncio.Future[None]] = field(default=None, repr=False)
 
     @property
@@ -78,6 +101,8 @@ class ModelEntry:
             meta["error"] = self.error
         if self.load_seconds is not None:
             meta["load_seconds"] = round(self.load_seconds, 3)
+        if self.est_bytes is not None:
+            meta["estimated_mib"] = round(self.est_bytes / 2**20, 1)
         return meta
 
 
@@ -114,14 +139,17 @@ class Lease:
 
 
 class ModelPool:
-    """The models of one server (see the module docstring). ``max_models`` 0: no limit."""
+    """The models of one server (see the module docstring). ``max_models`` 0: no limit;
+    ``memory_budget`` (bytes, None: none) bounds the loaded models' :func:`estimate_bytes`."""
 
-    def __init__(self, specs: list[ModelSettings], *, max_models: int = 0, max_waiting: int = 64,
+    def __init__(self, specs: list[ModelSettings], *, max_models: int = 0,
+                 memory_budget: Optional[int] = None, max_waiting: int = 64,
                  load_timeout: float = 600.0) -> None:
         if not specs:
             raise ValueError("a model pool needs at least one model")
         self.entries = [ModelEntry(s) for s in specs]
         self.max_models = max_models
+        self.memory_budget = memory_budget  # bytes of estimate_bytes over the loaded models
         self.max_waiting = max_waiting
         self.load_timeout = load_timeout
         # made on the event loop's thread at first use (Python 3.9 binds them at creation)
@@ -264,18 +292,69 @@ class ModelPool:
     def _resident(self, but: ModelEntry) -> list[ModelEntry]:
         return [e for e in self.entries if e is not but and e.loaded is not None]
 
+    def _fits(self, entry: ModelEntry) -> bool:
+        resident = self._resident(entry)
+        if self.max_models and len(resident) >= self.max_models:
+            return False
+        if self.memory_budget is not None:
+            used = sum(e.est_bytes or 0 for e in resident)
+            return used + (entry.est_bytes or 0) <= self.memory_budget
+        return True
+
     async def _make_room(self, entry: ModelEntry) -> None:
-        """Unload least recently used idle models until ``entry`` fits under ``max_models``;
-        wait while every resident model is busy."""
-        if not self.max_models:
+        """Unload least recently used idle models until ``entry`` fits under ``max_models``
+        and the memory budget; wait while every resident model is busy."""
+        if self.memory_budget is not None:
+            if entry.est_bytes is None:
+                entry.est_bytes = await asyncio.to_thread(estimate_bytes, entry.spec)
+            if entry.est_bytes > self.memory_budget:
+                need, budget = entry.est_bytes / 2**20, self.memory_budget / 2**20
+                raise MemoryError(f"the model needs about {need:.0f} MiB (file and KV cache), more than "
+                                  f"the memory budget of {budget:.0f} MiB")
+        if not self.max_models and self.memory_budget is None:
             return
         async with self._changed:
-            while len(self._resident(entry)) >= self.max_models:
+            while not self._fits(entry):
                 idle = [e for e in self._resident(entry) if e.loaded is not None and e.busy == 0]
                 if idle:
                     await self._unload(min(idle, key=lambda e: e.last_used), "to make room")
                     continue
                 await self._changed.wait()
+
+    async def reload(self, entry: ModelEntry, spec: Optional[ModelSettings] = None) -> None:
+        """Hot swap: ``entry`` with ``spec`` (default: its own, the file read again). A loaded
+        model gets a new engine, loaded beside the old one, which finishes the requests in
+        flight and is closed after them; new requests go to the new engine. An unloaded one
+        loads with the new settings when next asked for."""
+        if spec is not None:
+            entry.spec, entry.est_bytes = spec, None
+        old = entry.loaded
+        if old is None:
+            entry.status, entry.error = "unloaded", None
+            return
+        async with self._load_lock:
+            await self._load_now(entry)  # replaces entry.loaded
+        logger.info("model %r reloaded (%d request(s) finish on the old engine)", entry.alias, old.refs)
+        old.retired = True
+        entry.unloads += 1
+        if old.refs == 0:
+            await self._close(old)
+
+    async def apply(self, specs: list[ModelSettings]) -> None:
+        """A new configuration: models no longer listed are unloaded (after their requests)
+        and dropped, new ones added, changed ones hot-swapped (:meth:`reload`)."""
+        wanted = {s.alias: s for s in specs}
+        for e in [e for e in self.entries if e.alias not in wanted]:
+            await self._unload(e, "no longer configured")
+            self.entries.remove(e)
+        for spec in specs:
+            entry = next((e for e in self.entries if e.alias == spec.alias), None)
+            if entry is None:
+                self.entries.append(ModelEntry(spec))
+            elif entry.spec != spec:
+                await self.reload(entry, spec)
+        self.entries.sort(key=lambda e: list(wanted).index(e.alias))
+        await self._notify()
 
     async def unload(self, entry: ModelEntry) -> bool:
         """Unload ``entry`` now (requests in flight finish on it first); False if not loaded."""

@@ -16,11 +16,11 @@ import logging
 import os
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     JsonConfigSettingsSource,
@@ -100,13 +100,18 @@ class ServerSettings(BaseSettings, ModelOptions):
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", protected_namespaces=())
 
+    _reload: Optional[Callable[[], ServerSettings]] = PrivateAttr(default=None)
+
     model: Optional[str] = Field(None, description="path of the GGUF model file")
     models: list[ModelSettings] = Field(default_factory=list, description="models (config file only)")
     models_dir: Optional[Path] = Field(None, description="serve every .gguf file of this folder")
     max_models: int = Field(0, ge=0, description="models loaded at once (0: no limit); the least "
                             "recently used idle one is unloaded for another")
-    admin_api_key: KeyList = Field(default_factory=list, description="keys for /models/load and "
-                                   "/models/unload (default: any API key)")
+    admin_api_key: KeyList = Field(default_factory=list, description="keys for /models/load, "
+                                   "/models/unload and /models/reload (default: any API key)")
+    memory_budget_mb: Optional[float] = Field(None, gt=0, description="MiB the loaded models may take "
+                                              "(estimated from each file and KV cache); the least recently "
+                                              "used idle model is unloaded for another")
     # --- serving -------------------------------------------------------------------------------
     host: str = Field("127.0.0.1", description="address to bind (loopback by default)")
     port: int = Field(8000, ge=0, le=65535)
@@ -158,7 +163,14 @@ class ServerSettings(BaseSettings, ModelOptions):
         if kind is None:
             raise ValueError(f"config file {str(path)!r}: use a .json, .toml or .yaml file")
         with_file = type(cls.__name__, (cls,), {"model_config": {**cls.model_config, kind: path}})
-        return with_file(**values)  # type: ignore[no-any-return]
+        settings: ServerSettings = with_file(**values)
+        settings._reload = lambda: cls.load(config_file, **values)
+        return settings
+
+    def reloaded(self) -> Optional[ServerSettings]:
+        """The settings read again (the config file may have changed; flags and environment
+        as before); None without a config file."""
+        return self._reload() if self._reload is not None else None
 
     def api_keys(self) -> list[str]:
         """``api_key`` and the lines of ``api_key_file``."""

@@ -32,7 +32,9 @@ class ServerState:
 
     def __init__(self, settings: ServerSettings, llm: Optional[AsyncLlama] = None) -> None:
         self.settings = settings
+        budget = settings.memory_budget_mb
         self.pool = ModelPool(settings.model_specs(), max_models=settings.max_models,
+                              memory_budget=None if budget is None else int(budget * 2**20),
                               max_waiting=settings.max_waiting, load_timeout=settings.request_timeout)
         #: one model, loaded at start: the server is not healthy without it
         self.single = settings.models == [] and settings.models_dir is None
@@ -89,6 +91,19 @@ class ServerState:
         if n > entry.spec.n_seq_max:
             raise ApiError(400, f"n={n} exceeds the {entry.spec.n_seq_max} sequence slots of {entry.alias!r}",
                            param="n")
+
+    async def reload_config(self) -> None:
+        """SIGHUP: read the config file again and apply its models (:meth:`ModelPool.apply`)."""
+        try:
+            fresh = self.settings.reloaded()
+        except Exception as exc:  # a broken file changes nothing
+            logger.error("config not reloaded: %s", exc)
+            return
+        if fresh is None:
+            logger.warning("SIGHUP: no config file to reload")
+            return
+        await self.pool.apply(fresh.model_specs())
+        logger.info("config reloaded: %s", ", ".join(e.alias for e in self.pool.entries))
 
     async def drain_on_shutdown(self) -> None:
         """On SIGTERM (sse-starlette sets :attr:`shutdown`): refuse new requests, give the

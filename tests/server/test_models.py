@@ -235,3 +235,91 @@ def test_llama_cpp_python_config_file_loads_unchanged(stories260k: Path, tmp_pat
                              "max_tokens": 4})
         assert r.status_code == 200, r.text
         assert r.json()["model"] == "gpt-3.5-turbo"
+
+
+def test_memory_budget_evicts_and_refuses(smollm2: Path, stories260k: Path, minilm: Path) -> None:
+    """The loaded models' estimates (file + KV cache) stay under --memory-budget-mb: a model
+    that does not fit unloads the least recently used idle one; one larger than the budget
+    is refused with the numbers."""
+    from llama_binding.server.pool import estimate_bytes
+    from llama_binding.server.settings import ModelSettings
+
+    models = [{"model": str(smollm2), "model_alias": "smol", "n_ctx": 2048},
+              {"model": str(stories260k), "model_alias": "stories", "n_ctx": 2048},
+              {"model": str(minilm), "model_alias": "minilm", "embedding": True}]
+    est = {m["model_alias"]: estimate_bytes(ModelSettings(**m)) / 2**20 for m in models}
+    assert est["smol"] > est["minilm"] > est["stories"] > 1.0
+    budget = est["smol"] + est["stories"] + 1.0  # smol and stories fit together; minilm then does not
+    with serve(models=models, memory_budget_mb=budget) as s:
+        assert complete(s, "smol").status_code == 200
+        assert complete(s, "stories").status_code == 200
+        assert statuses(s) == {"smol": "loaded", "stories": "loaded", "minilm": "unloaded"}
+        assert complete(s, "stories").status_code == 200  # smol is now the least recently used
+        r = httpx.post(f"{s.base_url}/v1/embeddings", json={"model": "minilm", "input": "x"}, timeout=TIMEOUT)
+        assert r.status_code == 200, r.text
+        assert statuses(s) == {"smol": "unloaded", "stories": "loaded", "minilm": "loaded"}
+        assert abs(meta(s, "minilm")["estimated_mib"] - est["minilm"]) < 0.2
+    with serve(models=models[:1], memory_budget_mb=est["smol"] / 2) as s:
+        r = complete(s, "smol")
+        assert r.status_code == 503 and "memory budget" in r.json()["error"]["message"], r.text
+        assert statuses(s)["smol"] == "failed"
+
+
+def test_reload_swaps_the_engine_under_a_stream(three: Running) -> None:
+    """POST /models/reload: the stream in flight finishes on the old engine; new requests
+    go to the new one."""
+    assert complete(three, "stories").status_code == 200
+    before = meta(three, "stories")["loads"]
+    events: list[Any] = []
+    t = stream_in_thread(three, "stories", 400, events)
+    r = httpx.post(f"{three.base_url}/models/reload", json={"model": "stories"}, timeout=TIMEOUT)
+    assert r.status_code == 200 and r.json()["status"] == "loaded", r.text
+    assert complete(three, "stories").status_code == 200
+    t.join(TIMEOUT)
+    assert events[-1].data == "[DONE]"
+    assert json.loads(events[-2].data)["choices"][0]["finish_reason"] == "length"
+    assert meta(three, "stories")["loads"] == before + 1
+
+
+LONG = "Once upon a time " * 80  # about 320 stories260K tokens
+
+
+def test_sighup_applies_a_changed_config(stories260k: Path, tmp_path: Path) -> None:
+    """SIGHUP reads the config file again: a changed model is swapped (here a larger
+    context), a new one is added, a removed one goes."""
+    import signal
+
+    cfg = tmp_path / "models.json"
+
+    def write(n_ctx: int, extra: bool) -> None:
+        models = [{"model": str(stories260k), "model_alias": "s", "n_ctx": n_ctx, "n_seq_max": 1}]
+        if extra:
+            models.append({"model": str(stories260k), "model_alias": "t", "n_ctx": 512})
+        cfg.write_text(json.dumps({"models": models}))
+
+    write(256, extra=False)
+    with serve_subprocess(["--config", str(cfg), "--log-level", "warning"]) as child:
+        url = child.base_url
+        r = httpx.post(f"{url}/v1/completions", json={"model": "s", "prompt": LONG, "max_tokens": 2},
+                       timeout=TIMEOUT)
+        assert r.status_code == 400 and r.json()["error"]["code"] == "context_length_exceeded"
+        write(2048, extra=True)
+        child.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            ids = {m["id"] for m in httpx.get(f"{url}/v1/models", timeout=TIMEOUT).json()["data"]}
+            if "t" in ids:
+                break
+            time.sleep(0.1)
+        assert ids == {"s", "t"}
+        r = httpx.post(f"{url}/v1/completions", json={"model": "s", "prompt": LONG, "max_tokens": 2},
+                       timeout=TIMEOUT)
+        assert r.status_code == 200, r.text
+        write(2048, extra=False)
+        child.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        while "t" in ids and time.monotonic() < deadline:
+            ids = {m["id"] for m in httpx.get(f"{url}/v1/models", timeout=TIMEOUT).json()["data"]}
+            time.sleep(0.1)
+        assert ids == {"s"}
+        assert child.proc.poll() is None  # SIGHUP does not stop the server

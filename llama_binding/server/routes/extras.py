@@ -1,5 +1,5 @@
 """llama-server's extra endpoints: ``/health``, ``/tokenize``, ``/detokenize``, ``/metrics``,
-and its router's ``/models/load`` and ``/models/unload``."""
+and its router's ``/models/load`` and ``/models/unload``, and ``/models/reload`` (hot swap)."""
 
 from __future__ import annotations
 
@@ -109,6 +109,22 @@ async def unload_model(request: Request) -> Response:
         body = await parse(request, ModelRequest)
         entry = state.pool.resolve(body.model)
         await state.pool.unload(entry)
+    except Exception as exc:
+        e = status_of(exc)
+        return error_response(e.status, e.message, e.code, e.param, e.headers)
+    return JSONResponse({"success": True, "model": entry.alias, **entry.describe()})
+
+
+@router.post("/models/reload")
+async def reload_model(request: Request) -> Response:
+    """Hot swap a model: a new engine (the file read again) takes new requests while the
+    old one finishes those in flight (the admin keys, when set)."""
+    state = server_state(request)
+    try:
+        _check_admin(request, state)
+        body = await parse(request, ModelRequest)
+        entry = state.pool.resolve(body.model)
+        await state.pool.reload(entry)
     except Exception as exc:
         e = status_of(exc)
         return error_response(e.status, e.message, e.code, e.param, e.headers)
