@@ -77,6 +77,7 @@ class ModelEntry:
     unloads: int = 0
     load_seconds: Optional[float] = None
     est_bytes: Optional[int] = None  # estimate_bytes, at the first load
+    waiting: int = 0  # requests waiting for it to load
     _loading: Optional[asyncio.Future[None]] = field(default=None, repr=False)
 
     @property
@@ -208,7 +209,14 @@ class ModelPool:
             if entry.loaded is not None and not entry.loaded.retired:
                 entry.last_used = time.monotonic()
                 return Lease(self, entry, entry.loaded)
-            await self.load(entry, retry_failed=True)
+            if entry.waiting >= entry.spec.n_seq_max + self.max_waiting:  # the engine's bound, while it loads
+                raise ApiError(503, f"{entry.waiting} requests are waiting for {entry.alias!r} to load: "
+                                    "retry later", code="queue_full", headers={"Retry-After": "1"})
+            entry.waiting += 1
+            try:
+                await self.load(entry, retry_failed=True)
+            finally:
+                entry.waiting -= 1
 
     def _release(self, entry: ModelEntry, loaded: _Loaded) -> None:
         loaded.refs -= 1

@@ -323,3 +323,23 @@ def test_sighup_applies_a_changed_config(stories260k: Path, tmp_path: Path) -> N
             time.sleep(0.1)
         assert ids == {"s"}
         assert child.proc.poll() is None  # SIGHUP does not stop the server
+
+
+def test_requests_waiting_for_a_load_are_bounded(smollm2: Path) -> None:
+    """While a model loads, at most its slots + max_waiting requests wait for it; the rest
+    get 503 queue_full with Retry-After at once."""
+    with serve(models=[{"model": str(smollm2), "model_alias": "smol", "n_seq_max": 1, "n_ctx": 512}],
+               max_waiting=0) as s:
+        results: list[httpx.Response] = []
+        threads = [threading.Thread(target=lambda: results.append(complete(s, "smol", 2))) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(TIMEOUT)
+        codes = sorted(r.status_code for r in results)
+        assert len(codes) == 6 and codes[0] == 200, codes
+        refused = [r for r in results if r.status_code == 503]
+        assert refused, codes
+        assert all(r.json()["error"]["code"] == "queue_full" for r in refused)
+        assert all("retry-after" in r.headers for r in refused)
+        assert complete(s, "smol").status_code == 200
