@@ -20,22 +20,36 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Optional
 
+from .. import capi
 from ..aio import AsyncLlama
 from ..core.metadata import read_metadata
 from .errors import ApiError
 from .settings import ModelSettings
 
-__all__ = ["Lease", "ModelEntry", "ModelPool", "Status", "estimate_bytes"]
+__all__ = ["Footprint", "Lease", "ModelEntry", "ModelPool", "Status", "estimate"]
 
 logger = logging.getLogger("llama_binding.server")
 
 Status = Literal["unloaded", "loading", "loaded", "failed"]
 
 
-def estimate_bytes(spec: ModelSettings) -> int:
-    """Memory a model takes loaded, estimated before loading: its file (the tensor data,
-    wherever it goes) and its KV cache in f16 (layers x cells x KV heads x (key + value
-    length)). Coarse, for the pool's budget; reads only the file's metadata."""
+@dataclass(frozen=True)
+class Footprint:
+    """Bytes a loaded model takes in host memory and on the GPU (an estimate)."""
+
+    host: int
+    gpu: int
+
+    def __add__(self, other: Footprint) -> Footprint:
+        return Footprint(self.host + other.host, self.gpu + other.gpu)
+
+
+def estimate(spec: ModelSettings, gpu: Optional[bool] = None) -> Footprint:
+    """What a model takes loaded, estimated before loading from its GGUF's metadata: the
+    file (the tensor data) and its KV cache in f16 (layers x cells x KV heads x (key +
+    value length)). With a GPU (``gpu``; default: whether this build offloads) the
+    offloaded layers' share of the weights and the KV cache count on the GPU (llama.cpp
+    keeps the KV cache with its layers), the rest on the host. Coarse, for the pool's budgets."""
     meta = read_metadata(spec.model)
     arch = str(meta.get("general.architecture", ""))
 
@@ -50,7 +64,16 @@ def estimate_bytes(spec: ModelSettings) -> int:
     head_v = number("attention.value_length", head_k)
     n_ctx = spec.n_ctx or 4096 * max(1, spec.n_seq_max // 4)  # AsyncLlama's default
     kv = 0 if spec.embedding else n_ctx * n_layer * n_head_kv * (head_k + head_v) * 2
-    return os.path.getsize(spec.model) + kv
+    weights = os.path.getsize(spec.model)
+    if gpu is None:
+        gpu = bool(capi.llama_supports_gpu_offload())
+    layers = n_layer + 1  # the output layer counts as one
+    on_gpu = 0 if not gpu else layers if spec.n_gpu_layers < 0 else min(spec.n_gpu_layers, layers)
+    if not on_gpu:
+        return Footprint(weights + kv, 0)
+    gpu_weights = weights * on_gpu // layers
+    gpu_kv = kv * min(on_gpu, n_layer) // max(n_layer, 1)
+    return Footprint(weights - gpu_weights + kv - gpu_kv, gpu_weights + gpu_kv)
 
 
 @dataclass(eq=False)
@@ -76,7 +99,7 @@ class ModelEntry:
     loads: int = 0
     unloads: int = 0
     load_seconds: Optional[float] = None
-    est_bytes: Optional[int] = None  # estimate_bytes, at the first load
+    footprint: Optional[Footprint] = None  # estimate(), at its first load under a budget
     waiting: int = 0  # requests waiting for it to load
     _loading: Optional[asyncio.Future[None]] = field(default=None, repr=False)
 
@@ -102,8 +125,9 @@ class ModelEntry:
             meta["error"] = self.error
         if self.load_seconds is not None:
             meta["load_seconds"] = round(self.load_seconds, 3)
-        if self.est_bytes is not None:
-            meta["estimated_mib"] = round(self.est_bytes / 2**20, 1)
+        if self.footprint is not None:
+            meta["estimated_mib"] = {"host": round(self.footprint.host / 2**20, 1),
+                                     "gpu": round(self.footprint.gpu / 2**20, 1)}
         return meta
 
 
@@ -141,16 +165,19 @@ class Lease:
 
 class ModelPool:
     """The models of one server (see the module docstring). ``max_models`` 0: no limit;
-    ``memory_budget`` (bytes, None: none) bounds the loaded models' :func:`estimate_bytes`."""
+    ``memory_budget`` and ``gpu_memory_budget`` (bytes, None: none) bound the loaded
+    models' :func:`estimate` in host memory and on the GPU."""
 
     def __init__(self, specs: list[ModelSettings], *, max_models: int = 0,
-                 memory_budget: Optional[int] = None, max_waiting: int = 64,
+                 memory_budget: Optional[int] = None, gpu_memory_budget: Optional[int] = None,
+                 max_waiting: int = 64,
                  load_timeout: float = 600.0) -> None:
         if not specs:
             raise ValueError("a model pool needs at least one model")
         self.entries = [ModelEntry(s) for s in specs]
         self.max_models = max_models
-        self.memory_budget = memory_budget  # bytes of estimate_bytes over the loaded models
+        self.budget = Footprint(memory_budget if memory_budget is not None else -1,
+                                gpu_memory_budget if gpu_memory_budget is not None else -1)  # -1: none
         self.max_waiting = max_waiting
         self.load_timeout = load_timeout
         # made on the event loop's thread at first use (Python 3.9 binds them at creation)
@@ -304,22 +331,35 @@ class ModelPool:
         resident = self._resident(entry)
         if self.max_models and len(resident) >= self.max_models:
             return False
-        if self.memory_budget is not None:
-            used = sum(e.est_bytes or 0 for e in resident)
-            return used + (entry.est_bytes or 0) <= self.memory_budget
+        if self._budgeted:
+            used = sum((e.footprint or Footprint(0, 0) for e in resident), entry.footprint or Footprint(0, 0))
+            return not self._over(used)
         return True
+
+    @property
+    def _budgeted(self) -> bool:
+        return self.budget.host >= 0 or self.budget.gpu >= 0
+
+    def _over(self, f: Footprint) -> str:
+        """What of ``f`` exceeds the budgets ("" when nothing)."""
+        over = []
+        for name, need, budget in (("host memory", f.host, self.budget.host),
+                                   ("GPU memory", f.gpu, self.budget.gpu)):
+            if budget >= 0 and need > budget:
+                over.append(f"about {need / 2**20:.0f} MiB of {name}, more than its budget of "
+                            f"{budget / 2**20:.0f} MiB")
+        return "; ".join(over)
 
     async def _make_room(self, entry: ModelEntry) -> None:
         """Unload least recently used idle models until ``entry`` fits under ``max_models``
         and the memory budget; wait while every resident model is busy."""
-        if self.memory_budget is not None:
-            if entry.est_bytes is None:
-                entry.est_bytes = await asyncio.to_thread(estimate_bytes, entry.spec)
-            if entry.est_bytes > self.memory_budget:
-                need, budget = entry.est_bytes / 2**20, self.memory_budget / 2**20
-                raise MemoryError(f"the model needs about {need:.0f} MiB (file and KV cache), more than "
-                                  f"the memory budget of {budget:.0f} MiB")
-        if not self.max_models and self.memory_budget is None:
+        if self._budgeted:
+            if entry.footprint is None:
+                entry.footprint = await asyncio.to_thread(estimate, entry.spec)
+            over = self._over(entry.footprint)
+            if over:
+                raise MemoryError(f"the model alone needs {over} (its file and KV cache)")
+        if not self.max_models and not self._budgeted:
             return
         async with self._changed:
             while not self._fits(entry):
@@ -335,7 +375,7 @@ class ModelPool:
         flight and is closed after them; new requests go to the new engine. An unloaded one
         loads with the new settings when next asked for."""
         if spec is not None:
-            entry.spec, entry.est_bytes = spec, None
+            entry.spec, entry.footprint = spec, None
         old = entry.loaded
         if old is None:
             entry.status, entry.error = "unloaded", None

@@ -109,9 +109,11 @@ class ServerSettings(BaseSettings, ModelOptions):
                             "recently used idle one is unloaded for another")
     admin_api_key: KeyList = Field(default_factory=list, description="keys for /models/load, "
                                    "/models/unload and /models/reload (default: any API key)")
-    memory_budget_mb: Optional[float] = Field(None, gt=0, description="MiB the loaded models may take "
-                                              "(estimated from each file and KV cache); the least recently "
-                                              "used idle model is unloaded for another")
+    memory_budget_mb: Optional[float] = Field(None, gt=0, description="MiB of host memory the loaded models "
+                                              "may take (estimated from each file and KV cache); the least "
+                                              "recently used idle model is unloaded for another")
+    gpu_memory_budget_mb: Optional[float] = Field(None, gt=0, description="the same for GPU memory (the "
+                                                  "offloaded layers' share)")
     # --- serving -------------------------------------------------------------------------------
     host: str = Field("127.0.0.1", description="address to bind (loopback by default)")
     port: int = Field(8000, ge=0, le=65535)

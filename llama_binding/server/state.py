@@ -32,9 +32,12 @@ class ServerState:
 
     def __init__(self, settings: ServerSettings, llm: Optional[AsyncLlama] = None) -> None:
         self.settings = settings
-        budget = settings.memory_budget_mb
+        def mib(value: Optional[float]) -> Optional[int]:
+            return None if value is None else int(value * 2**20)
+
         self.pool = ModelPool(settings.model_specs(), max_models=settings.max_models,
-                              memory_budget=None if budget is None else int(budget * 2**20),
+                              memory_budget=mib(settings.memory_budget_mb),
+                              gpu_memory_budget=mib(settings.gpu_memory_budget_mb),
                               max_waiting=settings.max_waiting, load_timeout=settings.request_timeout)
         #: one model, loaded at start: the server is not healthy without it
         self.single = settings.models == [] and settings.models_dir is None

@@ -241,13 +241,13 @@ def test_memory_budget_evicts_and_refuses(smollm2: Path, stories260k: Path, mini
     """The loaded models' estimates (file + KV cache) stay under --memory-budget-mb: a model
     that does not fit unloads the least recently used idle one; one larger than the budget
     is refused with the numbers."""
-    from llama_binding.server.pool import estimate_bytes
+    from llama_binding.server.pool import estimate
     from llama_binding.server.settings import ModelSettings
 
     models = [{"model": str(smollm2), "model_alias": "smol", "n_ctx": 2048},
               {"model": str(stories260k), "model_alias": "stories", "n_ctx": 2048},
               {"model": str(minilm), "model_alias": "minilm", "embedding": True}]
-    est = {m["model_alias"]: estimate_bytes(ModelSettings(**m)) / 2**20 for m in models}
+    est = {m["model_alias"]: estimate(ModelSettings(**m)).host / 2**20 for m in models}
     assert est["smol"] > est["minilm"] > est["stories"] > 1.0
     budget = est["smol"] + est["stories"] + 1.0  # smol and stories fit together; minilm then does not
     with serve(models=models, memory_budget_mb=budget) as s:
@@ -258,11 +258,28 @@ def test_memory_budget_evicts_and_refuses(smollm2: Path, stories260k: Path, mini
         r = httpx.post(f"{s.base_url}/v1/embeddings", json={"model": "minilm", "input": "x"}, timeout=TIMEOUT)
         assert r.status_code == 200, r.text
         assert statuses(s) == {"smol": "unloaded", "stories": "loaded", "minilm": "loaded"}
-        assert abs(meta(s, "minilm")["estimated_mib"] - est["minilm"]) < 0.2
+        assert abs(meta(s, "minilm")["estimated_mib"]["host"] - est["minilm"]) < 0.2
     with serve(models=models[:1], memory_budget_mb=est["smol"] / 2) as s:
         r = complete(s, "smol")
-        assert r.status_code == 503 and "memory budget" in r.json()["error"]["message"], r.text
+        assert r.status_code == 503 and "budget" in r.json()["error"]["message"], r.text
         assert statuses(s)["smol"] == "failed"
+
+
+def test_footprint_splits_with_the_offloaded_layers(smollm2: Path) -> None:
+    """The estimate puts the offloaded layers' share of the weights and the KV cache on
+    the GPU, the rest on the host (here without a GPU, and as if there were one)."""
+    from llama_binding.server.pool import estimate
+    from llama_binding.server.settings import ModelSettings
+
+    size = smollm2.stat().st_size
+    cpu = estimate(ModelSettings(model=str(smollm2), n_ctx=1024), gpu=False)
+    assert cpu.gpu == 0 and cpu.host > size
+    kv = cpu.host - size
+    full = estimate(ModelSettings(model=str(smollm2), n_ctx=1024, n_gpu_layers=-1), gpu=True)
+    assert full.host == 0 and full.gpu == size + kv
+    half = estimate(ModelSettings(model=str(smollm2), n_ctx=1024, n_gpu_layers=15), gpu=True)
+    assert 0 < half.gpu < full.gpu and half.host + half.gpu == size + kv
+    assert estimate(ModelSettings(model=str(smollm2), n_ctx=2048), gpu=False).host == size + 2 * kv
 
 
 def test_reload_swaps_the_engine_under_a_stream(three: Running) -> None:
