@@ -4,11 +4,13 @@ eviction, reference counting.
 A :class:`ModelPool` holds one :class:`ModelEntry` per configured model. A request takes a
 :class:`Lease` on its model (:meth:`ModelPool.lease`): an unloaded model is loaded first (one
 load however many requests ask at once; they all wait for it), and while any lease is held
-the model is never unloaded under it. To load a model beyond ``max_models``, the least
-recently used model that no request holds is unloaded; when every loaded model is busy the
-load waits for one to be released. A model whose load fails is ``failed`` with the reason
-(its requests get it; the next request tries again); the others keep serving. Everything
-runs on the event loop's thread; loading and closing run in worker threads.
+the model is never unloaded under it. To load a model beyond ``max_models`` or the memory
+budgets (:func:`estimate`), the least recently used model that no request holds is
+unloaded; when every loaded model is busy the load waits for one to be released. A model
+whose load fails is ``failed`` with the reason (its requests get it; the next request tries
+again); the others keep serving. :meth:`ModelPool.reload` and :meth:`ModelPool.apply` swap
+engines under running requests (those finish on the old engine). Everything runs on the
+event loop's thread; loading and closing run in worker threads.
 """
 
 from __future__ import annotations
@@ -170,8 +172,7 @@ class ModelPool:
 
     def __init__(self, specs: list[ModelSettings], *, max_models: int = 0,
                  memory_budget: Optional[int] = None, gpu_memory_budget: Optional[int] = None,
-                 max_waiting: int = 64,
-                 load_timeout: float = 600.0) -> None:
+                 max_waiting: int = 64, load_timeout: float = 600.0) -> None:
         if not specs:
             raise ValueError("a model pool needs at least one model")
         self.entries = [ModelEntry(s) for s in specs]
