@@ -3,6 +3,9 @@ and its router's ``/models/load`` and ``/models/unload``, and ``/models/reload``
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+from typing import Any, Callable
+
 from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -10,6 +13,7 @@ from starlette.responses import JSONResponse, Response
 from ..errors import ApiError, error_response, status_of
 from ..metrics import CONTENT_TYPE
 from ..middleware import key_matches, presented_key
+from ..pool import ModelEntry, ModelPool
 from ..schemas import DetokenizeRequest, ModelRequest, TokenizeRequest
 from ..state import ServerState, server_state
 from ._common import parse
@@ -87,44 +91,32 @@ async def metrics(request: Request) -> Response:
 
 @router.post("/models/load")
 async def load_model(request: Request) -> Response:
-    """Load a model now (llama-server's router endpoint; the admin keys, when set)."""
-    state = server_state(request)
-    try:
-        _check_admin(request, state)
-        body = await parse(request, ModelRequest)
-        entry = state.pool.resolve(body.model)
-        await state.pool.load(entry)
-    except Exception as exc:
-        e = status_of(exc)
-        return error_response(e.status, e.message, e.code, e.param, e.headers)
-    return JSONResponse({"success": True, "model": entry.alias, **entry.describe()})
+    """Load a model now (llama-server's router endpoint)."""
+    return await _admin(request, ModelPool.load)
 
 
 @router.post("/models/unload")
 async def unload_model(request: Request) -> Response:
-    """Unload a model (its requests in flight finish first; the admin keys, when set)."""
-    state = server_state(request)
-    try:
-        _check_admin(request, state)
-        body = await parse(request, ModelRequest)
-        entry = state.pool.resolve(body.model)
-        await state.pool.unload(entry)
-    except Exception as exc:
-        e = status_of(exc)
-        return error_response(e.status, e.message, e.code, e.param, e.headers)
-    return JSONResponse({"success": True, "model": entry.alias, **entry.describe()})
+    """Unload a model (its requests in flight finish first)."""
+    return await _admin(request, ModelPool.unload)
 
 
 @router.post("/models/reload")
 async def reload_model(request: Request) -> Response:
     """Hot swap a model: a new engine (the file read again) takes new requests while the
-    old one finishes those in flight (the admin keys, when set)."""
+    old one finishes those in flight."""
+    return await _admin(request, ModelPool.reload)
+
+
+async def _admin(request: Request, action: Callable[[ModelPool, ModelEntry], Awaitable[Any]]) -> Response:
+    """Check the admin key (when set), parse ``{"model": NAME}``, run ``action`` on that
+    model; answer its status."""
     state = server_state(request)
     try:
         _check_admin(request, state)
         body = await parse(request, ModelRequest)
         entry = state.pool.resolve(body.model)
-        await state.pool.reload(entry)
+        await action(state.pool, entry)
     except Exception as exc:
         e = status_of(exc)
         return error_response(e.status, e.message, e.code, e.param, e.headers)
