@@ -122,6 +122,7 @@ class Llama:
         lora_scale: float = 1.0,
         lora_adapters: Union[Mapping[str, float], Sequence[tuple[str, float]], None] = None,
         chat_format: str | None = None,
+        chat_template: str | None = None,
         chat_handler: Callable[..., Any] | None = None,
         escape_special_tokens: bool = False,
         draft_model: DraftModelArg | None = None,
@@ -135,11 +136,16 @@ class Llama:
         given = dict(locals())
         _params.check_ignored(ignored)
         _params.check_types(model_path, seed)
+        if chat_template is not None:  # before loading anything: both given, or a broken template
+            from .chat.request import check_chat_template
+
+            check_chat_template(chat_template, chat_format)
         adapters = _params.adapter_list(given)
         _log.set_verbose(verbose)
         self.model_path = os.fspath(model_path)
         self.verbose = verbose
         self.chat_format = chat_format
+        self.chat_template = chat_template
         self.chat_handler = chat_handler
         self.escape_special_tokens = escape_special_tokens
         self.draft_model = draft_model
@@ -151,7 +157,7 @@ class Llama:
         offloaded, output_on_gpu = _params.offload(n_gpu_layers, model.n_layer)
         self.engine = Engine(model, ctx_params, seed=seed, logits_all=logits_all, lookahead=offloaded,
                              backend_sampling=output_on_gpu if backend_sampling is None else backend_sampling)
-        if chat_format is not None:  # a bad name raises now; chat/ (jinja2) is imported only then
+        if chat_format is not None or chat_template is not None:  # a bad name or template raises now
             _ = self.chat_setup
         for path, scale in adapters:
             self.load_lora(path, scale)
@@ -217,11 +223,12 @@ class Llama:
 
     @property
     def chat_setup(self) -> ChatSetup:
-        """How chats are rendered: ``chat_format``'s format or the model's template."""
+        """How chats are rendered: ``chat_format``'s format, ``chat_template``, or the model's template."""
         if self._chat is None:
             from .chat.request import ChatSetup
 
-            self._chat = ChatSetup(self.engine, self.chat_format, self.escape_special_tokens)
+            self._chat = ChatSetup(self.engine, self.chat_format, self.escape_special_tokens,
+                                   self.chat_template)
         return self._chat
 
     # --- vocabulary and context ----------------------------------------------------------

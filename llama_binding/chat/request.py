@@ -19,7 +19,8 @@ from ..errors import SamplerError
 from ..grammar import JSON_OBJECT_GBNF, LlamaGrammar, schema_to_gbnf
 from .escape import SpecialToken, SpecialTokens, masked_prompt, prompt_tokens
 from .formats import TemplateFormat, get_format
-from .gguf import templates_from_metadata
+from .gguf import special_token_text, templates_from_metadata
+from .template import ChatTemplate
 from .tools import ToolCallParser, detect, get_parser
 from .types import ChatFormatter
 
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ChatSetup",
     "PreparedChat",
+    "check_chat_template",
     "check_tools",
     "inline_tool_calls",
     "response_format_grammar",
@@ -48,17 +50,32 @@ class PreparedChat:
     parser: ToolCallParser | None = None
 
 
+def check_chat_template(chat_template: str, chat_format: str | None = None) -> None:
+    """Refuse ``chat_template`` beside ``chat_format``, or one that does not compile."""
+    if chat_format is not None:
+        raise ValueError("give chat_format or chat_template, not both")
+    ChatTemplate(chat_template, name="chat_template").compile()
+
+
 class ChatSetup:
-    """A facade's chat configuration over an engine: ``chat_format``'s built-in format,
-    else the model's own template, else llama-2 (llama-cpp-python's fallback); special-token
-    escaping by default on or off."""
+    """A facade's chat configuration over an engine: ``chat_format``'s built-in format, or
+    ``chat_template`` (a Jinja template, in the same sandbox as a model's), else the model's
+    own template, else llama-2 (llama-cpp-python's fallback); special-token escaping by
+    default on or off."""
 
     def __init__(self, engine: Engine, chat_format: str | None = None,
-                 escape_special_tokens: bool = False) -> None:
+                 escape_special_tokens: bool = False, chat_template: str | None = None) -> None:
+        if chat_template is not None:
+            check_chat_template(chat_template, chat_format)
         self.engine = engine
         self.escape_special_tokens = escape_special_tokens
         self._formatter: ChatFormatter | None = get_format(chat_format) if chat_format is not None else None
         self._specials: SpecialTokens | None = None
+        if chat_template is not None:  # the caller's Jinja template, with the model's BOS/EOS texts
+            template = ChatTemplate(chat_template, name="chat_template",
+                                    bos_token=special_token_text(engine.metadata, "bos"),
+                                    eos_token=special_token_text(engine.metadata, "eos"))
+            self._formatter = TemplateFormat(template)
 
     def formatter(self) -> ChatFormatter:
         if self._formatter is None:

@@ -73,6 +73,11 @@ class ChatTemplate:
         """Whether the source was compiled yet (it is on the first :meth:`render`)."""
         return self._compiled is not None
 
+    def compile(self) -> None:
+        """Compile the source now (a syntax error raises :class:`TemplateError` here, not at
+        the first render)."""
+        self._template()
+
     def _template(self) -> jinja2.Template:
         if self._compiled is None:
             with self._lock:

@@ -58,6 +58,7 @@ class ModelOptions(BaseModel):
     flash_attn: Union[Literal["auto", "on", "off"], bool] = "auto"
     embedding: bool = Field(False, description="compute embeddings (/v1/embeddings)")
     chat_format: Optional[str] = Field(None, description="a built-in chat format, not the model's template")
+    chat_template: Optional[str] = Field(None, description="a Jinja chat template, not the model's")
     seed: Optional[int] = Field(None, description="the seed of requests that give none")
     keep_alive: Optional[float] = Field(None, ge=0, description="seconds a model stays loaded unused "
                                         "(default: until evicted)")
@@ -85,7 +86,8 @@ class ModelSettings(ModelOptions):
             "n_seq_max": self.n_seq_max, "n_ctx": self.n_ctx, "kv_unified": self.kv_unified,
             "n_gpu_layers": self.n_gpu_layers, "n_batch": self.n_batch, "n_ubatch": self.n_ubatch,
             "n_threads": self.n_threads, "n_threads_batch": self.n_threads_batch, "flash_attn": flash,
-            "embedding": self.embedding, "chat_format": self.chat_format, "seed": self.seed,
+            "embedding": self.embedding, "chat_format": self.chat_format,
+            "chat_template": self.chat_template, "seed": self.seed,
             "max_waiting": max_waiting,
             # messages come from the network: their text never becomes a special token
             "escape_special_tokens": True,

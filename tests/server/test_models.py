@@ -360,3 +360,15 @@ def test_requests_waiting_for_a_load_are_bounded(smollm2: Path) -> None:
         assert all(r.json()["error"]["code"] == "queue_full" for r in refused)
         assert all("retry-after" in r.headers for r in refused)
         assert complete(s, "smol").status_code == 200
+
+
+def test_a_model_with_its_own_chat_template(stories260k: Path) -> None:
+    template = "{% for m in messages %}<<{{ m.role }}>>{{ m.content }}\n{% endfor %}<<assistant>>"
+    with serve(models=[{"model": str(stories260k), "model_alias": "s", "chat_template": template}]) as s:
+        r = httpx.post(f"{s.base_url}/v1/chat/completions", timeout=TIMEOUT,
+                       json={"model": "s", "messages": [{"role": "user", "content": "Hello"}],
+                             "max_tokens": 2})
+        assert r.status_code == 200, r.text
+        t = httpx.post(f"{s.base_url}/tokenize", timeout=TIMEOUT,
+                       json={"model": "s", "content": "<<user>>Hello\n<<assistant>>"})
+        assert r.json()["usage"]["prompt_tokens"] == len(t.json()["tokens"])
