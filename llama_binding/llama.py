@@ -52,6 +52,13 @@ _PICKLED_FINGERPRINT = "__model_fingerprint__"  # the key of the model's fingerp
 Prompt = Union[str, Sequence[int]]
 
 
+def _check_chat_template(chat_template: str | None, chat_format: str | None) -> None:
+    if chat_template is not None:  # both given, or a template that does not compile
+        from .chat.request import check_chat_template
+
+        check_chat_template(chat_template, chat_format)
+
+
 class Llama:
     """A model and a context, with llama-cpp-python's names.
 
@@ -136,17 +143,12 @@ class Llama:
         given = dict(locals())
         _params.check_ignored(ignored)
         _params.check_types(model_path, seed)
-        if chat_template is not None:  # before loading anything: both given, or a broken template
-            from .chat.request import check_chat_template
-
-            check_chat_template(chat_template, chat_format)
+        _check_chat_template(chat_template, chat_format)  # before loading anything
         adapters = _params.adapter_list(given)
         _log.set_verbose(verbose)
         self.model_path = os.fspath(model_path)
         self.verbose = verbose
-        self.chat_format = chat_format
-        self.chat_template = chat_template
-        self.chat_handler = chat_handler
+        self.chat_format, self.chat_template, self.chat_handler = chat_format, chat_template, chat_handler
         self.escape_special_tokens = escape_special_tokens
         self.draft_model = draft_model
         self._init_kwargs = {k: v for k, v in given.items() if k not in ("self", "ignored", "__class__")}

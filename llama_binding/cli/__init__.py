@@ -1,4 +1,5 @@
-"""The ``llama-binding`` command: one module per subcommand (``serve`` so far).
+"""The ``llama-binding`` command (also ``python -m llama_binding``): one module per
+subcommand (``run``, ``info``, ``serve``), all printing through ``output.Output``.
 
 Exit codes a shell can use: 0 done, 1 failed, 2 bad usage (argparse's), no traceback for
 a user's mistake.
@@ -6,22 +7,32 @@ a user's mistake.
 
 from __future__ import annotations
 
+import importlib
 import sys
+
+from .output import Output
 
 __all__ = ["main"]
 
-USAGE = "usage: llama-binding serve --model PATH [options]   (llama-binding serve --help)\n"
+USAGE = """usage: llama-binding COMMAND ...
+
+  run MODEL [PROMPT]   one answer, streamed (a chat turn with the model's template)
+  info MODEL           what a GGUF file holds and what loading it would take
+  serve --model PATH   the OpenAI-compatible server (the server extra)
+
+llama-binding COMMAND --help tells more.
+"""
+COMMANDS = ("run", "info", "serve")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
-        sys.stdout.write(USAGE)
+        Output().text(USAGE)
         return 0 if args else 2
     command, rest = args[0], args[1:]
-    if command == "serve":
-        from .serve import run
-
-        return run(rest)
-    sys.stderr.write(f"llama-binding: unknown command {command!r}\n{USAGE}")
-    return 2
+    if command not in COMMANDS:
+        Output().error(f"unknown command {command!r}\n{USAGE}")
+        return 2
+    module = importlib.import_module(f".{command}", __name__)
+    return int(module.run(rest))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -16,7 +17,7 @@ import numpy as np
 from .. import capi
 from ..errors import ModelLoadError
 
-__all__ = ["read_metadata"]
+__all__ = ["TensorInfo", "read_metadata", "read_tensors"]
 
 _SCALARS: dict[int, Callable[[Any, int], Any]] = {
     int(capi.GGUF_TYPE_UINT8): capi.gguf_get_val_u8, int(capi.GGUF_TYPE_INT8): capi.gguf_get_val_i8,
@@ -62,16 +63,49 @@ def _value(ctx: Any, i: int) -> Any:
     return np.frombuffer(raw, dtype=dtype).copy()
 
 
-def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """All metadata of the GGUF file at ``path`` (no tensor data is read)."""
+def _open(path: str | os.PathLike[str]) -> Any:
     params = capi.gguf_init_params()
     params.no_alloc = True
     params.ctx = None
     ctx = capi.gguf_init_from_file(os.fsencode(path), params)
     if not ctx:
         raise ModelLoadError(f"cannot read GGUF metadata from {os.fspath(path)}")
+    return ctx
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """All metadata of the GGUF file at ``path`` (no tensor data is read)."""
+    ctx = _open(path)
     try:
         return {(capi.gguf_get_key(ctx, i) or b"").decode("utf-8", "replace"): _value(ctx, i)
                 for i in range(int(capi.gguf_get_n_kv(ctx)))}
+    finally:
+        capi.gguf_free(ctx)
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One tensor of a GGUF file: its name, ggml type name, element count and data bytes."""
+
+    name: str
+    type: str
+    elements: int
+    nbytes: int
+
+
+def read_tensors(path: str | os.PathLike[str]) -> list[TensorInfo]:
+    """The tensors of the GGUF file at ``path`` (their headers; no data is read)."""
+    ctx = _open(path)
+    try:
+        out = []
+        for i in range(int(capi.gguf_get_n_tensors(ctx))):
+            ne = capi.gguf_get_tensor_ne(ctx, i)
+            elements = 1
+            for d in range(4):
+                elements *= int(ne[d])
+            kind = capi.ggml_type_name(int(capi.gguf_get_tensor_type(ctx, i))) or b"?"
+            out.append(TensorInfo((capi.gguf_get_tensor_name(ctx, i) or b"").decode("utf-8", "replace"),
+                                  kind.decode(), elements, int(capi.gguf_get_tensor_size(ctx, i))))
+        return out
     finally:
         capi.gguf_free(ctx)

@@ -22,9 +22,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Optional
 
-from .. import capi
 from ..aio import AsyncLlama
-from ..core.metadata import read_metadata
+from ..footprint import Footprint
+from ..footprint import estimate as estimate_footprint
 from .errors import ApiError
 from .settings import ModelSettings
 
@@ -35,47 +35,10 @@ logger = logging.getLogger("llama_binding.server")
 Status = Literal["unloaded", "loading", "loaded", "failed"]
 
 
-@dataclass(frozen=True)
-class Footprint:
-    """Bytes a loaded model takes in host memory and on the GPU (an estimate)."""
-
-    host: int
-    gpu: int
-
-    def __add__(self, other: Footprint) -> Footprint:
-        return Footprint(self.host + other.host, self.gpu + other.gpu)
-
-
 def estimate(spec: ModelSettings, gpu: Optional[bool] = None) -> Footprint:
-    """What a model takes loaded, estimated before loading from its GGUF's metadata: the
-    file (the tensor data) and its KV cache in f16 (layers x cells x KV heads x (key +
-    value length)). With a GPU (``gpu``; default: whether this build offloads) the
-    offloaded layers' share of the weights and the KV cache count on the GPU (llama.cpp
-    keeps the KV cache with its layers), the rest on the host. Coarse, for the pool's budgets."""
-    meta = read_metadata(spec.model)
-    arch = str(meta.get("general.architecture", ""))
-
-    def number(key: str, default: int = 0) -> int:
-        value = meta.get(f"{arch}.{key}", default)
-        return int(max(value)) if hasattr(value, "__len__") and len(value) else int(value or default)
-
-    n_layer, n_embd = number("block_count"), number("embedding_length")
-    n_head = max(1, number("attention.head_count", 1))
-    n_head_kv = number("attention.head_count_kv", n_head)
-    head_k = number("attention.key_length", n_embd // n_head)
-    head_v = number("attention.value_length", head_k)
-    n_ctx = spec.n_ctx or 4096 * max(1, spec.n_seq_max // 4)  # AsyncLlama's default
-    kv = 0 if spec.embedding else n_ctx * n_layer * n_head_kv * (head_k + head_v) * 2
-    weights = os.path.getsize(spec.model)
-    if gpu is None:
-        gpu = bool(capi.llama_supports_gpu_offload())
-    layers = n_layer + 1  # the output layer counts as one
-    on_gpu = 0 if not gpu else layers if spec.n_gpu_layers < 0 else min(spec.n_gpu_layers, layers)
-    if not on_gpu:
-        return Footprint(weights + kv, 0)
-    gpu_weights = weights * on_gpu // layers
-    gpu_kv = kv * min(on_gpu, n_layer) // max(n_layer, 1)
-    return Footprint(weights - gpu_weights + kv - gpu_kv, gpu_weights + gpu_kv)
+    """:func:`~llama_binding.footprint.estimate` of a configured model."""
+    return estimate_footprint(spec.model, n_ctx=spec.n_ctx or 4096 * max(1, spec.n_seq_max // 4),
+                              n_gpu_layers=spec.n_gpu_layers, embedding=spec.embedding, gpu=gpu)
 
 
 @dataclass(eq=False)

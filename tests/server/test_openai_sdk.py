@@ -472,5 +472,9 @@ def test_async_concurrent_streams_match_sequential(chat_server: Running, sdk: op
     results = asyncio.run(main())
     assert all(reason in ("stop", "length") for _, reason in results)
     differ = [(text, want) for (text, _), want in zip(results, sequential) if text != want]
-    assert len(differ) <= 1, differ  # batched kernels may flip a near-tie (tests/test_aio.py)
+    # batched kernels, and prompts sharing the system prompt's cells (their last token then
+    # evaluated alone), may flip a near-tie (tests/test_aio.py): a few answers part after a
+    # common start, none from the first word
+    assert len(differ) <= 2, differ
+    assert all(text.split()[:1] == want.split()[:1] for text, want in differ), differ
     chat_server.wait_idle()
