@@ -81,6 +81,7 @@ CONVERTED: dict[str, str] = {
     "lora_scale": "the scale of lora_path's adapter (Llama.set_lora)",
     "lora_adapters": "more LoraAdapters with their scales (Llama.load_lora)",
     "chat_format": "a built-in chat format by name (chat.formats), instead of the model's template",
+    "chat_template": "a Jinja chat template of the caller's, instead of the model's (chat.request.ChatSetup)",
     "chat_handler": "a callable that answers create_chat_completion itself (llama-cpp-python's)",
     "escape_special_tokens": "chat: special-token text in messages is tokenized as text (chat/escape.py)",
     "draft_model": "speculative decoding: a drafter (draft.as_drafter) for generation.speculative",

@@ -12,6 +12,7 @@ import os
 import sys
 from typing import Any
 
+from .. import Llama
 from ..errors import LlamaError
 from ..generation.sampling import SamplingParams
 from .output import Output
@@ -60,7 +61,6 @@ def run(argv: list[str], out: Output | None = None) -> int:
         out.error(f"no such file: {args.model}")
         return 1
     sampling = {k: getattr(args, k) for k in SAMPLING_FLAGS if hasattr(args, k)}
-    from ..llama import Llama
 
     try:
         llm = Llama(args.model, n_ctx=args.n_ctx, n_gpu_layers=args.n_gpu_layers, progress=not args.quiet)
