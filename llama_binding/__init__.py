@@ -43,6 +43,7 @@ from .generation.hooks import (
 from .generation.speculative import SpeculativeStats
 from .grammar import LlamaGrammar
 from .llama import Llama, LlamaState
+from .quantize import quantize
 
 __all__ = [
     "AsyncLlama",
@@ -80,5 +81,6 @@ __all__ = [
     "TokenizeError",
     "UnsupportedModelError",
     "__version__",
+    "quantize",
     "system_info",
 ]

@@ -1,5 +1,5 @@
 """The ``llama-binding`` command (also ``python -m llama_binding``): one module per
-subcommand (``run``, ``info``, ``serve``), all printing through ``output.Output``.
+subcommand (``run``, ``info``, ``quantize``, ``serve``), all printing through ``output.Output``.
 
 Exit codes a shell can use: 0 done, 1 failed, 2 bad usage (argparse's), no traceback for
 a user's mistake.
@@ -18,11 +18,12 @@ USAGE = """usage: llama-binding COMMAND ...
 
   run MODEL [PROMPT]   one answer, streamed (a chat turn with the model's template)
   info MODEL           what a GGUF file holds and what loading it would take
+  quantize IN OUT TYPE llama-quantize (Q4_K_M, Q8_0, ...)
   serve --model PATH   the OpenAI-compatible server (the server extra)
 
 llama-binding COMMAND --help tells more.
 """
-COMMANDS = ("run", "info", "serve")
+COMMANDS = ("run", "info", "quantize", "serve")
 
 
 def main(argv: list[str] | None = None) -> int:
