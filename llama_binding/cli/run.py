@@ -40,8 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         value = getattr(defaults, name)
         flags = [f"--{name.replace('_', '-')}"] + ([f"--{name}"] if "_" in name else [])
         p.add_argument(*flags, dest=name, type=int if value is None else type(value),
-                       default=argparse.SUPPRESS,
-                       help=f"Llama's {name} (default: {'random' if value is None else value})")
+                       default=argparse.SUPPRESS, help=f"Llama's {name} (left out: Llama's default)")
     return p
 
 
