@@ -13,6 +13,7 @@ EXPECTED = {
     "StateError", "StoppingCriteria", "StoppingCriteriaList", "StreamInterruptedError",
     "SymbolNotFoundError", "SystemInfo", "TemplateError", "TokenizeError", "UnsupportedModelError",
     "__version__",
+    "quantize",
     "system_info",
 }
 
