@@ -33,6 +33,9 @@ __all__ = ["Footprint", "Lease", "ModelEntry", "ModelPool", "Status", "estimate"
 logger = logging.getLogger("llama_binding.server")
 
 Status = Literal["unloaded", "loading", "loaded", "failed"]
+#: Llama keywords the continuous-batching engine has no use for (llama-cpp-python's server
+#: configs give draft_model="prompt-lookup-decoding"): dropped with a warning
+_NOT_BATCHED = frozenset({"draft_model", "draft_model_num_pred_tokens"})
 
 
 def estimate(spec: ModelSettings, gpu: Optional[bool] = None) -> Footprint:
@@ -267,12 +270,13 @@ class ModelPool:
     async def _load_now(self, entry: ModelEntry) -> None:
         spec = entry.spec
         kwargs = spec.llama_kwargs(self.max_waiting)
-        ignored = sorted(k for k in (spec.model_extra or {}) if k not in AsyncLlama.keywords())
+        extra = spec.model_extra or {}
+        ignored = sorted(k for k in extra if k not in AsyncLlama.keywords() or k in _NOT_BATCHED)
         for k in ignored:
             kwargs.pop(k)
         if ignored:
-            logger.warning("model %r: ignoring options Llama does not take: %s", entry.alias,
-                           ", ".join(ignored))
+            logger.warning("model %r: ignoring options the server does not use: %s (the batched engine "
+                           "does not speculate yet)", entry.alias, ", ".join(ignored))
         if not os.path.isfile(spec.model):
             raise FileNotFoundError(f"no model file at {spec.model}")
         t0 = time.perf_counter()

@@ -228,7 +228,8 @@ def test_llama_cpp_python_config_file_loads_unchanged(stories260k: Path, tmp_pat
         "host": "127.0.0.1", "port": 8000, "interrupt_requests": True,
         "models": [{"model": str(stories260k), "model_alias": "gpt-3.5-turbo", "chat_format": "chatml",
                     "n_gpu_layers": 0, "offload_kqv": True, "n_threads": 1, "n_batch": 512, "n_ctx": 1024,
-                    "verbose": False}]}))
+                    "verbose": False, "draft_model": "prompt-lookup-decoding",
+                    "draft_model_num_pred_tokens": 10}]}))
     with serve_subprocess(["--config_file", str(cfg), "--log-level", "warning"]) as child:
         r = httpx.post(f"{child.base_url}/v1/chat/completions", timeout=TIMEOUT,
                        json={"model": "gpt-3.5-turbo", "messages": [{"role": "user", "content": "Hi"}],
