@@ -136,7 +136,7 @@ class AsyncLlama:
                  n_ctx: int | None = None, max_waiting: int = 256, kv_unified: bool = True,
                  **llama_kwargs: Any) -> None:
         if n_ctx is None:
-            n_ctx = 4096 * max(1, n_seq_max // 4)
+            n_ctx = self.default_n_ctx(n_seq_max)
         # Llama maps llama-cpp-python's keywords onto the engine and the chat setup; it is
         # used for nothing else (the worker thread owns the engine's context)
         self._llama = Llama(model_path, n_seq_max=n_seq_max, kv_unified=kv_unified, n_ctx=n_ctx,
@@ -158,6 +158,11 @@ class AsyncLlama:
         self.observers: list[Callable[[RequestTiming], None]] = []
         self._thread = threading.Thread(target=self._work, name="llama-binding-engine", daemon=True)
         self._thread.start()
+
+    @staticmethod
+    def default_n_ctx(n_seq_max: int) -> int:
+        """The context without ``n_ctx``: 4096 cells per 4 slots."""
+        return 4096 * max(1, n_seq_max // 4)
 
     @staticmethod
     def keywords() -> frozenset[str]:

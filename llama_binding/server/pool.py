@@ -40,7 +40,7 @@ _NOT_BATCHED = frozenset({"draft_model", "draft_model_num_pred_tokens"})
 
 def estimate(spec: ModelSettings, gpu: Optional[bool] = None) -> Footprint:
     """:func:`~llama_binding.footprint.estimate` of a configured model."""
-    return estimate_footprint(spec.model, n_ctx=spec.n_ctx or 4096 * max(1, spec.n_seq_max // 4),
+    return estimate_footprint(spec.model, n_ctx=spec.n_ctx or AsyncLlama.default_n_ctx(spec.n_seq_max),
                               n_gpu_layers=spec.n_gpu_layers, embedding=spec.embedding, gpu=gpu)
 
 
@@ -101,7 +101,8 @@ class ModelEntry:
 
 class Lease:
     """A request's hold on a loaded model: :attr:`llm` stays open until :meth:`release`
-    (idempotent; from any thread; a lease dropped unreleased, as by a stream that never
+    (idempotent; from any thread; ``with await pool.lease(name) as lease:`` releases at the
+    end of the block; a lease dropped unreleased, as by a stream that never
     started, is released when it is collected)."""
 
     def __init__(self, pool: ModelPool, entry: ModelEntry, loaded: _Loaded) -> None:
@@ -126,6 +127,12 @@ class Lease:
             self._loop.call_soon_threadsafe(self.pool._release, self.entry, self._loaded)
         except RuntimeError:  # the loop is closed: nothing is left to release to
             pass
+
+    def __enter__(self) -> Lease:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
     def __del__(self) -> None:
         self.release()

@@ -64,7 +64,9 @@ async def _leased(chunks: AsyncIterator[Any], lease: Lease) -> AsyncIterator[Any
         async for chunk in chunks:
             yield chunk
     finally:
-        lease.release()
-        aclose = getattr(chunks, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        try:  # the stream's own cleanup (cancelling its sequences) first, on the engine it used
+            aclose = getattr(chunks, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        finally:
+            lease.release()

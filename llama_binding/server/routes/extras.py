@@ -39,45 +39,38 @@ async def health(request: Request) -> Response:
 @router.post("/tokenize")
 async def tokenize(request: Request) -> Response:
     state = server_state(request)
-    lease = None
     try:
         body = await parse(request, TokenizeRequest)
-        lease = await state.lease(body.model)
-        tokens = await lease.llm.atokenize(body.content, add_bos=body.add_special, special=body.parse_special)
-        if not body.with_pieces:
-            return JSONResponse({"tokens": tokens})
-        vocab = lease.llm.engine.unguarded_vocab
-        pieces = []
-        for t in tokens:
-            raw = vocab.token_to_piece(t)
-            try:
-                piece: object = raw.decode("utf-8")
-            except UnicodeDecodeError:  # part of a character: its bytes, as llama-server does
-                piece = list(raw)
-            pieces.append({"id": t, "piece": piece})
+        with await state.lease(body.model) as lease:
+            tokens = await lease.llm.atokenize(body.content, add_bos=body.add_special,
+                                               special=body.parse_special)
+            vocab = lease.llm.engine.unguarded_vocab
+            if not body.with_pieces:
+                return JSONResponse({"tokens": tokens})
+            pieces = []
+            for t in tokens:
+                raw = vocab.token_to_piece(t)
+                try:
+                    piece: object = raw.decode("utf-8")
+                except UnicodeDecodeError:  # part of a character: its bytes, as llama-server does
+                    piece = list(raw)
+                pieces.append({"id": t, "piece": piece})
         return JSONResponse({"tokens": pieces})
     except Exception as exc:
         e = status_of(exc)
         return error_response(e.status, e.message, e.code, e.param, e.headers)
-    finally:
-        if lease is not None:
-            lease.release()
 
 
 @router.post("/detokenize")
 async def detokenize(request: Request) -> Response:
     state = server_state(request)
-    lease = None
     try:
         body = await parse(request, DetokenizeRequest)
-        lease = await state.lease(body.model)
-        content = await lease.llm.adetokenize(body.tokens)
+        with await state.lease(body.model) as lease:
+            content = await lease.llm.adetokenize(body.tokens)
     except Exception as exc:
         e = status_of(exc)
         return error_response(e.status, e.message, e.code, e.param, e.headers)
-    finally:
-        if lease is not None:
-            lease.release()
     return JSONResponse({"content": content.decode("utf-8", "replace")})
 
 
@@ -124,7 +117,8 @@ async def _admin(request: Request, action: Callable[[ModelPool, ModelEntry], Awa
 
 
 def _check_admin(request: Request, state: ServerState) -> None:
-    """With ``--admin-api-key`` set, only those keys may load and unload models."""
+    """With ``--admin-api-key`` set, only those keys may load, unload and reload models."""
     keys = state.settings.admin_api_key
     if keys and not key_matches(presented_key(request.scope["headers"]), keys):
-        raise ApiError(401, "loading and unloading models needs an admin API key", code="invalid_api_key")
+        raise ApiError(401, "loading, unloading and reloading models needs an admin API key",
+                       code="invalid_api_key")

@@ -53,29 +53,26 @@ async def _generate(request: Request, schema: type[CompletionRequest] | type[Cha
 @router.post("/v1/embeddings")
 async def embeddings(request: Request) -> Response:
     state = server_state(request)
-    lease = None
     try:
         body = await parse(request, EmbeddingRequest)
         entry = state.pool.resolve(body.model)
         if not entry.spec.embedding:
             raise ApiError(400, f"the model {entry.alias!r} computes no embeddings: start it with "
                                 "--embedding (or \"embedding\": true in its config)", param="input")
-        lease = await state.lease(body.model)
-        n_embd = lease.llm.engine.model.n_embd
-        if body.dimensions is not None and body.dimensions != n_embd:
-            raise ApiError(400, f"dimensions={body.dimensions} is not supported: this model's embeddings "
-                                f"have {n_embd} dimensions (omit dimensions)", param="dimensions")
         inputs = _inputs(body.input)
-        work = lease.llm.aembed(inputs, numpy=True, return_count=True)
-        vectors, n_tokens = await run_request(request, work, state.settings.request_timeout)
+        with await state.lease(body.model) as lease:
+            n_embd = lease.llm.engine.model.n_embd
+            if body.dimensions is not None and body.dimensions != n_embd:
+                raise ApiError(400, f"dimensions={body.dimensions} is not supported: this model's "
+                                    f"embeddings have {n_embd} dimensions (omit dimensions)",
+                               param="dimensions")
+            work = lease.llm.aembed(inputs, numpy=True, return_count=True)
+            vectors, n_tokens = await run_request(request, work, state.settings.request_timeout)
     except ClientGone:
         return Response(status_code=499)
     except Exception as exc:
         e = status_of(exc)
         return error_response(e.status, e.message, e.code, e.param, e.headers)
-    finally:
-        if lease is not None:
-            lease.release()
     return JSONResponse(shapes.embeddings(entry.alias, vectors, n_tokens, body.encoding_format))
 
 
