@@ -17,13 +17,10 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import time
 from pathlib import Path
-from typing import Literal, Union
 
-from llama_binding import Llama
-from llama_binding.capi import _loader
+from llama_binding import Llama, benchmark
 from llama_binding.core import Batch
 from llama_binding.core.context import physical_cores
 from llama_binding.generation.sampling import build_chain, is_plain_greedy, on_backend
@@ -35,18 +32,18 @@ MODES = {
 
 
 def llama_bench(model: str, args: argparse.Namespace, threads: int) -> tuple[float, float]:
-    tool = _loader.lib_dir().parent / "bin" / "llama-bench"
-    if not tool.is_file():
+    """llama-bench's pp<prompt> and tg<gen> at the prompt's depth: the medians of its repetitions
+    (the first one of a fresh process can pay one-time costs)."""
+    if benchmark.llama_bench_path() is None:
         raise SystemExit("llama-bench not built: install with LLAMA_BINDING_TOOLS=ON")
-    fa = {"auto": "auto", "on": "1", "off": "0"}[args.fa]
-    common = [str(tool), "-m", model, "-r", str(args.bench_reps), "-o", "json", "-t", str(threads),
-              "-ngl", str(args.ngl), "-fa", fa, "-b", "2048", "-ub", "512"]
-    pp = json.loads(subprocess.run([*common, "-p", str(args.prompt), "-n", "0"], capture_output=True,
-                                   text=True, check=True).stdout)
-    tg = json.loads(subprocess.run([*common, "-p", "0", "-n", str(args.gen), "-d", str(args.prompt)],
-                                   capture_output=True, text=True, check=True).stdout)
-    # the median of its repetitions: the first one of a fresh process can pay one-time costs
-    return float(statistics.median(pp[0]["samples_ts"])), float(statistics.median(tg[0]["samples_ts"]))
+
+    def median_tps(n_prompt: int, n_gen: int, depth: int = 0) -> float:
+        (speed,) = benchmark.llama_bench(model, n_prompt=n_prompt, n_gen=n_gen, depth=depth,
+                                         reps=args.bench_reps, threads=threads, n_gpu_layers=args.ngl,
+                                         flash_attn=benchmark.FLASH_ATTN[args.fa])
+        return speed.median
+
+    return median_tps(args.prompt, 0), median_tps(0, args.gen, args.prompt)
 
 
 def _prefill_tps(llm: Llama, prompt: list[int], opts: dict[str, object]) -> float:
@@ -160,11 +157,10 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
     threads = args.threads or physical_cores()
-    fa: Union[bool, Literal["auto"]] = {"auto": "auto", "on": True, "off": False}[args.fa]  # type: ignore[assignment]
     backend = {"auto": None, "on": True, "off": False}[args.backend_sampling]
     llm = Llama(args.model, n_ctx=args.prompt + args.gen + 16, n_gpu_layers=args.ngl, n_threads=threads,
                 n_threads_batch=threads,
-                flash_attn=fa, backend_sampling=backend,
+                flash_attn=benchmark.FLASH_ATTN[args.fa], backend_sampling=backend,
                 n_outputs_max_per_seq=args.outputs_per_seq)
     prompt = [llm.token_bos()] + [(i * 7919) % (llm.n_vocab() - 100) + 50 for i in range(args.prompt - 1)]
     llm.create_completion(prompt[:16], max_tokens=4)  # warm-up

@@ -10,7 +10,7 @@
 #     PART=build bash bench/gpu_p10.sh   # CUDA build with llama-server (~5 min), the model, the self-test
 #     PART=bench bash bench/gpu_p10.sh   # the comparison (~4 min with SECONDS_PER_POINT=10)
 #   PART=all (the default) does both in one call (SELFTEST=0 skips the client's ceiling: build,
-#   model and comparison then fit one call).
+#   model and comparison then fit one call; EXTRA=--kv-split: a KV cache per slot for all three).
 #   PART=kv: greedy at 16/64 clients, ours and batched-bench, with the unified KV cache, with
 #   a context of just the workload's size, and with a KV cache per slot (~2 min).
 #   PART=profile: our server alone at 64 clients, greedy then t0.8, each under py-spy (its
@@ -51,10 +51,12 @@ if { [ "$PART" = build ] || [ "$PART" = all ]; } && [ "${SELFTEST:-1}" = 1 ]; th
     done
 fi
 if [ "$PART" = bench ] || [ "$PART" = all ]; then
-    echo "=== server_vs_llama_server: $MODEL, $SECONDS_PER_POINT s per point"
+    # EXTRA: more options for the comparison (e.g. EXTRA=--kv-split: a KV cache per slot for all three)
+    tag=${EXTRA// /}
+    echo "=== server_vs_llama_server: $MODEL, $SECONDS_PER_POINT s per point ${EXTRA:-}"
     timeout 540 python3 bench/server_vs_llama_server.py --model "$MODEL" --ngl 99 --fa on --clients 1,16,64 \
-        --modes greedy,t0.8 --seconds "$SECONDS_PER_POINT" --drain-timeout 60 --procs ${PROCS:-4} \
-        --json "$OUT/server_vs_llama_server.json" --log-dir "$OUT/logs" 2>&1 | tee "$OUT/server_vs_llama_server.txt"
+        --modes greedy,t0.8 --seconds "$SECONDS_PER_POINT" --drain-timeout 60 --procs ${PROCS:-4} ${EXTRA:-} \
+        --json "$OUT/server_vs_llama_server$tag.json" --log-dir "$OUT/logs$tag" 2>&1 | tee "$OUT/server_vs_llama_server$tag.txt"
     nvidia-smi --query-gpu=memory.used,memory.total --format=csv >> "$OUT/server_vs_llama_server.txt" 2>&1
 fi
 if [ "$PART" = kv ]; then

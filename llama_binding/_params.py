@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import os
 import warnings
 from collections.abc import Iterable, Mapping
@@ -18,8 +20,11 @@ from .core.context import FlashAttnType
 from .core.model import LoadMode
 
 __all__ = ["CONTEXT_FIELDS", "CONVERTED", "DEFAULT_N_CTX", "EMBEDDING_SEQ_MAX", "IGNORED", "MODEL_FIELDS",
-           "adapter_list", "check_ignored", "check_types", "context_params", "flash_attn_type", "load_mode",
-           "model_params", "offload"]
+           "QUIET_DEFAULTS",
+           "adapter_list", "check_ignored", "check_types", "context_params",
+           "flash_attn_type", "gpu_layers", "load_mode", "model_params", "offload", "warn_unknown"]
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
 
 #: context size when ``n_ctx`` is not given (or the model's training context if smaller)
 DEFAULT_N_CTX = 4096
@@ -85,13 +90,24 @@ CONVERTED: dict[str, str] = {
     "chat_handler": "a callable that answers create_chat_completion itself (llama-cpp-python's)",
     "escape_special_tokens": "chat: special-token text in messages is tokenized as text (chat/escape.py)",
     "draft_model": "speculative decoding: a drafter (draft.as_drafter) for generation.speculative",
+    "gpu_memory_budget": "the room n_gpu_layers='auto' fits the layers in (gpu_fit.fit_gpu_layers)",
+    "tokenizer": "a llama_tokenizer.BaseLlamaTokenizer for Llama.tokenize/detokenize and text prompts",
 }
 
-#: llama-cpp-python keywords that mean nothing with this llama.cpp: accepted with a warning
+#: llama-cpp-python keywords (of 0.3.36 or older) that mean nothing with this llama.cpp:
+#: accepted, with a DeprecationWarning unless the value is the one of :data:`QUIET_DEFAULTS`
 IGNORED: frozenset[str] = frozenset({
     "numa", "mul_mat_q", "f16_kv", "low_vram", "tfs_z", "last_n_tokens_size",
-    "lora_base", "rpc_servers", "spm_infill", "type_v_quant",
+    "lora_base", "rpc_servers", "spm_infill", "type_v_quant", "n_parts",
 })
+
+#: the values of :data:`IGNORED` keywords that clients pass on their own (LangChain's
+#: ``LlamaCpp`` passes ``n_parts=-1, f16_kv=True, last_n_tokens_size=64, lora_base=None``
+#: whatever the user set): these say nothing, so they do not warn
+QUIET_DEFAULTS: dict[str, object] = {
+    "n_parts": -1, "f16_kv": True, "last_n_tokens_size": 64, "lora_base": None, "numa": False,
+    "spm_infill": False, "rpc_servers": None, "low_vram": False,
+}
 
 
 def load_mode(use_mmap: bool, use_mlock: bool) -> LoadMode:
@@ -110,13 +126,50 @@ def flash_attn_type(flash_attn: Union[bool, Literal["auto"], Any]) -> FlashAttnT
     raise ValueError(f"flash_attn must be True, False or 'auto', not {flash_attn!r}")
 
 
-def check_ignored(names: Iterable[str]) -> None:
-    """Refuse an unknown keyword; warn about one of :data:`IGNORED`."""
-    for name in names:
+def check_ignored(given: Mapping[str, Any]) -> None:
+    """``Llama(**kwargs)``'s keywords that are not in its signature, accepted as
+    llama-cpp-python accepts them: one of :data:`IGNORED` warns (DeprecationWarning) that
+    it has no effect, unless it has its :data:`QUIET_DEFAULTS` value; any other is unknown
+    (see :func:`warn_unknown`)."""
+    unknown = []
+    for name, value in given.items():
         if name not in IGNORED:
-            raise TypeError(f"Llama() got an unexpected keyword argument {name!r}")
-        warnings.warn(f"Llama({name}=...) has no effect with this llama.cpp and is ignored",
-                      DeprecationWarning, stacklevel=3)
+            unknown.append(name)
+        elif name not in QUIET_DEFAULTS or not _same(value, QUIET_DEFAULTS[name]):
+            warnings.warn(f"Llama({name}=...) has no effect with this llama.cpp and is ignored",
+                          DeprecationWarning, stacklevel=3)
+    warn_unknown("Llama()", unknown, {"model_path", *MODEL_FIELDS, *CONTEXT_FIELDS, *CONVERTED, *IGNORED})
+
+
+def warn_unknown(call: str, names: Iterable[str], known: Iterable[str]) -> None:
+    """Warn (UserWarning) that ``call`` got keywords it does not know and ignores, naming
+    each with the closest known name (llama-cpp-python's ``Llama()`` swallows unknown
+    keywords through ``**kwargs``; its clients, LangChain's for one, pass some). The
+    warning points at the first caller outside this package."""
+    names = list(names)
+    if not names:
+        return
+    known = sorted(set(known))
+    parts = []
+    for name in names:
+        close = difflib.get_close_matches(name, known, n=1)
+        parts.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    warnings.warn(f"{call} got unknown keyword argument{'s' if len(parts) > 1 else ''} "
+                  f"{', '.join(parts)}: ignored", UserWarning, stacklevel=_outside_level())
+
+
+def _outside_level() -> int:
+    """The ``stacklevel`` of the innermost frame outside this package, for a warning raised
+    by the function that calls this one."""
+    here = inspect.currentframe()
+    level, frame = 1, here.f_back if here is not None else None  # level 1: the warning's caller
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_HERE + os.sep):
+        level, frame = level + 1, frame.f_back
+    return level
+
+
+def _same(value: object, default: object) -> bool:
+    return type(value) is type(default) and value == default
 
 
 def model_params(given: Mapping[str, Any]) -> ModelParams:
@@ -142,6 +195,23 @@ def context_params(given: Mapping[str, Any], n_ctx_train: int) -> ContextParams:
         if given["kv_unified"] is None:
             kw["kv_unified"] = True
     return ContextParams(**kw)
+
+
+def gpu_layers(model_path: Union[str, os.PathLike[str]], given: Mapping[str, Any]) -> int:
+    """``n_gpu_layers`` as a number: ``'auto'`` resolved for these keywords (the most layers
+    whose weights, KV cache and compute buffers fit the GPUs' free memory or
+    ``gpu_memory_budget``; dry runs of llama.cpp, before anything loads)."""
+    from .gpu_fit import fit_gpu_layers
+
+    if given["n_gpu_layers"] != "auto":
+        if given["gpu_memory_budget"] is not None:
+            raise ValueError("gpu_memory_budget needs n_gpu_layers='auto'")
+        return given["n_gpu_layers"]  # type: ignore[no-any-return]  # (a wrong type: refused later)
+    if given["vocab_only"]:
+        return 0
+    fit = fit_gpu_layers(model_path, model_params(given), lambda n_train: context_params(given, n_train),
+                         budget=given["gpu_memory_budget"])
+    return fit.n_gpu_layers
 
 
 def offload(n_gpu_layers: int, n_layer: int) -> tuple[bool, bool]:

@@ -38,10 +38,11 @@ from typing import Any, Union
 import numpy as np
 import numpy.typing as npt
 
-from . import shapes
+from . import _dropin, shapes
 from ._args import SAMPLING_ARGS, check_completion_args, grammar_fields, include_usage, is_multi_prompt
 from .errors import ClosedError, ContextOverflowError, DecodeAbortedError, LlamaError, QueueFullError
 from .generation.batching import BatchEngine, BatchRequest
+from .generation.drafters import LlamaPromptLookupDecoding
 from .generation.engine import Engine
 from .generation.logprobs import TokenLogprob
 from .generation.sampling import CHAT_TEMPERATURE, SamplingParams
@@ -106,6 +107,9 @@ class EngineStats:
     kv_tokens: int
     n_ctx: int
     n_slots: int
+    drafted_tokens: int = 0
+    """Speculative decoding: tokens drafted (prompt lookup) and, of them, accepted."""
+    accepted_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,17 @@ class RequestTiming:
     time_to_first_token: float
     duration: float
     tokens: int
+
+
+def _batch_drafter(draft_model: object) -> LlamaPromptLookupDecoding | None:
+    """The prompt-lookup drafter whose copies draft for the batch's plain greedy requests
+    (one each: its n-gram index is the request's own history); other drafters need a
+    context of their own per sequence, which the batched engine does not keep."""
+    if draft_model is None or isinstance(draft_model, LlamaPromptLookupDecoding):
+        return draft_model
+    raise ValueError("with continuous batching (AsyncLlama, the server) speculative decoding drafts by "
+                     "prompt lookup only (draft_model=LlamaPromptLookupDecoding(...)), not "
+                     f"{type(draft_model).__name__}")
 
 
 class AsyncLlama:
@@ -137,6 +152,10 @@ class AsyncLlama:
                  **llama_kwargs: Any) -> None:
         if n_ctx is None:
             n_ctx = self.default_n_ctx(n_seq_max)
+        self._lookup = _batch_drafter(llama_kwargs.get("draft_model"))  # (refused before loading)
+        if self._lookup is not None and llama_kwargs.get("n_outputs_max_per_seq") is None:
+            # a verify asks for an output per drafted token (a backend greedy sampler allows 1)
+            llama_kwargs["n_outputs_max_per_seq"] = self._lookup.num_pred_tokens + 1
         # Llama maps llama-cpp-python's keywords onto the engine and the chat setup; it is
         # used for nothing else (the worker thread owns the engine's context)
         self._llama = Llama(model_path, n_seq_max=n_seq_max, kv_unified=kv_unified, n_ctx=n_ctx,
@@ -204,7 +223,7 @@ class AsyncLlama:
         active = max(0, self._outstanding - waiting)
         return EngineStats(sched.steps, sched.busy_slot_steps, sched.prompt_tokens, sched.generated_tokens,
                            sched.timings["decode"], active, waiting, sched.kv_tokens, sched.ctx.n_ctx,
-                           sched.n_slots)
+                           sched.n_slots, sched.drafted_tokens, sched.accepted_tokens)
 
     async def __aenter__(self) -> AsyncLlama:
         return self
@@ -379,7 +398,9 @@ class AsyncLlama:
                     seed = None if sampling.seed is None else sampling.seed + j
                     chain = self.engine.request_chain(sampling if j == 0 else replace(sampling, seed=seed),
                                                       raw_logits=logprobs is not None)
-                    request = BatchRequest(toks, max_tokens, chain, ignore_eos=ignore_eos, logprobs=logprobs)
+                    drafter = self._lookup.fresh() if self._lookup is not None and chain is None else None
+                    request = BatchRequest(toks, max_tokens, chain, ignore_eos=ignore_eos, logprobs=logprobs,
+                                           drafter=drafter)
                     tickets.append(_Ticket(request, loop, inbox, len(tickets)))
             self._enqueue(tickets)
         except BaseException:
@@ -548,11 +569,14 @@ class AsyncLlama:
         escape_special_tokens: bool | None = None,
         n: int = 1,
         stream_options: Mapping[str, Any] | None = None,
+        functions: Sequence[Mapping[str, Any]] | None = None,
+        function_call: Union[str, Mapping[str, Any], None] = None,
         ignore_eos: bool = False,
     ) -> Union[CreateChatCompletionResponse, AsyncIterator[ChatCompletionChunk]]:
         """``Llama.create_chat_completion``, batched with the other callers (templates,
         chat formats, tools and ``tool_choice``, ``response_format``, log-probabilities;
         streamed deltas carry the same content as the synchronous ones)."""
+        tools, tool_choice = _dropin.legacy_tools(functions, function_call, tools, tool_choice)
         if self._llama.chat_handler is not None:
             raise LlamaError("a chat_handler answers Llama.create_chat_completion only; AsyncLlama renders "
                              "chats with chat_format or the model's template")
@@ -569,7 +593,8 @@ class AsyncLlama:
             logit_bias=logit_bias, n=n, stream_options=stream_options, ignore_eos=ignore_eos)
         if stream:
             return shapes.achat_chunks(result, chat.parser)  # type: ignore[arg-type]
-        return shapes.chat_completion(result, chat.parser)  # type: ignore[arg-type]
+        answer = shapes.chat_completion(result, chat.parser)  # type: ignore[arg-type]
+        return answer if functions is None else _dropin.with_function_call(answer)
 
     # --- embeddings and tokens ---------------------------------------------------------------
 

@@ -7,6 +7,12 @@
     ├── SymbolNotFoundError          the loaded library lacks a C function that was called
     ├── ClosedError (ValueError)     a native object was used after close()
     ├── ModelLoadError (OSError)     a model file is missing, unreadable or not a valid GGUF
+    ├── ModelNotFoundError (ValueError)
+    │                                a Hugging Face repository holds no file (or several)
+    │                                that match the quant or the file pattern asked for
+    ├── DownloadError (OSError)      a model could not be fetched (network, hub, package
+    │                                index, a checksum that does not match) or, offline,
+    │                                is not in the local cache
     ├── ContextCreateError           llama_init_from_model refused the parameters
     ├── TokenizeError (ValueError)   text could not be tokenized (for example too long)
     ├── ContextOverflowError (ValueError)
@@ -25,7 +31,9 @@
     ├── UnsupportedModelError (ValueError)
     │                                the model cannot do what was asked (generate text with
     │                                an encoder-only embedding model)
-    └── TemplateError (ValueError)   a chat template failed to compile or render
+    ├── TemplateError (ValueError)   a chat template failed to compile or render
+    └── ShadowingError (ImportError) compat.install() found llama-cpp-python importable and
+                                     would hide it (pass allow_shadowing=True to do so)
 
 The return codes of ``llama_decode``/``llama_encode`` are mapped to exceptions by
 :func:`check_decode` only, so the meaning of each code lives in one place. Other native
@@ -41,14 +49,17 @@ __all__ = [
     "ContextOverflowError",
     "DecodeAbortedError",
     "DecodeError",
+    "DownloadError",
     "FatalDecodeError",
     "InvalidBatchError",
     "KVCacheFullError",
     "LibraryLoadError",
     "LlamaError",
     "ModelLoadError",
+    "ModelNotFoundError",
     "QueueFullError",
     "SamplerError",
+    "ShadowingError",
     "StateError",
     "StreamInterruptedError",
     "SymbolNotFoundError",
@@ -94,6 +105,16 @@ class ClosedError(LlamaError, ValueError):
 
 class ModelLoadError(LlamaError, OSError):
     """A model could not be loaded."""
+
+
+class ModelNotFoundError(LlamaError, ValueError):
+    """No file of a repository matches what was asked (a quant tag, a file pattern), or a
+    pattern that must name one file matches several; the message lists the candidates."""
+
+
+class DownloadError(LlamaError, OSError):
+    """A model could not be fetched: no network, an error of the hub or the package index,
+    a checksum that does not match; or, offline, the file is not in the local cache."""
 
 
 class ContextCreateError(LlamaError):
@@ -155,6 +176,10 @@ class StateError(LlamaError, ValueError):
 
 class TemplateError(LlamaError, ValueError):
     """A chat template failed to compile or render."""
+
+
+class ShadowingError(LlamaError, ImportError):
+    """:func:`llama_binding.compat.install` would hide an importable llama-cpp-python."""
 
 
 def check_decode(code: int, what: str = "llama_decode") -> None:

@@ -13,13 +13,14 @@ StreamInterruptedError. ``close()`` is safe from any thread (see :meth:`Llama.cl
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Union, overload
 
 import numpy as np
 import numpy.typing as npt
 
-from . import _log, _params, shapes
+from . import _dropin, _log, _params, shapes
 from ._args import SAMPLING_ARGS, check_completion_args, grammar_fields, include_usage, is_multi_prompt
 from ._params import DEFAULT_N_CTX
 from ._progress import ProgressArg, progress_callback
@@ -35,6 +36,7 @@ from .generation.sampling import CHAT_TEMPERATURE
 from .generation.sampling import SamplingParams as _D
 from .generation.speculative import SpeculativeStats
 from .grammar import LlamaGrammar
+from .llama_tokenizer import BaseLlamaTokenizer, LlamaTokenizer
 from .llama_types import (
     ChatCompletionChunk,
     CompletionChunk,
@@ -59,11 +61,25 @@ def _check_chat_template(chat_template: str | None, chat_format: str | None) -> 
         check_chat_template(chat_template, chat_format)
 
 
+ChatAnswer = Union[CreateChatCompletionResponse, Iterator[ChatCompletionChunk]]
+
+
+def _chat_answer(result: Any, parser: Any, stream: bool, legacy: bool) -> ChatAnswer:
+    """A chat completion's answer (its chunks with ``stream``) from the text completion ``result``."""
+    if stream:
+        return shapes.chat_chunks(result, parser)
+    answer = shapes.chat_completion(result, parser)
+    return _dropin.with_function_call(answer) if legacy else answer
+
+
 class Llama:
     """A model and a context, with llama-cpp-python's names.
 
     Defaults chosen here (README lists them): every layer on the GPU when the build has
-    one (``n_gpu_layers=-1``), ``n_ctx`` 4096 or the model's training context if smaller
+    one (``n_gpu_layers=-1``; ``"auto"``: as many as fit the GPUs' free memory, or
+    ``gpu_memory_budget`` bytes, with room for this context's KV cache and compute
+    buffers, sized by llama.cpp in a dry run before loading: :mod:`llama_binding.gpu_fit`),
+    ``n_ctx`` 4096 or the model's training context if smaller
     (0: the training context), ``n_batch`` 2048 and ``n_ubatch`` 512 (llama.cpp's), flash
     attention "auto", threads = physical cores (``n_threads``/``n_threads_batch`` None, 0 or
     -1; more than 4 per CPU is lowered to that, with a warning), weights memory-mapped.
@@ -89,7 +105,8 @@ class Llama:
         self,
         model_path: Union[str, os.PathLike[str]],
         *,
-        n_gpu_layers: int = -1,
+        n_gpu_layers: Union[int, Literal["auto"]] = -1,
+        gpu_memory_budget: int | None = None,
         split_mode: int | None = None,
         main_gpu: int | None = None,
         tensor_split: Sequence[float] | None = None,
@@ -138,6 +155,7 @@ class Llama:
         no_perf: bool = False,
         verbose: bool = False,
         progress: ProgressArg = False,
+        tokenizer: BaseLlamaTokenizer | None = None,
         **ignored: Any,
     ) -> None:
         given = dict(locals())
@@ -146,20 +164,26 @@ class Llama:
         _check_chat_template(chat_template, chat_format)  # before loading anything
         adapters = _params.adapter_list(given)
         _log.set_verbose(verbose)
-        self.model_path = os.fspath(model_path)
-        self.verbose = verbose
-        self.chat_format, self.chat_template, self.chat_handler = chat_format, chat_template, chat_handler
-        self.escape_special_tokens = escape_special_tokens
-        self.draft_model = draft_model
         self._init_kwargs = {k: v for k, v in given.items() if k not in ("self", "ignored", "__class__")}
+        given["n_gpu_layers"] = _params.gpu_layers(model_path, given)  # "auto": dry runs decide now
+        self.model_path, self.verbose = os.fspath(model_path), verbose
+        self.chat_format, self.chat_template, self.chat_handler = chat_format, chat_template, chat_handler
+        self.escape_special_tokens, self.draft_model = escape_special_tokens, draft_model
         self._chat: ChatSetup | None = None
         on_progress = progress_callback(progress, f"loading {os.path.basename(self.model_path)}")
         model = Model(model_path, _params.model_params(given), progress=on_progress)
         ctx_params = None if vocab_only else _params.context_params(given, model.n_ctx_train)
-        offloaded, output_on_gpu = _params.offload(n_gpu_layers, model.n_layer)
+        offloaded, output_on_gpu = _params.offload(given["n_gpu_layers"], model.n_layer)
         self.engine = Engine(model, ctx_params, seed=seed, logits_all=logits_all, lookahead=offloaded,
                              backend_sampling=output_on_gpu if backend_sampling is None else backend_sampling)
-        if chat_format is not None or chat_template is not None:  # a bad name or template raises now
+        self._attach(tokenizer, adapters, draft_model)
+
+    def _attach(self, tokenizer: BaseLlamaTokenizer | None, adapters: Sequence[tuple[str, float]],
+                draft_model: DraftModelArg | None) -> None:
+        """The constructor's last steps, once the engine is there."""
+        self._tokenizer = tokenizer  # the caller's, for tokenize/detokenize and text prompts
+        self.tokenizer_: BaseLlamaTokenizer = tokenizer if tokenizer is not None else LlamaTokenizer(self)
+        if self.chat_format is not None or self.chat_template is not None:  # a bad one raises now
             _ = self.chat_setup
         for path, scale in adapters:
             self.load_lora(path, scale)
@@ -238,12 +262,34 @@ class Llama:
     def tokenize(self, text: bytes, add_bos: bool = True, special: bool = False) -> list[int]:
         """Token ids of ``text`` (bytes; a str is encoded as UTF-8). Invalid UTF-8 survives
         a round trip only with byte tokens (SPM byte fallback); a byte-level BPE vocabulary
-        turns it into U+FFFD (see :meth:`Vocab.tokenize <llama_binding.core.Vocab.tokenize>`)."""
+        turns it into U+FFFD (see :meth:`Vocab.tokenize <llama_binding.core.Vocab.tokenize>`).
+        With ``Llama(tokenizer=...)``, that tokenizer's answer."""
+        if self._tokenizer is not None:
+            return self._tokenizer.tokenize(text, add_bos, special)
         return self.engine.tokenize(text, add_special=add_bos, parse_special=special)
 
-    def detokenize(self, tokens: Sequence[int], special: bool = False) -> bytes:
-        """The bytes of ``tokens`` (raw: a token may hold part of a UTF-8 character)."""
+    def detokenize(self, tokens: Sequence[int], prev_tokens: Sequence[int] | None = None,
+                   special: bool = False) -> bytes:
+        """The bytes of ``tokens`` (raw: a token may hold part of a UTF-8 character);
+        ``prev_tokens`` matter only to a ``Llama(tokenizer=...)`` that uses them."""
+        if self._tokenizer is not None:
+            return self._tokenizer.detokenize(tokens, prev_tokens=prev_tokens, special=special)
         return self.engine.detokenize(tokens, special=special)
+
+    def tokenizer(self) -> LlamaTokenizer:
+        """The model's own tokenizer (``tokenize``/``detokenize`` of bytes), as llama-cpp-python's."""
+        return LlamaTokenizer(self)
+
+    @property
+    def model(self) -> Any:
+        """The native ``llama_model *`` (a ``POINTER(capi.llama_model)``), for :mod:`llama_binding.capi`
+        calls such as ``capi.llama_model_get_vocab(llm.model)``; valid while this Llama is open."""
+        return self.engine.model.ptr
+
+    @property
+    def ctx(self) -> Any:
+        """The native ``llama_context *`` (see :attr:`model`)."""
+        return self.engine.context.ptr
 
     def token_bos(self) -> int:
         return self.engine.vocab.bos()
@@ -265,6 +311,9 @@ class Llama:
 
     def pooling_type(self) -> PoolingType:
         return self.engine.context.pooling_type
+
+    logits_to_logprobs = staticmethod(_dropin.logits_to_logprobs)
+    longest_token_prefix = staticmethod(_dropin.longest_token_prefix)
 
     @property
     def metadata(self) -> dict[str, Any]:
@@ -299,6 +348,17 @@ class Llama:
         else the last token's row only (shape ``(rows, n_vocab)``, a copy)."""
         return self.engine.scores
 
+    @property
+    def eval_tokens(self) -> deque[int]:
+        """The tokens the context holds (llama-cpp-python's deque, bounded by ``n_ctx``)."""
+        return deque(self.engine.tokens, maxlen=self.n_ctx())
+
+    @property
+    def eval_logits(self) -> deque[list[float]]:
+        """The rows of :attr:`scores` as lists (llama-cpp-python's deque: at most ``n_ctx``
+        rows with ``logits_all=True``, else the last one)."""
+        return deque(self.scores.tolist(), maxlen=self.n_ctx() if self.logits_all else 1)
+
     def eval(self, tokens: Sequence[int]) -> None:
         """Evaluate ``tokens`` after those already in the context (appends to ``input_ids``)."""
         self.engine.eval(tokens)
@@ -319,12 +379,48 @@ class Llama:
             raise TypeError(f"seed must be an int, not {type(seed).__name__} ({seed!r})")
         self.engine.seed = seed
 
-    def generate(self, tokens: Sequence[int], *, max_tokens: int | None = None,
-                 logits_processor: LogitsProcessor | Sequence[LogitsProcessor] | None = None,
-                 grammar: str | LlamaGrammar | None = None, **sampling: Any) -> Iterator[int]:
-        """Yield sampled token ids after ``tokens`` (a custom loop's building block)."""
-        params = self.engine.sampling(dict(sampling, **grammar_fields(grammar)))
-        yield from self.engine.generate(tokens, params, max_tokens, as_logits_hook(logits_processor))
+    def generate(
+        self,
+        tokens: Sequence[int],
+        top_k: int = _D.top_k,
+        top_p: float = _D.top_p,
+        min_p: float = _D.min_p,
+        typical_p: float = _D.typical_p,
+        temp: float = _D.temperature,
+        repeat_penalty: float = _D.repeat_penalty,
+        reset: bool = True,
+        frequency_penalty: float = _D.frequency_penalty,
+        presence_penalty: float = _D.presence_penalty,
+        tfs_z: float | None = None,
+        mirostat_mode: int = _D.mirostat_mode,
+        mirostat_tau: float = _D.mirostat_tau,
+        mirostat_eta: float = _D.mirostat_eta,
+        penalize_nl: bool = True,
+        logits_processor: LogitsProcessor | Sequence[LogitsProcessor] | None = None,
+        stopping_criteria: StoppingCriteria | Sequence[StoppingCriteria] | None = None,
+        grammar: str | LlamaGrammar | None = None,
+        *,
+        max_tokens: int | None = None,
+        **kwargs: Any,
+    ) -> Iterator[int]:
+        """Yield sampled token ids after ``tokens`` (a custom loop's building block), with
+        llama-cpp-python's arguments in its order.
+
+        ``reset=True`` generates after ``tokens`` alone (the context keeps the prefix they
+        share with what it holds); ``reset=False`` after what the context holds, then
+        ``tokens``. ``stopping_criteria`` ends it before a token for which it returns True
+        (it gets the ids including that token and the logits it was sampled from).
+        ``max_tokens`` bounds it (None: until end of generation or a full context).
+        ``kwargs`` may hold other sampling options (``temperature``, which wins over
+        ``temp``, ``seed``, ``logit_bias``, ...); others are warned about and ignored.
+        ``penalize_nl`` has no effect (llama.cpp has no such option now)."""
+        options = {k: v for k, v in locals().items() if k in SAMPLING_ARGS}
+        options["temperature"] = temp
+        options.update(_dropin.sampling_extras("Llama.generate()", kwargs, _dropin.names_of(Llama.generate)))
+        params = self.engine.sampling(dict(options, **grammar_fields(grammar)))
+        prompt = list(tokens) if reset else [*self.engine.tokens, *tokens]
+        hook, stops = _dropin.generate_hooks(logits_processor, stopping_criteria)
+        yield from _dropin.until(self.engine.generate(prompt, params, max_tokens, hook), stops)
 
     # --- completions ---------------------------------------------------------------------
 
@@ -357,6 +453,7 @@ class Llama:
         logit_bias: Mapping[int, float] | None = None,
         n: int = 1,
         stream_options: Mapping[str, Any] | None = None,
+        **kwargs: Any,
     ) -> Union[CreateCompletionResponse, Iterator[CompletionChunk]]:
         """An OpenAI completion of ``prompt`` (or an iterator of chunks with ``stream=True``).
 
@@ -382,8 +479,9 @@ class Llama:
         give one choice each (``index``: prompt ``i``'s ``j``-th sample is ``i * n + j``,
         seeded ``seed + j``), decoded together in the context's ``n_seq_max`` sequences
         (create the ``Llama`` with ``n_seq_max=8, kv_unified=True`` to batch); they take no
-        suffix, echo, logprobs or Python hooks.
+        suffix, echo, logprobs or Python hooks. Other keywords are warned about and ignored.
         """
+        _dropin.warn_unknown(kwargs, Llama.create_completion)
         options = {k: v for k, v in locals().items() if k in SAMPLING_ARGS}
         sampling = self.engine.sampling(dict(options, **grammar_fields(grammar)))
         check_completion_args(logprobs, max_tokens, n)
@@ -396,9 +494,16 @@ class Llama:
                 raise ValueError("several prompts or n > 1 take no suffix, echo, logprobs, "
                                  "logits_processor or stopping_criteria")
             return self._complete_many(meta, prompt, n, sampling, limit, stop, stream, usage)
+        if self._tokenizer is not None and isinstance(prompt, str) and suffix is None:  # Llama(tokenizer=)
+            prompt = self.tokenize(prompt.encode("utf-8"), special=True) if prompt else [self.token_bos()]
         tokens = self.engine.prompt_tokens(prompt, suffix)  # type: ignore[arg-type]
         request = Request(tokens, sampling, limit, stop, logprobs, echo, as_logits_hook(logits_processor),
                           as_stop_hook(stopping_criteria))
+        return self._complete_one(meta, request, echo, stream, usage)
+
+    def _complete_one(self, meta: shapes.Meta, request: Request, echo: bool, stream: bool,
+                      usage: bool) -> Union[CreateCompletionResponse, Iterator[CompletionChunk]]:
+        tokens = request.tokens
         echo_text = self.engine.detokenize(tokens).decode("utf-8", "replace") if echo else ""
         if stream:
             chunker = shapes.CompletionChunker(meta, self.engine.token_text, len(tokens), echo_text)
@@ -459,6 +564,9 @@ class Llama:
         escape_special_tokens: bool | None = None,
         n: int = 1,
         stream_options: Mapping[str, Any] | None = None,
+        functions: Sequence[Mapping[str, Any]] | None = None,
+        function_call: Union[str, Mapping[str, Any], None] = None,
+        **kwargs: Any,
     ) -> Union[CreateChatCompletionResponse, Iterator[ChatCompletionChunk]]:
         """An OpenAI chat completion of ``messages`` (an iterator of chunks with deltas for
         ``stream=True``), with llama-cpp-python's names and defaults.
@@ -482,14 +590,14 @@ class Llama:
         ``<|im_start|>system`` then cannot open a turn of their own; the template's own
         special tokens stay special. Off, the whole rendered prompt is tokenized with
         special tokens parsed, as llama-cpp-python does (messages from a trusted caller may
-        mean them); the server turns it on. ``n`` and ``stream_options`` are as for
-        :meth:`create_completion`.
+        mean them); the server turns it on. ``n``, ``stream_options`` as in :meth:`create_completion`.
+        ``functions``/``function_call`` (OpenAI's deprecated forms) are ``tools``/``tool_choice``
+        (one call is also the message's ``function_call``); unknown keywords warn and are ignored.
         """
+        _dropin.warn_unknown(kwargs, Llama.create_chat_completion)
         if self.chat_handler is not None:
-            options = {k: v for k, v in locals().items()
-                       if k not in ("self", "messages", "__class__", "escape_special_tokens", "n",
-                                    "stream_options")}
-            return self.chat_handler(llama=self, messages=messages, **options)  # type: ignore[no-any-return]
+            return self._handler_answer(locals())
+        tools, tool_choice = _dropin.legacy_tools(functions, function_call, tools, tool_choice)
         self.engine.require_decoder()  # an embedding model cannot chat
         chat = self.chat_setup.prompt(
             messages, tools=tools, tool_choice=tool_choice, response_format=response_format, grammar=grammar,
@@ -502,9 +610,20 @@ class Llama:
             mirostat_mode=mirostat_mode, mirostat_tau=mirostat_tau, mirostat_eta=mirostat_eta, model=model,
             logits_processor=logits_processor, grammar=chat.grammar, logit_bias=logit_bias, n=n,
             stream_options=stream_options)
-        if stream:
-            return shapes.chat_chunks(result, chat.parser)  # type: ignore[arg-type]
-        return shapes.chat_completion(result, chat.parser)  # type: ignore[arg-type]
+        return _chat_answer(result, chat.parser, stream, legacy=functions is not None)
+
+    def _handler_answer(self, given: Mapping[str, Any]) -> ChatAnswer:
+        """``chat_handler``'s answer to a chat request, with llama-cpp-python's arguments."""
+        options = {k: v for k, v in given.items()
+                   if k not in ("self", "messages", "__class__", "escape_special_tokens", "n",
+                                "stream_options", "kwargs")}
+        return self.chat_handler(llama=self, messages=given["messages"], **options)  # type: ignore[misc,no-any-return]
+
+    def create_chat_completion_openai_v1(self, *args: Any, **kwargs: Any) -> Any:
+        """:meth:`create_chat_completion`'s answer as ``openai.types.chat.ChatCompletion``, or
+        an iterator of ``ChatCompletionChunk`` with ``stream=True`` (needs the openai package)."""
+        stream = bool(kwargs.get("stream"))
+        return _dropin.openai_v1(lambda: self.create_chat_completion(*args, **kwargs), stream)
 
     # --- embeddings and reranking --------------------------------------------------------
 
@@ -599,3 +718,28 @@ class Llama:
     def load_session(self, path: Union[str, os.PathLike[str]]) -> None:
         """:meth:`load_state` from a file of :meth:`save_session`."""
         self.load_state(LlamaState.load(path))
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        repo_id: str,
+        filename: str | None,
+        additional_files: Sequence[str] | None = None,
+        local_dir: Union[str, os.PathLike[str], None] = None,
+        local_dir_use_symlinks: Union[bool, Literal["auto"]] = "auto",
+        cache_dir: Union[str, os.PathLike[str], None] = None,
+        **kwargs: Any,
+    ) -> Llama:
+        """A Llama of a GGUF from the Hugging Face Hub, as llama-cpp-python's: ``filename`` is
+        a glob (``fnmatch``) over the repository's paths that must match one file (None: the
+        file ``llama-binding pull repo_id`` picks); ``additional_files``, globs of one file
+        each, are downloaded too, as are the other parts of a split model. The files go to
+        huggingface_hub's cache (``cache_dir``) or to ``local_dir``; offline
+        (``HF_HUB_OFFLINE=1``) the cache alone is read. ``local_dir_use_symlinks`` is
+        accepted and ignored (huggingface_hub no longer uses it). ``kwargs`` go to the
+        constructor. See :mod:`llama_binding.hub`."""
+        from .hub import pretrained_path
+
+        del local_dir_use_symlinks
+        path = pretrained_path(repo_id, filename, additional_files, local_dir=local_dir, cache_dir=cache_dir)
+        return cls(model_path=path, **kwargs)

@@ -19,7 +19,7 @@ def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str
 
 def test_usage_and_unknown_commands() -> None:
     r = cli()
-    assert r.returncode == 2 and "run MODEL" in r.stdout and "info MODEL" in r.stdout
+    assert r.returncode == 2 and "run [MODEL]" in r.stdout and "info MODEL" in r.stdout
     assert cli("--help").returncode == 0
     r = cli("frobnicate")
     assert r.returncode == 2 and "unknown command 'frobnicate'" in r.stderr

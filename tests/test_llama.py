@@ -94,8 +94,10 @@ def test_bad_inputs_raise_clearly(llm: Llama) -> None:
 
 
 def test_unknown_and_ignored_keywords(stories260k: Path) -> None:
-    with pytest.raises(TypeError, match="n_ctxx"):
-        Llama(stories260k, n_ctxx=128)  # type: ignore[call-arg]
+    """Unknown keywords are accepted as llama-cpp-python accepts them (its ``**kwargs``),
+    with a warning that names them (tests/test_compat.py has the other methods)."""
+    with pytest.warns(UserWarning, match="'n_ctxx' \\(did you mean 'n_ctx'\\?\\)"):
+        Llama(stories260k, n_ctxx=128).close()
     with pytest.warns(DeprecationWarning, match="mul_mat_q"):
         Llama(stories260k, n_ctx=64, mul_mat_q=True).close()
 

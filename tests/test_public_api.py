@@ -5,11 +5,15 @@ from __future__ import annotations
 import llama_binding
 
 EXPECTED = {
+    # llama-cpp-python's names that came with the compat work (P17)
+    "BaseLlamaCache", "BaseLlamaTokenizer", "LlamaCache", "LlamaHFTokenizer", "LlamaTokenizer",
+    "MinTokensLogitsProcessor", "ShadowingError",
     "AsyncLlama", "ClosedError", "ContextCreateError", "ContextOverflowError", "DecodeAbortedError",
-    "DecodeError", "DeviceInfo", "FatalDecodeError", "InvalidBatchError", "KVCacheFullError",
+    "DecodeError", "DeviceInfo", "DownloadError", "FatalDecodeError", "InvalidBatchError", "KVCacheFullError",
     "LibraryLoadError", "Llama", "LlamaDiskCache", "LlamaDraftModel", "LlamaError", "LlamaGrammar",
     "LlamaPromptLookupDecoding", "LlamaRAMCache", "LlamaState", "LogitsProcessor",
-    "LogitsProcessorList", "ModelLoadError", "QueueFullError", "SamplerError", "SpeculativeStats",
+    "LogitsProcessorList", "ModelLoadError", "ModelNotFoundError", "QueueFullError", "SamplerError",
+    "SpeculativeStats",
     "StateError", "StoppingCriteria", "StoppingCriteriaList", "StreamInterruptedError",
     "SymbolNotFoundError", "SystemInfo", "TemplateError", "TokenizeError", "UnsupportedModelError",
     "__version__",

@@ -1,5 +1,7 @@
 """The ``llama-binding`` command (also ``python -m llama_binding``): one module per
-subcommand (``run``, ``info``, ``quantize``, ``serve``), all printing through ``output.Output``.
+subcommand (``run``, ``chat``, ``info``, ``quantize``, ``serve``, ``bench``, ``pull``), all
+printing through ``output.Output``; without a model, ``run``, ``chat`` and ``serve`` use the
+default model (:mod:`llama_binding.default_model`).
 
 Exit codes a shell can use: 0 done, 1 failed, 2 bad usage (argparse's), no traceback for
 a user's mistake.
@@ -16,14 +18,18 @@ __all__ = ["main"]
 
 USAGE = """usage: llama-binding COMMAND ...
 
-  run MODEL [PROMPT]   one answer, streamed (a chat turn with the model's template)
+  run [MODEL] [PROMPT] one answer, streamed (a chat turn with the model's template;
+                       no MODEL: a small default model, fetched once)
+  chat [MODEL]         an interactive chat in the terminal (the model's template)
   info MODEL           what a GGUF file holds and what loading it would take
   quantize IN OUT TYPE llama-quantize (Q4_K_M, Q8_0, ...)
-  serve --model PATH   the OpenAI-compatible server (the server extra)
+  serve [--model PATH] the OpenAI-compatible server (the server extra)
+  bench MODEL          prefill and decode tokens/s, beside llama-bench
+  pull USER/REPO[:Q]   download a GGUF from the Hugging Face Hub, print its path
 
 llama-binding COMMAND --help tells more.
 """
-COMMANDS = ("run", "info", "quantize", "serve")
+COMMANDS = ("run", "chat", "info", "quantize", "serve", "bench", "pull")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .adapter import LoraAdapter, set_adapters
 from .batch import Batch
-from .context import Context, ContextParams, FlashAttnType, PoolingType, physical_cores
+from .context import Context, ContextParams, FlashAttnType, MemoryUse, PoolingType, physical_cores
 from .model import LoadMode, Model, ModelParams, SplitMode
 from .sampler import Sampler, SamplerChain
 from .vocab import Vocab
@@ -16,6 +16,7 @@ __all__ = [
     "FlashAttnType",
     "LoadMode",
     "LoraAdapter",
+    "MemoryUse",
     "Model",
     "ModelParams",
     "PoolingType",

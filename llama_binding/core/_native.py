@@ -7,7 +7,9 @@
 - a greedy sampler for the backend whose samplers share one argmax over every output row
   (``batch_greedy.c``): many sequences' greedy tokens without copying their logits;
 - vocabulary checks that llama.cpp makes only by aborting (``vocab_check.cpp``): a repeated
-  token text, a byte the tokenizer cannot fall back to.
+  token text, a byte the tokenizer cannot fall back to;
+- the sizes of a context's buffers by device (``memory_breakdown.cpp``), for
+  ``n_gpu_layers="auto"``.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ __all__ = [
     "greedy_group_release",
     "greedy_sampler_new",
     "interrupts",
+    "memory_breakdown",
     "sample",
     "sample_decode",
     "sample_rows",
@@ -100,6 +103,10 @@ def _lib() -> dict[str, Any]:
         repeated = lib.llama_binding_first_repeated_token
         repeated.restype, repeated.argtypes = ctypes.c_int64, [ctypes.c_void_p, ctypes.c_int64]
         _fns["first_repeated_token"] = repeated
+        breakdown = lib.llama_binding_memory_breakdown
+        breakdown.restype = ctypes.c_int32
+        breakdown.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint64)]
+        _fns["memory_breakdown"] = breakdown
         missing = lib.llama_binding_missing_byte_token
         missing.restype, missing.argtypes = ctypes.c_int32, [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int32]
         _fns["missing_byte_token"] = missing
@@ -174,6 +181,15 @@ def sampled_rows() -> Any:
     """``llama_binding_sampled_rows(ctx, int32 rows*, n, token* out) -> int``: the backend
     sampler's token of each listed batch index (``NO_LOGITS`` if one has none)."""
     return _lib()["sampled_rows"]
+
+
+def memory_breakdown(ctx: Any) -> tuple[int, ...] | None:
+    """The bytes of a context's buffers: (model, context, compute) on the devices, then the
+    same on the host; None if llama.cpp could not tell (``memory_breakdown.cpp``)."""
+    out = (ctypes.c_uint64 * 6)()
+    if _lib()["memory_breakdown"](ctypes.cast(ctx, ctypes.c_void_p), out) != 0:
+        return None
+    return tuple(int(v) for v in out)
 
 
 def first_repeated_token(gguf_ctx: Any, key_id: int) -> int:

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from .sampler import SamplerChain
     from .vocab import Vocab
 
-__all__ = ["Context", "ContextParams", "FlashAttnType", "PoolingType", "physical_cores"]
+__all__ = ["Context", "ContextParams", "FlashAttnType", "MemoryUse", "PoolingType", "physical_cores"]
 
 
 class FlashAttnType(enum.IntEnum):
@@ -181,6 +181,27 @@ _SAMPLE_FAILURES = frozenset({_native.NOT_FINITE, _native.NO_TOKEN, _native.NO_L
 _GGML_TYPES = frozenset(int(v) for n, v in capi.ggml_type.__members__.items() if n != "GGML_TYPE_COUNT")
 
 
+@dataclass(frozen=True)
+class MemoryUse:
+    """Bytes of a context's buffers (its model's weights, its KV cache, its compute
+    buffers), on the devices (GPUs) and on the host."""
+
+    device_model: int
+    device_context: int
+    device_compute: int
+    host_model: int
+    host_context: int
+    host_compute: int
+
+    @property
+    def device(self) -> int:
+        return self.device_model + self.device_context + self.device_compute
+
+    @property
+    def host(self) -> int:
+        return self.host_model + self.host_context + self.host_compute
+
+
 class Context(NativeHandle[Any]):
     """A context of ``model``; it keeps the model alive."""
 
@@ -189,6 +210,7 @@ class Context(NativeHandle[Any]):
     def __init__(self, model: Model, params: ContextParams | None = None) -> None:
         self.params = params or ContextParams()
         cparams = self.params.to_c()
+        self._outputs_per_seq = cparams.n_outputs_max_per_seq or cparams.n_outputs_max or cparams.n_batch
         self._abort = _native.AbortState(0, 0)
         self._abort_ref = ctypes.byref(self._abort)
         self._interrupts = _native.interrupts
@@ -233,6 +255,20 @@ class Context(NativeHandle[Any]):
     @property
     def n_ctx(self) -> int:
         return int(capi.llama_n_ctx(self.ptr))
+
+    def memory_use(self) -> MemoryUse:
+        """What this context's buffers take, by where they live (llama.cpp's own sizes;
+        with a ``no_alloc`` model, what loading for real would allocate)."""
+        sizes = _native.memory_breakdown(self.ptr)
+        if sizes is None:
+            raise StateError("llama.cpp could not tell this context's memory use")
+        return MemoryUse(*sizes)
+
+    @property
+    def n_outputs_per_seq(self) -> int:
+        """Outputs one sequence may have in a decode while a backend sampler is attached to
+        it (``n_outputs_max_per_seq``; llama.cpp's default is 1)."""
+        return int(self._outputs_per_seq)
 
     @property
     def n_ctx_seq(self) -> int:

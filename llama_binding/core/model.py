@@ -63,6 +63,10 @@ class ModelParams:
     #: False: no extra CPU weight buffers (llama.cpp's ``--no-repack``): the repacked
     #: AVX2/AVX-512/NEON kernels are off, weights stay in the file's layout
     use_extra_bufts: bool | None = None
+    #: True: read only the metadata and size the buffers without allocating them (a dry
+    #: run: a context of such a model tells what loading for real would take, see
+    #: :meth:`~llama_binding.core.Context.memory_use`)
+    no_alloc: bool | None = None
     kv_overrides: Mapping[str, KVValue] | None = None
 
     def to_c(self) -> tuple[Any, list[Any]]:
@@ -271,6 +275,12 @@ class Model(NativeHandle[Any]):
     @property
     def has_decoder(self) -> bool:
         return bool(capi.llama_model_has_decoder(self.ptr))
+
+    @property
+    def can_rewind(self) -> bool:
+        """Whether a sequence's last positions can be removed from the KV memory alone
+        (not for recurrent or hybrid models, whose state has no positions to drop)."""
+        return not (capi.llama_model_is_recurrent(self.ptr) or capi.llama_model_is_hybrid(self.ptr))
 
     def description(self) -> str:
         buf = ctypes.create_string_buffer(256)

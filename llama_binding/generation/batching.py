@@ -49,6 +49,7 @@ from ..core.context import Context
 from ..core.sampler import GreedyGroup, SamplerChain, sample_failure
 from ..core.vocab import Vocab
 from ..errors import ContextOverflowError, QueueFullError, SamplerError
+from .drafters import Drafter
 from .logprobs import TokenLogprob, log_softmax_at
 from .steps import common_prefix
 
@@ -73,6 +74,10 @@ class BatchRequest:
     """Record each sampled token's log-probability and its ``logprobs`` best alternatives in
     :attr:`token_logprobs` (the request needs its own ``chain``: the logits are read on the host)."""
     token_logprobs: deque[TokenLogprob] = field(default_factory=deque)
+    drafter: Drafter | None = None
+    """Proposes tokens that the next decode checks along with the sampled one (speculative
+    decoding, for plain greedy requests: a draft is kept up to its first token that differs
+    from the argmax, so the output is the same as without it)."""
     id: int = field(default_factory=itertools.count().__next__)
     phase: Phase = "waiting"
     seq_id: int = -1
@@ -88,6 +93,8 @@ class BatchRequest:
     _shared: int = 0  # how many of its prompt tokens
     _pending: int = -1  # sampled, not yet decoded
     _row: int = -1  # the batch index of this step's output
+    _draft: list[int] = field(default_factory=list)  # this step's drafted tokens, after _pending
+    _accepted: list[int] = field(default_factory=list)  # the argmax tokens after _pending, verified
 
     @property
     def done(self) -> bool:
@@ -132,6 +139,10 @@ class BatchEngine:
         self.generated_tokens = 0
         self.busy_slot_steps = 0
         self.kv_tokens = 0
+        #: speculative decoding: tokens drafted and accepted, in all
+        self.drafted_tokens = 0
+        self.accepted_tokens = 0
+        self._can_draft = ctx.model.can_rewind
         self._n_ctx_seq = ctx.n_ctx_seq
         self._rows = np.zeros(self.batch.capacity, dtype=np.int32)
         self._picked = np.zeros(self.batch.capacity, dtype=np.int32)
@@ -249,6 +260,10 @@ class BatchEngine:
         # one token for each running sequence, then prompt chunks in the room left
         work: list[tuple[BatchRequest, int]] = [(r, 0) for r in self._active if r.phase == "running"]
         room = batch.capacity - len(work)
+        for r, _ in work:
+            if r.drafter is not None and r.chain is None and room > 0 and self._can_draft:
+                r._draft = self._draft_for(r, room)
+                room -= len(r._draft)
         for r in self._active:
             if r.phase != "prefill" or room <= 0 or r._leader is not None:
                 continue
@@ -259,7 +274,10 @@ class BatchEngine:
             work.sort(key=lambda item: item[0].seq_id)
         for r, n in work:
             if not n:
-                r._row = batch.add(r._pending, len(r.prompt) + len(r.output) - 1, (r.seq_id,), True)
+                pos = len(r.prompt) + len(r.output) - 1
+                r._row = batch.add(r._pending, pos, (r.seq_id,), True)
+                for i, tok in enumerate(r._draft, 1):  # each with its output: the verify
+                    batch.add(tok, pos + i, (r.seq_id,), True)
                 continue
             last = r._fed + n == len(r.prompt)
             batch.add_sequence(r.prompt[r._fed : r._fed + n], r._fed, r.seq_id, logits_last=last)
@@ -269,6 +287,18 @@ class BatchEngine:
                 r._row = batch.n_tokens - 1
                 r.phase = "running"
         return True
+
+    def _draft_for(self, r: BatchRequest, room: int) -> list[int]:
+        """``r``'s drafter's tokens to follow its pending one, as many as fit the batch's
+        ``room``, its cells and its token limit (the verify samples one more)."""
+        if r.drafter is None:
+            return []
+        n = min(room, self._n_ctx_seq - len(r.prompt) - len(r.output) - 1)
+        if self._slot_chain[r.seq_id] is not None:  # a backend sampler: so many outputs a sequence
+            n = min(n, self.ctx.n_outputs_per_seq - 1)
+        if r.max_tokens is not None:
+            n = min(n, r.max_tokens - len(r.output) - 1)
+        return r.drafter.draft(r.prompt + r.output, n)[:n] if n > 0 else []
 
     def decode(self) -> None:
         """Decode the prepared batch (on a failure every active request is cancelled)."""
@@ -315,7 +345,6 @@ class BatchEngine:
                 self._pick([r for r in greedy if slot_chain[r.seq_id] is not None], backend=True)
             if on_host:
                 self._pick(on_host, backend=False)
-        is_eog, limit = self.vocab.is_eog, self._n_ctx_seq
         self.busy_slot_steps += len(ready)
         out: list[tuple[BatchRequest, int]] = []
         for r in ready:
@@ -327,30 +356,60 @@ class BatchEngine:
                 continue
             if r.logprobs is not None:  # appended before the token is handed on
                 r.token_logprobs.append(log_softmax_at(self.ctx.logits(row), tok, r.logprobs))
-            r.output.append(tok)
-            out.append((r, tok))
-            if r.on_token is not None:
-                r.on_token(r, tok)
-            if is_eog(tok) and not r.ignore_eos:
-                self._finish(r, "stop")
-            elif (r.max_tokens is not None and len(r.output) >= r.max_tokens) \
-                    or len(r.prompt) + len(r.output) > limit:  # no cell for it
-                self._finish(r, "length")
+            accepted, r._accepted = r._accepted, []
+            for t in [tok, *accepted]:
+                if not self._emit(r, t, out):
+                    break
+            if r._draft:
+                self._settle_draft(r, len(accepted))
         self.generated_tokens += len(out)
         self.kv_tokens = sum(r._fed + len(r.output) for r in self._active)
         return out
 
+    def _emit(self, r: BatchRequest, tok: int, out: list[tuple[BatchRequest, int]]) -> bool:
+        """Hand ``tok`` on as ``r``'s next token; False when that finished ``r``."""
+        r.output.append(tok)
+        out.append((r, tok))
+        if r.on_token is not None:
+            r.on_token(r, tok)
+        if self.vocab.is_eog(tok) and not r.ignore_eos:
+            self._finish(r, "stop")
+        elif (r.max_tokens is not None and len(r.output) >= r.max_tokens) \
+                or len(r.prompt) + len(r.output) > self._n_ctx_seq:  # no cell for it
+            self._finish(r, "length")
+        return not r.done
+
+    def _settle_draft(self, r: BatchRequest, n_accepted: int) -> None:
+        """After a verify: count it, tell the drafter, make the last token the pending one
+        and drop the cells of the drafts after it (from the pending token's position on)."""
+        n_drafted, r._draft = len(r._draft), []
+        self.drafted_tokens += n_drafted
+        self.accepted_tokens += n_accepted
+        if r.drafter is not None:
+            r.drafter.accepted(n_drafted, n_accepted)
+        if not r.done:
+            r._pending = r.output[-1]
+            self.ctx.seq_rm(r.seq_id, len(r.prompt) + len(r.output) - 1, -1)
+
     def _pick(self, requests: list[BatchRequest], backend: bool) -> None:
-        """Set each request's next token: its slot's backend sampler's, or the argmax."""
-        k = len(requests)
+        """Set each request's next token: its slot's backend sampler's, or the argmax; for a
+        request with a draft, also the argmax after each draft token that matched."""
+        spans = [len(r._draft) + 1 for r in requests]
+        k = sum(spans)
         rows, picked = self._rows[:k], self._picked[:k]
-        rows[:] = [r._row for r in requests]
+        rows[:] = [r._row + i for r, n in zip(requests, spans) for i in range(n)]
         if backend:
             self.ctx.sampled_rows(rows, picked)
         else:
             self.ctx.argmax_rows(self.vocab, rows, picked, self.host_threads)
-        for r, tok in zip(requests, picked.tolist()):
-            r._pending = tok
+        tokens, at = picked.tolist(), 0
+        for r, n in zip(requests, spans):
+            r._pending = tokens[at]
+            m = 0  # drafts that are what the model picks there
+            while m < n - 1 and r._draft[m] == tokens[at + m]:
+                m += 1
+            r._accepted = tokens[at + 1 : at + 1 + m]
+            at += n
 
     def _admit(self) -> None:
         while self._waiting and self._free:

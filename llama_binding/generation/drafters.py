@@ -151,6 +151,11 @@ class LlamaPromptLookupDecoding:
     def adaptive(self) -> bool:
         return self._length.adaptive
 
+    def fresh(self) -> LlamaPromptLookupDecoding:
+        """A new drafter with these settings and no history (one per request of a batch)."""
+        return LlamaPromptLookupDecoding(self.max_ngram_size, self.num_pred_tokens,
+                                         min_ngram_size=self.min_ngram_size, adaptive=self.adaptive)
+
     def reset(self) -> None:
         """Forget the history and restore the full draft length (e.g. between requests)."""
         self._length.reset()

@@ -17,6 +17,7 @@ import numpy.typing as npt
 __all__ = [
     "LogitsProcessor",
     "LogitsProcessorList",
+    "MinTokensLogitsProcessor",
     "StoppingCriteria",
     "StoppingCriteriaList",
     "as_logits_hook",
@@ -35,6 +36,24 @@ class LogitsProcessorList(list[LogitsProcessor]):
     def __call__(self, input_ids: Ids, scores: Logits) -> Logits:
         for processor in self:
             scores = processor(input_ids, scores)
+        return scores
+
+
+class MinTokensLogitsProcessor:
+    """llama-cpp-python's: forbids ``token_eos`` until ``min_tokens`` tokens are generated
+    (counted from the length of the first ``input_ids`` it sees, the prompt; use a fresh
+    one per completion)."""
+
+    def __init__(self, min_tokens: int, token_eos: int) -> None:
+        self.min_tokens = min_tokens
+        self.token_eos = token_eos
+        self.prompt_tokens: int | None = None
+
+    def __call__(self, input_ids: Ids, scores: Logits) -> Logits:
+        if self.prompt_tokens is None:
+            self.prompt_tokens = len(input_ids)
+        if len(input_ids) - self.prompt_tokens < self.min_tokens:
+            scores[self.token_eos] = -np.inf
         return scores
 
 

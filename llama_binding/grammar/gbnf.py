@@ -38,7 +38,9 @@ checked here.
 from __future__ import annotations
 
 import functools
+import json
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from .. import _log
@@ -194,6 +196,24 @@ class LlamaGrammar:
             return cls(text, root=root)
         except SamplerError as exc:
             raise SamplerError(f"{path}: {exc}") from None
+
+    @classmethod
+    def from_json_schema(cls, json_schema: str | Mapping[str, Any], verbose: bool = True, *,
+                         strict: bool = False) -> LlamaGrammar:
+        """The grammar of the JSON documents that ``json_schema`` (JSON text, as
+        llama-cpp-python takes it, or a dict) accepts, by :func:`~llama_binding.grammar.schema_to_gbnf`
+        with ``strict`` (default False: JSON Schema's meaning, keywords it cannot enforce
+        are ignored; ``verbose`` as in :meth:`from_string`). Invalid JSON text raises
+        :class:`~llama_binding.errors.SamplerError`."""
+        from .json_schema import schema_to_gbnf
+
+        schema: Any = json_schema
+        if isinstance(json_schema, (str, bytes)):
+            try:
+                schema = json.loads(json_schema)
+            except ValueError as exc:
+                raise SamplerError(f"the JSON schema is not valid JSON: {exc}") from None
+        return cls(schema_to_gbnf(schema, strict=strict))
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"{type(self).__name__} is immutable")

@@ -54,6 +54,9 @@ class _EngineCollector(Collector):
             "kv": family(gauge, "llama_binding_kv_cache_usage_ratio",
                          "Share of the KV cache's cells in use."),
             "slots": family(gauge, "llama_binding_slots", "Sequence slots of the engine."),
+            "drafted": family(counter, "llamacpp:n_drafted", "Speculative decoding: tokens drafted."),
+            "accepted": family(counter, "llamacpp:n_drafted_accepted",
+                               "Speculative decoding: drafted tokens accepted."),
         }
         loaded = family(gauge, "llama_binding_model_loaded", "1 while the model is loaded.")
         loads = family(counter, "llama_binding_model_loads", "Times the model was loaded.")
@@ -75,7 +78,8 @@ class _EngineCollector(Collector):
                                ("decodes", s.decodes), ("prompt_rate", s.prompt_tokens / decode),
                                ("predicted_rate", s.generated_tokens / decode), ("processing", s.active),
                                ("deferred", s.waiting), ("busy", s.busy_slot_steps / max(s.decodes, 1)),
-                               ("kv", s.kv_tokens / max(s.n_ctx, 1)), ("slots", s.n_slots)):
+                               ("kv", s.kv_tokens / max(s.n_ctx, 1)), ("slots", s.n_slots),
+                               ("drafted", s.drafted_tokens), ("accepted", s.accepted_tokens)):
                 families[key].add_metric(name, value)
         yield from families.values()
         yield from (loaded, loads, unloads, load_s)

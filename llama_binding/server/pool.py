@@ -33,15 +33,13 @@ __all__ = ["Footprint", "Lease", "ModelEntry", "ModelPool", "Status", "estimate"
 logger = logging.getLogger("llama_binding.server")
 
 Status = Literal["unloaded", "loading", "loaded", "failed"]
-#: Llama keywords the continuous-batching engine has no use for (llama-cpp-python's server
-#: configs give draft_model="prompt-lookup-decoding"): dropped with a warning
-_NOT_BATCHED = frozenset({"draft_model", "draft_model_num_pred_tokens"})
 
 
 def estimate(spec: ModelSettings, gpu: Optional[bool] = None) -> Footprint:
     """:func:`~llama_binding.footprint.estimate` of a configured model."""
+    layers = -1 if spec.n_gpu_layers == "auto" else spec.n_gpu_layers  # auto: at most all of them
     return estimate_footprint(spec.model, n_ctx=spec.n_ctx or AsyncLlama.default_n_ctx(spec.n_seq_max),
-                              n_gpu_layers=spec.n_gpu_layers, embedding=spec.embedding, gpu=gpu)
+                              n_gpu_layers=layers, embedding=spec.embedding, gpu=gpu)
 
 
 @dataclass(eq=False)
@@ -278,12 +276,12 @@ class ModelPool:
         spec = entry.spec
         kwargs = spec.llama_kwargs(self.max_waiting)
         extra = spec.model_extra or {}
-        ignored = sorted(k for k in extra if k not in AsyncLlama.keywords() or k in _NOT_BATCHED)
+        ignored = sorted(k for k in extra if k not in AsyncLlama.keywords())
         for k in ignored:
             kwargs.pop(k)
         if ignored:
-            logger.warning("model %r: ignoring options the server does not use: %s (the batched engine "
-                           "does not speculate yet)", entry.alias, ", ".join(ignored))
+            logger.warning("model %r: ignoring options the server does not use: %s", entry.alias,
+                           ", ".join(ignored))
         if not os.path.isfile(spec.model):
             raise FileNotFoundError(f"no model file at {spec.model}")
         t0 = time.perf_counter()

@@ -31,6 +31,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from ..generation.drafters import LlamaPromptLookupDecoding
+
 __all__ = ["ModelSettings", "ServerSettings", "build_parser", "settings_from_args"]
 
 ENV_PREFIX = "LLAMA_BINDING_"
@@ -50,7 +52,8 @@ class ModelOptions(BaseModel):
     n_seq_max: int = Field(4, ge=1, le=256, description="sequence slots: requests decoded together")
     kv_unified: bool = Field(True, description="one KV cache shared by the slots (off: each slot "
                              "its own n_ctx / n_seq_max cells, llama-server's default)")
-    n_gpu_layers: int = Field(-1, description="layers on the GPU (-1: all)")
+    n_gpu_layers: Union[int, Literal["auto"]] = Field(
+        "auto", description="layers on the GPU (-1: all; auto: as many as fit, with room for the context)")
     n_batch: int = Field(2048, ge=1)
     n_ubatch: int = Field(512, ge=1)
     n_threads: Optional[int] = None
@@ -62,6 +65,9 @@ class ModelOptions(BaseModel):
     seed: Optional[int] = Field(None, description="the seed of requests that give none")
     keep_alive: Optional[float] = Field(None, ge=0, description="seconds a model stays loaded unused "
                                         "(default: until evicted)")
+    draft_model: Optional[Literal["prompt-lookup-decoding"]] = Field(
+        None, description="speculative decoding of greedy requests (llama-cpp-python's name): prompt lookup")
+    draft_model_num_pred_tokens: int = Field(10, ge=1, le=64, description="tokens a draft proposes at most")
 
 
 class ModelSettings(ModelOptions):
@@ -89,6 +95,8 @@ class ModelSettings(ModelOptions):
             "embedding": self.embedding, "chat_format": self.chat_format,
             "chat_template": self.chat_template, "seed": self.seed,
             "max_waiting": max_waiting,
+            "draft_model": LlamaPromptLookupDecoding(num_pred_tokens=self.draft_model_num_pred_tokens)
+            if self.draft_model else None,
             # messages come from the network: their text never becomes a special token
             "escape_special_tokens": True,
         })

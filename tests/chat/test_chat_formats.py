@@ -24,6 +24,20 @@ VICUNA_SYSTEM = (
 
 # name -> (prompt with the system message, prompt without it, stop strings)
 EXPECTED: dict[str, tuple[str, str, list[str]]] = {
+    # without tools it is ChatML, except that no system message means no system turn (as
+    # llama-cpp-python's template); tests/test_compat.py has it with tools
+    "chatml-function-calling": (
+        "<|im_start|>system\nYou are terse.<|im_end|>\n"
+        "<|im_start|>user\nHi<|im_end|>\n"
+        "<|im_start|>assistant\nHello! How can I help?<|im_end|>\n"
+        "<|im_start|>user\nTell me a joke.<|im_end|>\n"
+        "<|im_start|>assistant\n",
+        "<|im_start|>user\nHi<|im_end|>\n"
+        "<|im_start|>assistant\nHello! How can I help?<|im_end|>\n"
+        "<|im_start|>user\nTell me a joke.<|im_end|>\n"
+        "<|im_start|>assistant\n",
+        ["<|im_end|>"],
+    ),
     "chatml": (
         "<|im_start|>system\nYou are terse.<|im_end|>\n"
         "<|im_start|>user\nHi<|im_end|>\n"

@@ -176,6 +176,27 @@ CALLS: list[tuple[str, str, str | None, Calls]] = [
         None,
         [("f", '{"s":"naïve ünïcode"}')],
     ),
+    # llama-cpp-python's chatml-function-calling
+    (
+        "chatml-function-calling",
+        'functions.UserDetail:\n{"name": "Jason", "age": 25}',
+        None,
+        [("UserDetail", '{"name":"Jason","age":25}')],
+    ),
+    (
+        "chatml-function-calling",
+        'functions.get_weather:\n{ "city": "Paris" }\nfunctions.get_time:\n{"tz": "CET"}\n',
+        None,
+        [("get_weather", '{"city":"Paris"}'), ("get_time", '{"tz":"CET"}')],
+    ),
+    ("chatml-function-calling", "message:\nHello! How can I help?", "Hello! How can I help?", []),
+    ("chatml-function-calling", "  message: Hi", "Hi", []),
+    (
+        "chatml-function-calling",
+        'Let me check.\nfunctions.get_weather:\n{"city": "Paris"}',
+        "Let me check.",
+        [("get_weather", '{"city":"Paris"}')],
+    ),
 ]
 
 # (parser, completion text): no calls, and the content is the text exactly as written
@@ -194,6 +215,11 @@ UNCHANGED: list[tuple[str, str]] = [
     ("llama3", '{"temperature": 21, "unit": "celsius"}'),
     ("mistral", "The [TOOL_CALLS] token is special."),
     ("mistral", "[TOOL_CALLS] ! not a call"),
+    ("chatml-function-calling", "The answer is 4."),
+    ("chatml-function-calling", "messages: are welcome"),
+    ("chatml-function-calling", "functions.get_weather: not json"),
+    ("chatml-function-calling", 'functions.get_weather:\n{"city": "Par'),
+    ("chatml-function-calling", "see functions.py"),
     # malformed or truncated: never raises
     (
         "hermes",
@@ -330,8 +356,8 @@ def test_tool_call_to_dict_is_openai_shaped() -> None:
 
 
 def test_registry() -> None:
-    assert names() == ["hermes", "json", "llama3", "mistral"]
-    with pytest.raises(ValueError, match="known: hermes, json, llama3, mistral"):
+    assert names() == ["chatml-function-calling", "hermes", "json", "llama3", "mistral"]
+    with pytest.raises(ValueError, match="known: chatml-function-calling, hermes, json, llama3, mistral"):
         get_parser("nope")
     with pytest.raises(ValueError, match="already registered"):
         register("hermes")(MarkerParser)

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -204,3 +206,19 @@ def test_env_api_key_comma_list(stories260k: Path) -> None:
             assert r.status_code == status, key
         r = httpx.get(f"{child.base_url}/v1/models", headers={"Authorization": "Bearer a1"}, timeout=10.0)
         assert [m["id"] for m in r.json()["data"]] == ["env-alias"]
+
+
+def test_cli_serve_without_a_model_serves_the_default_one(smollm2: Path, tmp_path: Path) -> None:
+    models = tmp_path / "cache" / "models"
+    models.mkdir(parents=True)
+    try:  # the default model already in the cache (fetching it is tests/test_hub.py's)
+        os.link(smollm2, models / smollm2.name)
+    except OSError:
+        shutil.copyfile(smollm2, models / smollm2.name)
+    env = {"LLAMA_BINDING_CACHE": str(tmp_path / "cache"), "PIP_NO_INDEX": "1"}
+    with serve_subprocess(["--n-ctx", "512"], env=env, module=("-m", "llama_binding", "serve")) as child:
+        ids = [m["id"] for m in httpx.get(f"{child.base_url}/v1/models", timeout=10).json()["data"]]
+        assert ids == [smollm2.stem]
+        r = httpx.post(f"{child.base_url}/v1/chat/completions", timeout=60,
+                       json={"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4})
+        assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] >= 1

@@ -8,10 +8,23 @@ a model's Jinja template in the same interface.
 
 from __future__ import annotations
 
-from . import alpaca, chatml, gemma, llama2, llama3, mistral_instruct, phi3, qwen, vicuna, zephyr
+from . import (
+    alpaca,
+    chatml,
+    chatml_function_calling,
+    gemma,
+    llama2,
+    llama3,
+    mistral_instruct,
+    phi3,
+    qwen,
+    vicuna,
+    zephyr,
+)
 from ._registry import get_format, names, register
 from .template import TemplateFormat
 
 __all__ = ["TemplateFormat", "get_format", "names", "register"]
 
-_BUILT_IN = (alpaca, chatml, gemma, llama2, llama3, mistral_instruct, phi3, qwen, vicuna, zephyr)
+_BUILT_IN = (alpaca, chatml, chatml_function_calling, gemma, llama2, llama3, mistral_instruct, phi3, qwen,
+             vicuna, zephyr)

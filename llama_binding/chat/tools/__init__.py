@@ -8,7 +8,7 @@ syntax. Parsing never raises on model output: what is not a well-formed call is 
 
 from __future__ import annotations
 
-from . import generic, hermes, llama3, mistral
+from . import chatml_function_calling, generic, hermes, llama3, mistral
 from ._registry import get_parser, names, register
 from .types import Delta, ParsedOutput, StreamParser, ToolCall, ToolCallParser, assemble
 
@@ -25,13 +25,14 @@ __all__ = [
     "register",
 ]
 
-_BUILT_IN = (generic, hermes, llama3, mistral)
+_BUILT_IN = (chatml_function_calling, generic, hermes, llama3, mistral)
 
 _SIGNS = (
     ("<tool_call>", "hermes"),
     ("<|python_tag|>", "llama3"),
     ("ipython", "llama3"),
     ("[TOOL_CALLS]", "mistral"),
+    ("functions.<function_name>:", "chatml-function-calling"),
 )
 
 
