@@ -373,3 +373,45 @@ def test_a_model_with_its_own_chat_template(stories260k: Path) -> None:
         t = httpx.post(f"{s.base_url}/tokenize", timeout=TIMEOUT,
                        json={"model": "s", "content": "<<user>>Hello\n<<assistant>>"})
         assert r.json()["usage"]["prompt_tokens"] == len(t.json()["tokens"])
+
+
+def test_per_model_lora_and_prompt_lookup(tiny_spm: Path, smollm2: Path,
+                                          tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A config's per-model options reach each engine: the same base with and without a
+    LoRA adapter answers differently; a model with llama-cpp-python's
+    draft_model="prompt-lookup-decoding" drafts its greedy requests (its metrics count them)
+    and answers as the same model without it."""
+    from _tinylora import write_tiny_lora
+    from _tinymodel import TinySpec
+
+    adapter = write_tiny_lora(tmp_path_factory.mktemp("lora") / "a.gguf", TinySpec(), seed=1)
+    models = [{"model": str(tiny_spm), "model_alias": "base", "n_ctx": 512},
+              {"model": str(tiny_spm), "model_alias": "tuned", "n_ctx": 512, "lora_path": str(adapter)},
+              {"model": str(smollm2), "model_alias": "plain", "n_ctx": 1024},
+              {"model": str(smollm2), "model_alias": "lookup", "n_ctx": 1024,
+               "draft_model": "prompt-lookup-decoding", "draft_model_num_pred_tokens": 6}]
+    prompt = "Count from 1 to 40, separated by commas: 1, 2, 3, 4,"
+    with serve(models=models, max_models=4) as s:
+        def text(model: str, p: str = "Once upon a time") -> str:
+            r = httpx.post(f"{s.base_url}/v1/completions", timeout=TIMEOUT,
+                           json={"model": model, "prompt": p, "max_tokens": 48, "temperature": 0})
+            assert r.status_code == 200, r.text
+            return str(r.json()["choices"][0]["text"])
+
+        def logprob(model: str) -> float:  # a random tiny model's greedy text hardly changes: its logits do
+            r = httpx.post(f"{s.base_url}/v1/completions", timeout=TIMEOUT,
+                           json={"model": model, "prompt": "Once upon a time", "max_tokens": 1,
+                                 "logprobs": 1})
+            assert r.status_code == 200, r.text
+            return float(r.json()["choices"][0]["logprobs"]["token_logprobs"][0])
+
+        assert logprob("base") != pytest.approx(logprob("tuned"), rel=0.5)  # (both near 0: confident)
+        assert logprob("base") == pytest.approx(logprob("base"), rel=1e-3)
+        assert text("lookup", prompt) == text("plain", prompt)
+        metrics = httpx.get(f"{s.base_url}/metrics", timeout=TIMEOUT).text
+        drafted = [line for line in metrics.splitlines() if line.startswith("llamacpp:n_drafted_total")]
+        accepted = [line for line in metrics.splitlines()
+                    if line.startswith("llamacpp:n_drafted_accepted_total")]
+        assert any('model="lookup"' in d and float(d.split()[-1]) > 0 for d in drafted), drafted
+        assert any('model="lookup"' in a and float(a.split()[-1]) > 0 for a in accepted), accepted
+        assert all(float(d.split()[-1]) == 0 for d in drafted if 'model="plain"' in d)
