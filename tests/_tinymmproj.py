@@ -24,12 +24,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import struct
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+
+#: layers the multimodal tests offload (and whether the projector runs on the GPU): 0 here;
+#: bench/gpu_p13.sh runs the same tests on the GPU machine with LLAMA_BINDING_TEST_NGL=-1
+NGL = int(os.environ.get("LLAMA_BINDING_TEST_NGL", "0"))
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,18 @@ def tiny_spm(tiny_model: Callable[..., Path]) -> Path:
 
 
 @pytest.fixture(scope="session")
+def mmproj(model_cache: Path) -> Path:
+    """A tiny random "mlp" (LLaVA-style) projector matching ``tiny_spm`` (``_tinymmproj``)."""
+    from _tinymmproj import TinyProjectorSpec, write_tiny_mmproj
+
+    spec = TinyProjectorSpec()
+    path = model_cache / f"tiny-mmproj-{spec.key()}.gguf"
+    if not path.exists():
+        write_tiny_mmproj(path, spec)
+    return path
+
+
+@pytest.fixture(scope="session")
 def tiny_bpe(tiny_model: Callable[..., Path]) -> Path:
     """Tiny random Llama model with the Llama-3 BPE tokenizer (128k tokens)."""
     return tiny_model(vocab="llama-bpe", n_embd=32, n_head=2, n_head_kv=1, n_ff=64)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _tinymmproj import TinyProjectorSpec, make_png, png_claiming, png_header, write_tiny_mmproj
+from _tinymmproj import NGL, TinyProjectorSpec, make_png, png_claiming, png_header, write_tiny_mmproj
 
 from llama_binding import Llama, MediaError, ModelLoadError, UnsupportedModelError
 from llama_binding.core import Model
@@ -25,18 +25,9 @@ PNG_A = make_png(40, 30, seed=1)
 PNG_B = make_png(40, 30, seed=2)
 
 
-@pytest.fixture(scope="session")
-def mmproj(model_cache: Path) -> Path:
-    spec = TinyProjectorSpec()
-    path = model_cache / f"tiny-mmproj-{spec.key()}.gguf"
-    if not path.exists():
-        write_tiny_mmproj(path, spec)
-    return path
-
-
 @pytest.fixture(scope="module")
 def vlm(tiny_spm: Path, mmproj: Path) -> Iterator[Llama]:
-    with Llama(str(tiny_spm), mmproj_path=str(mmproj), n_ctx=512, n_gpu_layers=0, n_threads=2,
+    with Llama(str(tiny_spm), mmproj_path=str(mmproj), n_ctx=512, n_gpu_layers=NGL, n_threads=2,
                chat_format="chatml", allow_local_media=False) as llm:
         yield llm
 
@@ -73,7 +64,7 @@ def first_logits(llm: Llama, messages: list[dict[str, Any]], **kw: Any) -> tuple
 
 
 def test_projector_loads_and_decodes(model: Model, mmproj: Path) -> None:
-    with Projector(model, mmproj, use_gpu=False, n_threads=2) as proj:
+    with Projector(model, mmproj, use_gpu=NGL != 0, n_threads=2) as proj:
         assert proj.supports_vision and not proj.supports_audio and not proj.uses_mrope
         a, a2, b = proj.image(PNG_A), proj.image(PNG_A), proj.image(PNG_B)
         assert (a.width, a.height) == (40, 30)
@@ -88,7 +79,7 @@ def test_projector_loads_and_decodes(model: Model, mmproj: Path) -> None:
 
 def test_projector_closes_with_its_model(tiny_spm: Path, mmproj: Path) -> None:
     m = Model(tiny_spm)
-    proj = Projector(m, mmproj, use_gpu=False, warmup=False)
+    proj = Projector(m, mmproj, use_gpu=NGL != 0, warmup=False)
     m.close()
     assert proj.closed
 
@@ -96,16 +87,16 @@ def test_projector_closes_with_its_model(tiny_spm: Path, mmproj: Path) -> None:
 def test_projector_that_does_not_match_the_model(model: Model, tmp_path: Path) -> None:
     other = write_tiny_mmproj(tmp_path / "mm32.gguf", TinyProjectorSpec(n_embd_text=32))
     with pytest.raises(ModelLoadError, match="mismatch"):
-        Projector(model, other, use_gpu=False)
+        Projector(model, other, use_gpu=NGL != 0)
 
 
 def test_projector_file_that_is_no_gguf(model: Model, tmp_path: Path) -> None:
     junk = tmp_path / "junk.gguf"
     junk.write_bytes(b"not a gguf file at all" * 10)
     with pytest.raises(ModelLoadError):
-        Projector(model, junk, use_gpu=False)
+        Projector(model, junk, use_gpu=NGL != 0)
     with pytest.raises(ModelLoadError):
-        Projector(model, tmp_path / "missing.gguf", use_gpu=False)
+        Projector(model, tmp_path / "missing.gguf", use_gpu=NGL != 0)
 
 
 BAD_IMAGES = {
@@ -124,7 +115,7 @@ BAD_IMAGES = {
 
 @pytest.mark.parametrize("name", sorted(BAD_IMAGES))
 def test_bad_images_are_refused(model: Model, mmproj: Path, name: str) -> None:
-    with Projector(model, mmproj, use_gpu=False, warmup=False) as proj, pytest.raises(MediaError):
+    with Projector(model, mmproj, use_gpu=NGL != 0, warmup=False) as proj, pytest.raises(MediaError):
         proj.image(BAD_IMAGES[name])
 
 
@@ -169,7 +160,7 @@ def test_same_image_again_is_exact(vlm: Llama, tiny_spm: Path, mmproj: Path) -> 
     a3, text3 = first_logits(vlm, image_chat(data_url(PNG_A)))  # the whole prompt is reused
     assert np.array_equal(a1, a2) and np.array_equal(a1, a3)
     assert text1 == text2 == text3
-    with Llama(str(tiny_spm), mmproj_path=str(mmproj), n_ctx=512, n_gpu_layers=0, n_threads=2,
+    with Llama(str(tiny_spm), mmproj_path=str(mmproj), n_ctx=512, n_gpu_layers=NGL, n_threads=2,
                chat_format="chatml") as fresh:
         fresh_a, _ = first_logits(fresh, image_chat(data_url(PNG_A)))
     assert np.array_equal(a1, fresh_a)
@@ -179,7 +170,7 @@ def test_text_only_chat_is_unchanged(vlm: Llama, tiny_spm: Path) -> None:
     messages = [{"role": "user", "content": "Hello there"}]
     first_logits(vlm, image_chat(data_url(PNG_B), text="Hello there"))  # shares a text prefix
     with_projector, text = first_logits(vlm, messages)
-    with Llama(str(tiny_spm), n_ctx=512, n_gpu_layers=0, n_threads=2, chat_format="chatml") as plain:
+    with Llama(str(tiny_spm), n_ctx=512, n_gpu_layers=NGL, n_threads=2, chat_format="chatml") as plain:
         without, plain_text = first_logits(plain, messages)
     assert np.array_equal(with_projector, without) and text == plain_text
 
@@ -193,7 +184,7 @@ def test_two_images_in_one_prompt(vlm: Llama) -> None:
 
 
 def test_image_to_a_model_without_projector(tiny_spm: Path) -> None:
-    with Llama(str(tiny_spm), n_ctx=256, n_gpu_layers=0, chat_format="chatml") as llm:
+    with Llama(str(tiny_spm), n_ctx=256, n_gpu_layers=NGL, chat_format="chatml") as llm:
         with pytest.raises(UnsupportedModelError, match="mmproj_path"):
             llm.create_chat_completion(image_chat(data_url(PNG_A)), max_tokens=2)
         assert isinstance(UnsupportedModelError("x"), ValueError)  # the server answers 400
@@ -226,7 +217,7 @@ def test_local_files_need_opt_in(tiny_spm: Path, mmproj: Path, tmp_path: Path,
     with pytest.raises(MediaError, match="allow_local_media"):
         vlm.create_chat_completion(image_chat(str(png)), max_tokens=2)
     expected, _ = first_logits(vlm, image_chat(data_url(PNG_A)))
-    with Llama(str(tiny_spm), clip_model_path=str(mmproj), n_ctx=512, n_gpu_layers=0, n_threads=2,
+    with Llama(str(tiny_spm), clip_model_path=str(mmproj), n_ctx=512, n_gpu_layers=NGL, n_threads=2,
                chat_format="chatml", allow_local_media=True) as llm:
         by_path, _ = first_logits(llm, image_chat(str(png)))
         by_url, _ = first_logits(llm, image_chat(png.as_uri()))
@@ -252,7 +243,7 @@ def test_prompt_cache_with_images_is_exact(tiny_spm: Path, mmproj: Path, vlm: Ll
 
     expected_a, _ = first_logits(vlm, image_chat(data_url(PNG_A)))
     expected_b, _ = first_logits(vlm, image_chat(data_url(PNG_B)))
-    with Llama(str(tiny_spm), mmproj_path=str(mmproj), n_ctx=512, n_gpu_layers=0, n_threads=2,
+    with Llama(str(tiny_spm), mmproj_path=str(mmproj), n_ctx=512, n_gpu_layers=NGL, n_threads=2,
                chat_format="chatml") as llm:
         llm.set_cache(LlamaRAMCache(capacity_bytes=1 << 26))
         got = [first_logits(llm, image_chat(data_url(png)))[0] for png in (PNG_A, PNG_B, PNG_A, PNG_B)]
@@ -297,4 +288,41 @@ def test_damaged_projector_is_refused_not_fatal(model: Model, tmp_path: Path) ->
     path = tmp_path / "damaged.gguf"
     _tinymmproj.write_tensors(path, spec, tensors)
     with pytest.raises(ModelLoadError, match="GGML_ASSERT"):
-        Projector(model, path, use_gpu=False)
+        Projector(model, path, use_gpu=NGL != 0)
+
+
+def _wav(seconds: float = 0.5, rate: int = 16000) -> bytes:
+    import io
+    import wave
+
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(b"\x00\x01" * int(seconds * rate))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(("audio", "match"), [
+    ({"data": base64.b64encode(_wav()).decode(), "format": "wav"}, "takes no audio"),
+    ({"data": base64.b64encode(_wav()).decode(), "format": "ogg"}, "format must be one of"),
+    ({"format": "wav"}, "an audio part needs"),
+    ({"data": "@@@", "format": "wav"}, "not valid base64"),
+])
+def test_audio_parts_are_checked(vlm: Llama, audio: dict[str, Any], match: str) -> None:
+    """input_audio parts reach the projector (this one is vision-only: a clear refusal) or
+    are refused for their shape; the model answers the next request as before."""
+    messages = [{"role": "user", "content": [{"type": "text", "text": "Listen"},
+                                              {"type": "input_audio", "input_audio": audio}]}]
+    with pytest.raises(MediaError, match=match):
+        vlm.create_chat_completion(messages, max_tokens=2)
+    assert vlm.create_chat_completion(image_chat(data_url(PNG_A)), max_tokens=2)["choices"]
+
+
+def test_audio_to_a_model_without_projector(tiny_spm: Path) -> None:
+    messages = [{"role": "user", "content": [{"type": "input_audio", "input_audio": {
+        "data": base64.b64encode(_wav()).decode(), "format": "wav"}}]}]
+    with Llama(str(tiny_spm), n_ctx=128, n_gpu_layers=NGL) as llm, pytest.raises(UnsupportedModelError,
+                                                                              match="mmproj_path"):
+        llm.create_chat_completion(messages, max_tokens=2)

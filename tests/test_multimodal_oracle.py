@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from _tinymmproj import TinyProjectorSpec, make_png, write_tiny_mmproj
+from _tinymmproj import NGL, TinyProjectorSpec, make_png, write_tiny_mmproj
 
 from llama_binding import Llama
 from llama_binding.capi import _loader
@@ -39,7 +39,7 @@ def _cli_text(tool: Path, model: Path, mmproj: Path, image: Path) -> str:
     proc = subprocess.run(
         [os.fspath(tool), "-m", os.fspath(model), "--mmproj", os.fspath(mmproj), "--image", os.fspath(image),
          "-p", "Describe\n<__media__>", "-n", str(N_PREDICT), "--temp", "0", "--chat-template", "chatml",
-         "-t", "1", "-ngl", "0", "-c", "512"],
+         "-t", "1", "-ngl", str(NGL), "-c", "512"],
         capture_output=True, env=env, timeout=300, check=True)
     out = proc.stdout.decode("utf-8", "replace")
     return out.split(MARK, 1)[1].strip("\n")
@@ -54,7 +54,7 @@ def test_image_chat_matches_llama_mtmd_cli(tiny_model: Callable[..., Path], mode
     if not mmproj.exists():
         write_tiny_mmproj(mmproj, spec)
     texts = []
-    with Llama(str(model), mmproj_path=str(mmproj), n_ctx=512, n_gpu_layers=0, n_threads=1,
+    with Llama(str(model), mmproj_path=str(mmproj), n_ctx=512, n_gpu_layers=NGL, n_threads=1,
                chat_template=CHATML) as llm:
         for seed in (1, 2):
             png = make_png(40, 30, seed=seed)

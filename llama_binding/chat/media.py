@@ -1,11 +1,13 @@
-"""Images in OpenAI chat messages: content parts ``{"type": "image_url", "image_url":
-{"url": ...}}`` taken out of the messages, and the chat prompt tokenized around them.
+"""Images and audio in OpenAI chat messages: content parts ``{"type": "image_url",
+"image_url": {"url": ...}}`` and ``{"type": "input_audio", "input_audio": {"data": base64,
+"format": "wav"}}`` taken out of the messages, and the chat prompt tokenized around them.
 
-:func:`take_images` returns the messages with each image part replaced by a text part that
+:func:`take_images` returns the messages with each media part replaced by a text part that
 holds a marker (a fresh random string per request, so no text a user writes can stand for
-an image), and the images' encoded bytes in order. :func:`media_prompt_tokens` then renders
-and tokenizes the chat the usual way (template, escaping, tools) except that each marker
-becomes one ``MEDIA_HOLE`` id, where the engine puts the image's runs.
+an image), and the media in order, each as :class:`Media` (its kind and encoded bytes).
+:func:`media_prompt` then renders and tokenizes the chat the usual way (template, escaping,
+tools) except that each marker becomes one ``MEDIA_HOLE`` id, where the engine puts the
+image's runs.
 
 Sources: ``data:`` URLs with base64 content; a local path or ``file://`` URL only when the
 caller opted in (``allow_local_media``); remote ``http(s)`` URLs are not fetched.
@@ -23,16 +25,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
+from ..core.mtmd import Media
 from ..errors import MediaError
 
 if TYPE_CHECKING:
     from .request import ChatSetup, PreparedChat
 
-__all__ = ["MAX_MEDIA_BYTES", "has_images", "load_image_url", "media_prompt", "take_images"]
+__all__ = ["MAX_MEDIA_BYTES", "Media", "has_images", "load_image_url", "media_prompt", "take_images"]
 
-#: the largest encoded image accepted (bytes)
+#: the largest encoded image or audio clip accepted (bytes)
 MAX_MEDIA_BYTES = 64 * 1024 * 1024
 _IMAGE_TYPES = ("image_url", "input_image")
+_MEDIA_TYPES = (*_IMAGE_TYPES, "input_audio")
+_AUDIO_FORMATS = ("wav", "mp3", "flac")
 
 
 def _parts(message: object) -> Sequence[Any]:
@@ -43,10 +48,10 @@ def _parts(message: object) -> Sequence[Any]:
 
 
 def has_images(messages: object) -> bool:
-    """Whether any message holds an image content part."""
+    """Whether any message holds an image (or audio) content part."""
     if not isinstance(messages, Sequence) or isinstance(messages, (str, bytes)):
         return False
-    return any(isinstance(part, Mapping) and part.get("type") in _IMAGE_TYPES
+    return any(isinstance(part, Mapping) and part.get("type") in _MEDIA_TYPES
                for message in messages for part in _parts(message))
 
 
@@ -60,16 +65,33 @@ def _url_of(part: Mapping[str, Any], where: str) -> str:
     return value
 
 
+def _base64(payload: str, where: str, what: str) -> bytes:
+    if len(payload) > MAX_MEDIA_BYTES * 4 // 3 + 4:
+        raise MediaError(f"{where}: the {what} is larger than {MAX_MEDIA_BYTES} bytes")
+    try:
+        return base64.b64decode(payload.strip(), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise MediaError(f"{where}: the {what} is not valid base64 ({exc})") from None
+
+
 def _data_url(url: str, where: str) -> bytes:
     header, sep, payload = url.partition(",")
     if not sep or not header.endswith(";base64"):
         raise MediaError(f"{where}: a data: URL must carry base64 content (data:image/png;base64,...)")
-    if len(payload) > MAX_MEDIA_BYTES * 4 // 3 + 4:
-        raise MediaError(f"{where}: the image is larger than {MAX_MEDIA_BYTES} bytes")
-    try:
-        return base64.b64decode(payload.strip(), validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise MediaError(f"{where}: the data: URL is not valid base64 ({exc})") from None
+    return _base64(payload, where, "data: URL")
+
+
+def _audio(part: Mapping[str, Any], where: str) -> bytes:
+    audio = part.get("input_audio")
+    data = audio.get("data") if isinstance(audio, Mapping) else None
+    kind = audio.get("format") if isinstance(audio, Mapping) else None
+    if not isinstance(data, str) or not data:
+        raise MediaError(f'{where}: an audio part needs '
+                         '{"input_audio": {"data": base64, "format": "wav"}}')
+    if kind not in _AUDIO_FORMATS:
+        raise MediaError(f"{where}: input_audio.format must be one of {', '.join(_AUDIO_FORMATS)}, "
+                         f"not {kind!r}")
+    return _base64(data, where, "audio")
 
 
 def _local_file(url: str, where: str) -> bytes:
@@ -88,29 +110,35 @@ def load_image_url(url: str, *, allow_local: bool = False, where: str = "image")
     if url.startswith("data:"):
         return _data_url(url, where)
     if url.startswith(("http://", "https://")):
-        raise MediaError(f"{where}: remote image URLs are not fetched; send the image as a data: URL")
+        raise MediaError(f"{where}: remote image URLs are not fetched here (a server started with "
+                         "--allow-remote-media fetches them); send the image as a data: URL")
     if not allow_local:
         raise MediaError(f"{where}: local image files are read only with allow_local_media=True; "
                          "send the image as a data: URL")
     return _local_file(url, where)
 
 
+def _media_of(part: Mapping[str, Any], where: str, allow_local: bool) -> Media:
+    if part.get("type") == "input_audio":
+        return Media("audio", _audio(part, where))
+    return Media("image", load_image_url(_url_of(part, where), allow_local=allow_local, where=where))
+
+
 def take_images(messages: Sequence[Mapping[str, Any]], marker: str, *,
-                allow_local: bool = False) -> tuple[list[Mapping[str, Any]], list[bytes]]:
-    """``messages`` with each image part replaced by the text part ``marker``, and the
-    images' bytes in the order of the parts (the input is not modified)."""
+                allow_local: bool = False) -> tuple[list[Mapping[str, Any]], list[Media]]:
+    """``messages`` with each image or audio part replaced by the text part ``marker``, and
+    the media in the order of the parts (the input is not modified)."""
     out: list[Mapping[str, Any]] = []
-    images: list[bytes] = []
+    images: list[Media] = []
     for i, message in enumerate(messages):
         parts = _parts(message)
-        if not any(isinstance(p, Mapping) and p.get("type") in _IMAGE_TYPES for p in parts):
+        if not any(isinstance(p, Mapping) and p.get("type") in _MEDIA_TYPES for p in parts):
             out.append(message)
             continue
         new_parts: list[Any] = []
         for j, part in enumerate(parts):
-            if isinstance(part, Mapping) and part.get("type") in _IMAGE_TYPES:
-                images.append(load_image_url(_url_of(part, f"messages[{i}].content[{j}]"),
-                                             allow_local=allow_local, where=f"messages[{i}].content[{j}]"))
+            if isinstance(part, Mapping) and part.get("type") in _MEDIA_TYPES:
+                images.append(_media_of(part, f"messages[{i}].content[{j}]", allow_local))
                 new_parts.append({"type": "text", "text": marker})
             else:
                 new_parts.append(part)
@@ -119,9 +147,9 @@ def take_images(messages: Sequence[Mapping[str, Any]], marker: str, *,
 
 
 def media_prompt(setup: ChatSetup, messages: Sequence[Mapping[str, Any]], hole: int, *,
-                 allow_local: bool = False, **options: Any) -> tuple[PreparedChat, list[bytes]]:
+                 allow_local: bool = False, **options: Any) -> tuple[PreparedChat, list[Media]]:
     """The chat request prepared by ``setup`` (``options`` as ``ChatSetup.prompt``'s), its
-    tokens holding ``hole`` where each image goes, and the images' bytes."""
+    tokens holding ``hole`` where each image (or audio clip) goes, and the media."""
     marker = f"<__image_{secrets.token_hex(8)}__>"
     plain, images = take_images(messages, marker, allow_local=allow_local)
     tokenize = setup.tokenize

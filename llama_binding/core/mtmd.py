@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from .. import _backend, _log, capi
 from ..errors import DecodeError, MediaError, ModelLoadError, TokenizeError, check_decode
@@ -35,7 +35,19 @@ from .model import Model
 if TYPE_CHECKING:
     from .context import Context
 
-__all__ = ["Bitmap", "ChunkInfo", "Chunks", "Projector"]
+__all__ = ["MAX_AUDIO_BYTES", "MAX_AUDIO_SECONDS", "Bitmap", "ChunkInfo", "Chunks", "Media", "Projector"]
+
+#: the longest audio clip accepted (decoded), in seconds, and the largest encoded one
+MAX_AUDIO_SECONDS = 600.0
+MAX_AUDIO_BYTES = 16 * 1024 * 1024
+
+
+class Media(NamedTuple):
+    """One image or audio clip of a request, encoded (PNG, JPEG, GIF, BMP; WAV, MP3, FLAC)."""
+
+    kind: Literal["image", "audio"]
+    data: bytes
+
 
 _LEVELS = {1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}
 _log_lock = threading.Lock()
@@ -226,6 +238,35 @@ class Projector(NativeHandle[Any]):
                 or capi.mtmd_bitmap_is_audio(bitmap.ptr):
             bitmap.close()
             raise MediaError(f"the {head.format.upper()} image decoded to another size than its header says")
+        return bitmap
+
+    def audio(self, data: bytes) -> Bitmap:
+        """Decode the encoded audio ``data`` (WAV, MP3, FLAC) to the projector's sample rate;
+        :class:`MediaError` for a projector without audio, an unknown format, a clip that
+        does not decode or one longer than :data:`MAX_AUDIO_SECONDS`."""
+        if not self.supports_audio:
+            raise MediaError(f"the projector {self.path.name} takes no audio")
+        data = bytes(data)
+        if len(data) > MAX_AUDIO_BYTES:  # decoded to float samples, an MP3 grows tenfold
+            raise MediaError(f"the audio is larger than {MAX_AUDIO_BYTES} bytes")
+        if not ((data[:4] == b"RIFF" and data[8:12] == b"WAVE") or data[:4] == b"fLaC" or data[:3] == b"ID3"
+                or (len(data) > 1 and data[0] == 0xFF and data[1] & 0xE0 == 0xE0)):
+            raise MediaError("the audio is not WAV, MP3 or FLAC")
+        buf = (ctypes.c_ubyte * len(data)).from_buffer_copy(data)
+        wrapped = capi.mtmd_helper_bitmap_init_from_buf(self.ptr, buf, len(data), False, _no_video_opt())
+        if wrapped.video_ctx:
+            capi.mtmd_helper_video_free(wrapped.video_ctx)
+        if not wrapped.bitmap:
+            _recent_errors.clear()
+            raise MediaError("the audio could not be decoded (corrupt, truncated, or an unsupported variant)")
+        bitmap = Bitmap(wrapped.bitmap, self)
+        rate = int(capi.mtmd_get_audio_sample_rate(self.ptr))
+        seconds = int(capi.mtmd_bitmap_get_n_bytes(bitmap.ptr)) / 4 / max(rate, 1)
+        if not capi.mtmd_bitmap_is_audio(bitmap.ptr) or seconds > MAX_AUDIO_SECONDS:
+            bitmap.close()
+            too_long = seconds > MAX_AUDIO_SECONDS
+            raise MediaError(f"the audio is longer than {MAX_AUDIO_SECONDS:.0f} s" if too_long
+                             else "the data decoded to an image, not audio")
         return bitmap
 
     def tokenize(self, text: str, bitmaps: Sequence[Bitmap], *, add_special: bool = True,

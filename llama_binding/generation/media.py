@@ -24,11 +24,12 @@ from dataclasses import dataclass, field
 
 from ..core.batch import Batch
 from ..core.context import Context
-from ..core.mtmd import Chunks, Projector
+from ..core.mtmd import Chunks, Media, Projector
 from ..errors import ContextOverflowError, MediaError, UnsupportedModelError
 from .steps import SequenceState, common_prefix, decode_in_step
 
-__all__ = ["MEDIA_HOLE", "MediaPrompt", "Run", "build_media_prompt", "media_ids", "prefill_media"]
+__all__ = ["MEDIA_HOLE", "MediaPrompt", "Run", "build_media_prompt", "feed_runs", "media_end", "media_ids",
+           "prefill_media"]
 
 _ID_SPACE = 1 << 30
 
@@ -70,8 +71,8 @@ class MediaPrompt:
             chunks.close()
 
 
-def _image_runs(projector: Projector, data: bytes, out: list[int], runs: list[Run]) -> Chunks:
-    bitmap = projector.image(data)
+def _image_runs(projector: Projector, media: Media, out: list[int], runs: list[Run]) -> Chunks:
+    bitmap = projector.audio(media.data) if media.kind == "audio" else projector.image(media.data)
     try:
         chunks = projector.tokenize(projector.marker, [bitmap], add_special=False, parse_special=True)
     finally:
@@ -83,9 +84,9 @@ def _image_runs(projector: Projector, data: bytes, out: list[int], runs: list[Ru
     return chunks
 
 
-def build_media_prompt(projector: Projector, tokens: Sequence[int], images: Sequence[bytes]) -> MediaPrompt:
-    """The prompt ``tokens`` with image ``i`` (encoded bytes) in place of the ``i``-th
-    :data:`MEDIA_HOLE`; :class:`MediaError` for a bad image or a count that does not match."""
+def build_media_prompt(projector: Projector, tokens: Sequence[int], images: Sequence[Media]) -> MediaPrompt:
+    """The prompt ``tokens`` with image (or audio clip) ``i`` in place of the ``i``-th
+    :data:`MEDIA_HOLE`; :class:`MediaError` for a bad one or a count that does not match."""
     if projector.uses_mrope:
         raise UnsupportedModelError("this projector's model takes M-RoPE positions, which the engine "
                                     "does not track yet")
@@ -150,10 +151,22 @@ def prefill_media(ctx: Context, batch: Batch, seq: SequenceState, media: MediaPr
             del seq.tokens[keep:]
         else:  # e.g. recurrent memory: all or nothing
             seq.reset()
-    target = len(toks) - 1
+    feed_runs(ctx, batch, seq, media, len(toks) - 1)
+
+
+def media_end(media: MediaPrompt) -> int:
+    """Where the prompt's last media run ends (the text after it is plain prompt)."""
+    return max(run.end for run in media.runs if run.chunks is not None
+               and run.chunks.infos[run.index].kind != "text")
+
+
+def feed_runs(ctx: Context, batch: Batch, seq: SequenceState, media: MediaPrompt, target: int) -> None:
+    """Evaluate ``media.tokens[len(seq.tokens):target]`` into the sequence (text runs through
+    ``batch``, media runs through the projector), extending ``seq.tokens`` as they go in."""
+    toks = media.tokens
     for run in media.runs:
         done = len(seq.tokens)
-        if run.end <= done:
+        if run.end <= done or run.start >= target:
             continue
         if run.chunks is None or run.chunks.infos[run.index].kind == "text":
             _decode_text(ctx, batch, seq, toks[done : min(run.end, target)])
