@@ -130,8 +130,9 @@ def _callback(level: int, text: bytes | None, _user_data: Any) -> None:
         count_interrupt(exc)
 
 
-def install() -> None:
-    """Route llama.cpp's and ggml's logs into ``logging`` (idempotent).
+def install(again: bool = False) -> None:
+    """Route llama.cpp's and ggml's logs into ``logging`` (idempotent; ``again=True`` points
+    llama.cpp at the callback once more, after raw ``capi.llama_log_set`` calls replaced it).
 
     The callback that llama.cpp calls is our C filter (``native/log_filter.c``): lines
     below the lowest level ``llama_binding.native`` accepts (see :func:`sync_level`) are
@@ -139,6 +140,9 @@ def install() -> None:
     ``llama_decode`` delays the GPU's work. Warnings and errors always reach Python.
     """
     if _installed:
+        if again:
+            with _lock:
+                capi.llama_log_set(_installed[-1], None)  # the C filter (or the callback without it)
         return
     _loader.lib_dir()  # loads the libraries first: that runs this (the after_load hook) once
     with _lock:
