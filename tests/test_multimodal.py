@@ -14,7 +14,15 @@ from typing import Any
 
 import numpy as np
 import pytest
-from _tinymmproj import NGL, TinyProjectorSpec, make_png, png_claiming, png_header, write_tiny_mmproj
+from _tinymmproj import (
+    NGL,
+    TinyProjectorSpec,
+    make_png,
+    png_claiming,
+    png_header,
+    same_logits,
+    write_tiny_mmproj,
+)
 
 from llama_binding import Llama, MediaError, ModelLoadError, UnsupportedModelError
 from llama_binding.core import Model
@@ -149,7 +157,7 @@ def test_stream_equals_non_stream(vlm: Llama) -> None:
 def test_different_images_give_different_logits(vlm: Llama) -> None:
     a, _ = first_logits(vlm, image_chat(data_url(PNG_A)))
     b, _ = first_logits(vlm, image_chat(data_url(PNG_B)))
-    assert not np.array_equal(a, b)
+    assert not same_logits(a, b)
     assert np.abs(a - b).max() > 1e-3
 
 
@@ -158,12 +166,12 @@ def test_same_image_again_is_exact(vlm: Llama, tiny_spm: Path, mmproj: Path) -> 
     first_logits(vlm, image_chat(data_url(PNG_B)))  # another image in between
     a2, text2 = first_logits(vlm, image_chat(data_url(PNG_A)))
     a3, text3 = first_logits(vlm, image_chat(data_url(PNG_A)))  # the whole prompt is reused
-    assert np.array_equal(a1, a2) and np.array_equal(a1, a3)
+    assert same_logits(a1, a2) and same_logits(a1, a3)
     assert text1 == text2 == text3
     with Llama(str(tiny_spm), mmproj_path=str(mmproj), n_ctx=512, n_gpu_layers=NGL, n_threads=2,
                chat_format="chatml") as fresh:
         fresh_a, _ = first_logits(fresh, image_chat(data_url(PNG_A)))
-    assert np.array_equal(a1, fresh_a)
+    assert same_logits(a1, fresh_a)
 
 
 def test_text_only_chat_is_unchanged(vlm: Llama, tiny_spm: Path) -> None:
@@ -172,7 +180,8 @@ def test_text_only_chat_is_unchanged(vlm: Llama, tiny_spm: Path) -> None:
     with_projector, text = first_logits(vlm, messages)
     with Llama(str(tiny_spm), n_ctx=512, n_gpu_layers=NGL, n_threads=2, chat_format="chatml") as plain:
         without, plain_text = first_logits(plain, messages)
-    assert np.array_equal(with_projector, without) and text == plain_text
+    assert same_logits(with_projector, without)
+    assert text == plain_text or NGL != 0  # (on a GPU: a near tie may go either way)
 
 
 def test_two_images_in_one_prompt(vlm: Llama) -> None:
@@ -221,7 +230,7 @@ def test_local_files_need_opt_in(tiny_spm: Path, mmproj: Path, tmp_path: Path,
                chat_format="chatml", allow_local_media=True) as llm:
         by_path, _ = first_logits(llm, image_chat(str(png)))
         by_url, _ = first_logits(llm, image_chat(png.as_uri()))
-    assert np.array_equal(expected, by_path) and np.array_equal(expected, by_url)
+    assert same_logits(expected, by_path) and same_logits(expected, by_url)
 
 
 def test_projector_keywords(tiny_spm: Path, mmproj: Path, tmp_path: Path) -> None:
@@ -248,7 +257,7 @@ def test_prompt_cache_with_images_is_exact(tiny_spm: Path, mmproj: Path, vlm: Ll
         llm.set_cache(LlamaRAMCache(capacity_bytes=1 << 26))
         got = [first_logits(llm, image_chat(data_url(png)))[0] for png in (PNG_A, PNG_B, PNG_A, PNG_B)]
         text, _ = first_logits(llm, [{"role": "user", "content": "What is in the picture?"}])
-    assert all(np.array_equal(g, e) for g, e in zip(got, [expected_a, expected_b] * 2))
+    assert all(same_logits(g, e) for g, e in zip(got, [expected_a, expected_b] * 2))
     assert text.shape == expected_a.shape
 
 
@@ -263,7 +272,7 @@ def test_paused_image_stream_does_not_resume_wrongly(vlm: Llama) -> None:
         list(stream)
     a, _ = first_logits(vlm, image_chat(data_url(PNG_A)))  # the Llama still answers right
     with_b, _ = first_logits(vlm, image_chat(data_url(PNG_B)))
-    assert not np.array_equal(a, with_b)
+    assert not same_logits(a, with_b)
 
 
 def test_image_chat_options(vlm: Llama) -> None:
@@ -274,7 +283,7 @@ def test_image_chat_options(vlm: Llama) -> None:
     assert len(out["choices"][0]["logprobs"]["content"]) == 2  # type: ignore[index]
     plain, _ = first_logits(vlm, messages)
     escaped, _ = first_logits(vlm, messages, escape_special_tokens=True)  # as the server sends it
-    assert np.array_equal(plain, escaped)
+    assert same_logits(plain, escaped)
 
 
 def test_damaged_projector_is_refused_not_fatal(model: Model, tmp_path: Path) -> None:
