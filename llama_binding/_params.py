@@ -92,6 +92,9 @@ CONVERTED: dict[str, str] = {
     "draft_model": "speculative decoding: a drafter (draft.as_drafter) for generation.speculative",
     "gpu_memory_budget": "the room n_gpu_layers='auto' fits the layers in (gpu_fit.fit_gpu_layers)",
     "tokenizer": "a llama_tokenizer.BaseLlamaTokenizer for Llama.tokenize/detokenize and text prompts",
+    "mmproj_path": "core.mtmd.Projector: the multimodal projector (mmproj GGUF) for image content parts",
+    "clip_model_path": "mmproj_path under llama-cpp-python's name (its Llava15ChatHandler's)",
+    "allow_local_media": "chat: image parts may name local files (paths, file:// URLs), not only data: URLs",
 }
 
 #: llama-cpp-python keywords (of 0.3.36 or older) that mean nothing with this llama.cpp:
@@ -225,6 +228,14 @@ def check_types(model_path: object, seed: object) -> None:
         raise TypeError(f"model_path must be a str or os.PathLike, not {type(model_path).__name__}")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise TypeError(f"seed must be an int or None, not {type(seed).__name__}")
+
+
+def check_chat_template(chat_template: str | None, chat_format: str | None) -> None:
+    """Refuse ``chat_template`` beside ``chat_format``, or one that does not compile (before loading)."""
+    if chat_template is not None:
+        from .chat.request import check_chat_template as check
+
+        check(chat_template, chat_format)
 
 
 def adapter_list(given: Mapping[str, Any]) -> list[tuple[str, float]]:

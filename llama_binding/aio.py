@@ -33,6 +33,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, Union
 
 import numpy as np
@@ -40,6 +41,8 @@ import numpy.typing as npt
 
 from . import _dropin, shapes
 from ._args import SAMPLING_ARGS, check_completion_args, grammar_fields, include_usage, is_multi_prompt
+from ._multimodal import MediaPrompt, chat_prompt, prompt_tokens
+from .chat.media import has_images
 from .errors import ClosedError, ContextOverflowError, DecodeAbortedError, LlamaError, QueueFullError
 from .generation.batching import BatchEngine, BatchRequest
 from .generation.drafters import LlamaPromptLookupDecoding
@@ -359,6 +362,8 @@ class AsyncLlama:
                     self._tickets.pop(t.request.id, None)
                     if t.request.chain is not None:
                         t.request.chain.close()
+                    if t.request.media is not None:  # the images' chunks (evaluated or never)
+                        t.request.media.close()
                     with self._count_lock:
                         self._outstanding -= 1
             try:
@@ -380,9 +385,12 @@ class AsyncLlama:
     # --- the caller's side -------------------------------------------------------------------
 
     def _submit(self, prompts: list[list[int]], n: int, sampling: SamplingParams, max_tokens: int | None,
-                logprobs: int | None, ignore_eos: bool) -> list[_Ticket]:
-        """One ticket per (prompt, sample), all sharing one queue; sample ``j`` is seeded ``seed + j``."""
+                logprobs: int | None, ignore_eos: bool, media: MediaPrompt | None = None) -> list[_Ticket]:
+        """One ticket per (prompt, sample), all sharing one queue; sample ``j`` is seeded ``seed + j``.
+        ``media``: the one prompt's images (closed by the worker once its request is done)."""
         if self._closed:
+            if media is not None:
+                media.close()
             raise ClosedError(_CLOSED)
         n_ctx_seq = self.engine.context.n_ctx_seq
         for toks in prompts:
@@ -400,13 +408,15 @@ class AsyncLlama:
                                                       raw_logits=logprobs is not None)
                     drafter = self._lookup.fresh() if self._lookup is not None and chain is None else None
                     request = BatchRequest(toks, max_tokens, chain, ignore_eos=ignore_eos, logprobs=logprobs,
-                                           drafter=drafter)
+                                           drafter=drafter, media=media)
                     tickets.append(_Ticket(request, loop, inbox, len(tickets)))
             self._enqueue(tickets)
         except BaseException:
             for t in tickets:
                 if t.request.chain is not None:
                     t.request.chain.close()
+            if media is not None:
+                media.close()
             raise
         return tickets
 
@@ -424,7 +434,7 @@ class AsyncLlama:
 
     async def acreate_completion(
         self,
-        prompt: Union[str, Sequence[int], Sequence[str], Sequence[Sequence[int]]],
+        prompt: Union[str, Sequence[int], Sequence[str], Sequence[Sequence[int]], MediaPrompt],
         suffix: str | None = None,
         max_tokens: int | None = 16,
         temperature: float = _D.temperature,
@@ -469,11 +479,16 @@ class AsyncLlama:
         if is_multi_prompt(prompt):
             if suffix is not None or echo:
                 raise ValueError("several prompts take no suffix or echo")
-            prompts = [engine.prompt_tokens(p) for p in prompt]  # type: ignore[arg-type]
+            prompts = [engine.prompt_tokens(p) for p in prompt]  # type: ignore[arg-type,union-attr]
+            media = None
         else:
-            prompts = [engine.prompt_tokens(prompt, suffix)]  # type: ignore[arg-type]
+            tokens, media = prompt_tokens(engine, prompt, suffix)  # media: a chat's prompt with images
+            prompts = [tokens]
+        if media is not None and (echo or n != 1):
+            media.close()
+            raise ValueError("a prompt with images takes no echo and no n > 1")
         echo_text = engine.detokenize(prompts[0]).decode("utf-8", "replace") if echo else ""
-        tickets = self._submit(prompts, n, sampling, limit, logprobs, ignore_eos)
+        tickets = self._submit(prompts, n, sampling, limit, logprobs, ignore_eos, media)
         n_prompt = sum(map(len, prompts)) * n
         meta = shapes.Meta.new(model or self.model_path)
         chunks = self._chunks(tickets, stop)
@@ -581,11 +596,13 @@ class AsyncLlama:
             raise LlamaError("a chat_handler answers Llama.create_chat_completion only; AsyncLlama renders "
                              "chats with chat_format or the model's template")
         self.engine.require_decoder()
-        chat = self._llama.chat_setup.prompt(
-            messages, tools=tools, tool_choice=tool_choice, response_format=response_format, grammar=grammar,
-            stop=stop, escape_special_tokens=escape_special_tokens)
+        prepare = partial(chat_prompt, self._llama.chat_setup, self.engine, messages, self._llama.media, n=n,
+                          tools=tools, tool_choice=tool_choice, response_format=response_format,
+                          grammar=grammar, stop=stop, escape_special_tokens=escape_special_tokens)
+        # images are decoded and preprocessed off the event loop (the other callers' tokens flow)
+        chat, media = await asyncio.to_thread(prepare) if has_images(messages) else prepare()
         result = await self.acreate_completion(
-            chat.tokens, max_tokens=max_tokens, temperature=temperature, top_p=top_p, min_p=min_p,
+            media or chat.tokens, max_tokens=max_tokens, temperature=temperature, top_p=top_p, min_p=min_p,
             typical_p=typical_p, logprobs=(top_logprobs or 0) if logprobs else None, stop=chat.stop,
             frequency_penalty=frequency_penalty, presence_penalty=presence_penalty,
             repeat_penalty=repeat_penalty, top_k=top_k, stream=stream, seed=seed, mirostat_mode=mirostat_mode,

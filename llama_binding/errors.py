@@ -32,6 +32,8 @@
     │                                the model cannot do what was asked (generate text with
     │                                an encoder-only embedding model)
     ├── TemplateError (ValueError)   a chat template failed to compile or render
+    ├── MediaError (ValueError)      an image (or other media) was refused: corrupt, of an
+    │                                unsupported format, too large, or not allowed here
     └── ShadowingError (ImportError) compat.install() found llama-cpp-python importable and
                                      would hide it (pass allow_shadowing=True to do so)
 
@@ -55,6 +57,7 @@ __all__ = [
     "KVCacheFullError",
     "LibraryLoadError",
     "LlamaError",
+    "MediaError",
     "ModelLoadError",
     "ModelNotFoundError",
     "QueueFullError",
@@ -176,6 +179,12 @@ class StateError(LlamaError, ValueError):
 
 class TemplateError(LlamaError, ValueError):
     """A chat template failed to compile or render."""
+
+
+class MediaError(LlamaError, ValueError):
+    """An image (or other media) could not be used: corrupt or truncated data, a format
+    the decoder does not read, dimensions over the limits, or a source that is not allowed
+    (a local file without opt-in)."""
 
 
 class ShadowingError(LlamaError, ImportError):

@@ -13,7 +13,6 @@ StreamInterruptedError. ``close()`` is safe from any thread (see :meth:`Llama.cl
 from __future__ import annotations
 
 import os
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Union, overload
 
@@ -22,6 +21,9 @@ import numpy.typing as npt
 
 from . import _dropin, _log, _params, shapes
 from ._args import SAMPLING_ARGS, check_completion_args, grammar_fields, include_usage, is_multi_prompt
+from ._llama_loop import LlamaLoop
+from ._llama_states import LlamaStates
+from ._multimodal import MediaPrompt, chat_prompt, load_projector, prompt_tokens
 from ._params import DEFAULT_N_CTX
 from ._progress import ProgressArg, progress_callback
 from .core import Model
@@ -29,7 +31,6 @@ from .core.context import ContextParams, PoolingType
 from .core.state import LlamaState
 from .draft_model import DraftModelArg, as_drafter
 from .errors import StateError
-from .generation.cache import StateCache
 from .generation.engine import Engine, Request
 from .generation.hooks import LogitsProcessor, StoppingCriteria, as_logits_hook, as_stop_hook
 from .generation.sampling import CHAT_TEMPERATURE
@@ -52,13 +53,12 @@ __all__ = ["DEFAULT_N_CTX", "Llama", "LlamaState"]
 
 _PICKLED_FINGERPRINT = "__model_fingerprint__"  # the key of the model's fingerprint in a pickled Llama
 Prompt = Union[str, Sequence[int]]
-
-
-def _check_chat_template(chat_template: str | None, chat_format: str | None) -> None:
-    if chat_template is not None:  # both given, or a template that does not compile
-        from .chat.request import check_chat_template
-
-        check_chat_template(chat_template, chat_format)
+# the argument types of the stream overloads (the methods themselves spell them out)
+_PromptArg = Union[str, Sequence[int], Sequence[str], Sequence[Sequence[int]], MediaPrompt]
+_StopArg = Union[str, Sequence[str], None]
+_CriteriaArg = Union[StoppingCriteria, Sequence[StoppingCriteria], None]
+_ProcessorArg = Union[LogitsProcessor, Sequence[LogitsProcessor], None]
+_GrammarArg = Union[str, LlamaGrammar, None]
 
 
 ChatAnswer = Union[CreateChatCompletionResponse, Iterator[ChatCompletionChunk]]
@@ -72,30 +72,58 @@ def _chat_answer(result: Any, parser: Any, stream: bool, legacy: bool) -> ChatAn
     return _dropin.with_function_call(answer) if legacy else answer
 
 
-class Llama:
-    """A model and a context, with llama-cpp-python's names.
+class Llama(LlamaStates, LlamaLoop):
+    """A model and a context, with llama-cpp-python's names. Every argument but ``model_path``
+    is a keyword; None means llama.cpp's default (or the model's).
 
-    Defaults chosen here (README lists them): every layer on the GPU when the build has
-    one (``n_gpu_layers=-1``; ``"auto"``: as many as fit the GPUs' free memory, or
-    ``gpu_memory_budget`` bytes, with room for this context's KV cache and compute
-    buffers, sized by llama.cpp in a dry run before loading: :mod:`llama_binding.gpu_fit`),
-    ``n_ctx`` 4096 or the model's training context if smaller
-    (0: the training context), ``n_batch`` 2048 and ``n_ubatch`` 512 (llama.cpp's), flash
-    attention "auto", threads = physical cores (``n_threads``/``n_threads_batch`` None, 0 or
-    -1; more than 4 per CPU is lowered to that, with a warning), weights memory-mapped.
-
-    ``backend_sampling`` (None: on when the output layer is offloaded to a GPU) samples
-    inside the decode on the device, so a token costs no copy of the vocabulary's logits;
-    calls that need the logits on the host (logprobs, logits processors, stopping
-    criteria, grammars) sample on the CPU as usual; many sequences at once (a list of
-    prompts, :class:`AsyncLlama`) take every plain-greedy sequence's argmax in the decode.
-    ``logits_all=True`` keeps the logits of every evaluated token in :attr:`scores`
-    (``eval`` and prompt log-probabilities). ``use_extra_bufts=False`` is llama.cpp's
-    ``--no-repack``: weights stay in the file's layout instead of the CPU's repacked one
-    (slower; for debugging a CPU kernel). ``progress=True`` draws a loading bar on a
-    terminal; a callable gets the fraction loaded and may return False to cancel.
-    ``verbose=True`` shows llama.cpp's logs on stderr; logging is process-wide, so it
-    applies to every ``Llama`` of the process.
+    Args:
+      Model:
+        model_path: the GGUF file (the first part of a split model).
+        n_gpu_layers: layers on the GPU: -1 (default) all, when the build has a GPU; "auto" as
+            many as fit the GPUs' free memory (or ``gpu_memory_budget`` bytes) with room for this
+            context, sized by llama.cpp in a dry run (:mod:`llama_binding.gpu_fit`).
+        split_mode, main_gpu, tensor_split: how the layers spread over several GPUs.
+        vocab_only: the vocabulary only (tokenize and detokenize; no context).
+        use_mmap, use_mlock: memory-map the weights (default) / lock them in RAM.
+        kv_overrides: GGUF metadata values to override, ``{key: bool | int | float | str}``.
+        check_tensors: validate the tensor data while loading.
+        use_extra_bufts: False is llama.cpp's ``--no-repack``: weights keep the file's layout,
+            not the CPU's repacked one (slower; for debugging a CPU kernel).
+        lora_path, lora_scale, lora_adapters: LoRA adapters to apply (:meth:`load_lora`).
+      Context:
+        n_ctx: tokens it holds: 4096, or the model's training context if smaller; 0: that.
+        n_batch, n_ubatch: logical and physical batch sizes (2048 and 512, llama.cpp's).
+        n_seq_max: sequences decoded together (several prompts, ``n > 1``); 16 for embeddings.
+        n_outputs_max_per_seq: outputs a sequence may have per decode with backend sampling.
+        n_threads, n_threads_batch: CPU threads for generation / prompts (None, 0, -1: the
+            physical cores; more than 4 per CPU is lowered to that, with a warning).
+        flash_attn: True, False or "auto" (default).
+        type_k, type_v: KV cache types (ggml type numbers: 1 F16, 8 Q8_0, ...).
+        offload_kqv, op_offload, swa_full, kv_unified: llama.cpp's context flags.
+        rope_scaling_type, rope_freq_base, rope_freq_scale, yarn_ext_factor, yarn_attn_factor,
+            yarn_beta_fast, yarn_beta_slow, yarn_orig_ctx: RoPE / YaRN context extension.
+        embedding: an embedding context (:meth:`embed`, :meth:`create_embedding`, :meth:`rank`),
+            with ``pooling_type`` (RANK for rerankers) and ``attention_type``.
+        logits_all: keep every evaluated token's logits in :attr:`scores` (``eval``, echo logprobs).
+      Sampling:
+        seed: the seed of calls that do not pass one (None: a random one each call).
+        backend_sampling: sample inside the decode, on the device (None: when the output layer is
+            on a GPU); calls that need the logits on the host (logprobs, hooks, grammars) do not.
+        draft_model: speculative decoding (a draft ``Llama``, ``LlamaPromptLookupDecoding``, ...).
+      Chat:
+        chat_format: a built-in chat format by name, instead of the model's template.
+        chat_template: a Jinja chat template of yours, instead of the model's.
+        chat_handler: a callable that answers :meth:`create_chat_completion` itself.
+        escape_special_tokens: special-token text inside messages is tokenized as plain text.
+        tokenizer: a ``BaseLlamaTokenizer`` for tokenize/detokenize and text prompts.
+        mmproj_path, clip_model_path (its llama-cpp-python name): a projector GGUF; chat messages may
+            then hold ``image_url`` parts (data: URLs; local files with ``allow_local_media=True``).
+      Other:
+        verbose: llama.cpp's log on stderr, INFO and above (DEBUG once the ``llama_binding``
+            logger's level is DEBUG); logging is process-wide: it applies to every ``Llama``.
+        progress: True: a loading bar on a terminal; a callable gets the fraction loaded (False cancels).
+        no_perf: turn llama.cpp's performance counters off.
+        ignored: llama-cpp-python keywords that mean nothing now (warned about, then ignored).
 
     :attr:`engine` is the :class:`~llama_binding.generation.engine.Engine` underneath (for
     code that drives the model itself: the server, custom loops).
@@ -150,6 +178,9 @@ class Llama:
         chat_handler: Callable[..., Any] | None = None,
         escape_special_tokens: bool = False,
         draft_model: DraftModelArg | None = None,
+        mmproj_path: Union[str, os.PathLike[str], None] = None,
+        clip_model_path: Union[str, os.PathLike[str], None] = None,
+        allow_local_media: bool = False,
         logits_all: bool = False,
         backend_sampling: bool | None = None,
         no_perf: bool = False,
@@ -161,7 +192,7 @@ class Llama:
         given = dict(locals())
         _params.check_ignored(ignored)
         _params.check_types(model_path, seed)
-        _check_chat_template(chat_template, chat_format)  # before loading anything
+        _params.check_chat_template(chat_template, chat_format)  # before loading anything
         adapters = _params.adapter_list(given)
         _log.set_verbose(verbose)
         self._init_kwargs = {k: v for k, v in given.items() if k not in ("self", "ignored", "__class__")}
@@ -176,11 +207,12 @@ class Llama:
         offloaded, output_on_gpu = _params.offload(given["n_gpu_layers"], model.n_layer)
         self.engine = Engine(model, ctx_params, seed=seed, logits_all=logits_all, lookahead=offloaded,
                              backend_sampling=output_on_gpu if backend_sampling is None else backend_sampling)
-        self._attach(tokenizer, adapters, draft_model)
+        self._attach(tokenizer, adapters, draft_model, given)
 
     def _attach(self, tokenizer: BaseLlamaTokenizer | None, adapters: Sequence[tuple[str, float]],
-                draft_model: DraftModelArg | None) -> None:
+                draft_model: DraftModelArg | None, given: Mapping[str, Any]) -> None:
         """The constructor's last steps, once the engine is there."""
+        self.media = load_projector(self.engine, given)  # mmproj_path, allow_local_media
         self._tokenizer = tokenizer  # the caller's, for tokenize/detokenize and text prompts
         self.tokenizer_: BaseLlamaTokenizer = tokenizer if tokenizer is not None else LlamaTokenizer(self)
         if self.chat_format is not None or self.chat_template is not None:  # a bad one raises now
@@ -340,93 +372,46 @@ class Llama:
         waits for a call running in another thread."""
         self.engine.reset()
 
-    # --- low-level loop (llama-cpp-python's eval / sample / generate) --------------------
-
-    @property
-    def scores(self) -> npt.NDArray[np.float32]:
-        """Logits kept by :meth:`eval`: one row per evaluated token with ``logits_all=True``,
-        else the last token's row only (shape ``(rows, n_vocab)``, a copy)."""
-        return self.engine.scores
-
-    @property
-    def eval_tokens(self) -> deque[int]:
-        """The tokens the context holds (llama-cpp-python's deque, bounded by ``n_ctx``)."""
-        return deque(self.engine.tokens, maxlen=self.n_ctx())
-
-    @property
-    def eval_logits(self) -> deque[list[float]]:
-        """The rows of :attr:`scores` as lists (llama-cpp-python's deque: at most ``n_ctx``
-        rows with ``logits_all=True``, else the last one)."""
-        return deque(self.scores.tolist(), maxlen=self.n_ctx() if self.logits_all else 1)
-
-    def eval(self, tokens: Sequence[int]) -> None:
-        """Evaluate ``tokens`` after those already in the context (appends to ``input_ids``)."""
-        self.engine.eval(tokens)
-
-    def sample(self, *, idx: int = -1, logits_processor: LogitsProcessor | None = None,
-               grammar: str | LlamaGrammar | None = None, **sampling: Any) -> int:
-        """Sample one token from the logits of the last :meth:`eval` (output ``idx``);
-        ``sampling`` takes the options of :meth:`create_completion` (``temp`` too)."""
-        if "temp" in sampling:
-            sampling["temperature"] = sampling.pop("temp")
-        sampling.pop("penalize_nl", None)  # llama-cpp-python's; no such option in llama.cpp now
-        params = self.engine.sampling(dict(sampling, **grammar_fields(grammar)))
-        return self.engine.sample(params, idx, as_logits_hook(logits_processor))
-
-    def set_seed(self, seed: int) -> None:
-        """The seed of later calls that do not pass one."""
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"seed must be an int, not {type(seed).__name__} ({seed!r})")
-        self.engine.seed = seed
-
-    def generate(
-        self,
-        tokens: Sequence[int],
-        top_k: int = _D.top_k,
-        top_p: float = _D.top_p,
-        min_p: float = _D.min_p,
-        typical_p: float = _D.typical_p,
-        temp: float = _D.temperature,
-        repeat_penalty: float = _D.repeat_penalty,
-        reset: bool = True,
-        frequency_penalty: float = _D.frequency_penalty,
-        presence_penalty: float = _D.presence_penalty,
-        tfs_z: float | None = None,
-        mirostat_mode: int = _D.mirostat_mode,
-        mirostat_tau: float = _D.mirostat_tau,
-        mirostat_eta: float = _D.mirostat_eta,
-        penalize_nl: bool = True,
-        logits_processor: LogitsProcessor | Sequence[LogitsProcessor] | None = None,
-        stopping_criteria: StoppingCriteria | Sequence[StoppingCriteria] | None = None,
-        grammar: str | LlamaGrammar | None = None,
-        *,
-        max_tokens: int | None = None,
-        **kwargs: Any,
-    ) -> Iterator[int]:
-        """Yield sampled token ids after ``tokens`` (a custom loop's building block), with
-        llama-cpp-python's arguments in its order.
-
-        ``reset=True`` generates after ``tokens`` alone (the context keeps the prefix they
-        share with what it holds); ``reset=False`` after what the context holds, then
-        ``tokens``. ``stopping_criteria`` ends it before a token for which it returns True
-        (it gets the ids including that token and the logits it was sampled from).
-        ``max_tokens`` bounds it (None: until end of generation or a full context).
-        ``kwargs`` may hold other sampling options (``temperature``, which wins over
-        ``temp``, ``seed``, ``logit_bias``, ...); others are warned about and ignored.
-        ``penalize_nl`` has no effect (llama.cpp has no such option now)."""
-        options = {k: v for k, v in locals().items() if k in SAMPLING_ARGS}
-        options["temperature"] = temp
-        options.update(_dropin.sampling_extras("Llama.generate()", kwargs, _dropin.names_of(Llama.generate)))
-        params = self.engine.sampling(dict(options, **grammar_fields(grammar)))
-        prompt = list(tokens) if reset else [*self.engine.tokens, *tokens]
-        hook, stops = _dropin.generate_hooks(logits_processor, stopping_criteria)
-        yield from _dropin.until(self.engine.generate(prompt, params, max_tokens, hook), stops)
-
     # --- completions ---------------------------------------------------------------------
+
+    @overload
+    def create_completion(self, prompt: _PromptArg, suffix: str | None = ..., max_tokens: int | None = ...,
+            temperature: float = ..., top_p: float = ..., min_p: float = ..., typical_p: float = ...,
+            logprobs: int | None = ..., echo: bool = ..., stop: _StopArg = ...,
+            frequency_penalty: float = ..., presence_penalty: float = ..., repeat_penalty: float = ...,
+            top_k: int = ..., stream: Literal[False] = ..., seed: int | None = ..., tfs_z: float | None = ...,
+            mirostat_mode: int = ..., mirostat_tau: float = ..., mirostat_eta: float = ...,
+            model: str | None = ..., stopping_criteria: _CriteriaArg = ...,
+            logits_processor: _ProcessorArg = ..., grammar: _GrammarArg = ...,
+            logit_bias: Mapping[int, float] | None = ..., n: int = ...,
+            stream_options: Mapping[str, Any] | None = ..., **kwargs: Any) -> CreateCompletionResponse: ...
+    @overload
+    def create_completion(self, prompt: _PromptArg, suffix: str | None = ..., max_tokens: int | None = ...,
+            temperature: float = ..., top_p: float = ..., min_p: float = ..., typical_p: float = ...,
+            logprobs: int | None = ..., echo: bool = ..., stop: _StopArg = ...,
+            frequency_penalty: float = ..., presence_penalty: float = ..., repeat_penalty: float = ...,
+            top_k: int = ..., *, stream: Literal[True], seed: int | None = ..., tfs_z: float | None = ...,
+            mirostat_mode: int = ..., mirostat_tau: float = ..., mirostat_eta: float = ...,
+            model: str | None = ..., stopping_criteria: _CriteriaArg = ...,
+            logits_processor: _ProcessorArg = ..., grammar: _GrammarArg = ...,
+            logit_bias: Mapping[int, float] | None = ..., n: int = ...,
+            stream_options: Mapping[str, Any] | None = ..., **kwargs: Any) -> Iterator[CompletionChunk]: ...
+    @overload
+    def create_completion(self, prompt: _PromptArg, suffix: str | None = ..., max_tokens: int | None = ...,
+            temperature: float = ..., top_p: float = ..., min_p: float = ..., typical_p: float = ...,
+            logprobs: int | None = ..., echo: bool = ..., stop: _StopArg = ...,
+            frequency_penalty: float = ..., presence_penalty: float = ..., repeat_penalty: float = ...,
+            top_k: int = ..., stream: bool = ..., seed: int | None = ..., tfs_z: float | None = ...,
+            mirostat_mode: int = ..., mirostat_tau: float = ..., mirostat_eta: float = ...,
+            model: str | None = ..., stopping_criteria: _CriteriaArg = ...,
+            logits_processor: _ProcessorArg = ..., grammar: _GrammarArg = ...,
+            logit_bias: Mapping[int, float] | None = ..., n: int = ...,
+            stream_options: Mapping[str, Any] | None = ..., **kwargs: Any
+    ) -> Union[CreateCompletionResponse, Iterator[CompletionChunk]]: ...
 
     def create_completion(
         self,
-        prompt: Union[str, Sequence[int], Sequence[str], Sequence[Sequence[int]]],
+        prompt: _PromptArg,
         suffix: str | None = None,
         max_tokens: int | None = 16,
         temperature: float = _D.temperature,
@@ -496,9 +481,9 @@ class Llama:
             return self._complete_many(meta, prompt, n, sampling, limit, stop, stream, usage)
         if self._tokenizer is not None and isinstance(prompt, str) and suffix is None:  # Llama(tokenizer=)
             prompt = self.tokenize(prompt.encode("utf-8"), special=True) if prompt else [self.token_bos()]
-        tokens = self.engine.prompt_tokens(prompt, suffix)  # type: ignore[arg-type]
+        tokens, media = prompt_tokens(self.engine, prompt, suffix)  # media: a chat's prompt with images
         request = Request(tokens, sampling, limit, stop, logprobs, echo, as_logits_hook(logits_processor),
-                          as_stop_hook(stopping_criteria))
+                          as_stop_hook(stopping_criteria), media)
         return self._complete_one(meta, request, echo, stream, usage)
 
     def _complete_one(self, meta: shapes.Meta, request: Request, echo: bool, stream: bool,
@@ -532,6 +517,55 @@ class Llama:
 
     def __call__(self, prompt: Union[str, Sequence[int]], *args: Any, **kwargs: Any) -> Any:
         return self.create_completion(prompt, *args, **kwargs)
+
+    @overload
+    def create_chat_completion(self, messages: Sequence[Mapping[str, Any]], temperature: float = ...,
+            top_p: float = ..., top_k: int = ..., min_p: float = ..., typical_p: float = ...,
+            stream: Literal[False] = ..., stop: _StopArg = ..., seed: int | None = ...,
+            response_format: Mapping[str, Any] | None = ..., max_tokens: int | None = ...,
+            presence_penalty: float = ..., frequency_penalty: float = ..., repeat_penalty: float = ...,
+            tfs_z: float | None = ..., mirostat_mode: int = ..., mirostat_tau: float = ...,
+            mirostat_eta: float = ..., model: str | None = ..., logits_processor: _ProcessorArg = ...,
+            grammar: _GrammarArg = ..., logit_bias: Mapping[int, float] | None = ...,
+            logprobs: bool | None = ..., top_logprobs: int | None = ...,
+            tools: Sequence[Mapping[str, Any]] | None = ...,
+            tool_choice: Union[str, Mapping[str, Any], None] = ..., escape_special_tokens: bool | None = ...,
+            n: int = ..., stream_options: Mapping[str, Any] | None = ...,
+            functions: Sequence[Mapping[str, Any]] | None = ...,
+            function_call: Union[str, Mapping[str, Any], None] = ..., **kwargs: Any
+    ) -> CreateChatCompletionResponse: ...
+    @overload
+    def create_chat_completion(self, messages: Sequence[Mapping[str, Any]], temperature: float = ...,
+            top_p: float = ..., top_k: int = ..., min_p: float = ..., typical_p: float = ..., *,
+            stream: Literal[True], stop: _StopArg = ..., seed: int | None = ...,
+            response_format: Mapping[str, Any] | None = ..., max_tokens: int | None = ...,
+            presence_penalty: float = ..., frequency_penalty: float = ..., repeat_penalty: float = ...,
+            tfs_z: float | None = ..., mirostat_mode: int = ..., mirostat_tau: float = ...,
+            mirostat_eta: float = ..., model: str | None = ..., logits_processor: _ProcessorArg = ...,
+            grammar: _GrammarArg = ..., logit_bias: Mapping[int, float] | None = ...,
+            logprobs: bool | None = ..., top_logprobs: int | None = ...,
+            tools: Sequence[Mapping[str, Any]] | None = ...,
+            tool_choice: Union[str, Mapping[str, Any], None] = ..., escape_special_tokens: bool | None = ...,
+            n: int = ..., stream_options: Mapping[str, Any] | None = ...,
+            functions: Sequence[Mapping[str, Any]] | None = ...,
+            function_call: Union[str, Mapping[str, Any], None] = ..., **kwargs: Any
+    ) -> Iterator[ChatCompletionChunk]: ...
+    @overload
+    def create_chat_completion(self, messages: Sequence[Mapping[str, Any]], temperature: float = ...,
+            top_p: float = ..., top_k: int = ..., min_p: float = ..., typical_p: float = ...,
+            stream: bool = ..., stop: _StopArg = ..., seed: int | None = ...,
+            response_format: Mapping[str, Any] | None = ..., max_tokens: int | None = ...,
+            presence_penalty: float = ..., frequency_penalty: float = ..., repeat_penalty: float = ...,
+            tfs_z: float | None = ..., mirostat_mode: int = ..., mirostat_tau: float = ...,
+            mirostat_eta: float = ..., model: str | None = ..., logits_processor: _ProcessorArg = ...,
+            grammar: _GrammarArg = ..., logit_bias: Mapping[int, float] | None = ...,
+            logprobs: bool | None = ..., top_logprobs: int | None = ...,
+            tools: Sequence[Mapping[str, Any]] | None = ...,
+            tool_choice: Union[str, Mapping[str, Any], None] = ..., escape_special_tokens: bool | None = ...,
+            n: int = ..., stream_options: Mapping[str, Any] | None = ...,
+            functions: Sequence[Mapping[str, Any]] | None = ...,
+            function_call: Union[str, Mapping[str, Any], None] = ..., **kwargs: Any
+    ) -> Union[CreateChatCompletionResponse, Iterator[ChatCompletionChunk]]: ...
 
     def create_chat_completion(
         self,
@@ -599,11 +633,11 @@ class Llama:
             return self._handler_answer(locals())
         tools, tool_choice = _dropin.legacy_tools(functions, function_call, tools, tool_choice)
         self.engine.require_decoder()  # an embedding model cannot chat
-        chat = self.chat_setup.prompt(
-            messages, tools=tools, tool_choice=tool_choice, response_format=response_format, grammar=grammar,
-            stop=stop, escape_special_tokens=escape_special_tokens)
+        chat, media = chat_prompt(self.chat_setup, self.engine, messages, self.media, tools=tools,
+                                  tool_choice=tool_choice, response_format=response_format, grammar=grammar,
+                                  stop=stop, escape_special_tokens=escape_special_tokens, n=n)
         result = self.create_completion(
-            chat.tokens, max_tokens=max_tokens, temperature=temperature, top_p=top_p, min_p=min_p,
+            media or chat.tokens, max_tokens=max_tokens, temperature=temperature, top_p=top_p, min_p=min_p,
             typical_p=typical_p, logprobs=(top_logprobs or 0) if logprobs else None, stop=chat.stop,
             frequency_penalty=frequency_penalty, presence_penalty=presence_penalty,
             repeat_penalty=repeat_penalty, top_k=top_k, stream=stream, seed=seed, tfs_z=tfs_z,
@@ -656,68 +690,6 @@ class Llama:
         classification head, ``pooling_type`` RANK): higher is more relevant. Each pair is
         one input, laid out as llama.cpp's rerank does: BOS query EOS SEP document EOS."""
         return self.engine.rank(query, documents, truncate)
-
-    # --- LoRA adapters, prompt caches, saved states (generation/saved_state.py) ----------
-
-    @property
-    def lora_adapters(self) -> dict[str, float]:
-        """The loaded adapters and their scales (0: loaded but off)."""
-        return self.engine.states.lora_adapters
-
-    def load_lora(self, path: Union[str, os.PathLike[str]], scale: float = 1.0) -> None:
-        """Load a LoRA adapter of this model and apply it with ``scale``; a bad file raises
-        :class:`~llama_binding.errors.ModelLoadError` and changes nothing."""
-        self.engine.states.load_lora(path, scale)
-
-    def set_lora(self, path: Union[str, os.PathLike[str]], scale: float) -> None:
-        """Rescale a loaded adapter at run time (0 turns it off); nothing is reloaded."""
-        self.engine.states.set_lora(path, scale)
-
-    def unload_lora(self, path: Union[str, os.PathLike[str]]) -> None:
-        """Remove a loaded adapter and free it."""
-        self.engine.states.unload_lora(path)
-
-    @property
-    def cache(self) -> StateCache | None:
-        return self.engine.states.cache
-
-    def set_cache(self, cache: StateCache | None) -> None:
-        """Use ``cache`` (a :class:`LlamaRAMCache` or :class:`LlamaDiskCache`) for prompts:
-        a completion stores its sequence's state twice, once its prompt is evaluated and
-        once it ends (prompt and completion, as llama-cpp-python), and a later prompt that
-        extends a stored token list restores that state instead of evaluating those tokens
-        again (when it is longer than what the context holds already). Entries are keyed by
-        the model's fingerprint, the context options and the active adapters."""
-        self.engine.states.set_cache(cache)
-
-    def model_fingerprint(self) -> str:
-        """A SHA-256 that tells this model file from any other (its size, sampled bytes of
-        its weights, its description and sizes), computed once: saved states and pickles
-        carry it, so that they are never applied to another model."""
-        return self.engine.states.fingerprint()
-
-    def save_state(self, seq_id: int | None = None) -> LlamaState:
-        """The context's state (``seq_id`` None: the whole context, as llama-cpp-python's
-        ``save_state``), or one sequence's, with the tokens it holds and a header naming the
-        model, the context options and the adapters it belongs to."""
-        return self.engine.states.save(seq_id)
-
-    def load_state(self, state: LlamaState) -> None:
-        """Restore a state of :meth:`save_state` (a whole context, or a sequence into this
-        Llama's sequence). A state of another model, other context options or other adapters,
-        or one whose recorded sizes do not fit this context, raises
-        :class:`~llama_binding.errors.StateError`; the Llama then stays as it was, except
-        when llama.cpp itself refuses the payload (a forged state): the context is then
-        left empty."""
-        self.engine.states.load(state)
-
-    def save_session(self, path: Union[str, os.PathLike[str]]) -> None:
-        """:meth:`save_state` to a file (written atomically)."""
-        self.save_state().save(path)
-
-    def load_session(self, path: Union[str, os.PathLike[str]]) -> None:
-        """:meth:`load_state` from a file of :meth:`save_session`."""
-        self.load_state(LlamaState.load(path))
 
     @classmethod
     def from_pretrained(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import subprocess
 import sys
 import zipfile
@@ -20,6 +21,12 @@ from _tinymodel import TinySpec, vocab_path, write_tiny_llama
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_MODELS = Path(os.environ.get("LLAMA_BINDING_MODELS", REPO.parent / "shared" / "models"))
+
+# A shell starts a background job with SIGINT ignored, and an ignored signal stays ignored in
+# every process started from it: the Ctrl-C tests' child processes would never see theirs.
+# A handler (unlike "ignored") is reset to the default when a child starts.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 SMOLLM2 = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
@@ -60,6 +67,18 @@ def tiny_model(model_cache: Path) -> Callable[..., Path]:
 def tiny_spm(tiny_model: Callable[..., Path]) -> Path:
     """Tiny random Llama model with the Llama SentencePiece tokenizer (32k tokens)."""
     return tiny_model(vocab="llama-spm")
+
+
+@pytest.fixture(scope="session")
+def mmproj(model_cache: Path) -> Path:
+    """A tiny random "mlp" (LLaVA-style) projector matching ``tiny_spm`` (``_tinymmproj``)."""
+    from _tinymmproj import TinyProjectorSpec, write_tiny_mmproj
+
+    spec = TinyProjectorSpec()
+    path = model_cache / f"tiny-mmproj-{spec.key()}.gguf"
+    if not path.exists():
+        write_tiny_mmproj(path, spec)
+    return path
 
 
 @pytest.fixture(scope="session")

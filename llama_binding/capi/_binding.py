@@ -98,7 +98,9 @@ class Library:
         self._signatures: dict[str, tuple[Any, tuple[Any, ...]]] = {}
         self._stubs: dict[str, Callable[..., Any]] = {}
         self._deprecated: set[str] = set()
-        self._lock = threading.Lock()
+        # re-entrant: binding the first function loads the libraries, whose after_load hooks
+        # (the log callback) bind other functions of this module
+        self._lock = threading.RLock()
 
     def signature(self, restype: Any, *argtypes: Any, deprecated: str | None = None) -> Callable[[_F], _F]:
         """Record the ctypes types of the C function that the decorated stub stands for."""

@@ -20,15 +20,18 @@ import os
 import sys
 import threading
 from pathlib import Path
+from typing import Callable
 
 from ..errors import LibraryLoadError
 
-__all__ = ["ENV_LIB_DIR", "candidate_dirs", "lib_dir", "library_filename", "load", "load_keeping_gil"]
+__all__ = ["ENV_LIB_DIR", "after_load", "candidate_dirs", "lib_dir", "library_filename", "load",
+           "load_keeping_gil"]
 
 ENV_LIB_DIR = "LLAMA_BINDING_LIB_DIR"
 
 _lock = threading.RLock()
 _state: dict[str, object] = {}  # "dir" -> Path, "libs" -> dict[str, ctypes.CDLL]
+_hooks: list[Callable[[], None]] = []  # to call once the libraries are loaded (after_load)
 
 
 def library_filename(name: str) -> str:
@@ -107,13 +110,30 @@ def _open_first() -> tuple[Path, dict[str, ctypes.CDLL]]:
     raise LibraryLoadError(f"could not load the llama.cpp libraries; {hint}. Tried:", attempts)
 
 
+def after_load(hook: Callable[[], None]) -> None:
+    """Call ``hook()`` once the libraries are loaded, before the C function that loaded them
+    runs (now, if they are loaded already): how the package routes llama.cpp's log into
+    ``logging`` before anything is printed. Hooks run outside the loader's lock."""
+    with _lock:
+        loaded = "dir" in _state
+        if not loaded:
+            _hooks.append(hook)
+    if loaded:
+        hook()
+
+
 def _ensure_loaded() -> tuple[Path, dict[str, ctypes.CDLL]]:
+    hooks: list[Callable[[], None]] = []
     with _lock:
         if "dir" not in _state:
             folder, libs = _open_first()
             _state["dir"] = folder
             _state["libs"] = libs
-        return _state["dir"], _state["libs"]  # type: ignore[return-value]
+            hooks, _hooks[:] = list(_hooks), []
+        loaded = _state["dir"], _state["libs"]
+    for hook in hooks:
+        hook()
+    return loaded  # type: ignore[return-value]
 
 
 def lib_dir() -> Path:

@@ -142,8 +142,8 @@ def response_format_grammar(response_format: Mapping[str, Any] | None) -> str | 
     if kind == "text":
         return None
     if kind == "json_object":
-        schema = response_format.get("schema")  # llama-cpp-python's extension
-        return JSON_OBJECT_GBNF if schema is None else schema_to_gbnf(schema, strict=False)
+        schema = response_format.get("schema")  # llama-cpp-python's extension: strict about keys
+        return JSON_OBJECT_GBNF if schema is None else schema_to_gbnf(schema, strict=False, extra_keys=False)
     if kind == "json_schema":
         spec = response_format.get("json_schema")
         if not isinstance(spec, Mapping) or "schema" not in spec:
@@ -182,7 +182,8 @@ def check_tools(tools: Sequence[Mapping[str, Any]] | None, tool_choice: Any) -> 
 def tool_call_grammar(functions: Sequence[Mapping[str, Any]], tool_choice: Any) -> str | None:
     """A grammar that forces one call, as a JSON object {"name": ..., "arguments": {...}}
     whose arguments match the function's parameter schema, for tool_choice "required" or
-    a named function; None for "auto"/"none" (the model chooses)."""
+    a named function; None for "auto"/"none" (the model chooses). The arguments have only
+    the keys the parameters declare, unless they say ``additionalProperties``."""
     if isinstance(tool_choice, Mapping):
         name = tool_choice["function"]["name"]
         functions = [fn for fn in functions if fn["name"] == name]
@@ -192,7 +193,8 @@ def tool_call_grammar(functions: Sequence[Mapping[str, Any]], tool_choice: Any) 
                 "properties": {"name": {"const": fn["name"]},
                                "arguments": fn.get("parameters") or {"type": "object"}}}
                for fn in functions]
-    return schema_to_gbnf(options[0] if len(options) == 1 else {"anyOf": options}, strict=False)
+    return schema_to_gbnf(options[0] if len(options) == 1 else {"anyOf": options}, strict=False,
+                          extra_keys=False)
 
 
 def tools_system_prompt(functions: Sequence[Mapping[str, Any]]) -> str:

@@ -24,6 +24,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, Callable, Iterator, Optional
@@ -123,6 +124,7 @@ class CtrlC:
         self.hit = False
         self._main = threading.current_thread() is threading.main_thread()  # signal handlers: only there
         self._at_prompt = threading.Event()
+        self._turn = 0  # prompts so far: a Ctrl-C pokes the main thread until its prompt ends
         self._undo = contextlib.ExitStack()
 
     def __enter__(self) -> CtrlC:
@@ -143,14 +145,23 @@ class CtrlC:
     def _watch(self, read_end: int, main: int) -> None:
         try:
             while data := os.read(read_end, 64):  # the numbers of the signals caught
-                if signal.SIGINT in data and self._at_prompt.is_set():
-                    signal.pthread_kill(main, signal.SIGUSR1)
+                if signal.SIGINT in data:
+                    self._poke(main)
         finally:
             os.close(read_end)
+
+    def _poke(self, main: int) -> None:
+        """Interrupt the main thread's wait until this prompt has ended. Again and again: a
+        signal that comes just before readline's select() begins interrupts nothing."""
+        turn = self._turn
+        while self._at_prompt.is_set() and self._turn == turn:
+            signal.pthread_kill(main, signal.SIGUSR1)
+            time.sleep(0.05)
 
     @contextlib.contextmanager
     def prompt(self) -> Iterator[None]:
         """While the user types: Ctrl-C raises KeyboardInterrupt."""
+        self._turn += 1
         self._at_prompt.set()
         try:
             yield

@@ -29,7 +29,7 @@ from .. import (
     capi,
     llama_types,
 )
-from ..grammar import DEFAULT_ROOT, JSON_GBNF, schema_to_gbnf
+from ..grammar import DEFAULT_ROOT, JSON_OBJECT_GBNF, schema_to_gbnf
 from . import _chat_format
 
 __all__ = ["LLAMA_CPP_VERSION", "contents", "low_level"]
@@ -40,11 +40,12 @@ LLAMA_CPP_VERSION = "0.3.36"
 
 def json_schema_to_gbnf(schema: str, prop_order: Optional[list[str]] = None) -> str:
     """llama-cpp-python's ``llama_grammar.json_schema_to_gbnf``: the GBNF of a JSON schema
-    given as JSON text (``prop_order`` is not supported: properties keep the schema's order)."""
+    given as JSON text, with only the keys each object declares (as there; ``prop_order`` is
+    not supported: properties keep the schema's order)."""
     if prop_order:
         raise ValueError("json_schema_to_gbnf(prop_order=...) is not supported: properties keep "
                          "the schema's order")
-    return schema_to_gbnf(json.loads(schema), strict=False)
+    return schema_to_gbnf(json.loads(schema), strict=False, extra_keys=False)
 
 
 def low_level() -> dict[str, Any]:
@@ -68,7 +69,8 @@ def contents() -> dict[str, dict[str, Any]]:
                  "LlamaHFTokenizer": LlamaHFTokenizer}
     speculative = {"LlamaDraftModel": LlamaDraftModel, "LlamaPromptLookupDecoding": LlamaPromptLookupDecoding}
     grammar = {"LlamaGrammar": LlamaGrammar, "LLAMA_GRAMMAR_DEFAULT_ROOT": DEFAULT_ROOT,
-               "JSON_GBNF": JSON_GBNF, "json_schema_to_gbnf": json_schema_to_gbnf}
+               # llama-cpp-python's JSON_GBNF is one JSON object (its root rule is "object")
+               "JSON_GBNF": JSON_OBJECT_GBNF, "json_schema_to_gbnf": json_schema_to_gbnf}
     high = {"Llama": Llama, "LlamaState": LlamaState, "LogitsProcessor": LogitsProcessor,
             "LogitsProcessorList": LogitsProcessorList, "StoppingCriteria": StoppingCriteria,
             "StoppingCriteriaList": StoppingCriteriaList, "LlamaGrammar": LlamaGrammar,

@@ -227,8 +227,12 @@ class Context(NativeHandle[Any]):
         cparams.abort_callback = _native.abort_callback()
         cparams.abort_callback_data = ctypes.cast(ctypes.pointer(self._abort), ctypes.c_void_p)
         check_kv_fits(model.ptr, cparams)  # before llama.cpp allocates (and touches) GBs for nothing
-        mark = _log.error_mark()
+        mark, interrupts = _log.error_mark(), _log.interrupts()
         ptr = capi.llama_init_from_model(model.ptr, cparams)
+        if _log.interrupts() != interrupts:  # Ctrl-C taken in by the log callback meanwhile
+            if ptr:
+                capi.llama_free(ptr)
+            raise KeyboardInterrupt
         if not ptr:
             detail = _log.errors_since(mark)
             raise ContextCreateError(

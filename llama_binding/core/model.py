@@ -182,6 +182,17 @@ def _vocab_problem(model: Any) -> str | None:
     return None
 
 
+def _raise_interrupt(ptr: Any, interrupts: int, raised: list[BaseException]) -> None:
+    """Raise, after the load, a KeyboardInterrupt (or SystemExit, ...) that came while C code
+    ran one of our callbacks (the progress or the log callback), freeing what was loaded."""
+    fatal = next((e for e in raised if not isinstance(e, Exception)), None)
+    if fatal is None and _log.interrupts() == interrupts:
+        return
+    if ptr:
+        capi.llama_model_free(ptr)
+    raise fatal if fatal is not None else KeyboardInterrupt
+
+
 def _check_path(path: str | os.PathLike[str]) -> Path:
     return check_gguf_path(path, "model")
 
@@ -214,27 +225,30 @@ class Model(NativeHandle[Any]):
                              "loading without mmap", p.name, facts.unaligned_tensor)
             cparams.load_mode = _MAPPED_MODES[cparams.load_mode]
         cb = None
-        cancelled = []
+        cancelled: list[BaseException | None] = []
         if progress is not None:
 
+            @_log.quiet_callback
             def on_progress(value: float, _user: Any) -> bool:
                 try:
                     go = progress(float(value)) is not False
-                except BaseException:  # never raise into C; cancel instead
-                    go = False
+                except BaseException as exc:  # never raise into C: cancel, raise it after the call
+                    cancelled.append(exc)
+                    return False
                 if not go:
-                    cancelled.append(True)
+                    cancelled.append(None)
                 return go
 
             cb = capi.llama_progress_callback(on_progress)
             cparams.progress_callback = cb
         _log.sync_level()  # the C log filter follows the logging configuration of now
-        mark = _log.error_mark()
+        mark, interrupts = _log.error_mark(), _log.interrupts()
         ptr = capi.llama_model_load_from_file(os.fsencode(p), cparams)
         del keep, cb
+        _raise_interrupt(ptr, interrupts, [e for e in cancelled if e is not None])
         if not ptr:
             if cancelled:
-                raise ModelLoadError(f"loading {p} was cancelled by the progress callback")
+                raise ModelLoadError(f"loading {p} was cancelled by the progress callback") from cancelled[0]
             detail = _log.errors_since(mark)
             raise ModelLoadError(f"llama.cpp could not load {p}" + (f": {detail}" if detail else ""))
         problem = _vocab_problem(ptr)

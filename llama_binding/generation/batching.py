@@ -51,7 +51,8 @@ from ..core.vocab import Vocab
 from ..errors import ContextOverflowError, QueueFullError, SamplerError
 from .drafters import Drafter
 from .logprobs import TokenLogprob, log_softmax_at
-from .steps import common_prefix
+from .media import MediaPrompt, feed_runs, media_end
+from .steps import SequenceState, common_prefix
 
 __all__ = ["BatchEngine", "BatchRequest", "Greedy"]
 
@@ -78,6 +79,10 @@ class BatchRequest:
     """Proposes tokens that the next decode checks along with the sampled one (speculative
     decoding, for plain greedy requests: a draft is kept up to its first token that differs
     from the argmax, so the output is the same as without it)."""
+    media: MediaPrompt | None = None
+    """A prompt with images (``generation.media``): ``prompt`` is then ``media.tokens``. Its
+    runs up to the last image are evaluated when the request gets its slot, the text after
+    them as any prompt. The caller keeps it open until the request is done."""
     id: int = field(default_factory=itertools.count().__next__)
     phase: Phase = "waiting"
     seq_id: int = -1
@@ -298,7 +303,12 @@ class BatchEngine:
             n = min(n, self.ctx.n_outputs_per_seq - 1)
         if r.max_tokens is not None:
             n = min(n, r.max_tokens - len(r.output) - 1)
-        return r.drafter.draft(r.prompt + r.output, n)[:n] if n > 0 else []
+        if n <= 0:
+            return []
+        draft = r.drafter.draft(r.prompt + r.output, n)[:n]
+        if r.media is not None and any(t < 0 for t in draft):  # an image's stand-in ids: no tokens
+            draft = draft[: next(i for i, t in enumerate(draft) if t < 0)]
+        return draft
 
     def decode(self) -> None:
         """Decode the prepared batch (on a failure every active request is cancelled)."""
@@ -422,9 +432,25 @@ class BatchEngine:
                 self._attach_greedy(r.seq_id)
             r.phase = "prefill"
             r.admitted_at = time.perf_counter()
-            if self.min_shared:
+            if self.min_shared and r.media is None:
                 self._find_leader(r)
             self._active.append(r)
+            if r.media is not None:
+                self._feed_media(r)
+
+    def _feed_media(self, r: BatchRequest) -> None:
+        """Evaluate ``r``'s prompt up to the end of its last image (in decodes of its own:
+        the projector encodes each image); a failure ends only ``r``, with the error."""
+        assert r.media is not None
+        seq = SequenceState(self.ctx, r.seq_id)
+        try:
+            feed_runs(self.ctx, self.batch, seq, r.media, media_end(r.media))
+        except Exception as exc:
+            r.error = exc
+            self._finish(r, "cancelled")
+            return
+        r._fed = len(seq.tokens)
+        self.prompt_tokens += r._fed
 
     def _take_slot(self, greedy: bool) -> int:
         """A free slot, preferably one whose backend sampler is already as the request

@@ -30,6 +30,7 @@ import numpy.typing as npt
 from ..core import Batch, Context, ContextParams, Model, Vocab
 from ..core.context import PoolingType
 from ..core.metadata import read_metadata
+from ..core.mtmd import Projector
 from ..core.sampler import SamplerChain
 from ..errors import ContextOverflowError, LlamaError, StreamInterruptedError, UnsupportedModelError
 from .batching import BatchEngine, BatchRequest, Greedy
@@ -37,6 +38,7 @@ from .drafters import Drafter
 from .embedding import embed_tokens, fit, rerank_tokens
 from .guard import CallGuard, Session
 from .logprobs import TokenLogprob, prompt_logprobs, with_logprobs
+from .media import MediaPrompt, prefill_media
 from .sampling import ChainSlot, SamplingParams, build_chain, is_plain_greedy
 from .saved_state import StateKeeper
 from .speculative import DraftBudget, SpeculativeStats, SpeculativeSteps
@@ -78,6 +80,8 @@ class Request:
     """With ``logprobs``: the prompt's tokens too (the prompt is evaluated again in full)."""
     logits_hook: LogitsHook | None = None
     stop_hook: StopHook | None = None
+    media: MediaPrompt | None = None
+    """A prompt with images (``generation.media``); ``tokens`` is then ``media.tokens``."""
 
 
 @dataclass
@@ -108,6 +112,8 @@ class Engine:
         self.seed = seed
         self.logits_all = logits_all
         self.drafter: Drafter | None = None
+        #: the multimodal projector (``core.mtmd.Projector``) that takes images, if one was loaded
+        self.projector: Projector | None = None
         #: the statistics of the last speculative completion (None before one)
         self.speculative_stats: SpeculativeStats | None = None
         self.guard = CallGuard()  # one call at a time; close() waits for it (guard.py)
@@ -265,16 +271,30 @@ class Engine:
         """The completion's chunks, each computed under the guard (free between chunks: see
         :meth:`_stepped` for what happens when another call comes meanwhile)."""
         self.require_decoder()
+        self._check_media(request)
         stop = StopMatcher(request.stop)
         used: list[SamplerChain | None] = [None]
-        return self._stepped(self._chunks(request, stop, used), self.drafter is None, used)
+        # a paused stream with images cannot bring its sequence back by tokens: it does not resume
+        resumable = self.drafter is None and request.media is None
+        return self._stepped(self._chunks(request, stop, used), resumable, used)
 
     def complete(self, request: Request) -> Completion:
         """The whole completion, under the guard."""
         self.require_decoder()
+        self._check_media(request)
         stop = StopMatcher(request.stop)
         with self.guard.held():
             return collect(self._chunks(request, stop, [None]))
+
+    def _check_media(self, request: Request) -> None:
+        """Refuse what a prompt with images cannot be combined with (yet)."""
+        if request.media is None:
+            return
+        if self.drafter is not None:
+            raise UnsupportedModelError("speculative decoding (a draft model) does not take images yet")
+        if request.prompt_logprobs:
+            raise ValueError("the prompt's log-probabilities (echo with logprobs) are not given for "
+                             "prompts with images")
 
     def generate(self, tokens: Sequence[int], sampling: SamplingParams, max_tokens: int | None = None,
                  logits_hook: LogitsHook | None = None) -> Iterator[int]:
@@ -311,6 +331,8 @@ class Engine:
         read_prompt = None
         if req.prompt_logprobs and req.logprobs is not None:
             read_prompt = prompt_logprobs(live.ctx, req.tokens, req.logprobs, prompt_entries)
+        elif req.media is not None:  # the images' runs evaluated by the projector
+            prefill_media(live.ctx, live.batch, live.seq, req.media)
         else:
             self.states.restore_prefix(req.tokens)
         steps, logits_now, history, spec = self._token_steps(req, chain, read_prompt, raw)

@@ -199,12 +199,13 @@ class LlamaGrammar:
 
     @classmethod
     def from_json_schema(cls, json_schema: str | Mapping[str, Any], verbose: bool = True, *,
-                         strict: bool = False) -> LlamaGrammar:
+                         strict: bool = False, extra_keys: bool = False) -> LlamaGrammar:
         """The grammar of the JSON documents that ``json_schema`` (JSON text, as
         llama-cpp-python takes it, or a dict) accepts, by :func:`~llama_binding.grammar.schema_to_gbnf`
-        with ``strict`` (default False: JSON Schema's meaning, keywords it cannot enforce
-        are ignored; ``verbose`` as in :meth:`from_string`). Invalid JSON text raises
-        :class:`~llama_binding.errors.SamplerError`."""
+        with ``strict`` (default False: keywords it cannot enforce are ignored) and
+        ``extra_keys`` (default False, as llama-cpp-python: an object has only the keys its
+        schema declares unless ``additionalProperties`` says otherwise; ``verbose`` as in
+        :meth:`from_string`). Invalid JSON text raises :class:`~llama_binding.errors.SamplerError`."""
         from .json_schema import schema_to_gbnf
 
         schema: Any = json_schema
@@ -213,7 +214,7 @@ class LlamaGrammar:
                 schema = json.loads(json_schema)
             except ValueError as exc:
                 raise SamplerError(f"the JSON schema is not valid JSON: {exc}") from None
-        return cls(schema_to_gbnf(schema, strict=strict))
+        return cls(schema_to_gbnf(schema, strict=strict, extra_keys=extra_keys))
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"{type(self).__name__} is immutable")

@@ -140,7 +140,7 @@ _FORMATS = ("date", "time", "date-time", "uuid")
 _NAME_JUNK = re.compile(r"[^A-Za-z0-9-]+")
 
 
-def schema_to_gbnf(schema: Schema, *, strict: bool = True) -> str:
+def schema_to_gbnf(schema: Schema, *, strict: bool = True, extra_keys: bool | None = None) -> str:
     """The GBNF grammar (start rule ``root``) of the JSON documents that ``schema`` accepts.
 
     ``strict=True`` follows OpenAI's strict structured outputs: an object without
@@ -150,8 +150,13 @@ def schema_to_gbnf(schema: Schema, *, strict: bool = True) -> str:
     any value are allowed where ``additionalProperties`` is absent, unknown keywords are
     ignored and unknown formats are plain strings. Parts that can never be enforced (a
     regex lookahead, number bounds other than ``minimum: 0``, ...) raise in both modes.
+
+    ``extra_keys`` decides the absent ``additionalProperties`` alone (None: ``not strict``):
+    ``strict=False, extra_keys=False`` is llama.cpp's and llama-cpp-python's reading, lenient
+    about keywords but with no keys the schema does not declare (unless it says
+    ``additionalProperties: true`` or gives a schema for them).
     """
-    return _Converter(schema, strict).convert()
+    return _Converter(schema, strict, not strict if extra_keys is None else extra_keys).convert()
 
 
 # --- small GBNF text helpers -----------------------------------------------------------------
@@ -186,9 +191,10 @@ class _Converter:
     recursive schemas refer to themselves.
     """
 
-    def __init__(self, schema: Schema, strict: bool) -> None:
+    def __init__(self, schema: Schema, strict: bool, extra_keys: bool) -> None:
         self.root = schema
         self.strict = strict
+        self.extra_keys = extra_keys  # what an absent additionalProperties means
         self.rules: dict[str, str] = {}
         self.primitives: dict[str, str] = {}
         self.refs: dict[str, str] = {}
@@ -435,7 +441,7 @@ class _Converter:
         required = schema.get("required", [])
         if not isinstance(required, list) or not all(isinstance(r, str) for r in required):
             raise SamplerError(f"{_pointer(ptr, 'required')}: required must be a list of strings")
-        extra = schema.get("additionalProperties", not self.strict)
+        extra = schema.get("additionalProperties", self.extra_keys)
         ws = self.prim("ws")
         with self.consumed():
             members: list[tuple[str, bool]] = []

@@ -40,6 +40,8 @@ ENV_PREFIX = "LLAMA_BINDING_"
 #: disconnect, pings are SSE comments, TLS belongs to a proxy)
 LLAMA_CPP_PYTHON_ONLY = frozenset({"interrupt_requests", "disable_ping_events", "root_path", "ssl_keyfile",
                                    "ssl_certfile"})
+#: llama-cpp-python's names of settings that have another name here
+LLAMA_CPP_PYTHON_NAMES = {"clip_model_path": "mmproj"}
 logger = logging.getLogger("llama_binding.server")
 KeyList = Annotated[list[str], NoDecode]
 
@@ -68,6 +70,10 @@ class ModelOptions(BaseModel):
     draft_model: Optional[Literal["prompt-lookup-decoding"]] = Field(
         None, description="speculative decoding of greedy requests (llama-cpp-python's name): prompt lookup")
     draft_model_num_pred_tokens: int = Field(10, ge=1, le=64, description="tokens a draft proposes at most")
+    mmproj: Optional[str] = Field(None, description="a multimodal projector GGUF for the model (llama-server"
+                                  "'s --mmproj; llama-cpp-python's clip_model_path): image and audio parts")
+    allow_local_media: bool = Field(False, description="image parts may name files on the server's disk "
+                                    "(paths, file:// URLs)")
 
 
 class ModelSettings(ModelOptions):
@@ -95,6 +101,7 @@ class ModelSettings(ModelOptions):
             "embedding": self.embedding, "chat_format": self.chat_format,
             "chat_template": self.chat_template, "seed": self.seed,
             "max_waiting": max_waiting,
+            "mmproj_path": self.mmproj, "allow_local_media": self.allow_local_media,
             "draft_model": LlamaPromptLookupDecoding(num_pred_tokens=self.draft_model_num_pred_tokens)
             if self.draft_model else None,
             # messages come from the network: their text never becomes a special token
@@ -136,6 +143,11 @@ class ServerSettings(BaseSettings, ModelOptions):
     metrics_public: bool = Field(False, description="serve /metrics without the API key")
     drain_timeout: float = Field(30.0, ge=0, description="seconds in-flight requests get on SIGTERM")
     sse_keepalive: float = Field(15.0, gt=0, description="seconds between SSE keep-alive comments")
+    allow_remote_media: bool = Field(False, description="fetch http(s) image URLs of chat requests (off: "
+                                     "images come as data: URLs); the server then reaches any address a "
+                                     "client names: enable it only where that is safe")
+    remote_media_max_bytes: int = Field(16 << 20, ge=1024, description="largest remote image (bytes)")
+    remote_media_timeout: float = Field(10.0, gt=0, description="seconds to fetch a request's remote images")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
 
     @field_validator("api_key", "cors_origins", "admin_api_key", mode="before")
@@ -201,6 +213,10 @@ class ServerSettings(BaseSettings, ModelOptions):
             if dropped:
                 logger.warning("ignoring llama-cpp-python server settings: %s", ", ".join(dropped))
                 data = {k: v for k, v in data.items() if k not in LLAMA_CPP_PYTHON_ONLY}
+            for theirs, ours in LLAMA_CPP_PYTHON_NAMES.items():
+                if theirs in data and ours not in data:
+                    data = {**data, ours: data[theirs]}
+                data = {k: v for k, v in data.items() if k != theirs}
         return data
 
     def model_specs(self) -> list[ModelSettings]:
@@ -261,6 +277,7 @@ def build_parser(prog: str = "llama-binding serve") -> argparse.ArgumentParser:
         if name == "models":  # a list of objects: config files only
             continue
         flags = [f"--{name.replace('_', '-')}"] + ([f"--{name}"] if "_" in name else [])
+        flags += [f"--{theirs}" for theirs, ours in LLAMA_CPP_PYTHON_NAMES.items() if ours == name]
         kind, convert = _kind(hints[name])
         env = f"{ENV_PREFIX}{name.upper()}"
         help_text = f"{field.description or ''} [env {env}]".strip()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from llama_binding import capi
+from llama_binding import _log, capi
 
 
 def test_default_params_are_structs_by_value(lib_dir: Path) -> None:
@@ -89,6 +89,7 @@ def test_callbacks_from_c(lib_dir: Path, stories260k: Path) -> None:
         capi.llama_model_free(model)
     finally:
         capi.llama_log_set(None, None)  # None is NULL for a callback parameter
+        _log.install(again=True)  # the package's routing back, for the tests after this one
     assert progress and progress[-1] == pytest.approx(1.0)
     assert any(b"llama_model_loader" in text for _, text in logs)
     assert all(level in set(capi.ggml_log_level) for level, _ in logs)

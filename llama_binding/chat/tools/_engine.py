@@ -14,12 +14,14 @@ where pieces are cut, and the machine is written so that cuts do not matter:
   included, so nothing the model wrote is lost;
 * formats with ``whole_output`` also accept a completion that is nothing but JSON calls
   (Llama 3.1's bare JSON, the generic fallback). Output that starts like JSON is held to
-  the end for that decision; any other output streams as content at once.
+  the end for that decision; any other output streams as content at once;
+* a call without an id of the model's gets a random one (:meth:`MarkerParser.make_id`),
+  so two parses of one text agree on everything but those ids.
 """
 
 from __future__ import annotations
 
-import hashlib
+import secrets
 from typing import Callable, ClassVar
 
 from ._lenient_json import RawCall, load_calls
@@ -57,9 +59,11 @@ class MarkerParser:
         return load_calls(text)
 
     def make_id(self, name: str, arguments: str, index: int) -> str:
-        """A deterministic id, so a stream and a whole-text parse of one output agree."""
-        digest = hashlib.sha256(f"{index}\0{name}\0{arguments}".encode()).hexdigest()
-        return f"call_{digest[:24]}"
+        """A fresh random id in OpenAI's shape (``call_`` and 24 characters) for a call the
+        model gave none: ids must be unique across responses (a client keys tool results
+        by them), so they are not derived from the call. Each call gets its id once, in the
+        delta that names it."""
+        return f"call_{secrets.token_hex(12)}"
 
     def parse(self, text: str) -> ParsedOutput:
         """Parse a whole completion (see the module docstring for what becomes what)."""

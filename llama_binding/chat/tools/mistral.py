@@ -11,9 +11,10 @@ array.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
+import secrets
+import string
 
 from ._engine import BlockEnd, MarkerParser
 from ._lenient_json import JsonEnd, RawCall, load_calls, to_call
@@ -21,6 +22,7 @@ from ._registry import register
 
 __all__ = ["MistralParser"]
 
+_ID_CHARS = string.ascii_letters + string.digits
 _NAMED = re.compile(r"\s*([\w.-]+)(?:\[CALL_ID\]([A-Za-z0-9]+))?\[ARGS\]\s*", re.ASCII)
 
 
@@ -63,4 +65,5 @@ class MistralParser(MarkerParser):
         return None if call is None else [call]
 
     def make_id(self, name: str, arguments: str, index: int) -> str:
-        return hashlib.sha256(f"{index}\0{name}\0{arguments}".encode()).hexdigest()[:9]
+        """Nine random letters and digits: what Mistral's templates accept as a call id."""
+        return "".join(secrets.choice(_ID_CHARS) for _ in range(9))

@@ -80,7 +80,8 @@ class StreamParser(Protocol):
 
 
 class ToolCallParser(Protocol):
-    """One tool-call format. ``parse(text)`` equals :func:`assemble` of a stream's deltas."""
+    """One tool-call format. ``parse(text)`` equals :func:`assemble` of a stream's deltas,
+    but for the ids of calls the model gave none (fresh random ones each time)."""
 
     def parse(self, text: str) -> ParsedOutput: ...
 

@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse, Response
 
 from ... import shapes
 from ..errors import ApiError, error_response, status_of
+from ..media import fetch_remote_images
 from ..schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from ..state import server_state
 from ..streaming import ClientGone, run_request
@@ -39,6 +40,10 @@ async def _generate(request: Request, schema: type[CompletionRequest] | type[Cha
     lease = None
     try:
         body = await parse(request, schema)
+        limits = state.settings
+        if isinstance(body, ChatCompletionRequest) and limits.allow_remote_media:
+            body.messages = await fetch_remote_images(body.messages, max_bytes=limits.remote_media_max_bytes,
+                                                      timeout=limits.remote_media_timeout)
         lease = await state.lease(body.model)
         state.check_n(body.n, lease.entry)
         call = getattr(lease.llm, method)(**body.to_kwargs(), model=lease.entry.alias)
