@@ -88,6 +88,9 @@ def system_info() -> SystemInfo:
                 memory_total=total.value,
             )
         )
+    from .rpc import added  # the RPC workers' devices that models of this process use
+
+    devices += [DeviceInfo(d.name, d.description, "rpc", d.memory_free, d.memory_total) for d in added()]
     backends = [
         _text(capi.ggml_backend_reg_name(capi.ggml_backend_reg_get(i)))
         for i in range(capi.ggml_backend_reg_count())

@@ -92,6 +92,7 @@ CONVERTED: dict[str, str] = {
     "draft_model": "speculative decoding: a drafter (draft.as_drafter) for generation.speculative",
     "gpu_memory_budget": "the room n_gpu_layers='auto' fits the layers in (gpu_fit.fit_gpu_layers)",
     "tokenizer": "a llama_tokenizer.BaseLlamaTokenizer for Llama.tokenize/detokenize and text prompts",
+    "rpc_servers": "ModelParams.devices: the RPC workers' devices, then the local GPUs (llama_binding.rpc)",
     "mmproj_path": "core.mtmd.Projector: the multimodal projector (mmproj GGUF) for image content parts",
     "clip_model_path": "mmproj_path under llama-cpp-python's name (its Llava15ChatHandler's)",
     "allow_local_media": "chat: image parts may name local files (paths, file:// URLs), not only data: URLs",
@@ -101,7 +102,7 @@ CONVERTED: dict[str, str] = {
 #: accepted, with a DeprecationWarning unless the value is the one of :data:`QUIET_DEFAULTS`
 IGNORED: frozenset[str] = frozenset({
     "numa", "mul_mat_q", "f16_kv", "low_vram", "tfs_z", "last_n_tokens_size",
-    "lora_base", "rpc_servers", "spm_infill", "type_v_quant", "n_parts",
+    "lora_base", "spm_infill", "type_v_quant", "n_parts",
 })
 
 #: the values of :data:`IGNORED` keywords that clients pass on their own (LangChain's
@@ -109,7 +110,7 @@ IGNORED: frozenset[str] = frozenset({
 #: whatever the user set): these say nothing, so they do not warn
 QUIET_DEFAULTS: dict[str, object] = {
     "n_parts": -1, "f16_kv": True, "last_n_tokens_size": 64, "lora_base": None, "numa": False,
-    "spm_infill": False, "rpc_servers": None, "low_vram": False,
+    "spm_infill": False, "low_vram": False,
 }
 
 
@@ -179,6 +180,10 @@ def model_params(given: Mapping[str, Any]) -> ModelParams:
     """``Llama``'s keywords (all of them, by name) as :class:`ModelParams`."""
     kw = {f: given[k] for k, f in MODEL_FIELDS.items()}
     kw["load_mode"] = load_mode(given["use_mmap"], given["use_mlock"])
+    if given.get("rpc_servers"):  # the workers' devices first, as llama.cpp orders them
+        from . import rpc
+
+        kw["devices"] = rpc.remote_devices(given["rpc_servers"]) + rpc.local_offload_devices()
     return ModelParams(**kw)
 
 

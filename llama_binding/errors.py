@@ -61,6 +61,7 @@ __all__ = [
     "ModelLoadError",
     "ModelNotFoundError",
     "QueueFullError",
+    "RpcError",
     "SamplerError",
     "ShadowingError",
     "StateError",
@@ -185,6 +186,11 @@ class MediaError(LlamaError, ValueError):
     """An image (or other media) could not be used: corrupt or truncated data, a format
     the decoder does not read, dimensions over the limits, or a source that is not allowed
     (a local file without opt-in)."""
+
+
+class RpcError(LlamaError, ConnectionError):
+    """An RPC worker (llama.cpp's ggml-rpc) cannot be used: it does not answer, is busy with
+    another client, speaks another protocol version, or this build has no RPC backend."""
 
 
 class ShadowingError(LlamaError, ImportError):

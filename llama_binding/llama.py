@@ -83,6 +83,8 @@ class Llama(LlamaStates, LlamaLoop):
             many as fit the GPUs' free memory (or ``gpu_memory_budget`` bytes) with room for this
             context, sized by llama.cpp in a dry run (:mod:`llama_binding.gpu_fit`).
         split_mode, main_gpu, tensor_split: how the layers spread over several GPUs.
+        rpc_servers: ``"host:port,host:port"``: llama.cpp RPC workers (``llama-binding
+            rpc-server``) whose devices take layers too, before the local GPUs (:mod:`llama_binding.rpc`).
         vocab_only: the vocabulary only (tokenize and detokenize; no context).
         use_mmap, use_mlock: memory-map the weights (default) / lock them in RAM.
         kv_overrides: GGUF metadata values to override, ``{key: bool | int | float | str}``.
@@ -138,6 +140,7 @@ class Llama(LlamaStates, LlamaLoop):
         split_mode: int | None = None,
         main_gpu: int | None = None,
         tensor_split: Sequence[float] | None = None,
+        rpc_servers: Union[str, Sequence[str], None] = None,
         vocab_only: bool = False,
         use_mmap: bool = True,
         use_mlock: bool = False,

@@ -13,7 +13,7 @@ EXPECTED = {
     "LibraryLoadError", "Llama", "LlamaDiskCache", "LlamaDraftModel", "LlamaError", "LlamaGrammar",
     "LlamaPromptLookupDecoding", "LlamaRAMCache", "LlamaState", "LogitsProcessor",
     "LogitsProcessorList", "MediaError", "ModelLoadError", "ModelNotFoundError", "QueueFullError",
-    "SamplerError",
+    "RpcError", "SamplerError",
     "SpeculativeStats",
     "StateError", "StoppingCriteria", "StoppingCriteriaList", "StreamInterruptedError",
     "SymbolNotFoundError", "SystemInfo", "TemplateError", "TokenizeError", "UnsupportedModelError",

@@ -116,6 +116,7 @@ __all__ = [
     "GGML_TYPE_TQ1_0",
     "GGML_TYPE_TQ2_0",
     "ggml_abort_callback",
+    "ggml_backend",
     "ggml_backend_buffer_type",
     "ggml_backend_buffer_type_t",
     "ggml_backend_dev_backend_reg",
@@ -145,6 +146,7 @@ __all__ = [
     "ggml_backend_reg_name",
     "ggml_backend_reg_t",
     "ggml_backend_sched_eval_callback",
+    "ggml_backend_t",
     "ggml_backend_unload",
     "ggml_blck_size",
     "ggml_cgraph",
@@ -508,6 +510,10 @@ class ggml_backend_buffer_type(ctypes.Structure):
     """
 
 
+class ggml_backend(ctypes.Structure):
+    """Opaque ``struct ggml_backend``: only ever used through a pointer, ``ctypes.POINTER(ggml_backend)``."""
+
+
 class ggml_opt_dataset(ctypes.Structure):
     """Opaque ``struct ggml_opt_dataset``: only ever used through a pointer,
     ``ctypes.POINTER(ggml_opt_dataset)``.
@@ -649,6 +655,8 @@ class ggml_backend_sched_eval_callback(CCallback):
 
 
 ggml_backend_buffer_type_t = ctypes.POINTER(ggml_backend_buffer_type)
+
+ggml_backend_t = ctypes.POINTER(ggml_backend)
 
 ggml_opt_dataset_t = ctypes.POINTER(ggml_opt_dataset)
 

@@ -1,5 +1,6 @@
 """The ``llama-binding`` command (also ``python -m llama_binding``): one module per
-subcommand (``run``, ``chat``, ``info``, ``quantize``, ``serve``, ``bench``, ``pull``), all
+subcommand (``run``, ``chat``, ``info``, ``quantize``, ``serve``, ``bench``, ``pull``,
+``rpc-server``), all
 printing through ``output.Output``; without a model, ``run``, ``chat`` and ``serve`` use the
 default model (:mod:`llama_binding.default_model`).
 
@@ -26,10 +27,11 @@ USAGE = """usage: llama-binding COMMAND ...
   serve [--model PATH] the OpenAI-compatible server (the server extra)
   bench MODEL          prefill and decode tokens/s, beside llama-bench
   pull USER/REPO[:Q]   download a GGUF from the Hugging Face Hub, print its path
+  rpc-server           serve this machine's devices to llama.cpp RPC clients (--rpc-servers)
 
 llama-binding COMMAND --help tells more.
 """
-COMMANDS = ("run", "chat", "info", "quantize", "serve", "bench", "pull")
+COMMANDS = ("run", "chat", "info", "quantize", "serve", "bench", "pull", "rpc-server")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,5 +43,5 @@ def main(argv: list[str] | None = None) -> int:
     if command not in COMMANDS:
         Output().error(f"unknown command {command!r}\n{USAGE}")
         return 2
-    module = importlib.import_module(f".{command}", __name__)
+    module = importlib.import_module(f".{command.replace('-', '_')}", __name__)
     return int(module.run(rest))

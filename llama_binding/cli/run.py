@@ -53,6 +53,8 @@ def add_generation_flags(p: argparse.ArgumentParser, max_tokens: int) -> None:
     p.add_argument("--n-gpu-layers", "--n_gpu_layers", "-ngl", dest="n_gpu_layers", type=gpu_layers,
                    default="auto", help="layers on the GPU: a number, -1 for all, or auto (default): "
                    "as many as fit its free memory with room for the context")
+    p.add_argument("--rpc-servers", "--rpc_servers", "--rpc", dest="rpc_servers", metavar="HOST:PORT,...",
+                   help="llama.cpp RPC workers (llama-binding rpc-server) whose devices take layers too")
     p.add_argument("--quiet", action="store_true", help="no messages on stderr")
     defaults = SamplingParams()
     for name in SAMPLING_FLAGS:  # typed as the library's field; left out: the library's default
@@ -85,7 +87,8 @@ def load_model(args: argparse.Namespace, out: Output) -> Llama | None:
     if path is None:
         return None
     try:
-        return Llama(path, n_ctx=args.n_ctx, n_gpu_layers=args.n_gpu_layers, progress=not args.quiet)
+        return Llama(path, n_ctx=args.n_ctx, n_gpu_layers=args.n_gpu_layers, rpc_servers=args.rpc_servers,
+                     progress=not args.quiet)
     except LlamaError as exc:
         out.error(f"could not load {path}: {exc}")
         return None

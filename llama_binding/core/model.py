@@ -45,7 +45,7 @@ class SplitMode(enum.IntEnum):
 
 #: fields of :class:`ModelParams` that are not scalar C fields: :meth:`ModelParams.to_c`
 #: builds the arrays they point to
-_POINTER_FIELDS = frozenset({"tensor_split", "kv_overrides"})
+_POINTER_FIELDS = frozenset({"tensor_split", "kv_overrides", "devices"})
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,9 @@ class ModelParams:
     #: :meth:`~llama_binding.core.Context.memory_use`)
     no_alloc: bool | None = None
     kv_overrides: Mapping[str, KVValue] | None = None
+    #: the devices (``ggml_backend_dev_t``) to split the model over, in order (None: every
+    #: GPU of ggml's registry); RPC workers' devices come from :func:`llama_binding.rpc.remote_devices`
+    devices: Sequence[Any] | None = None
 
     def to_c(self) -> tuple[Any, list[Any]]:
         """The C struct, and the buffers it points into (keep them alive while loading)."""
@@ -91,6 +94,10 @@ class ModelParams:
             arr = _kv_overrides(self.kv_overrides)
             keep.append(arr)
             params.kv_overrides = arr
+        if self.devices is not None:  # NULL-terminated
+            devs = (capi.ggml_backend_dev_t * (len(self.devices) + 1))(*self.devices)  # the last: NULL
+            keep.append(devs)
+            params.devices = devs
         return params, keep
 
 

@@ -72,6 +72,8 @@ class ModelOptions(BaseModel):
     draft_model_num_pred_tokens: int = Field(10, ge=1, le=64, description="tokens a draft proposes at most")
     mmproj: Optional[str] = Field(None, description="a multimodal projector GGUF for the model (llama-server"
                                   "'s --mmproj; llama-cpp-python's clip_model_path): image and audio parts")
+    rpc_servers: Optional[str] = Field(None, description="llama.cpp RPC workers (host:port,...: "
+                                       "llama-binding rpc-server) whose devices take layers too")
     allow_local_media: bool = Field(False, description="image parts may name files on the server's disk "
                                     "(paths, file:// URLs)")
 
@@ -102,6 +104,7 @@ class ModelSettings(ModelOptions):
             "chat_template": self.chat_template, "seed": self.seed,
             "max_waiting": max_waiting,
             "mmproj_path": self.mmproj, "allow_local_media": self.allow_local_media,
+            "rpc_servers": self.rpc_servers,
             "draft_model": LlamaPromptLookupDecoding(num_pred_tokens=self.draft_model_num_pred_tokens)
             if self.draft_model else None,
             # messages come from the network: their text never becomes a special token

@@ -11,7 +11,7 @@ from tools.bindgen.emit_python import emit
 from tools.bindgen.model import Module
 
 
-@pytest.mark.parametrize("name", ["ggml", "gguf", "llama", "mtmd"])
+@pytest.mark.parametrize("name", ["ggml", "ggml_rpc", "gguf", "llama", "mtmd"])
 def test_generated_module_is_current(name: str, generated_modules: list[Module]) -> None:
     mod = next(m for m in generated_modules if m.name == name)
     expected = emit(mod, generated_modules)

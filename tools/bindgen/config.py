@@ -17,7 +17,8 @@ OUTPUT_DIR = REPO / "llama_binding" / "capi"
 INCLUDE_DIRS = ("include", "ggml/include", "tools/mtmd")
 
 # The headers parsed as one translation unit (they include the ggml headers themselves).
-ENTRY_HEADERS = ("include/llama.h", "tools/mtmd/mtmd.h", "tools/mtmd/mtmd-helper.h", "ggml/include/gguf.h")
+ENTRY_HEADERS = ("include/llama.h", "tools/mtmd/mtmd.h", "tools/mtmd/mtmd-helper.h", "ggml/include/gguf.h",
+                 "ggml/include/ggml-rpc.h")
 
 # Flags of the parse. The target is fixed and the C library is replaced by the tiny stub headers
 # in ``include/`` so that the output is the same on every host; the ABI of the host is checked
@@ -52,6 +53,8 @@ MODULES = (
     ),
     ModuleSpec("gguf", ("ggml/include/gguf.h",), ("ggml-base",), roots=True, title="ggml/include/gguf.h"),
     ModuleSpec("llama", ("include/llama.h",), ("llama",), roots=True, title="include/llama.h"),
+    ModuleSpec("ggml_rpc", ("ggml/include/ggml-rpc.h",), ("ggml-rpc",), roots=True,
+               title="ggml/include/ggml-rpc.h (llama.cpp's RPC backend, in builds with GGML_RPC)"),
     ModuleSpec(
         "mtmd",
         ("tools/mtmd/mtmd.h", "tools/mtmd/mtmd-helper.h"),

@@ -1,0 +1,206 @@
+"""llama.cpp's RPC backend: workers started with ``llama-binding rpc-server`` as child
+processes on their own loopback addresses (127.0.0.2, 127.0.0.3), a model split over them and
+the local CPU, and what the client checks before ggml-rpc connects (which would stop the
+process on a failure). Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from llama_binding import Llama, RpcError, system_info
+from llama_binding.capi import _loader
+from llama_binding.errors import LibraryLoadError
+from llama_binding.rpc import check_server, parse_servers
+
+HOSTS = ("127.0.0.2", "127.0.0.3")
+START_S = 30.0
+
+
+def _rpc_built() -> bool:
+    try:
+        _loader.load("ggml-rpc")
+    except LibraryLoadError:
+        return False
+    return True
+
+
+needs_rpc = pytest.mark.skipif(not _rpc_built(), reason="built without the RPC backend (-DGGML_RPC=off)")
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def worker(host: str, *extra: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``llama-binding rpc-server`` on ``host`` (a child process), once it answers."""
+    port = _free_port(host)
+    proc = subprocess.Popen([sys.executable, "-m", "llama_binding", "rpc-server", "--host", host,
+                             "--port", str(port), "--threads", "1", *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    endpoint = f"{host}:{port}"
+    try:
+        deadline = time.monotonic() + START_S
+        while True:
+            assert proc.poll() is None, proc.communicate()[0].decode()
+            with contextlib.suppress(RpcError):
+                check_server(endpoint, timeout=1.0)
+                break
+            assert time.monotonic() < deadline, f"the worker on {endpoint} did not answer in {START_S} s"
+            time.sleep(0.1)
+        yield endpoint, proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+@pytest.fixture(scope="module")
+def workers() -> Iterator[list[str]]:
+    if not _rpc_built():
+        pytest.skip("built without the RPC backend (-DGGML_RPC=off)")
+    with worker(HOSTS[0]) as (a, _), worker(HOSTS[1]) as (b, _):
+        yield [a, b]
+
+
+# --- no worker needed ------------------------------------------------------------------------
+
+
+def test_parse_servers() -> None:
+    assert parse_servers("127.0.0.2:50052, 127.0.0.3:50053") == ["127.0.0.2:50052", "127.0.0.3:50053"]
+    assert parse_servers(["[::1]:5"]) == ["[::1]:5"]
+    for bad in ("", "host", "host:0", "host:70000", "a b:1", "127.0.0.2:1,127.0.0.2:1"):
+        with pytest.raises(ValueError):
+            parse_servers(bad)
+    with pytest.raises(TypeError):
+        parse_servers([1])  # type: ignore[list-item]
+
+
+@contextlib.contextmanager
+def fake_server(answer: bytes | None) -> Iterator[str]:
+    """A TCP server on 127.0.0.2 that sends ``answer`` to each client (None: never answers)."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.2", 0))
+    srv.listen()
+    stop = threading.Event()
+
+    def loop() -> None:
+        srv.settimeout(0.1)
+        held = []
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                continue
+            held.append(conn)
+            if answer is not None:
+                with contextlib.suppress(OSError):
+                    conn.sendall(answer)
+        for c in held:
+            c.close()
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.2:{srv.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(5)
+        srv.close()
+
+
+@needs_rpc
+def test_what_is_no_worker_is_a_clear_error_not_an_abort(stories260k: Path) -> None:
+    """ggml-rpc stops the process when a worker does not answer its handshake: the client
+    checks first. Each case raises RpcError, and the process goes on loading local models."""
+    closed = f"127.0.0.2:{_free_port('127.0.0.2')}"
+    with pytest.raises(RpcError, match="cannot reach"):
+        Llama(str(stories260k), rpc_servers=closed, n_ctx=64)
+    with fake_server(b"HTTP/1.1 400 Bad Request\r\n\r\n") as http, \
+            pytest.raises(RpcError, match="not an RPC worker"):
+        check_server(http, timeout=2.0)
+    with fake_server(None) as silent, pytest.raises(RpcError, match="did not answer"):
+        check_server(silent, timeout=0.5)
+    with Llama(str(stories260k), n_ctx=64) as llm:
+        assert llm("Once", max_tokens=2, temperature=0.0)["choices"][0]["text"]
+
+
+# --- two workers -----------------------------------------------------------------------------
+
+
+def _greedy(llm: Llama) -> str:
+    return llm("Once upon a time", max_tokens=24, temperature=0.0)["choices"][0]["text"]
+
+
+def test_split_over_two_workers_and_the_cpu_equals_local(workers: list[str], smollm2: Path) -> None:
+    with Llama(str(smollm2), n_ctx=256, n_gpu_layers=0, n_threads=1) as local:
+        want = _greedy(local)
+        n_layer = local.engine.model.n_layer
+    # the first n_layer - 4 layers on the workers' CPUs (split by their free memory), the rest here
+    with Llama(str(smollm2), n_ctx=256, rpc_servers=",".join(workers), n_gpu_layers=n_layer - 4,
+               n_threads=1) as split:
+        assert _greedy(split) == want
+        remote = [d for d in system_info().devices if d.type == "rpc"]
+        assert {d.name.split("[")[-1].rstrip("]") for d in remote} >= set(workers) or len(remote) >= 2
+        assert all(d.memory_total > 0 for d in remote)
+    with Llama(str(smollm2), n_ctx=256, n_gpu_layers=0, n_threads=1) as again:  # local models stay local
+        assert _greedy(again) == want
+
+
+def test_a_busy_worker_is_refused_at_load(workers: list[str], stories260k: Path) -> None:
+    """A worker serves one client at a time: this process holds both now (the test above),
+    so another process is refused with a clear error (and ends normally) instead of waiting."""
+    code = ("import sys\nfrom llama_binding import Llama, RpcError\ntry:\n"
+            f"    Llama({str(stories260k)!r}, rpc_servers={workers[0]!r}, n_ctx=64)\n"
+            "except RpcError as e:\n    print('REFUSED', e)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "REFUSED" in proc.stdout and "did not answer" in proc.stdout
+
+
+@needs_rpc
+def test_worker_stops_cleanly_on_sigterm() -> None:
+    with worker(HOSTS[1]) as (_, proc):
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+        assert b"stopped" in proc.communicate()[0]
+
+
+@needs_rpc
+def test_worker_refuses_a_port_in_use_and_an_unknown_device() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.2", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run([sys.executable, "-m", "llama_binding", "rpc-server", "--host", "127.0.0.2",
+                               "--port", str(port)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and "could not listen" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "llama_binding", "rpc-server", "--device", "NOPE"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and "no device named 'NOPE'" in proc.stderr
+
+
+def test_off_loopback_is_warned_about() -> None:
+    from llama_binding.cli import rpc_server
+
+    assert rpc_server._is_loopback("127.0.0.3") and rpc_server._is_loopback("::1")
+    assert rpc_server._is_loopback("localhost")
+    assert not rpc_server._is_loopback("0.0.0.0") and not rpc_server._is_loopback("192.168.1.5")
+    assert "no authentication" in rpc_server.UNSAFE
