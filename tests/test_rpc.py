@@ -12,69 +12,21 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from _netns import NS, NS_IP, namespace, set_delay
+from _netns import available as netns_available
+from _rpc_workers import HOSTS, free_port, needs_rpc, rpc_built, worker
 
 from llama_binding import Llama, RpcError, system_info
-from llama_binding.capi import _loader
-from llama_binding.errors import LibraryLoadError
 from llama_binding.rpc import check_server, parse_servers
-
-HOSTS = ("127.0.0.2", "127.0.0.3")
-START_S = 30.0
-
-
-def _rpc_built() -> bool:
-    try:
-        _loader.load("ggml-rpc")
-    except LibraryLoadError:
-        return False
-    return True
-
-
-needs_rpc = pytest.mark.skipif(not _rpc_built(), reason="built without the RPC backend (-DGGML_RPC=off)")
-
-
-def _free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.contextmanager
-def worker(host: str, *extra: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """``llama-binding rpc-server`` on ``host`` (a child process), once it answers."""
-    port = _free_port(host)
-    proc = subprocess.Popen([sys.executable, "-m", "llama_binding", "rpc-server", "--host", host,
-                             "--port", str(port), "--threads", "1", *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    endpoint = f"{host}:{port}"
-    try:
-        deadline = time.monotonic() + START_S
-        while True:
-            assert proc.poll() is None, proc.communicate()[0].decode()
-            with contextlib.suppress(RpcError):
-                check_server(endpoint, timeout=1.0)
-                break
-            assert time.monotonic() < deadline, f"the worker on {endpoint} did not answer in {START_S} s"
-            time.sleep(0.1)
-        yield endpoint, proc
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
 
 
 @pytest.fixture(scope="module")
 def workers() -> Iterator[list[str]]:
-    if not _rpc_built():
+    if not rpc_built():
         pytest.skip("built without the RPC backend (-DGGML_RPC=off)")
     with worker(HOSTS[0]) as (a, _), worker(HOSTS[1]) as (b, _):
         yield [a, b]
@@ -130,7 +82,7 @@ def fake_server(answer: bytes | None) -> Iterator[str]:
 def test_what_is_no_worker_is_a_clear_error_not_an_abort(stories260k: Path) -> None:
     """ggml-rpc stops the process when a worker does not answer its handshake: the client
     checks first. Each case raises RpcError, and the process goes on loading local models."""
-    closed = f"127.0.0.2:{_free_port('127.0.0.2')}"
+    closed = f"127.0.0.2:{free_port('127.0.0.2')}"
     with pytest.raises(RpcError, match="cannot reach"):
         Llama(str(stories260k), rpc_servers=closed, n_ctx=64)
     with fake_server(b"HTTP/1.1 400 Bad Request\r\n\r\n") as http, \
@@ -165,12 +117,14 @@ def test_split_over_two_workers_and_the_cpu_equals_local(workers: list[str], smo
 
 
 def test_a_busy_worker_is_refused_at_load(workers: list[str], stories260k: Path) -> None:
-    """A worker serves one client at a time: this process holds both now (the test above),
-    so another process is refused with a clear error (and ends normally) instead of waiting."""
+    """A worker serves one client at a time: while this process has a model on it, another
+    process is refused with a clear error (and ends normally) instead of waiting for ever."""
     code = ("import sys\nfrom llama_binding import Llama, RpcError\ntry:\n"
             f"    Llama({str(stories260k)!r}, rpc_servers={workers[0]!r}, n_ctx=64)\n"
             "except RpcError as e:\n    print('REFUSED', e)\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    with Llama(str(stories260k), rpc_servers=workers[0], n_ctx=64) as held:
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+        assert held("Once", max_tokens=2, temperature=0.0)["choices"]  # the holder goes on
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "REFUSED" in proc.stdout and "did not answer" in proc.stdout
 
@@ -204,3 +158,18 @@ def test_off_loopback_is_warned_about() -> None:
     assert rpc_server._is_loopback("localhost")
     assert not rpc_server._is_loopback("0.0.0.0") and not rpc_server._is_loopback("192.168.1.5")
     assert "no authentication" in rpc_server.UNSAFE
+
+
+@needs_rpc
+def test_a_worker_in_another_network_namespace(smollm2: Path) -> None:
+    """A worker in a network namespace of its own, reached through a veth pair, with 5 ms of
+    round trip added (tc netem, where the kernel has it): the same greedy output as local
+    (bench/rpc.py --netns measures what the latency costs)."""
+    if not netns_available():
+        pytest.skip("ip netns is not permitted on this machine")
+    with Llama(str(smollm2), n_ctx=256, n_gpu_layers=0, n_threads=1) as local:
+        want = _greedy(local)
+    with namespace(), worker(NS_IP, prefix=("ip", "netns", "exec", NS)) as (endpoint, _):
+        set_delay(5)  # (False where the kernel has no netem: the namespace alone is tested)
+        with Llama(str(smollm2), n_ctx=256, rpc_servers=endpoint, n_gpu_layers=-1, n_threads=1) as remote:
+            assert _greedy(remote) == want
