@@ -84,6 +84,7 @@ def main() -> None:
     p.add_argument("--delays-ms", default="0,1,5", help="round trips added in the namespace runs")
     args = p.parse_args()
     rows: list[tuple[str, dict[str, Any]]] = [("all local", run_one(args.model, args, None, args.local_ngl))]
+    notes: list[str] = []
     with worker("127.0.0.2", args.threads, args.device) as a:
         rows.append(("1 worker, loopback", run_one(args.model, args, a, -1)))
         with worker("127.0.0.3", args.threads, args.device) as b:
@@ -91,7 +92,9 @@ def main() -> None:
     if args.netns:
         with namespace(), worker(NS_IP, args.threads, args.device, ("ip", "netns", "exec", NS)) as c:
             for ms in (float(x) for x in args.delays_ms.split(",")):
-                set_delay(ms)
+                if not set_delay(ms):
+                    notes.append(f"+{ms:g} ms RTT not measured: this kernel has no netem (tc qdisc netem)")
+                    continue
                 rows.append((f"1 worker, netns +{ms:g} ms RTT", run_one(args.model, args, c, -1)))
             set_delay(0)
     base = rows[0][1]
@@ -101,6 +104,8 @@ def main() -> None:
     for name, r in rows:
         pp, tg = r["pp"], r["tg"]
         print(f"{name:34} {pp:10.1f} {pp / base['pp']:6.3f} {tg:10.1f} {tg / base['tg']:6.3f}")
+    for note in notes:
+        print(note)
 
 
 if __name__ == "__main__":
