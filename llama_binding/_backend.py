@@ -16,7 +16,11 @@ from typing import Any
 from . import _log, capi
 from .capi import _loader
 
-__all__ = ["DeviceInfo", "SystemInfo", "init_backends", "system_info"]
+#: the RPC workers' devices that models of this process use (set by llama_binding.rpc, which
+#: imports this module: no import cycle)
+rpc_devices: list[Any] = []
+
+__all__ = ["DeviceInfo", "SystemInfo", "has_local_gpu", "init_backends", "system_info"]
 
 _init_lock = threading.Lock()
 _initialised = False
@@ -39,6 +43,16 @@ def init_backends() -> None:
             capi.ggml_backend_load_all_from_path(str(folder).encode())
         capi.llama_backend_init()
         _initialised = True
+
+
+def has_local_gpu() -> bool:
+    """Whether ggml's registry has a GPU or integrated GPU of this machine. Unlike
+    ``llama_supports_gpu_offload``, which is also true for any build with the RPC backend
+    (whose devices are other machines', and used only by models that name them)."""
+    init_backends()
+    gpu = (capi.GGML_BACKEND_DEVICE_TYPE_GPU, capi.GGML_BACKEND_DEVICE_TYPE_IGPU)
+    return any(capi.ggml_backend_dev_type(capi.ggml_backend_dev_get(i)) in gpu
+               for i in range(capi.ggml_backend_dev_count()))
 
 
 @dataclass(frozen=True)
@@ -88,9 +102,7 @@ def system_info() -> SystemInfo:
                 memory_total=total.value,
             )
         )
-    from .rpc import added  # the RPC workers' devices that models of this process use
-
-    devices += [DeviceInfo(d.name, d.description, "rpc", d.memory_free, d.memory_total) for d in added()]
+    devices += [DeviceInfo(d.name, d.description, "rpc", d.memory_free, d.memory_total) for d in rpc_devices]
     backends = [
         _text(capi.ggml_backend_reg_name(capi.ggml_backend_reg_get(i)))
         for i in range(capi.ggml_backend_reg_count())
@@ -99,6 +111,6 @@ def system_info() -> SystemInfo:
         llama_cpp=_text(capi.llama_print_system_info()),
         devices=devices,
         backends=backends,
-        supports_gpu_offload=bool(capi.llama_supports_gpu_offload()),
+        supports_gpu_offload=has_local_gpu(),
         lib_dir=str(_loader.lib_dir()),
     )

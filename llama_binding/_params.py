@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal, Union
 
-from . import capi
+from . import _backend
 from .core import ContextParams, ModelParams
 from .core.context import FlashAttnType
 from .core.model import LoadMode
@@ -187,6 +187,14 @@ def model_params(given: Mapping[str, Any]) -> ModelParams:
     return ModelParams(**kw)
 
 
+def track_workers(model: Any, given: Mapping[str, Any]) -> None:
+    """Note the RPC workers ``model`` is connected to (``rpc_servers``), while it lives."""
+    if given.get("rpc_servers"):
+        from . import rpc
+
+        rpc.track(model, given["rpc_servers"])
+
+
 def context_params(given: Mapping[str, Any], n_ctx_train: int) -> ContextParams:
     """``Llama``'s keywords as :class:`ContextParams`: ``n_ctx`` None is 4096 or the
     training context if smaller, 0 the training context; ``embedding=True`` packs
@@ -224,7 +232,7 @@ def gpu_layers(model_path: Union[str, os.PathLike[str]], given: Mapping[str, Any
 
 def offload(n_gpu_layers: int, n_layer: int) -> tuple[bool, bool]:
     """(any layer on a GPU, the output layer on a GPU) for ``n_gpu_layers`` of this build."""
-    offloaded = bool(capi.llama_supports_gpu_offload()) and n_gpu_layers != 0
+    offloaded = _backend.has_local_gpu() and n_gpu_layers != 0
     return offloaded, offloaded and (n_gpu_layers < 0 or n_gpu_layers > n_layer)
 
 

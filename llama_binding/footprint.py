@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from typing import Optional, Union
 
-from . import capi
+from . import _backend
 from .core.metadata import read_metadata
 
 __all__ = ["Footprint", "estimate"]
@@ -51,7 +51,7 @@ def estimate(path: Union[str, os.PathLike[str]], *, n_ctx: int = 4096, n_gpu_lay
     kv = 0 if embedding else n_ctx * n_layer * n_head_kv * (head_k + head_v) * 2
     weights = os.path.getsize(path)
     if gpu is None:
-        gpu = bool(capi.llama_supports_gpu_offload())
+        gpu = _backend.has_local_gpu()
     layers = n_layer + 1  # the output layer counts as one
     on_gpu = 0 if not gpu else layers if n_gpu_layers < 0 else min(n_gpu_layers, layers)
     if not on_gpu:

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Union
 
-from . import capi
+from . import _backend
 from ._backend import system_info
 from .core import Context, ContextParams, LoadMode, Model, ModelParams
 
@@ -63,7 +63,7 @@ def fit_gpu_layers(path: Union[str, os.PathLike[str]], model_params: ModelParams
     context_of = context_params if callable(context_params) else lambda _: context_params or ContextParams()
     if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget < 0):
         raise ValueError(f"gpu_memory_budget must be a number of bytes >= 0, not {budget!r}")
-    if not capi.llama_supports_gpu_offload():
+    if not _backend.has_local_gpu():
         return GpuFit(0, 0, 0, 0)
     free = device_memory_free()
     room = max(0, free - margin) if budget is None else min(budget, max(0, free - margin))

@@ -203,7 +203,6 @@ class Llama(LlamaStates, LlamaLoop):
         self.model_path, self.verbose = os.fspath(model_path), verbose
         self.chat_format, self.chat_template, self.chat_handler = chat_format, chat_template, chat_handler
         self.escape_special_tokens, self.draft_model = escape_special_tokens, draft_model
-        self._chat: ChatSetup | None = None
         on_progress = progress_callback(progress, f"loading {os.path.basename(self.model_path)}")
         model = Model(model_path, _params.model_params(given), progress=on_progress)
         ctx_params = None if vocab_only else _params.context_params(given, model.n_ctx_train)
@@ -215,6 +214,8 @@ class Llama(LlamaStates, LlamaLoop):
     def _attach(self, tokenizer: BaseLlamaTokenizer | None, adapters: Sequence[tuple[str, float]],
                 draft_model: DraftModelArg | None, given: Mapping[str, Any]) -> None:
         """The constructor's last steps, once the engine is there."""
+        self._chat: ChatSetup | None = None
+        _params.track_workers(self.engine.model, given)  # rpc_servers: connected while it lives
         self.media = load_projector(self.engine, given)  # mmproj_path, allow_local_media
         self._tokenizer = tokenizer  # the caller's, for tokenize/detokenize and text prompts
         self.tokenizer_: BaseLlamaTokenizer = tokenizer if tokenizer is not None else LlamaTokenizer(self)

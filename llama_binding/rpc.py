@@ -26,6 +26,7 @@ import re
 import socket
 import struct
 import threading
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Union
@@ -35,13 +36,14 @@ from .capi import _loader
 from .errors import LibraryLoadError, RpcError
 
 __all__ = ["RemoteDevice", "added", "check_server", "local_offload_devices", "parse_servers",
-           "remote_devices", "serve", "worker_devices"]
+           "remote_devices", "serve", "track", "worker_devices"]
 
 _HELLO = 14  # RPC_CMD_HELLO: the first command of every connection, fixed across versions
 _CAPS_SIZE = 24  # RPC_CONN_CAPS_SIZE
 _ENDPOINT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
 _lock = threading.Lock()
 _added: dict[str, list[Any]] = {}  # endpoint -> its devices (ggml_backend_dev_t), once per process
+_users: dict[str, weakref.WeakSet[Any]] = {}  # endpoint -> the models of this process on it
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class RemoteDevice:
 
     endpoint: str
     name: str
+    """ggml's name of the device and its worker, ``RPC0[host:port]`` (each worker numbers its own)"""
     description: str
     memory_free: int
     memory_total: int
@@ -129,15 +132,34 @@ def remote_devices(servers: Union[str, Sequence[str]], timeout: float = 5.0) -> 
     devices: list[Any] = []
     with _lock:
         for endpoint in endpoints:
-            if endpoint not in _added:
+            # a worker that a model of this process uses is connected to already (and busy
+            # with us: the handshake would wait); any other is checked, also after an earlier
+            # use, since ggml-rpc would connect again and stop the process if it is gone
+            if not _in_use(endpoint):
                 check_server(endpoint, timeout)
+            if endpoint not in _added:
                 reg = capi.ggml_backend_rpc_add_server(endpoint.encode())
                 if not reg:
                     raise RpcError(f"ggml-rpc could not add the worker {endpoint}")
-                _added[endpoint] = [capi.ggml_backend_reg_dev_get(reg, i)
-                                    for i in range(capi.ggml_backend_reg_dev_count(reg))]
+                count = capi.ggml_backend_reg_dev_count(reg)
+                devs = [capi.ggml_backend_reg_dev_get(reg, i) for i in range(count)]
+                # their memory now, while the worker answers (for system_info())
+                _backend.rpc_devices.extend(_describe(endpoint, dev) for dev in devs)
+                _added[endpoint] = devs
             devices.extend(_added[endpoint])
     return devices
+
+
+def _in_use(endpoint: str) -> bool:
+    return any(not m.closed for m in _users.get(endpoint, ()))
+
+
+def track(model: Any, servers: Union[str, Sequence[str]]) -> None:
+    """Note that ``model`` (a :class:`~llama_binding.core.Model`) uses the workers ``servers``
+    names, until it is closed (see :func:`remote_devices`)."""
+    with _lock:
+        for endpoint in parse_servers(servers):
+            _users.setdefault(endpoint, weakref.WeakSet()).add(model)
 
 
 def local_offload_devices() -> list[Any]:
@@ -153,16 +175,18 @@ def local_offload_devices() -> list[Any]:
 
 
 def added() -> list[RemoteDevice]:
-    """The remote devices of the workers models of this process have used, with their memory."""
-    out = []
+    """The remote devices of the workers that models of this process have used, with their
+    memory as it was when the first such model loaded: asking a worker again could find it
+    gone, and ggml-rpc stops the process then."""
     with _lock:
-        items = [(e, d) for e, devs in _added.items() for d in devs]
-    for endpoint, dev in items:
-        free, total = ctypes.c_size_t(0), ctypes.c_size_t(0)
-        capi.ggml_backend_dev_memory(dev, ctypes.byref(free), ctypes.byref(total))
-        name, about = _text(capi.ggml_backend_dev_name(dev)), _text(capi.ggml_backend_dev_description(dev))
-        out.append(RemoteDevice(endpoint, name, about, int(free.value), int(total.value)))
-    return out
+        return list(_backend.rpc_devices)
+
+
+def _describe(endpoint: str, dev: Any) -> RemoteDevice:
+    free, total = ctypes.c_size_t(0), ctypes.c_size_t(0)
+    capi.ggml_backend_dev_memory(dev, ctypes.byref(free), ctypes.byref(total))
+    name, about = _text(capi.ggml_backend_dev_name(dev)), _text(capi.ggml_backend_dev_description(dev))
+    return RemoteDevice(endpoint, f"{name}[{endpoint}]", about, int(free.value), int(total.value))
 
 
 def _text(value: bytes | None) -> str:

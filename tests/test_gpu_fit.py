@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from llama_binding import Llama, capi
+from llama_binding import Llama, _backend
 from llama_binding.core import Context, ContextParams, LoadMode, Model, ModelParams
 from llama_binding.gpu_fit import device_memory_free, fit_gpu_layers
 
-GPU = bool(capi.llama_supports_gpu_offload())
+GPU = _backend.has_local_gpu()
 
 
 def test_a_dry_run_sizes_the_buffers_as_loading_allocates_them(smollm2: Path) -> None:

@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from .. import capi
+from .. import _backend, capi
 from ..errors import ContextCreateError
 
 __all__ = ["KVEstimate", "available_memory", "check_kv_fits", "estimate_kv", "model_arch"]
@@ -167,7 +167,7 @@ def check_kv_fits(model: Any, cparams: Any) -> KVEstimate:
     host, how = available_memory()
     if host is None:
         return est
-    offload = bool(capi.llama_supports_gpu_offload()) and bool(cparams.offload_kqv)
+    offload = _backend.has_local_gpu() and bool(cparams.offload_kqv)
     device = _device_free() if offload else 0
     if est.host <= host and est.total <= host + device:
         return est

@@ -50,7 +50,7 @@ def test_every_struct_union_enum_and_define_is_in_capi(header: str) -> None:
 
 
 def test_modules_export_distinct_names() -> None:
-    names = [n for m in (capi.ggml, capi.gguf, capi.llama, capi.mtmd) for n in m.__all__]
+    names = [n for m in (capi.ggml, capi.ggml_rpc, capi.gguf, capi.llama, capi.mtmd) for n in m.__all__]
     assert len(names) == len(set(names)) == len(capi.__all__)
 
 

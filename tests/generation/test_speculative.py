@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from llama_binding import capi
+from llama_binding import _backend
 from llama_binding.core import Context, ContextParams, Model, Vocab
 from llama_binding.core.batch import Batch
 from llama_binding.core.sampler import SamplerChain
@@ -66,7 +66,7 @@ REPEATER = TARGETS["repeater"]
 #: twice that, so 5e-3 leaves a margin; the noise test below keeps the measurement under half of
 #: it. CUDA's batched and one-token kernels differ more (1.76e-2 for "sharp" on an H200, with 22
 #: of its 32 outputs equal to the plain ones under self-drafting), so a GPU build gets 4e-2.
-GPU = bool(capi.llama_supports_gpu_offload())
+GPU = _backend.has_local_gpu()
 NEAR_TIE_REL = 4e-2 if GPU else 5e-3
 #: The share of prompts whose speculative output must equal the plain one outright.
 MIN_EQUAL_SHARE = 0.6 if GPU else 0.9
