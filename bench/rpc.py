@@ -3,7 +3,10 @@ same model all local, measured in the same run (llama_binding.benchmark, as llam
 
 Workers are ``llama-binding rpc-server`` child processes: on loopback (127.0.0.2, 127.0.0.3),
 and with ``--netns`` one in a network namespace of its own reached through a veth pair, with
-a round trip added by ``tc netem`` (``--delays-ms 1,5``; needs root, ``ip`` and ``tc``).
+a round trip added by ``tc netem`` (``--delays-ms 0,1,5``; needs root, ``ip`` and ``tc``).
+Where the kernel has no netem (or without ``--netns``), the round trips are added by a proxy
+in this process on loopback instead, which holds each piece of data half the round trip in
+each direction.
 
     python bench/rpc.py MODEL [--n-prompt 128 --n-gen 32 --threads 2] [--netns] [--device CUDA0]
 
@@ -14,10 +17,12 @@ compares with the model loaded on that GPU in this process.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -60,6 +65,47 @@ def worker(host: str, threads: int, device: str | None, prefix: Sequence[str] = 
         proc.wait(10)
 
 
+@contextlib.contextmanager
+def delay_proxy(target: str, rtt_ms: float) -> Iterator[str]:
+    """A TCP proxy on 127.0.0.4 to ``target`` that holds each piece of data rtt/2 in each
+    direction, in order (latency, not bandwidth): where the kernel has no netem."""
+    host, port = target.rsplit(":", 1)
+    half = rtt_ms / 2000.0
+    loop = asyncio.new_event_loop()
+
+    async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+        async def send() -> None:
+            while True:
+                due, data = await queue.get()
+                if not data:
+                    writer.close()
+                    return
+                await asyncio.sleep(max(0.0, due - loop.time()))
+                writer.write(data)
+                await writer.drain()
+
+        sender = loop.create_task(send())
+        while data := await reader.read(1 << 20):
+            queue.put_nowait((loop.time() + half, data))
+        queue.put_nowait((0.0, b""))
+        await sender
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(host, int(port))
+        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer), return_exceptions=True)
+
+    server = loop.run_until_complete(asyncio.start_server(handle, "127.0.0.4", 0))
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.4:{server.sockets[0].getsockname()[1]}"
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+
+
 def run_one(model: str, args: argparse.Namespace, servers: str | None, ngl: int) -> dict[str, Any]:
     kw: dict[str, Any] = {"n_ctx": max(args.n_prompt, args.n_gen + 1), "n_batch": args.n_prompt,
                           "n_threads": args.threads, "n_gpu_layers": ngl}
@@ -81,7 +127,8 @@ def main() -> None:
     p.add_argument("--device", help="the workers' device (default: their GPUs, else CPU)")
     p.add_argument("--local-ngl", type=int, default=0, help="n_gpu_layers of the all-local run")
     p.add_argument("--netns", action="store_true", help="also a worker in a network namespace, with delays")
-    p.add_argument("--delays-ms", default="0,1,5", help="round trips added in the namespace runs")
+    p.add_argument("--delays-ms", default="0,1,5", help="round trips added in the namespace runs "
+                   "(where the kernel has no netem: by a proxy in this process, on loopback)")
     args = p.parse_args()
     rows: list[tuple[str, dict[str, Any]]] = [("all local", run_one(args.model, args, None, args.local_ngl))]
     notes: list[str] = []
@@ -93,10 +140,15 @@ def main() -> None:
         with namespace(), worker(NS_IP, args.threads, args.device, ("ip", "netns", "exec", NS)) as c:
             for ms in (float(x) for x in args.delays_ms.split(",")):
                 if not set_delay(ms):
-                    notes.append(f"+{ms:g} ms RTT not measured: this kernel has no netem (tc qdisc netem)")
+                    notes.append(f"+{ms:g} ms: this kernel has no netem (tc qdisc netem): see the proxy rows")
                     continue
                 rows.append((f"1 worker, netns +{ms:g} ms RTT", run_one(args.model, args, c, -1)))
             set_delay(0)
+    if notes or not args.netns:  # the round trips by a proxy instead
+        with worker("127.0.0.2", args.threads, args.device) as a:
+            for ms in (float(x) for x in args.delays_ms.split(",")):
+                with delay_proxy(a, ms) as proxied:
+                    rows.append((f"1 worker, proxy +{ms:g} ms RTT", run_one(args.model, args, proxied, -1)))
     base = rows[0][1]
     print(f"model {args.model}  pp{args.n_prompt} / tg{args.n_gen}, median of {args.reps}, "
           f"{args.threads} threads per process")

@@ -36,10 +36,16 @@ Status = Literal["unloaded", "loading", "loaded", "failed"]
 
 
 def estimate(spec: ModelSettings, gpu: Optional[bool] = None) -> Footprint:
-    """:func:`~llama_binding.footprint.estimate` of a configured model."""
+    """:func:`~llama_binding.footprint.estimate` of a configured model, with its projector's
+    file (``mmproj``) where the model's weights are (the projector follows the model)."""
     layers = -1 if spec.n_gpu_layers == "auto" else spec.n_gpu_layers  # auto: at most all of them
-    return estimate_footprint(spec.model, n_ctx=spec.n_ctx or AsyncLlama.default_n_ctx(spec.n_seq_max),
-                              n_gpu_layers=layers, embedding=spec.embedding, gpu=gpu)
+    fp = estimate_footprint(spec.model, n_ctx=spec.n_ctx or AsyncLlama.default_n_ctx(spec.n_seq_max),
+                            n_gpu_layers=layers, embedding=spec.embedding, gpu=gpu)
+    mmproj = spec.mmproj or (spec.model_extra or {}).get("clip_model_path")
+    if mmproj and os.path.isfile(mmproj):
+        size = os.path.getsize(mmproj)
+        fp = fp + (Footprint(0, size) if fp.gpu and layers != 0 else Footprint(size, 0))
+    return fp
 
 
 @dataclass(eq=False)

@@ -166,3 +166,13 @@ def test_remote_images_are_refused_by_default(lm: Path, mmproj: Path, image_host
         # a model without a projector takes no images: a 400 that says how to give it one
         r = _post(s, image_chat(data_url(PNG)), model="stories")
         assert r.status_code == 400 and "mmproj" in r.json()["error"]["message"]
+
+
+def test_the_memory_estimate_counts_the_projector(lm: Path, mmproj: Path) -> None:
+    from llama_binding.server.pool import estimate
+    from llama_binding.server.settings import ModelSettings
+
+    plain = estimate(ModelSettings(model=str(lm), n_gpu_layers=0))
+    for spec in (ModelSettings(model=str(lm), n_gpu_layers=0, mmproj=str(mmproj)),
+                 ModelSettings(model=str(lm), n_gpu_layers=0, clip_model_path=str(mmproj))):
+        assert estimate(spec).host - plain.host == mmproj.stat().st_size
