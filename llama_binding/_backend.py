@@ -20,7 +20,7 @@ from .capi import _loader
 #: imports this module: no import cycle)
 rpc_devices: list[Any] = []
 
-__all__ = ["DeviceInfo", "SystemInfo", "has_local_gpu", "init_backends", "system_info"]
+__all__ = ["DeviceInfo", "SystemInfo", "has_local_gpu", "init_backends", "local_gpus", "system_info"]
 
 _init_lock = threading.Lock()
 _initialised = False
@@ -45,14 +45,20 @@ def init_backends() -> None:
         _initialised = True
 
 
-def has_local_gpu() -> bool:
-    """Whether ggml's registry has a GPU or integrated GPU of this machine. Unlike
-    ``llama_supports_gpu_offload``, which is also true for any build with the RPC backend
-    (whose devices are other machines', and used only by models that name them)."""
+def local_gpus() -> list[Any]:
+    """The GPU and integrated-GPU devices (``ggml_backend_dev_t``) of ggml's registry: this
+    machine's (RPC workers' devices are never registered, see :mod:`llama_binding.rpc`)."""
     init_backends()
     gpu = (capi.GGML_BACKEND_DEVICE_TYPE_GPU, capi.GGML_BACKEND_DEVICE_TYPE_IGPU)
-    return any(capi.ggml_backend_dev_type(capi.ggml_backend_dev_get(i)) in gpu
-               for i in range(capi.ggml_backend_dev_count()))
+    devices = (capi.ggml_backend_dev_get(i) for i in range(capi.ggml_backend_dev_count()))
+    return [dev for dev in devices if capi.ggml_backend_dev_type(dev) in gpu]
+
+
+def has_local_gpu() -> bool:
+    """Whether this machine has a GPU llama.cpp can use. Unlike ``llama_supports_gpu_offload``,
+    which is also true for any build with the RPC backend (whose devices are other machines',
+    used only by the models that name them)."""
+    return bool(local_gpus())
 
 
 @dataclass(frozen=True)

@@ -103,7 +103,7 @@ def check_server(endpoint: str, timeout: float = 5.0) -> tuple[int, int, int]:
                 raise RpcError(f"{endpoint} is not an RPC worker of this llama.cpp (its handshake "
                                f"answer has {size} bytes)")
             major, minor, patch = _recv(sock, size)[:3]
-    except TimeoutError:
+    except socket.timeout:  # (TimeoutError from Python 3.10 on)
         raise RpcError(f"the RPC worker {endpoint} did not answer within {timeout:g} s (is it "
                        "serving another client? a worker takes one at a time)") from None
     except OSError as exc:
@@ -164,14 +164,7 @@ def track(model: Any, servers: Union[str, Sequence[str]]) -> None:
 
 def local_offload_devices() -> list[Any]:
     """The registry's GPU and integrated-GPU devices (what a model offloads to by default)."""
-    _backend.init_backends()
-    out = []
-    for i in range(capi.ggml_backend_dev_count()):
-        dev = capi.ggml_backend_dev_get(i)
-        if capi.ggml_backend_dev_type(dev) in (capi.GGML_BACKEND_DEVICE_TYPE_GPU,
-                                               capi.GGML_BACKEND_DEVICE_TYPE_IGPU):
-            out.append(dev)
-    return out
+    return _backend.local_gpus()
 
 
 def added() -> list[RemoteDevice]:
