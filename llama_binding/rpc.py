@@ -35,7 +35,7 @@ from . import _backend, capi
 from .capi import _loader
 from .errors import LibraryLoadError, RpcError
 
-__all__ = ["RemoteDevice", "added", "check_server", "local_offload_devices", "parse_servers",
+__all__ = ["RemoteDevice", "check_server", "local_offload_devices", "parse_servers",
            "remote_devices", "serve", "track", "worker_devices"]
 
 _HELLO = 14  # RPC_CMD_HELLO: the first command of every connection, fixed across versions
@@ -165,14 +165,6 @@ def track(model: Any, servers: Union[str, Sequence[str]]) -> None:
 def local_offload_devices() -> list[Any]:
     """The registry's GPU and integrated-GPU devices (what a model offloads to by default)."""
     return _backend.local_gpus()
-
-
-def added() -> list[RemoteDevice]:
-    """The remote devices of the workers that models of this process have used, with their
-    memory as it was when the first such model loaded: asking a worker again could find it
-    gone, and ggml-rpc stops the process then."""
-    with _lock:
-        return list(_backend.rpc_devices)
 
 
 def _describe(endpoint: str, dev: Any) -> RemoteDevice:

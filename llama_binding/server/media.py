@@ -20,7 +20,7 @@ import httpx
 
 from ..errors import MediaError
 
-__all__ = ["MAX_REMOTE_IMAGES", "fetch_remote_images", "remote_urls"]
+__all__ = ["MAX_REMOTE_IMAGES", "fetch_remote_images"]
 
 MAX_REMOTE_IMAGES = 16
 _IMAGE_TYPES = ("image_url", "input_image")
@@ -41,11 +41,6 @@ def _image_parts(messages: Sequence[Any]) -> list[tuple[int, int, str]]:
             if isinstance(url, str) and url.startswith(("http://", "https://")):
                 found.append((i, j, url))
     return found
-
-
-def remote_urls(messages: Sequence[Any]) -> list[str]:
-    """The http(s) image URLs of ``messages``, in order."""
-    return [url for _, _, url in _image_parts(messages)]
 
 
 async def _fetch(client: httpx.AsyncClient, url: str, max_bytes: int) -> tuple[bytes, str]:

@@ -148,6 +148,14 @@ def test_bad_images_are_400s(vlm_server: Running, image_host: str, make_url: Cal
     assert _post(vlm_server, image_chat(data_url(PNG))).status_code == 200  # still serving
 
 
+def test_at_most_so_many_remote_images(vlm_server: Running, image_host: str) -> None:
+    from llama_binding.server.media import MAX_REMOTE_IMAGES
+
+    parts = [{"type": "image_url", "image_url": {"url": f"{image_host}/a.png"}}] * (MAX_REMOTE_IMAGES + 1)
+    r = _post(vlm_server, [{"role": "user", "content": parts}])
+    assert r.status_code == 400 and "at most" in r.json()["error"]["message"]
+
+
 def test_remote_images_are_fetched_when_allowed(vlm_server: Running, image_host: str) -> None:
     local = _post(vlm_server, image_chat(data_url(PNG2))).json()["choices"][0]["message"]["content"]
     remote = _post(vlm_server, image_chat(image_host + "/b.png"))
