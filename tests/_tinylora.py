@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from _tinymodel import TinySpec, vocab_path
+from _tinymodel import TinySpec, finish_gguf, vocab_path
 
 __all__ = ["TARGETS", "write_tiny_lora"]
 
@@ -101,9 +101,4 @@ def write_tiny_lora(
             name = f"blk.{i}.{target}.weight"
             writer.add_tensor(name + ".lora_a", a.astype(np.float32))  # ggml [n_in, rank]
             writer.add_tensor(name + ".lora_b", b.astype(np.float32))  # ggml [rank, n_out]
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    tmp.replace(path)
-    return path
+    return finish_gguf(writer, tmp, path)

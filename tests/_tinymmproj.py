@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from _tinymodel import finish_gguf
 
 #: layers the multimodal tests offload (and whether the projector runs on the GPU): 0 here;
 #: bench/gpu_p13.sh runs the same tests on the GPU machine with LLAMA_BINDING_TEST_NGL=-1
@@ -147,12 +148,7 @@ def write_tensors(path: Path, spec: TinyProjectorSpec, tensors: dict[str, np.nda
     writer.add_file_type(gguf.LlamaFileType.ALL_F32)
     for name, array in tensors.items():
         writer.add_tensor(name, array)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    tmp.replace(path)
-    return path
+    return finish_gguf(writer, tmp, path)
 
 
 # --- PNG images, stdlib only ------------------------------------------------------------

@@ -11,6 +11,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -62,6 +63,18 @@ def _copy_tokenizer(writer: object, source: Path) -> int:
     return n_vocab
 
 
+def finish_gguf(writer: Any, tmp: Path, path: Path) -> Path:
+    """Write ``writer``'s header, metadata and tensors to ``tmp``, then move it to ``path``
+    (whole or not at all: a test run stopped halfway leaves no broken model in the cache)."""
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    if tmp != path:
+        tmp.replace(path)
+    return path
+
+
 def write_tiny_llama(path: Path, spec: TinySpec = TinySpec()) -> Path:
     """Write a tiny random Llama model with ``spec`` to ``path``."""
     import gguf
@@ -108,9 +121,4 @@ def write_tiny_llama(path: Path, spec: TinySpec = TinySpec()) -> Path:
         writer.add_tensor(p + "ffn_up.weight", mat(spec.n_ff, spec.n_embd))
         writer.add_tensor(p + "ffn_down.weight", mat(spec.n_embd, spec.n_ff))
 
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    tmp.replace(path)
-    return path
+    return finish_gguf(writer, tmp, path)

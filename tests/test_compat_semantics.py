@@ -15,10 +15,8 @@
 
 from __future__ import annotations
 
-import ctypes
 import inspect
 import json
-import math
 import re
 import signal
 import subprocess
@@ -32,12 +30,13 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from _grammar_accept import Acceptor
 
-from llama_binding import Llama, ModelLoadError, UnsupportedModelError, _log, capi
+from llama_binding import Llama, ModelLoadError, UnsupportedModelError, _log
 from llama_binding.chat.request import response_format_grammar, tool_call_grammar
 from llama_binding.chat.tools import get_parser
 from llama_binding.compat import _modules
-from llama_binding.core import Model, ModelParams, Sampler, Vocab
+from llama_binding.core import Model, ModelParams, Vocab
 from llama_binding.grammar import JSON_OBJECT_GBNF, LlamaGrammar
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,27 +44,6 @@ WEATHER = {"type": "object", "properties": {"city": {"type": "string", "maxLengt
                                             "unit": {"enum": ["c", "f"]}}, "required": ["city"]}
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": WEATHER}}]
 ASK = [{"role": "user", "content": "What is the weather in Paris?"}]
-
-
-class Acceptor:
-    """Whether llama.cpp's grammar engine takes a text in full (every token keeps its logit
-    and end-of-text may follow), over SmolLM2's vocabulary."""
-
-    def __init__(self, vocab: Vocab) -> None:
-        self.vocab = vocab
-
-    def __call__(self, gbnf: str, text: str) -> bool:
-        eos = self.vocab.eos()
-        with Sampler.grammar(self.vocab, gbnf) as smpl:
-            for tok in [*self.vocab.tokenize(text, add_special=False), eos]:
-                data = (capi.llama_token_data * 1)(capi.llama_token_data(tok, 0.0, 0.0))
-                cur = capi.llama_token_data_array(data, 1, -1, False)
-                capi.llama_sampler_apply(smpl.ptr, ctypes.byref(cur))
-                if math.isinf(data[0].logit):
-                    return False
-                if tok != eos:
-                    capi.llama_sampler_accept(smpl.ptr, tok)
-        return True
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 from _tinylora import write_tiny_lora
-from _tinymodel import TinySpec
+from _tinymodel import TinySpec, finish_gguf
 
 from llama_binding.core import Batch, Context, ContextParams, Model, Vocab
 from llama_binding.core.adapter import LoraAdapter, set_adapters
@@ -356,11 +356,7 @@ def write_adapter(path: Path, tensors: dict[str, npt.NDArray[Any]],
         writer.add_key_value(key, value, vtype)
     for name, array in tensors.items():
         writer.add_tensor(name, array)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return path
+    return finish_gguf(writer, path, path)
 
 
 def _f32(*shape: int) -> npt.NDArray[np.float32]:

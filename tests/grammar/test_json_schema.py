@@ -8,9 +8,7 @@ completions must parse and validate against their schema.
 
 from __future__ import annotations
 
-import ctypes
 import json
-import math
 import random
 import re
 from collections.abc import Callable, Iterator
@@ -19,36 +17,16 @@ from typing import Any
 
 import jsonschema
 import pytest
+from _grammar_accept import Acceptor
 from _tinymodel import vocab_path
 
-from llama_binding import Llama, capi
-from llama_binding.core import Model, ModelParams, Sampler, Vocab
+from llama_binding import Llama
+from llama_binding.core import Model, ModelParams, Vocab
 from llama_binding.errors import SamplerError
 from llama_binding.grammar import LlamaGrammar
 from llama_binding.grammar.json_schema import schema_to_gbnf
 
 FORMATS = jsonschema.Draft202012Validator.FORMAT_CHECKER
-
-
-class Acceptor:
-    """Whether llama.cpp's grammar engine accepts a text in full: each token of the text
-    must keep its logit, and end-of-text must be allowed after the last one."""
-
-    def __init__(self, vocab: Vocab) -> None:
-        self.vocab = vocab
-
-    def __call__(self, gbnf: str, text: str) -> bool:
-        eos = self.vocab.eos()
-        with Sampler.grammar(self.vocab, gbnf) as smpl:
-            for tok in [*self.vocab.tokenize(text, add_special=False), eos]:
-                data = (capi.llama_token_data * 1)(capi.llama_token_data(tok, 0.0, 0.0))
-                cur = capi.llama_token_data_array(data, 1, -1, False)
-                capi.llama_sampler_apply(smpl.ptr, ctypes.byref(cur))
-                if math.isinf(data[0].logit):
-                    return False
-                if tok != eos:
-                    capi.llama_sampler_accept(smpl.ptr, tok)
-        return True
 
 
 @pytest.fixture(scope="module")
