@@ -7,12 +7,15 @@ and the model's layers are split over their devices (and the local ones) like ov
 GPUs (``tensor_split``, ``n_gpu_layers``). The protocol has no authentication and no
 encryption: run workers only on a network you trust.
 
-What llama.cpp would stop the client process on is checked first: each worker is reached
-with the protocol's handshake (:func:`check_server`) before ggml-rpc connects to it, so an
-address that does not answer, answers something else, is busy with another client or
-speaks another protocol version is a :class:`~llama_binding.errors.RpcError` at load.
-A worker that dies while a model uses it still ends the client process: ggml-rpc aborts
-in its connection thread, where nothing can catch it (see the README).
+ggml-rpc stops the client process when a worker fails; this module keeps that from
+happening. Each worker is reached with the protocol's handshake (:func:`check_server`)
+before ggml-rpc connects to it, so an address that does not answer, answers something else,
+is busy with another client or speaks another protocol version is a
+:class:`~llama_binding.errors.RpcError` at load. ggml-rpc then reaches the worker through a
+relay of ours on 127.0.0.1 (``core/_rpc_relay.py``): a worker that dies, or does not answer
+within ``LLAMA_BINDING_RPC_TIMEOUT`` seconds (300), while a model uses it makes that model's
+next decode raise :class:`~llama_binding.errors.RpcError`; the process and its other models
+go on.
 
 The remote devices are kept apart from ggml's device registry: a model gets them only
 when it names their workers, so the other models of a process stay local.
@@ -33,6 +36,7 @@ from typing import Any, Union
 
 from . import _backend, capi
 from .capi import _loader
+from .core import _rpc_relay
 from .errors import LibraryLoadError, RpcError
 
 __all__ = ["RemoteDevice", "check_server", "local_offload_devices", "parse_servers",
@@ -132,19 +136,26 @@ def remote_devices(servers: Union[str, Sequence[str]], timeout: float = 5.0) -> 
     devices: list[Any] = []
     with _lock:
         for endpoint in endpoints:
+            relay = _rpc_relay.relay_for(endpoint)
             # a worker that a model of this process uses is connected to already (and busy
-            # with us: the handshake would wait); any other is checked, also after an earlier
-            # use, since ggml-rpc would connect again and stop the process if it is gone
-            if not _in_use(endpoint):
+            # with us: the handshake would wait), unless it was lost; any other is checked,
+            # also after an earlier use, since ggml-rpc connects again
+            if _in_use(endpoint):
+                if relay.failures != relay.base:
+                    raise RpcError(f"{relay.lost_error()}; close every model that used it before "
+                                   "loading another on it")
+            else:
                 check_server(endpoint, timeout)
+                relay.base = relay.failures
             if endpoint not in _added:
-                reg = capi.ggml_backend_rpc_add_server(endpoint.encode())
+                reg = capi.ggml_backend_rpc_add_server(relay.address.encode())
                 if not reg:
                     raise RpcError(f"ggml-rpc could not add the worker {endpoint}")
                 count = capi.ggml_backend_reg_dev_count(reg)
                 devs = [capi.ggml_backend_reg_dev_get(reg, i) for i in range(count)]
                 # their memory now, while the worker answers (for system_info())
                 _backend.rpc_devices.extend(_describe(endpoint, dev) for dev in devs)
+                _rpc_relay.remember_devices(relay, devs)
                 _added[endpoint] = devs
             devices.extend(_added[endpoint])
     return devices
@@ -170,8 +181,8 @@ def local_offload_devices() -> list[Any]:
 def _describe(endpoint: str, dev: Any) -> RemoteDevice:
     free, total = ctypes.c_size_t(0), ctypes.c_size_t(0)
     capi.ggml_backend_dev_memory(dev, ctypes.byref(free), ctypes.byref(total))
-    name, about = _text(capi.ggml_backend_dev_name(dev)), _text(capi.ggml_backend_dev_description(dev))
-    return RemoteDevice(endpoint, f"{name}[{endpoint}]", about, int(free.value), int(total.value))
+    name = _text(capi.ggml_backend_dev_name(dev))  # (its description is the relay's address)
+    return RemoteDevice(endpoint, f"{name}[{endpoint}]", endpoint, int(free.value), int(total.value))
 
 
 def _text(value: bytes | None) -> str:

@@ -39,10 +39,11 @@ def free_port(host: str) -> int:
 
 
 @contextlib.contextmanager
-def worker(host: str, *extra: str,
-           prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """``llama-binding rpc-server`` on ``host`` (a child process, run by ``prefix``), once it answers."""
-    port = free_port("127.0.0.1" if prefix else host)
+def worker(host: str, *extra: str, prefix: tuple[str, ...] = (),
+           port: int = 0) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``llama-binding rpc-server`` on ``host`` (a child process, run by ``prefix``), once it
+    answers; on ``port``, else a free one."""
+    port = port or free_port("127.0.0.1" if prefix else host)
     proc = subprocess.Popen([*prefix, sys.executable, "-m", "llama_binding", "rpc-server", "--host", host,
                              "--port", str(port), "--threads", "1", *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

@@ -12,8 +12,10 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from _netns import NS, NS_IP, namespace, set_delay
@@ -186,3 +188,76 @@ def test_a_worker_gone_between_loads_is_an_error_not_an_abort(stories260k: Path)
     with pytest.raises(RpcError, match="cannot reach"):
         Llama(str(stories260k), rpc_servers=endpoint, n_ctx=64)
     assert any(d.type == "rpc" and endpoint in d.name for d in system_info().devices)
+
+
+# --- a worker lost while a model uses it ------------------------------------------------------
+
+
+def _stream(llm: Llama) -> Iterator[Any]:
+    """A long greedy completion, streamed (the end-of-text token barred: it runs its course)."""
+    return iter(llm("Once upon a time", max_tokens=400, temperature=0.0, stream=True,
+                    logit_bias={llm.token_eos(): -100.0}))
+
+
+@needs_rpc
+def test_a_worker_killed_mid_generation_is_an_error_not_an_abort(stories260k: Path) -> None:
+    """ggml-rpc aborts the process when a worker's connection breaks; through the relay the
+    generation in flight raises RpcError, the model refuses every later call, closes cleanly,
+    and local models go on. Once the worker is back (the same address), a new model uses it."""
+    with Llama(str(stories260k), n_ctx=256, n_gpu_layers=0) as local:
+        want = _greedy(local)
+    with worker(HOSTS[1]) as (endpoint, proc):
+        llm = Llama(str(stories260k), rpc_servers=endpoint, n_ctx=512, n_gpu_layers=-1)
+        stream = _stream(llm)
+        assert next(stream)["choices"][0]["text"] is not None
+        proc.kill()
+        proc.wait(10)
+        with pytest.raises(RpcError, match="was lost") as lost:
+            for _ in stream:
+                pass
+        assert endpoint in str(lost.value)
+        with pytest.raises(RpcError, match="was lost"):
+            llm("Once", max_tokens=2)
+        with pytest.raises(RpcError, match="close every model that used it"):
+            Llama(str(stories260k), rpc_servers=endpoint, n_ctx=64)
+        llm.close()
+    with Llama(str(stories260k), n_ctx=256, n_gpu_layers=0) as local:
+        assert _greedy(local) == want
+    port = int(endpoint.rsplit(":", 1)[1])
+    with worker(HOSTS[1], port=port) as (again, _), \
+            Llama(str(stories260k), rpc_servers=again, n_ctx=256, n_gpu_layers=-1) as back:
+        assert _greedy(back) == want
+
+
+@needs_rpc
+def test_a_worker_that_stops_answering_is_an_error_after_the_timeout(
+        stories260k: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker that hangs (SIGSTOP: its connection stays open) fails the generation after
+    LLAMA_BINDING_RPC_TIMEOUT seconds, not never."""
+    monkeypatch.setenv("LLAMA_BINDING_RPC_TIMEOUT", "2")
+    with worker(HOSTS[1]) as (endpoint, proc):
+        try:
+            with Llama(str(stories260k), rpc_servers=endpoint, n_ctx=512, n_gpu_layers=-1) as llm:
+                stream = _stream(llm)
+                next(stream)
+                proc.send_signal(signal.SIGSTOP)
+                start = time.monotonic()
+                with pytest.raises(RpcError, match="did not answer in time"):
+                    for _ in stream:
+                        pass
+                assert time.monotonic() - start < 30
+        finally:
+            proc.send_signal(signal.SIGCONT)
+
+
+def test_the_timeout_setting_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    from llama_binding.core import _rpc_relay
+
+    for bad in ("soon", "-1", "nan"):
+        monkeypatch.setenv("LLAMA_BINDING_RPC_TIMEOUT", bad)
+        with pytest.raises(RpcError, match="LLAMA_BINDING_RPC_TIMEOUT"):
+            _rpc_relay.timeout_s()
+    monkeypatch.setenv("LLAMA_BINDING_RPC_TIMEOUT", "0")
+    assert _rpc_relay.timeout_s() == 0
+    monkeypatch.delenv("LLAMA_BINDING_RPC_TIMEOUT")
+    assert _rpc_relay.timeout_s() == _rpc_relay.DEFAULT_TIMEOUT_S

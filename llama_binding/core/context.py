@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .. import _log, capi
-from ..errors import ContextCreateError, StateError, check_decode
+from ..errors import ContextCreateError, RpcError, StateError, check_decode
 from . import _native
 from ._handle import NativeHandle
 from ._memory import check_kv_fits, model_arch
@@ -224,6 +224,7 @@ class Context(NativeHandle[Any]):
         self._sample_rows = _native.sample_rows()
         self._sampled = ctypes.c_int32(0)
         self._sampled_ref = ctypes.byref(self._sampled)
+        self._rpc = model.rpc_link  # a lost RPC worker raises after the decode
         cparams.abort_callback = _native.abort_callback()
         cparams.abort_callback_data = ctypes.cast(ctypes.pointer(self._abort), ctypes.c_void_p)
         check_kv_fits(model.ptr, cparams)  # before llama.cpp allocates (and touches) GBs for nothing
@@ -233,6 +234,13 @@ class Context(NativeHandle[Any]):
             if ptr:
                 capi.llama_free(ptr)
             raise KeyboardInterrupt
+        if self._rpc is not None:
+            try:
+                self._rpc.check()
+            except RpcError:
+                if ptr:
+                    capi.llama_free(ptr)
+                raise
         if not ptr:
             detail = _log.errors_since(mark)
             raise ContextCreateError(
@@ -353,6 +361,8 @@ class Context(NativeHandle[Any]):
             self._after_failure(2, "llama_decode")
         abort.interrupts_seen = self._interrupts()
         code = capi.llama_decode(self.ptr, batch.struct)
+        if self._rpc is not None:
+            self._rpc.check()
         if code:
             self._after_failure(code, "llama_decode")
 
@@ -360,6 +370,8 @@ class Context(NativeHandle[Any]):
         """:meth:`decode`, then :meth:`synchronize`, in one native call: the batching
         engine's step, which gives up Python's GIL once, not three times."""
         code = self._decode_sync(self.ptr, batch.ref, self._abort_ref)
+        if self._rpc is not None:
+            self._rpc.check()
         if code:
             self._after_failure(code, "llama_decode")
 
@@ -367,6 +379,8 @@ class Context(NativeHandle[Any]):
         """Decode one ``token`` at ``pos`` of ``seq_id`` in a single native call (``batch``
         is overwritten): the per-token decode of the generation loop."""
         code = self._decode_token(self.ptr, batch.ref, self._abort_ref, token, pos, seq_id)
+        if self._rpc is not None:
+            self._rpc.check()
         if code:
             self._after_failure(code, "llama_decode")
 
@@ -451,6 +465,8 @@ class Context(NativeHandle[Any]):
 
     def _step_result(self, code: int) -> tuple[int, bool]:
         """(the sampled token, whether it was decoded) of a native step; a failed decode raises."""
+        if self._rpc is not None:
+            self._rpc.check()
         token = self._sampled.value
         if code == _native.NOT_DECODED:
             return token, False
@@ -469,6 +485,8 @@ class Context(NativeHandle[Any]):
             self._after_failure(2, "llama_encode")
         abort.interrupts_seen = self._interrupts()
         code = capi.llama_encode(self.ptr, batch.struct)
+        if self._rpc is not None:
+            self._rpc.check()
         if code:
             self._after_failure(code, "llama_encode")
 
@@ -479,6 +497,12 @@ class Context(NativeHandle[Any]):
             # inside a native log callback during the abort, so raise it here.
             raise KeyboardInterrupt
         check_decode(code, what)
+
+    def check_workers(self) -> None:
+        """:class:`~llama_binding.errors.RpcError` once an RPC worker of the model was lost
+        (after a decode that does not go through this class: ``mtmd``'s helpers)."""
+        if self._rpc is not None:
+            self._rpc.check()
 
     def cancel(self) -> None:
         """Abort the decode running now (from another thread or a signal handler).

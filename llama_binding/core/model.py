@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any, Callable, Union
 
 from .. import _backend, _log, capi
-from ..errors import ModelLoadError
+from ..errors import ModelLoadError, RpcError
+from . import _rpc_relay
 from ._handle import NativeHandle
 from ._header import check_gguf_path, check_header
 
@@ -200,6 +201,16 @@ def _raise_interrupt(ptr: Any, interrupts: int, raised: list[BaseException]) -> 
     raise fatal if fatal is not None else KeyboardInterrupt
 
 
+def _check_workers(link: _rpc_relay.Link, ptr: Any) -> None:
+    """:class:`RpcError` (the model freed) when a worker was lost while it loaded."""
+    try:
+        link.check()
+    except RpcError:
+        if ptr:
+            capi.llama_model_free(ptr)
+        raise
+
+
 def _check_path(path: str | os.PathLike[str]) -> Path:
     return check_gguf_path(path, "model")
 
@@ -213,6 +224,7 @@ class Model(NativeHandle[Any]):
     """
 
     _kind = "model"
+    rpc_link: _rpc_relay.Link | None = None
 
     def __init__(
         self,
@@ -250,9 +262,12 @@ class Model(NativeHandle[Any]):
             cparams.progress_callback = cb
         _log.sync_level()  # the C log filter follows the logging configuration of now
         mark, interrupts = _log.error_mark(), _log.interrupts()
+        link = _rpc_relay.link_for(params.devices)  # RPC workers' devices: watch their relays
         ptr = capi.llama_model_load_from_file(os.fsencode(p), cparams)
         del keep, cb
         _raise_interrupt(ptr, interrupts, [e for e in cancelled if e is not None])
+        if link is not None:
+            _check_workers(link, ptr)
         if not ptr:
             if cancelled:
                 raise ModelLoadError(f"loading {p} was cancelled by the progress callback") from cancelled[0]
@@ -266,6 +281,8 @@ class Model(NativeHandle[Any]):
         super().__init__(ptr, capi.llama_model_free)
         self.path = p
         self.params = params
+        #: the RPC workers of its devices (None: none), checked after every decode
+        self.rpc_link = link
 
     # --- properties read from the model --------------------------------------------------
 

@@ -307,6 +307,7 @@ class Projector(NativeHandle[Any]):
         _recent_errors.clear()
         code = capi.mtmd_helper_eval_chunk_single(self.ptr, ctx.ptr, chunks.chunk_ptr(index), n_past, seq_id,
                                                   ctx.n_batch, logits_last, ctypes.byref(new_n_past))
+        ctx.check_workers()
         if code != 0:
             detail = _errors_detail()
             if "failed to encode" in detail:  # the vision encoder, not the text model's decode

@@ -20,6 +20,7 @@ from ..errors import (
     ContextOverflowError,
     LlamaError,
     QueueFullError,
+    RpcError,
     SamplerError,
     TemplateError,
     TokenizeError,
@@ -78,6 +79,9 @@ def status_of(exc: BaseException) -> ApiError:
     if isinstance(exc, (SamplerError, TemplateError, TokenizeError, UnsupportedModelError, ValueError,
                         TypeError, KeyError, ValidationError)):
         return ApiError(400, str(exc) or type(exc).__name__)
+    if isinstance(exc, RpcError):  # a worker of the model was lost: the model is reloaded next time
+        logger.error("request failed: %s", exc)
+        return ApiError(503, str(exc), code="rpc_worker_lost", headers={"Retry-After": "5"})
     if isinstance(exc, LlamaError):
         logger.error("request failed: %s", exc)
         return ApiError(500, str(exc), code="engine_error")

@@ -212,6 +212,10 @@ class ModelPool:
                 raise ApiError(503, "the server is shutting down", code="shutting_down",
                                headers={"Retry-After": "5"})
             if entry.loaded is not None and not entry.loaded.retired:
+                link = entry.loaded.llm.engine.model.rpc_link
+                if link is not None and link.lost:  # unusable for ever: load it again (or fail: 503)
+                    await self._unload(entry, "an RPC worker it used was lost")
+                    continue
                 entry.last_used = time.monotonic()
                 return Lease(self, entry, entry.loaded)
             if entry.waiting >= entry.spec.n_seq_max + self.max_waiting:  # the engine's bound, while it loads
