@@ -6,9 +6,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python vendor/sync.py
 mkdir -p .carry/whl
-tar czf .carry/llama.cpp.tar.gz -C vendor \
+# of the examples only the two the tools option builds (bench/speculative_vs_llama.py)
+examples=()
+for d in vendor/llama.cpp/examples/*; do
+    case "$(basename "$d")" in
+        CMakeLists.txt|speculative-simple|lookup) ;;
+        *) examples+=("--exclude=llama.cpp/examples/$(basename "$d")") ;;
+    esac
+done
+tar czf .carry/llama.cpp.tar.gz -C vendor "${examples[@]}" \
     --exclude=llama.cpp/models --exclude=llama.cpp/docs --exclude=llama.cpp/media \
-    --exclude=llama.cpp/tests --exclude=llama.cpp/examples --exclude=llama.cpp/benches \
+    --exclude=llama.cpp/tests --exclude=llama.cpp/benches \
     --exclude=llama.cpp/.github --exclude=llama.cpp/app \
     --exclude=llama.cpp/tools/ui/src --exclude=llama.cpp/tools/ui/static --exclude=llama.cpp/tools/ui/tests \
     --exclude=llama.cpp/tools/ui/.storybook --exclude=llama.cpp/tools/ui/package-lock.json \
