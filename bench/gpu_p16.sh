@@ -14,6 +14,12 @@
 export LLAMA_BINDING_SERVER_TOOL=ON
 source bench/gpu_env.sh
 PARTS=",${PARTS:-decode,batched,spec},"
+if [[ $PARTS == *,rpc,* ]]; then
+    echo "=== bench/rpc.py: CUDA worker vs local CUDA"
+    { echo "command: python3 bench/rpc.py $MODEL --device CUDA0 --local-ngl -1 --n-prompt 512 --n-gen 128 --threads 16"
+      timeout 300 python3 bench/rpc.py "$MODEL" --device CUDA0 --local-ngl -1 --n-prompt 512 --n-gen 128 \
+          --threads 16 2>&1; } | tee "$OUT/rpc-cuda.txt" | tail -8
+fi
 if [[ $PARTS == *,decode,* ]]; then
     echo "=== bench/decode.py"
     timeout 240 python3 bench/decode.py "$MODEL" --prompt 512 --gen 128 --reps 3 --ngl 99 --fa on \
@@ -28,8 +34,8 @@ if [[ $PARTS == *,batched,* ]]; then
 fi
 if [[ $PARTS == *,spec,* ]]; then
     echo "=== bench/speculative_vs_llama.py"
-    timeout 300 python3 bench/speculative_vs_llama.py --model "$MODEL" --ngl 99 --fa on --threads 16 \
-        --cases self,lookup --reps 3 --max-tokens 256 --json "$OUT/speculative_vs_llama.json" 2>&1 \
+    timeout ${SPEC_TIMEOUT:-300} python3 bench/speculative_vs_llama.py --model "$MODEL" --ngl 99 --fa on --threads 16 \
+        --cases self,lookup --reps 3 --max-tokens 256 --ignore-eos --json "$OUT/speculative_vs_llama.json" 2>&1 \
         | tee "$OUT/speculative_vs_llama.txt"
 fi
 if [[ $PARTS == *,server,* ]]; then
@@ -39,10 +45,4 @@ if [[ $PARTS == *,server,* ]]; then
     timeout 400 python3 bench/server_vs_llama_server.py --model "$MODEL" --ngl 99 --fa on --clients 16,64 \
         --modes greedy,t0.8 --seconds 10 --drain-timeout 60 --procs 4 \
         --json "$OUT/server_vs_llama_server.json" --log-dir "$OUT/logs" 2>&1 | tee "$OUT/server_vs_llama_server.txt"
-fi
-if [[ $PARTS == *,rpc,* ]]; then
-    echo "=== bench/rpc.py: CUDA worker vs local CUDA"
-    { echo "command: python3 bench/rpc.py $MODEL --device CUDA0 --local-ngl -1 --n-prompt 512 --n-gen 128 --threads 16"
-      timeout 300 python3 bench/rpc.py "$MODEL" --device CUDA0 --local-ngl -1 --n-prompt 512 --n-gen 128 \
-          --threads 16 2>&1; } | tee "$OUT/rpc-cuda.txt" | tail -8
 fi

@@ -51,11 +51,13 @@ def tool(name: str) -> Path:
     return path
 
 
-def ours(llm: Llama, tokens: list[int], max_tokens: int) -> dict[str, float]:
+def ours(llm: Llama, tokens: list[int], max_tokens: int, ignore_eos: bool = False) -> dict[str, float]:
     """One streamed greedy completion of ``tokens``: tokens/s after the first token."""
     start = time.perf_counter()
     first, parts = None, []
-    for chunk in llm.create_completion(tokens, max_tokens=max_tokens, temperature=0.0, stream=True):
+    bias = {llm.token_eos(): float("-inf")} if ignore_eos else None
+    for chunk in llm.create_completion(tokens, max_tokens=max_tokens, temperature=0.0, stream=True,
+                                       logit_bias=bias):
         text = chunk["choices"][0]["text"]
         if text:
             parts.append(text)
@@ -83,7 +85,8 @@ def theirs(cmd: list[str]) -> dict[str, float]:
 
 def common_args(args: argparse.Namespace, prompt_file: Path) -> list[str]:
     return ["-m", str(args.model), "-f", str(prompt_file), "-n", str(args.max_tokens), "-c", str(args.n_ctx),
-            "-ngl", str(args.ngl), "-fa", args.fa, "-t", str(args.threads), "--temp", "0", "--seed", "1"]
+            "-ngl", str(args.ngl), "-fa", args.fa, "-t", str(args.threads), "--temp", "0", "--seed", "1",
+            *(["--ignore-eos"] if args.ignore_eos else [])]
 
 
 def draft_args(draft: Path, ngl: int, n: int) -> list[str]:
@@ -123,6 +126,8 @@ def main() -> None:
     ap.add_argument("--fa", default="auto", choices=["auto", "on", "off"])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--prompts", default=",".join(PROMPTS))
+    ap.add_argument("--ignore-eos", action="store_true",
+                    help="generate --max-tokens on both sides (a random model ends anywhere)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     fa: Any = {"auto": "auto", "on": True, "off": False}[args.fa]
@@ -151,14 +156,14 @@ def main() -> None:
             spec = Llama(args.model, **kw, draft_model=LlamaDraftModel(draft, n))
             for name, (path, tokens) in prompts.items():
                 cmd = [str(spec_simple), *common_args(args, path), *draft_args(args.model, args.ngl, n)]
-                rows.append(measure(f"self-draft  {name}", lambda t=tokens: ours(spec, t, args.max_tokens),
-                                    cmd, args.reps))
+                run = (lambda t=tokens: ours(spec, t, args.max_tokens, args.ignore_eos))  # noqa: E731
+                rows.append(measure(f"self-draft  {name}", run, cmd, args.reps))
             spec.close()
             draft.close()
         if "lookup" in cases:
             spec = Llama(args.model, **kw, draft_model=LlamaPromptLookupDecoding(3, n))
             for name, (path, tokens) in prompts.items():
-                run = (lambda t=tokens: ours(spec, t, args.max_tokens))  # noqa: E731
+                run = (lambda t=tokens: ours(spec, t, args.max_tokens, args.ignore_eos))  # noqa: E731
                 cmd = [str(spec_simple), *common_args(args, path), "--spec-type", "ngram-simple",
                        "--spec-ngram-simple-size-n", "3", "--spec-ngram-simple-size-m", str(n)]
                 rows.append(measure(f"lookup vs ngram-simple  {name}", run, cmd, args.reps))
@@ -175,7 +180,7 @@ def main() -> None:
             spec = Llama(args.model, **kw, draft_model=LlamaDraftModel(draft, n))
             for name, (path, tokens) in prompts.items():
                 cmd = [str(spec_simple), *common_args(args, path), *draft_args(draft_path, args.ngl, n)]
-                run = (lambda t=tokens: ours(spec, t, args.max_tokens))  # noqa: E731
+                run = (lambda t=tokens: ours(spec, t, args.max_tokens, args.ignore_eos))  # noqa: E731
                 rows.append(measure(f"draft {k} layers  {name}", run, cmd, args.reps))
             spec.close()
             draft.close()
