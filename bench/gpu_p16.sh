@@ -35,7 +35,7 @@ fi
 if [[ $PARTS == *,spec,* ]]; then
     echo "=== bench/speculative_vs_llama.py"
     timeout ${SPEC_TIMEOUT:-300} python3 bench/speculative_vs_llama.py --model "$MODEL" --ngl 99 --fa on --threads 16 \
-        --cases self,lookup --reps 3 --max-tokens 256 --ignore-eos --json "$OUT/speculative_vs_llama.json" 2>&1 \
+        --cases self,lookup --reps ${SPEC_REPS:-3} --max-tokens 256 --ignore-eos --json "$OUT/speculative_vs_llama.json" 2>&1 \
         | tee "$OUT/speculative_vs_llama.txt"
 fi
 if [[ $PARTS == *,server,* ]]; then
