@@ -51,21 +51,26 @@ def tool(name: str) -> Path:
     return path
 
 
-def ours(llm: Llama, tokens: list[int], max_tokens: int, ignore_eos: bool = False) -> dict[str, float]:
-    """One streamed greedy completion of ``tokens``: tokens/s after the first token."""
+def end_tokens(llm: Llama) -> dict[int, float]:
+    """A bias that bans every end-of-generation token (not only EOS: a random model's vocabulary
+    has EOT and others too), as the tools' --ignore-eos does."""
+    vocab = llm.engine.vocab
+    return {t: float("-inf") for t in range(vocab.n_tokens()) if vocab.is_eog(t)}
+
+
+def ours(llm: Llama, tokens: list[int], max_tokens: int, bias: dict[int, float] | None) -> dict[str, float]:
+    """One streamed greedy completion of ``tokens``: tokens/s after the first token, counting the
+    tokens the usage chunk reports (text may hold fewer: control tokens print nothing)."""
     start = time.perf_counter()
-    first, parts = None, []
-    bias = {llm.token_eos(): float("-inf")} if ignore_eos else None
+    first, n = None, 0
     for chunk in llm.create_completion(tokens, max_tokens=max_tokens, temperature=0.0, stream=True,
-                                       logit_bias=bias):
-        text = chunk["choices"][0]["text"]
-        if text:
-            parts.append(text)
-            if first is None:
-                first = time.perf_counter()
+                                       logit_bias=bias, stream_options={"include_usage": True}):
+        if chunk["choices"] and first is None:
+            first = time.perf_counter()
+        if chunk.get("usage"):
+            n = chunk["usage"]["completion_tokens"]
     end = time.perf_counter()
     stats = llm.speculative_stats.as_dict() if llm.speculative_stats is not None else {}
-    n = len(llm.tokenize("".join(parts).encode(), add_bos=False))
     return {"tokens": n, "tps": (n - 1) / (end - (first or start)),
             "acceptance": float(stats.get("acceptance_rate", 0.0))}
 
@@ -150,20 +155,21 @@ def main() -> None:
             path = Path(tmp) / f"{name}.txt"  # the tools tokenize the text with its special tokens
             path.write_bytes(base.detokenize(tokens, special=True))
             prompts[name] = (path, tokens)
+        bias = end_tokens(base) if args.ignore_eos else None
         base.close()
         if "self" in cases:
             draft = Llama(args.model, **kw)
             spec = Llama(args.model, **kw, draft_model=LlamaDraftModel(draft, n))
             for name, (path, tokens) in prompts.items():
                 cmd = [str(spec_simple), *common_args(args, path), *draft_args(args.model, args.ngl, n)]
-                run = (lambda t=tokens: ours(spec, t, args.max_tokens, args.ignore_eos))  # noqa: E731
+                run = (lambda t=tokens: ours(spec, t, args.max_tokens, bias))  # noqa: E731
                 rows.append(measure(f"self-draft  {name}", run, cmd, args.reps))
             spec.close()
             draft.close()
         if "lookup" in cases:
             spec = Llama(args.model, **kw, draft_model=LlamaPromptLookupDecoding(3, n))
             for name, (path, tokens) in prompts.items():
-                run = (lambda t=tokens: ours(spec, t, args.max_tokens, args.ignore_eos))  # noqa: E731
+                run = (lambda t=tokens: ours(spec, t, args.max_tokens, bias))  # noqa: E731
                 cmd = [str(spec_simple), *common_args(args, path), "--spec-type", "ngram-simple",
                        "--spec-ngram-simple-size-n", "3", "--spec-ngram-simple-size-m", str(n)]
                 rows.append(measure(f"lookup vs ngram-simple  {name}", run, cmd, args.reps))
@@ -180,7 +186,7 @@ def main() -> None:
             spec = Llama(args.model, **kw, draft_model=LlamaDraftModel(draft, n))
             for name, (path, tokens) in prompts.items():
                 cmd = [str(spec_simple), *common_args(args, path), *draft_args(draft_path, args.ngl, n)]
-                run = (lambda t=tokens: ours(spec, t, args.max_tokens, args.ignore_eos))  # noqa: E731
+                run = (lambda t=tokens: ours(spec, t, args.max_tokens, bias))  # noqa: E731
                 rows.append(measure(f"draft {k} layers  {name}", run, cmd, args.reps))
             spec.close()
             draft.close()
