@@ -26,7 +26,17 @@ if [[ $PARTS == *,decode,* ]]; then
         --json "$OUT/decode.json" 2>&1 | tee "$OUT/decode.txt"
 fi
 if [[ $PARTS == *,batched,* ]]; then
-    for t in 0.8 0; do
+    if [ -f .carry/base-llama_binding.tar ]; then
+        # the same bench with the Python package of the last commit (bench/prepare_carry.sh
+        # packs it; the native library is this build's): before/after in one run
+        rm -rf "$W/base" && mkdir -p "$W/base/bench" "$W/base/tests"
+        tar xf .carry/base-llama_binding.tar -C "$W/base"
+        cp bench/batched.py "$W/base/bench/" && cp tests/_tinymodel.py "$W/base/tests/"
+        echo "=== bench/batched.py temperature 0.8, the last commit's Python package"
+        timeout 200 python3 "$W/base/bench/batched.py" --model "$MODEL" --ngl 99 --fa on --npl 16,64 --reps 2 \
+            --temperature 0.8 --json "$OUT/batched-t0.8-base.json" 2>&1 | tee "$OUT/batched-t0.8-base.txt"
+    fi
+    for t in ${TEMPS:-0.8 0}; do
         echo "=== bench/batched.py temperature $t"
         timeout 200 python3 bench/batched.py --model "$MODEL" --ngl 99 --fa on --npl 16,64 --reps 2 \
             --temperature $t --json "$OUT/batched-t$t.json" 2>&1 | tee "$OUT/batched-t$t.txt"
@@ -35,14 +45,14 @@ fi
 if [[ $PARTS == *,spec,* ]]; then
     echo "=== bench/speculative_vs_llama.py"
     timeout ${SPEC_TIMEOUT:-300} python3 bench/speculative_vs_llama.py --model "$MODEL" --ngl 99 --fa on --threads 16 \
-        --cases self,lookup --reps ${SPEC_REPS:-3} --max-tokens 256 --ignore-eos --json "$OUT/speculative_vs_llama.json" 2>&1 \
-        | tee "$OUT/speculative_vs_llama.txt"
+        --cases ${SPEC_CASES:-self,lookup,draft} --reps ${SPEC_REPS:-3} --max-tokens 256 --ignore-eos --json "$OUT/speculative_vs_llama${SPEC_TAG:-}.json" 2>&1 \
+        | tee "$OUT/speculative_vs_llama${SPEC_TAG:-}.txt"
 fi
 if [[ $PARTS == *,server,* ]]; then
     python3 -c "import fastapi, uvicorn, sse_starlette, pydantic_settings" 2>/dev/null \
         || python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$W/site" .carry/whl/*.whl
     echo "=== bench/server_vs_llama_server.py"
-    timeout 400 python3 bench/server_vs_llama_server.py --model "$MODEL" --ngl 99 --fa on --clients 16,64 \
+    timeout 400 python3 bench/server_vs_llama_server.py --model "$MODEL" --ngl 99 --fa on --clients ${CLIENTS:-16,64} \
         --modes greedy,t0.8 --seconds 10 --drain-timeout 60 --procs 4 \
         --json "$OUT/server_vs_llama_server.json" --log-dir "$OUT/logs" 2>&1 | tee "$OUT/server_vs_llama_server.txt"
 fi

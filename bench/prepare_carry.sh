@@ -40,4 +40,6 @@ python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
 # httptools (uvicorn's fast HTTP parser, in the server extra) and py-spy (PART=profile)
 python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_5_x86_64 -d .carry/whl httptools==0.9.0 py-spy==0.4.3
+# the last commit's Python package, for before/after runs (bench/gpu_p16.sh, PARTS=batched)
+git archive HEAD llama_binding -o .carry/base-llama_binding.tar
 du -sh .carry

@@ -55,7 +55,7 @@ def end_tokens(llm: Llama) -> dict[int, float]:
     """A bias that bans every end-of-generation token (not only EOS: a random model's vocabulary
     has EOT and others too), as the tools' --ignore-eos does."""
     vocab = llm.engine.vocab
-    return {t: float("-inf") for t in range(vocab.n_tokens()) if vocab.is_eog(t)}
+    return {t: float("-inf") for t in range(vocab.n_tokens) if vocab.is_eog(t)}
 
 
 def ours(llm: Llama, tokens: list[int], max_tokens: int, bias: dict[int, float] | None) -> dict[str, float]:

@@ -37,7 +37,10 @@
 #include <pthread.h>
 #endif
 
+#include "batch_topk.h"
 #include "llama.h"
+
+#define TOPK_IDS_MAX 512 /* batch_topk.c: 8 logits for each of at most 64 chunks */
 
 #if defined(_WIN32)
 #define LLAMA_BINDING_EXPORT __declspec(dllexport)
@@ -180,11 +183,23 @@ static int32_t sample_checked(struct llama_context * ctx, struct llama_sampler *
     const float * probs = llama_get_sampled_probs_ith(ctx, idx);
     const float * logits = llama_get_sampled_logits_ith(ctx, idx);
     const llama_token * ids = llama_get_sampled_candidates_ith(ctx, idx);
+    llama_token mapped[TOPK_IDS_MAX];
     size_t n;
     if (probs != NULL) {
         n = llama_get_sampled_probs_count_ith(ctx, idx);
     } else if (logits != NULL) {
         n = llama_get_sampled_logits_count_ith(ctx, idx);
+        const size_t n_ids = llama_get_sampled_candidates_count_ith(ctx, idx);
+        if (n_ids > 0 && n_ids != n) { /* batch_topk.c's chunk indices: the ids from them */
+            if (n > TOPK_IDS_MAX) {
+                return LLAMA_BINDING_NO_TOKEN;
+            }
+            const struct llama_vocab * vocab = llama_model_get_vocab(llama_get_model(ctx));
+            if (llama_binding_topk_ids(llama_vocab_n_tokens(vocab), ids, (int32_t) n_ids, (int32_t) n, mapped) < 0) {
+                return LLAMA_BINDING_NO_TOKEN;
+            }
+            ids = mapped;
+        }
     } else {
         logits = llama_get_logits_ith(ctx, idx);
         if (logits == NULL) {
@@ -568,10 +583,76 @@ static void sample_rows_share(void * p, int32_t from, int32_t to) {
  * when a chain selected nothing (out[k] is LLAMA_TOKEN_NULL there; the other rows are
  * sampled and accepted; a row whose logits were all -inf/NaN holds
  * LLAMA_BINDING_TOKEN_NOT_FINITE instead, and its chain accepted nothing). */
+static int32_t sample_rows_host(struct llama_context * ctx, const struct llama_vocab * vocab,
+                                struct llama_sampler ** chains, const int32_t * top_k, const int32_t * rows,
+                                int32_t n, llama_token * out, int32_t n_threads);
+
+/* Rows whose sequence has a backend sampler that left candidates (batch_topk.c: the k best
+ * logits and their ids) run their chains over those, one after another (microseconds each);
+ * the others are sampled from their logits by sample_rows_host. */
 LLAMA_BINDING_EXPORT int32_t llama_binding_sample_rows(struct llama_context * ctx, const struct llama_vocab * vocab,
                                                        struct llama_sampler ** chains, const int32_t * top_k,
                                                        const int32_t * rows, int32_t n, llama_token * out,
                                                        int32_t n_threads) {
+    int32_t * host = (int32_t *) malloc(sizeof(int32_t) * (size_t) (n > 0 ? n : 1));
+    if (host == NULL) {
+        return LLAMA_BINDING_NO_MEMORY;
+    }
+    int32_t n_host = 0;
+    int32_t code = 0;
+    for (int32_t k = 0; k < n; k++) {
+        if (llama_get_sampled_logits_ith(ctx, rows[k]) == NULL) {
+            host[n_host++] = k;
+            continue;
+        }
+        const int32_t c = sample_checked(ctx, chains[k], rows[k], &out[k]);
+        if (c == LLAMA_BINDING_NO_MEMORY) {
+            free(host);
+            return c;
+        }
+        if (c != 0) {
+            out[k] = c == LLAMA_BINDING_NOT_FINITE ? LLAMA_BINDING_TOKEN_NOT_FINITE : LLAMA_TOKEN_NULL;
+            code = LLAMA_BINDING_NO_TOKEN;
+        }
+    }
+    if (n_host == n) {
+        free(host);
+        return sample_rows_host(ctx, vocab, chains, top_k, rows, n, out, n_threads);
+    }
+    if (n_host > 0) { /* a mix: the host's rows compacted, sampled, put back */
+        struct llama_sampler ** c2 = (struct llama_sampler **) malloc(sizeof(*c2) * (size_t) n_host);
+        int32_t * buf = (int32_t *) malloc(sizeof(int32_t) * 3 * (size_t) n_host);
+        if (c2 == NULL || buf == NULL) {
+            free(c2);
+            free(buf);
+            free(host);
+            return LLAMA_BINDING_NO_MEMORY;
+        }
+        int32_t * k2 = buf;
+        int32_t * r2 = buf + n_host;
+        llama_token * o2 = buf + 2 * n_host;
+        for (int32_t i = 0; i < n_host; i++) {
+            c2[i] = chains[host[i]];
+            k2[i] = top_k != NULL ? top_k[host[i]] : 0;
+            r2[i] = rows[host[i]];
+        }
+        const int32_t c = sample_rows_host(ctx, vocab, c2, k2, r2, n_host, o2, n_threads);
+        for (int32_t i = 0; i < n_host; i++) {
+            out[host[i]] = o2[i];
+        }
+        free(c2);
+        free(buf);
+        if (c != 0 && (code == 0 || c != LLAMA_BINDING_NO_TOKEN)) {
+            code = c;
+        }
+    }
+    free(host);
+    return code;
+}
+
+static int32_t sample_rows_host(struct llama_context * ctx, const struct llama_vocab * vocab,
+                                struct llama_sampler ** chains, const int32_t * top_k, const int32_t * rows,
+                                int32_t n, llama_token * out, int32_t n_threads) {
     int oom = 0;
     const float ** logits = rows_logits(ctx, rows, n, &oom);
     if (logits == NULL) {

@@ -6,6 +6,9 @@
   token, in one ctypes call;
 - a greedy sampler for the backend whose samplers share one argmax over every output row
   (``batch_greedy.c``): many sequences' greedy tokens without copying their logits;
+- a top-k sampler for the backend whose samplers share one set of nodes over every output
+  row (``batch_topk.c``): a few hundred candidates that hold each row's 64 best logits,
+  instead of its logits;
 - vocabulary checks that llama.cpp makes only by aborting (``vocab_check.cpp``): a repeated
   token text, a byte the tokenizer cannot fall back to;
 - the sizes of a context's buffers by device (``memory_breakdown.cpp``), for
@@ -43,6 +46,10 @@ __all__ = [
     "sample_decode",
     "sample_rows",
     "sampled_rows",
+    "topk_group_new",
+    "topk_group_release",
+    "topk_ids",
+    "topk_sampler_new",
 ]
 
 # llama_binding_sample_decode's answer when it sampled but decoded nothing
@@ -96,7 +103,12 @@ def _lib() -> dict[str, Any]:
         _fns["install_sigint"].argtypes = []
         vp = ctypes.c_void_p
         for name, restype, argtypes in (("greedy_group_new", vp, []), ("greedy_group_release", None, [vp]),
-                                        ("greedy_sampler_new", ctypes.POINTER(capi.llama_sampler), [vp])):
+                                        ("greedy_sampler_new", ctypes.POINTER(capi.llama_sampler), [vp]),
+                                        ("topk_group_new", vp, [ctypes.c_int32]),
+                                        ("topk_group_release", None, [vp]),
+                                        ("topk_sampler_new", ctypes.POINTER(capi.llama_sampler), [vp]),
+                                        ("topk_ids", ctypes.c_int32,
+                                         [ctypes.c_int32, vp, ctypes.c_int32, ctypes.c_int32, vp])):
             fn = getattr(lib, f"llama_binding_{name}")
             fn.restype, fn.argtypes = restype, argtypes
             _fns[name] = fn
@@ -223,6 +235,29 @@ def greedy_group_release(group: Any) -> None:
 def greedy_sampler_new(group: Any) -> Any:
     """A ``llama_sampler *`` of ``group`` (NULL when out of memory)."""
     return _lib()["greedy_sampler_new"](group)
+
+
+def topk_group_new(k: int) -> Any:
+    """A new group of batched top-k samplers keeping ``k`` candidates (``native/batch_topk.c``;
+    an address, 0 when out of memory or ``k`` is out of range)."""
+    return _lib()["topk_group_new"](k)
+
+
+def topk_group_release(group: Any) -> None:
+    """Drop the owner's hold on a top-k group (its samplers keep it alive)."""
+    _lib()["topk_group_release"](group)
+
+
+def topk_ids(n_vocab: int, chunk_ids: Any, n_logits: int, out: Any) -> int:
+    """The token ids of a row's ``n_logits`` candidates into ``out`` (int32 array), from the
+    ``chunk_ids`` (int32 array) that a top-k group's sampler left as its candidates; -1 where
+    the counts fit no layout (``llama_binding_topk_ids``)."""
+    return int(_lib()["topk_ids"](n_vocab, chunk_ids.ctypes.data, len(chunk_ids), n_logits, out.ctypes.data))
+
+
+def topk_sampler_new(group: Any) -> Any:
+    """A ``llama_sampler *`` of top-k ``group`` (NULL when out of memory)."""
+    return _lib()["topk_sampler_new"](group)
 
 
 def cpu_amx_requested() -> bool:

@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # context.py imports this module (for sample_failure)
     from .context import Context
     from .vocab import Vocab
 
-__all__ = ["GreedyGroup", "Sampler", "SamplerChain", "sample_failure"]
+__all__ = ["GreedyGroup", "Sampler", "SamplerChain", "TopKGroup", "sample_failure"]
 
 DEFAULT_SEED = 0xFFFFFFFF  # LLAMA_DEFAULT_SEED: a random seed
 
@@ -226,6 +226,33 @@ class GreedyGroup(NativeHandle[Any]):
     def sampler(self) -> Sampler:
         """A new greedy sampler of this group (it keeps the group's native part alive)."""
         return _made(_native.greedy_sampler_new(self.ptr), "batched greedy")
+
+
+class TopKGroup(NativeHandle[Any]):
+    """Top-k samplers for the backend that share one staged top-k (``native/batch_topk.c``).
+
+    Attach a chain of one :meth:`sampler` to a sequence: its decodes then bring back the
+    :attr:`k` largest logits of each of its output rows and their token ids instead of the
+    row, and a request's own chain runs over those on the host (``Context.sample_rows``,
+    ``Context.sample_decode``) with the same result as over the whole row, provided the chain
+    begins with a top-k of at most :attr:`k`. The attached sampler does not depend on the
+    request's options: changing them attaches nothing, so llama.cpp keeps its graphs.
+    """
+
+    _kind = "top-k group"
+    #: the candidates a row keeps (a chain whose top-k is larger cannot use the group)
+    K = 64
+
+    def __init__(self, k: int = K) -> None:
+        ptr = _native.topk_group_new(k)
+        if not ptr:
+            raise ValueError(f"a top-k group keeps 1 to 512 candidates, not {k}")
+        super().__init__(ptr, _native.topk_group_release)
+        self.k = k
+
+    def sampler(self) -> Sampler:
+        """A new top-k sampler of this group (it keeps the group's native part alive)."""
+        return _made(_native.topk_sampler_new(self.ptr), "batched top-k")
 
 
 class SamplerChain(NativeHandle[Any]):

@@ -46,7 +46,7 @@ import numpy as np
 
 from ..core.batch import Batch
 from ..core.context import Context
-from ..core.sampler import GreedyGroup, SamplerChain, sample_failure
+from ..core.sampler import GreedyGroup, SamplerChain, TopKGroup, sample_failure
 from ..core.vocab import Vocab
 from ..errors import ContextOverflowError, QueueFullError, SamplerError
 from .drafters import Drafter
@@ -58,6 +58,7 @@ __all__ = ["BatchEngine", "BatchRequest", "Greedy"]
 
 Phase = Literal["waiting", "prefill", "running", "done"]
 Greedy = Literal["host", "backend"]
+SlotSampler = Literal["greedy", "topk", None]  # the backend sampler a slot has attached
 
 
 @dataclass(eq=False)
@@ -157,36 +158,56 @@ class BatchEngine:
         # decode brings back tokens, not logits, and the graph stays the same step to step
         self.greedy: Greedy = greedy
         self._slot_chain: list[SamplerChain | None] = [None] * self.n_slots
+        self._slot_kind: list[SlotSampler] = [None] * self.n_slots
         #: backend samplers attached or detached (each makes llama.cpp rebuild its graphs)
         self.sampler_swaps = 0
         self._group = GreedyGroup() if greedy == "backend" else None
-        if greedy != "host" and not all(self._attach_greedy(s) for s in range(self.n_slots)):
+        self._topk = TopKGroup() if greedy == "backend" else None
+        if greedy != "host" and not all(self._attach(s, "greedy") for s in range(self.n_slots)):
             self.close()
             self.greedy = "host"
 
-    def _attach_greedy(self, seq_id: int) -> bool:
-        assert self._group is not None
-        chain = SamplerChain([self._group.sampler()])
+    def _attach(self, seq_id: int, kind: SlotSampler) -> bool:
+        """Attach a sampler of the greedy or the top-k group to a slot, instead of what it had."""
+        self._detach(seq_id)
+        group = self._group if kind == "greedy" else self._topk
+        assert group is not None
+        chain = SamplerChain([group.sampler()])
         if not self.ctx.attach_sampler(seq_id, chain):
             chain.close()
             return False
-        self._slot_chain[seq_id] = chain
+        self._slot_chain[seq_id], self._slot_kind[seq_id] = chain, kind
         self.sampler_swaps += 1
         return True
 
-    def _detach_greedy(self, seq_id: int) -> None:
-        chain, self._slot_chain[seq_id] = self._slot_chain[seq_id], None
+    def _detach(self, seq_id: int) -> None:
+        chain, self._slot_chain[seq_id], self._slot_kind[seq_id] = self._slot_chain[seq_id], None, None
         if chain is not None:
             chain.close()  # detaches it first
             self.sampler_swaps += 1
+
+    def _wanted(self, r: BatchRequest) -> SlotSampler:
+        """The backend sampler ``r``'s slot should have: the greedy group's for plain greedy,
+        the top-k group's for a chain that begins with a top-k of at most its k and wants
+        no logprobs (the chain then runs over each row's candidates), else none (the chain
+        runs over the row's logits)."""
+        if self.greedy == "host":
+            return None
+        if r.chain is None:
+            return "greedy"
+        topk = self._topk
+        if topk is not None and r.logprobs is None and 0 < r.chain.leading_top_k <= topk.k:
+            return "topk"
+        return None
 
     def close(self) -> None:
         """Detach the slots' backend samplers (the context stays open; greedy goes on, on
         the host, if the engine is used again)."""
         for seq_id in range(self.n_slots):
-            self._detach_greedy(seq_id)
-        if self._group is not None:
-            self._group.close()
+            self._detach(seq_id)
+        for group in (self._group, self._topk):
+            if group is not None:
+                group.close()
         self.greedy = "host"
 
     # --- requests ----------------------------------------------------------------------------
@@ -349,10 +370,10 @@ class BatchEngine:
                 r._pending = tok
         greedy = [r for r in ready if r.chain is None]
         if greedy:  # plain greedy: one native call for all of them
-            slot_chain = self._slot_chain
-            on_host = [r for r in greedy if slot_chain[r.seq_id] is None]
+            kinds = self._slot_kind
+            on_host = [r for r in greedy if kinds[r.seq_id] != "greedy"]
             if len(on_host) < len(greedy):
-                self._pick([r for r in greedy if slot_chain[r.seq_id] is not None], backend=True)
+                self._pick([r for r in greedy if kinds[r.seq_id] == "greedy"], backend=True)
             if on_host:
                 self._pick(on_host, backend=False)
         self.busy_slot_steps += len(ready)
@@ -424,12 +445,12 @@ class BatchEngine:
     def _admit(self) -> None:
         while self._waiting and self._free:
             r = self._waiting.popleft()
-            r.seq_id = self._take_slot(r.chain is None)
+            want = self._wanted(r)
+            r.seq_id = self._take_slot(want)
             self.ctx.seq_rm(r.seq_id, -1, -1)
-            if r.chain is not None:  # its own chain samples on the host, from the logits
-                self._detach_greedy(r.seq_id)
-            elif self.greedy != "host" and self._slot_chain[r.seq_id] is None:
-                self._attach_greedy(r.seq_id)
+            if self._slot_kind[r.seq_id] != want:  # (a failed attach: the host picks, from logits)
+                if want is None or not self._attach(r.seq_id, want):
+                    self._detach(r.seq_id)
             r.phase = "prefill"
             r.admitted_at = time.perf_counter()
             if self.min_shared and r.media is None:
@@ -452,18 +473,18 @@ class BatchEngine:
         r._fed = len(seq.tokens)
         self.prompt_tokens += r._fed
 
-    def _take_slot(self, greedy: bool) -> int:
+    def _take_slot(self, want: SlotSampler) -> int:
         """A free slot, preferably one whose backend sampler is already as the request
-        needs it (attached for plain greedy, detached for a chain of its own): attaching or
-        detaching makes llama.cpp rebuild its graphs at the next decode (about 7 ms on an
-        H200), so a slot keeps its state when its request ends and a steady mix of
-        requests changes none. The most recently freed such slot first."""
-        free, chains = self._free, self._slot_chain
+        needs it (:meth:`_wanted`): attaching or detaching makes llama.cpp rebuild its graphs
+        at the next decode (about 7 ms on an H200), so a slot keeps its state when its
+        request ends and a steady mix of requests changes none. The most recently freed
+        such slot first."""
+        free, kinds = self._free, self._slot_kind
         if self._split:  # the lowest: the busy slots stay one run of ids (one ubatch)
             return free.pop(free.index(min(free)))
         if self.greedy != "host":
             for i in range(len(free) - 1, -1, -1):
-                if (chains[free[i]] is not None) == greedy:
+                if kinds[free[i]] == want:
                     return free.pop(i)
         return free.pop()
 

@@ -1,0 +1,139 @@
+"""The backend's top-k candidates (``native/batch_topk.c``, ``TopKGroup``): what a sampled
+request samples from when its sequence has a sampler of the group attached (a GPU's default
+for chains that begin with a top-k of at most 64). Run here on the CPU backend, which runs
+the same nodes: the candidates hold each row's 64 largest logits, with their ids (a
+128,256-token vocabulary and SmolLM2's 49,152 through the two stages of chunk maxima; the
+512 tokens of stories260K through a plain top-k), and seeded sampled texts equal the
+host's, token for token, in ``Llama`` and in the batching engine, whatever the options
+change between calls, without attaching anything again."""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from llama_binding import AsyncLlama, Llama, capi
+from llama_binding.core import Batch, Context, ContextParams, Model, _native
+from llama_binding.core.sampler import SamplerChain, TopKGroup
+
+PROMPTS = ["Once upon a time", "The little dog", "Tom and Sue went", "One day a cat"]
+
+
+@pytest.fixture(scope="module")
+def bpe_tiny(tiny_model: Callable[..., Path]) -> Path:
+    """Llama 3's vocabulary (128,256 = 1,002 chunks of 128)."""
+    return tiny_model(vocab="llama-bpe", n_embd=64, n_layer=2, seed=7)
+
+
+def _candidates(ctx: Context, i: int, n_vocab: int) -> tuple[np.ndarray, np.ndarray]:
+    """Output i's candidate logits and their token ids (from the chunk indices)."""
+    n = int(capi.llama_get_sampled_logits_count_ith(ctx.ptr, i))
+    n_ids = int(capi.llama_get_sampled_candidates_count_ith(ctx.ptr, i))
+    logits = np.ctypeslib.as_array(capi.llama_get_sampled_logits_ith(ctx.ptr, i), shape=(n,)).copy()
+    ids_ptr = ctypes.cast(capi.llama_get_sampled_candidates_ith(ctx.ptr, i), ctypes.POINTER(ctypes.c_int32))
+    chunk_ids = np.ctypeslib.as_array(ids_ptr, shape=(n_ids,)).copy()
+    ids = np.empty(n, dtype=np.int32)
+    assert _native.topk_ids(n_vocab, chunk_ids, n, ids) == n
+    return logits, ids
+
+
+@pytest.mark.parametrize("which", ["bpe", "smollm2", "stories"])
+def test_the_candidates_are_each_rows_largest_logits(which: str, bpe_tiny: Path, smollm2: Path,
+                                                     stories260k: Path) -> None:
+    path = {"bpe": bpe_tiny, "smollm2": smollm2, "stories": stories260k}[which]
+    model = Model(path)
+    params = ContextParams(n_ctx=256, n_seq_max=3, n_batch=64, n_threads=1, n_threads_batch=1)
+    plain, sampled = Context(model, params), Context(model, params)
+    group = TopKGroup()
+    chains = [SamplerChain([group.sampler()]) for _ in range(2)]
+    try:
+        for seq, chain in enumerate(chains):  # seq 2 keeps no sampler: raw logits
+            assert sampled.attach_sampler(seq, chain)
+        rows = {}
+        for ctx in (plain, sampled):
+            batch = Batch(64)
+            for seq, toks in enumerate(([1, 50, 60, 70], [1, 80, 90], [1, 100, 110, 120, 130])):
+                for pos, tok in enumerate(toks):
+                    batch.add(tok, pos, [seq], pos == len(toks) - 1)
+            ctx.decode(batch)
+            rows[ctx is sampled] = batch
+        n_vocab = plain.logits(3).shape[0]
+        ends = [3, 6, 11]  # the batch index of each sequence's output
+        k = min(TopKGroup.K, n_vocab)
+        for seq in (0, 1):
+            want = plain.logits(ends[seq])
+            logits, ids = _candidates(sampled, ends[seq], n_vocab)
+            assert len(ids) == (k if n_vocab <= 1024 else 8 * k)  # stories260K: a plain top-k
+            assert len(set(ids.tolist())) == len(ids) and ((0 <= ids) & (ids < n_vocab)).all()
+            np.testing.assert_array_equal(logits, want[ids])  # each id with its own logit
+            np.testing.assert_array_equal(np.sort(logits)[::-1][:k], np.sort(want)[::-1][:k])  # the k best
+        np.testing.assert_array_equal(sampled.logits(ends[2]), plain.logits(ends[2]))
+    finally:
+        for chain in chains:
+            chain.close()
+        group.close()
+        sampled.close()
+        plain.close()
+        model.close()
+
+
+@pytest.mark.parametrize("which", ["bpe", "smollm2"])
+def test_seeded_sampling_over_the_candidates_equals_the_host(which: str, bpe_tiny: Path,
+                                                             smollm2: Path) -> None:
+    """Options change from call to call (top-k, top-p, min-p, temperature, seed; greedy too):
+    the same sampler stays attached, and every text is the host's."""
+    path = bpe_tiny if which == "bpe" else smollm2
+    calls = [dict(seed=1), dict(seed=2, temperature=0.3, top_p=0.5), dict(seed=3, top_k=64, min_p=0.0),
+             dict(seed=4, top_k=5, temperature=1.5), dict(temperature=0.0),
+             dict(seed=5, top_p=1.0, min_p=0.2)]
+    with Llama(path, n_ctx=512, backend_sampling=False) as host, \
+            Llama(path, n_ctx=512, backend_sampling=True) as gpu_style:
+        attached = None
+        for i, opts in enumerate(calls):
+            prompt = PROMPTS[i % len(PROMPTS)]
+            want = host(prompt, max_tokens=24, **opts)["choices"][0]["text"]  # type: ignore[arg-type]
+            got = gpu_style(prompt, max_tokens=24, **opts)["choices"][0]["text"]  # type: ignore[arg-type]
+            assert got == want, opts
+            now = gpu_style.engine.context.attached_sampler(0)
+            assert now is not None and now.names() == ["batched-top-k"]
+            assert attached is None or now is attached  # never attached again
+            attached = now
+        # beyond the candidates (a top-k of 100; a penalty first): the old ways, still equal
+        for opts in (dict(seed=6, top_k=100), dict(seed=7, repeat_penalty=1.2)):
+            want = host(PROMPTS[0], max_tokens=16, **opts)["choices"][0]["text"]  # type: ignore[arg-type]
+            assert gpu_style(PROMPTS[0], max_tokens=16, **opts)["choices"][0]["text"] == want  # type: ignore[arg-type]
+        # logprobs need the logits: the sampler is detached for it, and comes back after
+        lp = gpu_style(PROMPTS[1], max_tokens=3, logprobs=2, seed=8)
+        assert lp["choices"][0]["logprobs"] is not None
+        assert gpu_style(PROMPTS[1], max_tokens=16, seed=9)["choices"][0]["text"] == \
+            host(PROMPTS[1], max_tokens=16, seed=9)["choices"][0]["text"]
+
+
+def test_the_batching_engine_samples_over_the_candidates(smollm2: Path) -> None:
+    """Sampled requests of an AsyncLlama with backend sampling take slots with a top-k
+    sampler; their seeded texts equal those of host sampling, greedy ones too, mixed."""
+    opts = [dict(seed=11), dict(seed=12, temperature=0.5, top_p=0.8), dict(temperature=0.0),
+            dict(seed=13, top_k=20, min_p=0.1), dict(seed=14, top_k=200), dict(seed=15)]
+
+    async def run(allm: AsyncLlama) -> list[str]:
+        outs = await asyncio.gather(*[allm.acreate_completion(PROMPTS[i % 4], max_tokens=20, **o)
+                                      for i, o in enumerate(opts)])
+        return [o["choices"][0]["text"] for o in outs]
+
+    host = AsyncLlama(smollm2, n_seq_max=4, n_ctx=2048, backend_sampling=False)
+    gpu_style = AsyncLlama(smollm2, n_seq_max=4, n_ctx=2048, backend_sampling=True)
+    try:
+        want = asyncio.run(run(host))
+        assert asyncio.run(run(gpu_style)) == want
+        assert "topk" in gpu_style.scheduler._slot_kind
+        swaps = gpu_style.scheduler.sampler_swaps
+        assert asyncio.run(run(gpu_style)) == want
+        assert gpu_style.scheduler.sampler_swaps - swaps <= 4  # a steady mix attaches little
+    finally:
+        host.close()
+        gpu_style.close()
