@@ -117,17 +117,17 @@ def sampling_cost_us(llm: Llama, opts: dict[str, object]) -> tuple[str, float]:
     and what that costs per token on the host, measured on the logits of one decode read
     back again and again (a GPU-side chain runs inside the decode: counted in eval)."""
     p = llm.engine.sampling(opts)
+    chain = build_chain(p, llm.engine.vocab, llm.n_ctx())
     if is_plain_greedy(p, llm.n_vocab()):
         how = "host argmax"
-    elif llm.engine.backend_sampling and on_backend(p, llm.n_vocab()):
+    elif llm.engine.backend_sampling and chain.leading_top_k == 0 and on_backend(p, llm.n_vocab()):
         how = "GPU-side chain"
-    else:
+    else:  # (a chain that begins with a top-k: over the k largest logits, ChainSlot)
         how = "CPU chain"
     llm.reset()
     llm.engine.detach_chain()
     llm.eval([llm.token_bos()])
     ctx = llm.engine.context
-    chain = build_chain(p, llm.engine.vocab, llm.n_ctx())
     vocab, batch = llm.engine.vocab, Batch(1)
     reps = 200
     t0 = time.perf_counter()
@@ -193,7 +193,8 @@ def main() -> None:
             if "logit_bias" in options[name] else ""
         print(f"[{name}] decode  {med['decode_tps']:10.1f} t/s  ratio {med['decode_tps'] / tg:5.3f}x{banned}")
         where = {"GPU-side chain": "GPU-side chain, inside the decode; on the CPU it would cost",
-                 "CPU chain": "llama.cpp's chain on the CPU", "host argmax": "the host's argmax (our C)"}[how]
+                 "CPU chain": "the chain on the CPU (a leading top-k: over the k largest logits)",
+                 "host argmax": "the host's argmax (our C)"}[how]
         print(f"[{name}] sampling: {where} {sample_us:7.1f} us/token (llama-bench samples nothing)")
         print(f"[{name}] python overhead {overhead:7.1f} us/token "
               f"(wall {med['wall_us']:.1f} - eval {med['eval_us']:.1f} - host sampling {cpu_sample_us:.1f})")

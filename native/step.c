@@ -30,6 +30,7 @@
  * keep the GIL (they take microseconds; see _native.py).
  */
 #include <limits.h>
+#include <stdbool.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -56,6 +57,7 @@
 /* what a rows function writes for a row whose logits were all -inf/NaN */
 #define LLAMA_BINDING_TOKEN_NOT_FINITE (-2)
 #define ARGMAX_BLOCK 256
+
 
 struct llama_binding_abort {
     int cancel;
@@ -167,13 +169,39 @@ static void cand_put(llama_token_data * p) {
 }
 #endif
 
+#define TOPK_BLOCK 64
+static int32_t top_k_select(const float * x, int32_t n, int32_t k, llama_token_data * cur, float * bmax);
+
+/* The host's logits x of n tokens as candidates in cur: with top_k > 0, only the top_k
+ * largest, sorted (top_k_select: what the chain's leading top-k would keep, without
+ * building and sorting n candidates), where that works; else all of them. Answers the count. */
+static size_t host_candidates(const float * x, int32_t n, int32_t top_k, llama_token_data * cur) {
+    if (top_k > 0 && top_k < n) {
+        float stack[4096];
+        const size_t nb = (size_t) n / TOPK_BLOCK + 1;
+        float * bmax = nb <= sizeof(stack) / sizeof(stack[0]) ? stack : (float *) malloc(sizeof(float) * nb);
+        const int32_t kept = bmax != NULL ? top_k_select(x, n, top_k, cur, bmax) : 0;
+        if (bmax != stack) {
+            free(bmax);
+        }
+        if (kept > 0) {
+            return (size_t) kept;
+        }
+    }
+    for (int32_t i = 0; i < n; i++) {
+        cur[i] = (llama_token_data) {i, x[i], 0.0f};
+    }
+    return (size_t) n;
+}
+
 /* What llama_sampler_sample does (the backend's token, or its candidates, or the host's
  * logits, through the chain, then accept), answering codes where it would abort: 0 with
  * *out set, LLAMA_BINDING_NO_LOGITS (output idx has no logits), LLAMA_BINDING_NO_TOKEN (the
  * chain selected nothing), LLAMA_BINDING_NOT_FINITE (every candidate -inf/NaN; nothing is
- * accepted then), LLAMA_BINDING_NO_MEMORY. */
+ * accepted then), LLAMA_BINDING_NO_MEMORY. top_k: the chain's leading top-k (0: none), so
+ * that the host's logits are cut to it before the chain runs (the same result, sorted). */
 static int32_t sample_checked(struct llama_context * ctx, struct llama_sampler * chain, int32_t idx,
-                              llama_token * out) {
+                              int32_t top_k, llama_token * out) {
     const llama_token backend_token = llama_get_sampled_token_ith(ctx, idx);
     if (backend_token != LLAMA_TOKEN_NULL) {
         llama_sampler_accept(chain, backend_token);
@@ -212,11 +240,18 @@ static int32_t sample_checked(struct llama_context * ctx, struct llama_sampler *
     if (cur == NULL) {
         return LLAMA_BINDING_NO_MEMORY;
     }
-    for (size_t i = 0; i < n; i++) {
-        cur[i] = (llama_token_data) {ids != NULL ? ids[i] : (llama_token) i, logits[i],
-                                     probs != NULL ? probs[i] : 0.0f};
+    bool sorted = false;
+    if (probs == NULL && ids == NULL) { /* the host's logits */
+        const size_t all = n;
+        n = host_candidates(logits, (int32_t) n, top_k, cur);
+        sorted = n < all;
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            cur[i] = (llama_token_data) {ids != NULL ? ids[i] : (llama_token) i, logits[i],
+                                         probs != NULL ? probs[i] : 0.0f};
+        }
     }
-    llama_token_data_array cur_p = {cur, n, -1, false};
+    llama_token_data_array cur_p = {cur, n, -1, sorted};
     llama_sampler_apply(chain, &cur_p);
     int32_t code = 0;
     if (cur_p.selected < 0 || cur_p.selected >= (int64_t) cur_p.size) {
@@ -232,17 +267,17 @@ static int32_t sample_checked(struct llama_context * ctx, struct llama_sampler *
 }
 
 LLAMA_BINDING_EXPORT int32_t llama_binding_sample(struct llama_context * ctx, struct llama_sampler * chain,
-                                                  int32_t idx, llama_token * out_token) {
-    return sample_checked(ctx, chain, idx, out_token);
+                                                  int32_t idx, int32_t top_k, llama_token * out_token) {
+    return sample_checked(ctx, chain, idx, top_k, out_token);
 }
 
 LLAMA_BINDING_EXPORT int32_t llama_binding_sample_decode(struct llama_context * ctx, struct llama_sampler * chain,
                                                          const struct llama_vocab * vocab, struct llama_batch * batch,
                                                          struct llama_binding_abort * abort, llama_pos pos,
-                                                         llama_seq_id seq_id, int32_t decode_next,
+                                                         llama_seq_id seq_id, int32_t decode_next, int32_t top_k,
                                                          llama_token * out_token) {
     llama_token token = LLAMA_TOKEN_NULL;
-    const int32_t code = sample_checked(ctx, chain, -1, &token);
+    const int32_t code = sample_checked(ctx, chain, -1, top_k, &token);
     *out_token = token;
     if (code != 0) {
         return code;
@@ -435,7 +470,6 @@ struct sample_rows_arg {
  * them); on equal logits the lower token id comes first (llama.cpp's order among equal
  * logits is unspecified). Returns 0 where that does not apply (k more than the blocks, or
  * fewer than k logits that are not NaN): the caller then builds every candidate. */
-#define TOPK_BLOCK 64
 
 static int cand_worse(const llama_token_data * a, const llama_token_data * b) {
     return a->logit < b->logit || (a->logit == b->logit && a->id > b->id);
@@ -499,16 +533,21 @@ static float block_max(const float * x, int32_t from, int32_t to) {
     return m;
 }
 
+/* bmax[b] = the maximum of block b of x, for each of the nb blocks */
+static void block_maxima(const float * x, int32_t n, int32_t nb, float * bmax) {
+    for (int32_t b = 0; b < nb; b++) {
+        const int32_t to = (b + 1) * TOPK_BLOCK;
+        bmax[b] = block_max(x, b * TOPK_BLOCK, to < n ? to : n);
+    }
+}
+
 /* bmax: room for n / TOPK_BLOCK + 1 floats */
 static int32_t top_k_select(const float * x, int32_t n, int32_t k, llama_token_data * cur, float * bmax) {
     const int32_t nb = (n + TOPK_BLOCK - 1) / TOPK_BLOCK;
     if (k <= 0 || k > nb) {
         return 0;
     }
-    for (int32_t b = 0; b < nb; b++) {
-        const int32_t to = (b + 1) * TOPK_BLOCK;
-        bmax[b] = block_max(x, b * TOPK_BLOCK, to < n ? to : n);
-    }
+    block_maxima(x, n, nb, bmax);
     int32_t size = 0; /* the k largest block maxima first (cur as scratch): the bound */
     for (int32_t b = 0; b < nb; b++) {
         cand_offer(cur, &size, k, b, bmax[b]);
@@ -605,7 +644,7 @@ LLAMA_BINDING_EXPORT int32_t llama_binding_sample_rows(struct llama_context * ct
             host[n_host++] = k;
             continue;
         }
-        const int32_t c = sample_checked(ctx, chains[k], rows[k], &out[k]);
+        const int32_t c = sample_checked(ctx, chains[k], rows[k], 0, &out[k]);
         if (c == LLAMA_BINDING_NO_MEMORY) {
             free(host);
             return c;

@@ -207,10 +207,11 @@ def test_interleaved_streams_each_resume_exactly(stories260k: Path, options: dic
 
 
 def test_a_backend_sampled_stream_that_was_interrupted_says_so(stories260k: Path) -> None:
-    """A chain that samples on the backend (the GPU's default) cannot go on on the host nor be
-    attached again: the interrupted stream ends cleanly and says so; the call that
-    interrupted it gets a chain of its own (not the stream's, reset)."""
-    options = {"temperature": 0.8, "seed": 7}
+    """A chain that samples on the backend (the GPU's default for a chain that does not
+    begin with a top-k) cannot go on on the host nor be attached again: the interrupted
+    stream ends cleanly and says so; the call that interrupted it gets a chain of its own
+    (not the stream's, reset)."""
+    options = {"temperature": 0.8, "top_k": 0, "seed": 7}
     with Llama(stories260k, n_ctx=512, n_threads=1, n_gpu_layers=0, backend_sampling=True) as llm:
         want = _text(llm, "The little dog", **options)
         first = llm("Once upon a time", max_tokens=30, stream=True, **options)

@@ -156,14 +156,15 @@ def decode_token() -> Any:
 
 
 def sample() -> Any:
-    """``llama_binding_sample(ctx, chain, idx, token*) -> int``: ``llama_sampler_sample``
-    with codes instead of aborts (``NO_LOGITS``, ``NO_TOKEN``, ``NOT_FINITE``, ``NO_MEMORY``)."""
+    """``llama_binding_sample(ctx, chain, idx, top_k, token*) -> int``: ``llama_sampler_sample``
+    with codes instead of aborts (``NO_LOGITS``, ``NO_TOKEN``, ``NOT_FINITE``, ``NO_MEMORY``);
+    ``top_k``: the chain's leading top-k (0: none), the host's logits are cut to it first."""
     return _lib()["sample"]
 
 
 def sample_decode() -> Any:
     """``llama_binding_sample_decode(ctx, chain, vocab, batch*, abort*, pos, seq_id,
-    decode_next, token*) -> int`` (``NOT_DECODED`` when it decoded nothing)."""
+    decode_next, top_k, token*) -> int`` (``NOT_DECODED`` when it decoded nothing)."""
     return _lib()["sample_decode"]
 
 

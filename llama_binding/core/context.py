@@ -389,9 +389,10 @@ class Context(NativeHandle[Any]):
         """Sample from the last output with ``chain`` (which accepts the token), then, unless
         the token ends generation, decode it at ``pos`` of ``seq_id`` at once, in a single
         native call. Returns ``(token, decoded)``. On a GPU the decode runs while the
-        caller handles the token."""
+        caller handles the token. A chain that begins with a top-k runs over the k largest
+        logits, found without sorting the row (the same result)."""
         code = self._sample_decode(self.ptr, chain.ptr, vocab.ptr, batch.ref, self._abort_ref,
-                                   pos, seq_id, 1, self._sampled_ref)
+                                   pos, seq_id, 1, chain.leading_top_k, self._sampled_ref)
         return self._step_result(code)
 
     def argmax_decode(self, vocab: Vocab, batch: Batch, pos: int, seq_id: int = 0,

@@ -324,7 +324,7 @@ class SamplerChain(NativeHandle[Any]):
         :class:`SamplerError` when nothing can be sampled (every logit -inf or NaN, or the
         chain selected nothing) and IndexError when output ``i`` has no logits, where
         ``llama_sampler_sample`` would abort or answer an arbitrary token."""
-        code = _sample_fn()(ctx.ptr, self.ptr, i, self._picked_ref)
+        code = _sample_fn()(ctx.ptr, self.ptr, i, self.leading_top_k, self._picked_ref)
         if code:
             raise sample_failure(code)
         return self._picked.value

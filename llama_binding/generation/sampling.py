@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from ..core.context import Context
-from ..core.sampler import DEFAULT_SEED, Sampler, SamplerChain, TopKGroup
+from ..core.sampler import DEFAULT_SEED, Sampler, SamplerChain
 from ..core.vocab import Vocab
 from ..errors import SamplerError
 from ..grammar import checked
@@ -261,23 +261,22 @@ def build_chain(p: SamplingParams, vocab: Vocab, n_ctx: int) -> SamplerChain:
 
 
 class ChainSlot:
-    """The sampler chain of one sequence, sampled on the backend (GPU-side) when allowed.
+    """The sampler chain of one sequence, sampled on the backend (GPU-side) when that is
+    faster.
 
-    With ``backend=True``:
+    With ``backend=True``, a chain whose leading samplers the backend supports is attached
+    to the context, so that a decode brings back a token instead of the whole vocabulary's
+    logits. Attaching makes llama.cpp rebuild its graphs, so an attached chain stays
+    attached between calls with equal options and is only reset. Two kinds of call sample
+    on the host instead and detach it:
 
-    - a chain that begins with a top-k of at most :attr:`TopKGroup.K` (llama-cpp-python's
-      default options: top-k 40, top-p, min-p, temperature, a seeded draw) runs on the host
-      over the candidates that a sampler of a :class:`~llama_binding.core.sampler.TopKGroup`
-      attached to the sequence brings back (each output's 64 best logits and their ids, not
-      the vocabulary's logits), with the same result as over the whole row. That sampler
-      does not depend on the options, so it stays attached from call to call whatever the
-      options: llama.cpp keeps its graphs (attaching rebuilds them, about 7 ms on an H200).
-      While it is attached, plain greedy takes the best of those candidates too;
-    - any other chain whose leading samplers the backend supports is attached itself, and
-      stays attached between calls with equal options (it is only reset).
-
-    A call that needs the raw logits (logprobs, a Python logits processor) gets a CPU chain
-    and detaches what was attached.
+    - a chain that begins with a top-k (llama-cpp-python's defaults: top-k 40, then top-p,
+      min-p, temperature and a seeded draw): the host takes the k largest logits without
+      sorting the row (``native/step.c``, a few microseconds for 128k logits) and runs the
+      rest of the chain over them, the same result. On an H200 that costs less per token
+      than llama.cpp's chain on the GPU (which sorts the whole row for its top-k and still
+      copies logits back), and options can change from call to call with nothing to attach;
+    - a call that needs the raw logits (logprobs, a Python logits processor).
     """
 
     def __init__(self, ctx: Context, vocab: Vocab, seq_id: int = 0, backend: bool = False) -> None:
@@ -286,8 +285,6 @@ class ChainSlot:
         self.seq_id = seq_id
         self.backend = backend
         self._attached: tuple[SamplingParams, SamplerChain] | None = None
-        self._topk: TopKGroup | None = None
-        self._member: SamplerChain | None = None  # the top-k group's sampler, while attached
 
     def chain(self, p: SamplingParams, raw_logits: bool = False) -> SamplerChain:
         """A fresh (or reset) chain for ``p``; an invalid grammar raises here, at once."""
@@ -296,29 +293,11 @@ class ChainSlot:
             cur[1].reset()
             return cur[1]
         chain = build_chain(p, self.vocab, self.ctx.n_ctx)
-        if self.backend and not raw_logits and _over_candidates(p, self.vocab.n_tokens) \
-                and self._candidates():
-            return chain
         self.detach()
-        if self.backend and not raw_logits and on_backend(p, self.vocab.n_tokens):
-            if self.ctx.attach_sampler(self.seq_id, chain):
-                self._attached = (p, chain)
+        if self.backend and not raw_logits and chain.leading_top_k == 0 \
+                and on_backend(p, self.vocab.n_tokens) and self.ctx.attach_sampler(self.seq_id, chain):
+            self._attached = (p, chain)
         return chain
-
-    def _candidates(self) -> bool:
-        """Attach a sampler of the top-k group unless one is; False where the backend cannot."""
-        member = self._member
-        if member is not None and member.attached:
-            return True
-        self.detach()
-        if self._topk is None:
-            self._topk = TopKGroup()
-        member = SamplerChain([self._topk.sampler()])
-        if not self.ctx.attach_sampler(self.seq_id, member):
-            member.close()
-            return False
-        self._member = member
-        return True
 
     def chain_or_argmax(self, p: SamplingParams, raw_logits: bool = False) -> SamplerChain | None:
         """:meth:`chain`, or None for plain greedy (no bias, penalty or grammar): then the
@@ -326,36 +305,21 @@ class ChainSlot:
         SIMD loop in our C: about 2 us for 49k logits) instead of llama.cpp's greedy
         sampler (34 us on the CPU: it builds a candidate array) or its GPU-side graph
         (30-40 us of GPU time per token; in this llama.cpp a backend chain still copies its
-        final logits to the host every token, so greedy on the GPU saves no transfer).
-        While the top-k group's sampler is attached, plain greedy is a chain over its
-        candidates instead (detaching it would rebuild the graphs twice per change)."""
+        final logits to the host every token, so greedy on the GPU saves no transfer)."""
         if is_plain_greedy(p, self.vocab.n_tokens):
-            if not raw_logits and self._member is not None and self._member.attached:
-                return build_chain(p, self.vocab, self.ctx.n_ctx)
             self.detach()
             return None
         return self.chain(p, raw_logits)
 
     @property
     def on_backend(self) -> bool:
-        """True while a chain samples on the backend (or the top-k group's sampler picks the
-        candidates a chain samples from)."""
-        return (self._attached is not None and self._attached[1].attached) or \
-            (self._member is not None and self._member.attached)
+        """True while a chain samples on the backend."""
+        return self._attached is not None and self._attached[1].attached
 
     def detach(self) -> None:
         if self._attached is not None:
             self._attached = None
             self.ctx.detach_sampler(self.seq_id)
-        if self._member is not None:
-            member, self._member = self._member, None
-            member.close()  # detaches it first
-
-
-def _over_candidates(p: SamplingParams, n_vocab: int) -> bool:
-    """Whether ``p``'s chain begins with a top-k that a :class:`TopKGroup`'s candidates hold."""
-    steps = plan(p, n_vocab, 1)
-    return bool(steps) and steps[0].name == "top_k" and steps[0].args[0] <= TopKGroup.K
 
 
 def is_plain_greedy(p: SamplingParams, n_vocab: int) -> bool:

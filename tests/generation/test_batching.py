@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from llama_binding import capi
 from llama_binding.core import Batch, Context, ContextParams, Model, SamplerChain, Vocab
 from llama_binding.core.sampler import GreedyGroup, Sampler
 from llama_binding.errors import QueueFullError, SamplerError
@@ -185,8 +186,9 @@ def test_shared_prompt_prefix_is_copied_not_evaluated(smol: tuple[Model, Vocab])
 
 
 def test_backend_greedy_beside_sampled_requests(smol: tuple[Model, Vocab]) -> None:
-    """A request with its own sampler chain takes its slot off the backend (it samples the
-    logits on the host); the slot stays so for the next such request, and a plain greedy
+    """A request with its own sampler chain (one that does not begin with a top-k: those
+    take the backend's candidates, tests/test_batch_topk.py) takes its slot off the backend
+    (it samples the logits on the host); the slot stays so for the next such request, and a plain greedy
     request takes a slot still on the backend (or puts its slot back there). Greedy
     neighbours are unaffected, and a steady kind of traffic swaps no sampler."""
     m, v = smol
@@ -197,7 +199,7 @@ def test_backend_greedy_beside_sampled_requests(smol: tuple[Model, Vocab]) -> No
         engine = BatchEngine(ctx, v, greedy=greedy)
         reqs = []
         for i, p in enumerate(prompts):
-            chain = (SamplerChain([Sampler.top_k(20), Sampler.temp(0.9), Sampler.dist(7 + i)])
+            chain = (SamplerChain([Sampler.min_p(0.05), Sampler.temp(0.9), Sampler.dist(7 + i)])
                      if sampled(i) else None)
             reqs.append(engine.submit(BatchRequest(p, 12, chain)))
         engine.run()
@@ -297,9 +299,10 @@ def test_sample_rows_is_llama_cpp_sampling_on_threads(rows_decoded: Decoded) -> 
 
 
 def test_a_leading_top_k_is_taken_straight_from_the_logits(rows_decoded: Decoded) -> None:
-    """A chain that starts with top-k: sample_rows takes the k candidates straight from the
-    128k logits (a heap pass) instead of sorting a candidate per token, and samples the same
-    tokens as llama.cpp's whole chain, for every k (k >= the vocabulary: no shortcut)."""
+    """A chain that starts with top-k: sample_rows, and SamplerChain.sample of one row, take
+    the k candidates straight from the 128k logits (a heap pass) instead of sorting a
+    candidate per token, and sample the same tokens as llama.cpp's whole chain, for every k
+    (k >= the vocabulary: no shortcut)."""
     v, ctx, _, rows = rows_decoded
     n = ROWS
 
@@ -307,16 +310,21 @@ def test_a_leading_top_k_is_taken_straight_from_the_logits(rows_decoded: Decoded
         return SamplerChain([Sampler.top_k(k), Sampler.top_p(0.95), Sampler.min_p(0.01),
                              Sampler.temp(1.7), Sampler.dist(seed)])
 
+    def llama_cpp(c: SamplerChain, row: int) -> int:  # llama.cpp's own: every token a candidate
+        return int(capi.llama_sampler_sample(c.ptr, ctx.ptr, row))
+
     assert chain(40, 0).leading_top_k == 40
     assert SamplerChain([Sampler.temp(0.5), Sampler.top_k(40)]).leading_top_k == 0
     for k in (1, 2, 40, 1000, v.n_tokens, v.n_tokens + 9):
-        ours, theirs = [chain(k, s) for s in range(n)], [chain(k, s) for s in range(n)]
+        ours, single, theirs = ([chain(k, s) for s in range(n)] for _ in range(3))
         top_k = np.array([c.leading_top_k for c in ours], dtype=np.int32)
         for _ in range(3):  # several draws: the chains' states advance alike
-            want = [c.sample(ctx, int(r)) for c, r in zip(theirs, rows)]
+            want = [llama_cpp(c, int(r)) for c, r in zip(theirs, rows)]
             out = np.full(n, -1, dtype=np.int32)
             ctx.sample_rows(v, [c.address for c in ours], rows, out, 3, top_k)
             assert out.tolist() == want, k
+            # one row at a time (Llama's sampled decode): the same cut, the same tokens
+            assert [c.sample(ctx, int(r)) for c, r in zip(single, rows)] == want, k
         if k == 1:
             assert out.tolist() == [int(np.argmax(ctx.logits(int(r)))) for r in rows]
     with pytest.raises(ValueError):
