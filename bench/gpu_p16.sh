@@ -8,12 +8,18 @@
 #   spec:    bench/speculative_vs_llama.py, ours beside llama-speculative-simple and
 #            llama-lookup of the same build (self-draft: equal acceptance; n-gram lookup);
 #   server:  bench/server_vs_llama_server.py at 16 and 64 clients, greedy and t0.8;
+#   chat:    bench/chat_turns.py, a chat's next turn (short prompt after decoding, options
+#            changing every turn): time to first token, ours beside llama-server;
 #   rpc:     bench/rpc.py, a CUDA worker (another process, through the relay) against the
 #            model on the GPU in the client.
 #   device run, carry [".carry"]:  PARTS=decode,batched,spec bash bench/gpu_p16.sh
 export LLAMA_BINDING_SERVER_TOOL=ON
 source bench/gpu_env.sh
 PARTS=",${PARTS:-decode,batched,spec},"
+server_deps() {  # our server's dependencies, from the carried wheels where the image lacks them
+    python3 -c "import fastapi, uvicorn, sse_starlette, pydantic_settings" 2>/dev/null \
+        || python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$W/site" .carry/whl/*.whl
+}
 if [[ $PARTS == *,rpc,* ]]; then
     echo "=== bench/rpc.py: CUDA worker vs local CUDA"
     { echo "command: python3 bench/rpc.py $MODEL --device CUDA0 --local-ngl -1 --n-prompt 512 --n-gen 128 --threads 16"
@@ -49,10 +55,15 @@ if [[ $PARTS == *,spec,* ]]; then
         | tee "$OUT/speculative_vs_llama${SPEC_TAG:-}.txt"
 fi
 if [[ $PARTS == *,server,* ]]; then
-    python3 -c "import fastapi, uvicorn, sse_starlette, pydantic_settings" 2>/dev/null \
-        || python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$W/site" .carry/whl/*.whl
+    server_deps
     echo "=== bench/server_vs_llama_server.py"
     timeout 400 python3 bench/server_vs_llama_server.py --model "$MODEL" --ngl 99 --fa on --clients ${CLIENTS:-16,64} \
         --modes greedy,t0.8 --seconds 10 --drain-timeout 60 --procs 4 \
         --json "$OUT/server_vs_llama_server.json" --log-dir "$OUT/logs" 2>&1 | tee "$OUT/server_vs_llama_server.txt"
+fi
+if [[ $PARTS == *,chat,* ]]; then
+    server_deps
+    echo "=== bench/chat_turns.py"
+    timeout 300 python3 bench/chat_turns.py --model "$MODEL" --ngl 99 --fa on --json "$OUT/chat_turns.json" \
+        --log-dir "$OUT/chat-logs" 2>&1 | tee "$OUT/chat_turns.txt"
 fi
