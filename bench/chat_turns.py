@@ -57,7 +57,9 @@ def one_turn(client: httpx.Client, base: str, prompt: str, opts: dict[str, Any],
     t0 = time.perf_counter()
     first = 0.0
     parts: list[str] = []
-    with client.stream("POST", f"{base}/v1/completions", json=body) as r:
+    # a connection per request (llama-server was seen closing a kept-alive one between
+    # streams, which httpx reports as a disconnect): the same loopback connect for both
+    with client.stream("POST", f"{base}/v1/completions", json=body, headers={"Connection": "close"}) as r:
         r.raise_for_status()
         for line in r.iter_lines():
             if not line.startswith("data: ") or line == "data: [DONE]":

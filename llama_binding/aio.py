@@ -385,7 +385,8 @@ class AsyncLlama:
     # --- the caller's side -------------------------------------------------------------------
 
     def _submit(self, prompts: list[list[int]], n: int, sampling: SamplingParams, max_tokens: int | None,
-                logprobs: int | None, ignore_eos: bool, media: MediaPrompt | None = None) -> list[_Ticket]:
+                logprobs: int | None, ignore_eos: bool, media: MediaPrompt | None = None,
+                cache_prompt: bool = True) -> list[_Ticket]:
         """One ticket per (prompt, sample), all sharing one queue; sample ``j`` is seeded ``seed + j``.
         ``media``: the one prompt's images (closed by the worker once its request is done)."""
         if self._closed:
@@ -408,7 +409,7 @@ class AsyncLlama:
                                                       raw_logits=logprobs is not None)
                     drafter = self._lookup.fresh() if self._lookup is not None and chain is None else None
                     request = BatchRequest(toks, max_tokens, chain, ignore_eos=ignore_eos, logprobs=logprobs,
-                                           drafter=drafter, media=media)
+                                           drafter=drafter, media=media, cache_prompt=cache_prompt)
                     tickets.append(_Ticket(request, loop, inbox, len(tickets)))
             self._enqueue(tickets)
         except BaseException:
@@ -459,12 +460,17 @@ class AsyncLlama:
         n: int = 1,
         stream_options: Mapping[str, Any] | None = None,
         ignore_eos: bool = False,
+        cache_prompt: bool = True,
     ) -> Union[CreateCompletionResponse, AsyncIterator[CompletionChunk]]:
         """``Llama.create_completion``, computed with the other callers' sequences in the
         same decodes; ``stream=True`` returns an async iterator of chunks. Several prompts
         and ``n`` give a choice each (as there), ``echo`` repeats the prompt's text (the
         prompt's own log-probabilities are not computed here). ``ignore_eos`` goes on past
-        end-of-generation tokens (they add no text), as llama.cpp's server allows."""
+        end-of-generation tokens (they add no text), as llama.cpp's server allows.
+        ``cache_prompt`` (llama-server's): the prompt may continue from a free slot whose
+        memory holds a prefix of it (a chat's next turn evaluates only its new tokens);
+        False evaluates it whole (the logits of a reused prefix's next token were computed
+        in another batch: they may differ by kernel noise)."""
         options = {k: v for k, v in locals().items() if k in SAMPLING_ARGS}
         engine = self.engine
         sampling = engine.sampling(dict(options, **grammar_fields(grammar)))
@@ -488,7 +494,7 @@ class AsyncLlama:
             media.close()
             raise ValueError("a prompt with images takes no echo and no n > 1")
         echo_text = engine.detokenize(prompts[0]).decode("utf-8", "replace") if echo else ""
-        tickets = self._submit(prompts, n, sampling, limit, logprobs, ignore_eos, media)
+        tickets = self._submit(prompts, n, sampling, limit, logprobs, ignore_eos, media, cache_prompt)
         n_prompt = sum(map(len, prompts)) * n
         meta = shapes.Meta.new(model or self.model_path)
         chunks = self._chunks(tickets, stop)
@@ -587,6 +593,7 @@ class AsyncLlama:
         functions: Sequence[Mapping[str, Any]] | None = None,
         function_call: Union[str, Mapping[str, Any], None] = None,
         ignore_eos: bool = False,
+        cache_prompt: bool = True,
     ) -> Union[CreateChatCompletionResponse, AsyncIterator[ChatCompletionChunk]]:
         """``Llama.create_chat_completion``, batched with the other callers (templates,
         chat formats, tools and ``tool_choice``, ``response_format``, log-probabilities;
@@ -607,7 +614,8 @@ class AsyncLlama:
             frequency_penalty=frequency_penalty, presence_penalty=presence_penalty,
             repeat_penalty=repeat_penalty, top_k=top_k, stream=stream, seed=seed, mirostat_mode=mirostat_mode,
             mirostat_tau=mirostat_tau, mirostat_eta=mirostat_eta, model=model, grammar=chat.grammar,
-            logit_bias=logit_bias, n=n, stream_options=stream_options, ignore_eos=ignore_eos)
+            logit_bias=logit_bias, n=n, stream_options=stream_options, ignore_eos=ignore_eos,
+            cache_prompt=cache_prompt)
         if stream:
             return shapes.achat_chunks(result, chat.parser)  # type: ignore[arg-type]
         answer = shapes.chat_completion(result, chat.parser)  # type: ignore[arg-type]

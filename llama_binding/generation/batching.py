@@ -31,6 +31,14 @@ only there), but each decode masks every sequence against every used cell. Witho
 sequence has ``n_ctx / n_seq_max`` cells of its own (a stream), attended and masked alone;
 llama.cpp then splits a batch into ubatches of consecutive sequence ids, so the batch is
 built in ascending order and requests take the lowest free slots.
+
+A finished request's tokens stay in its slot's KV memory (its prompt and its decoded
+output): a later request whose prompt begins with at least :attr:`BatchEngine.REUSE_MIN`
+of them takes that slot and evaluates only the rest (a chat's next turn, as llama-server's
+``cache_prompt``). With a unified cache every decode attends over every used cell, so idle
+tokens are kept only while few requests are in flight (fewer than
+:attr:`BatchEngine.BUSY`), dropped when more arrive, and dropped the least recently used
+slot's first when the active requests need their cells.
 """
 
 from __future__ import annotations
@@ -84,6 +92,9 @@ class BatchRequest:
     """A prompt with images (``generation.media``): ``prompt`` is then ``media.tokens``. Its
     runs up to the last image are evaluated when the request gets its slot, the text after
     them as any prompt. The caller keeps it open until the request is done."""
+    cache_prompt: bool = True
+    """Continue from a free slot whose memory holds a prefix of the prompt (llama-server's
+    ``cache_prompt``); False evaluates the whole prompt."""
     id: int = field(default_factory=itertools.count().__next__)
     phase: Phase = "waiting"
     seq_id: int = -1
@@ -136,6 +147,9 @@ class BatchEngine:
         #: seconds spent in prepare / decode / collect, summed (a diagnostic for benchmarks)
         self.timings = {"prepare": 0.0, "decode": 0.0, "collect": 0.0}
         self._free = list(range(self.n_slots - 1, -1, -1))
+        #: the tokens held in each free slot's KV memory, from its last request (reuse)
+        self._cached: list[list[int]] = [[] for _ in range(self.n_slots)]
+        self.reused_tokens = 0  # prompt tokens found in a slot's memory instead of evaluated
         self._waiting: deque[BatchRequest] = deque()
         self._active: list[BatchRequest] = []
         self.steps = 0
@@ -166,6 +180,17 @@ class BatchEngine:
         if greedy != "host" and not all(self._attach(s, "greedy") for s in range(self.n_slots)):
             self.close()
             self.greedy = "host"
+
+    #: with fewer requests in flight than this, a request whose slot's backend sampler is
+    #: not the one it wants samples on the host instead (the host does every kind: the
+    #: argmax, a leading top-k straight from the logits), and a slot that must change
+    #: anyway is detached: a chat's turns with changing options then rebuild llama.cpp's
+    #: graphs at most once, not every turn (measured on an H200, one slot: time to first
+    #: token 21.9 ms against llama-server's 8.1 ms with a swap each turn). For a few rows,
+    #: copying the logits costs little; the backend's samplers pay at many streams.
+    BUSY = 4
+    #: the shortest prefix of a free slot's memory that a new request takes over
+    REUSE_MIN = 8
 
     def _attach(self, seq_id: int, kind: SlotSampler) -> bool:
         """Attach a sampler of the greedy or the top-k group to a slot, instead of what it had."""
@@ -205,6 +230,7 @@ class BatchEngine:
         the host, if the engine is used again)."""
         for seq_id in range(self.n_slots):
             self._detach(seq_id)
+        self.drop_cached()
         for group in (self._group, self._topk):
             if group is not None:
                 group.close()
@@ -312,6 +338,7 @@ class BatchEngine:
             if last:  # its logits are the batch's last token's (llama_get_logits_ith takes batch indices)
                 r._row = batch.n_tokens - 1
                 r.phase = "running"
+        self._make_room()
         return True
 
     def _draft_for(self, r: BatchRequest, room: int) -> list[int]:
@@ -339,7 +366,8 @@ class BatchEngine:
         except BaseException:
             for r in list(self._active):
                 r._row = -1
-                self._finish(r, "cancelled")
+                self._finish(r, "cancelled", keep=False)
+            self.drop_cached()  # what the failed decode left in memory is not known
             raise
         finally:
             self.timings["decode"] += time.perf_counter() - t0
@@ -446,14 +474,19 @@ class BatchEngine:
         while self._waiting and self._free:
             r = self._waiting.popleft()
             want = self._wanted(r)
-            r.seq_id = self._take_slot(want)
-            self.ctx.seq_rm(r.seq_id, -1, -1)
-            if self._slot_kind[r.seq_id] != want:  # (a failed attach: the host picks, from logits)
-                if want is None or not self._attach(r.seq_id, want):
+            quiet = len(self._active) + len(self._waiting) + 1 < self.BUSY
+            if not quiet and not self._split:
+                self.drop_cached()  # idle cells would widen every busy decode's attention
+            slot, reuse = self._cached_slot(r)
+            r.seq_id = self._take_slot(want, quiet) if slot < 0 else slot
+            self._reuse(r, reuse)
+            kind = self._slot_kind[r.seq_id]
+            if kind != want and not (quiet and kind is None):  # (a failed attach: the host picks)
+                if want is None or quiet or not self._attach(r.seq_id, want):
                     self._detach(r.seq_id)
             r.phase = "prefill"
             r.admitted_at = time.perf_counter()
-            if self.min_shared and r.media is None:
+            if self.min_shared and r.media is None and not r._fed:
                 self._find_leader(r)
             self._active.append(r)
             if r.media is not None:
@@ -473,19 +506,77 @@ class BatchEngine:
         r._fed = len(seq.tokens)
         self.prompt_tokens += r._fed
 
-    def _take_slot(self, want: SlotSampler) -> int:
+    def _cached_slot(self, r: BatchRequest) -> tuple[int, int]:
+        """The free slot whose memory holds the longest prefix of ``r``'s prompt, at least
+        :attr:`REUSE_MIN` tokens, and that length (short of the prompt's last token, whose
+        logits are needed); ``(-1, 0)`` where none does."""
+        best, n_best = -1, self.REUSE_MIN - 1
+        if r.media is not None or not r.cache_prompt:
+            return best, 0
+        prompt, head = r.prompt, r.prompt[: self.REUSE_MIN]
+        for slot in self._free:
+            cached = self._cached[slot]
+            if len(cached) > n_best and cached[: self.REUSE_MIN] == head:
+                n = _common_prefix(cached, prompt, len(prompt) - 1)
+                if n > n_best:
+                    best, n_best = slot, n
+        return (best, n_best) if best >= 0 else (-1, 0)
+
+    def _reuse(self, r: BatchRequest, n: int) -> None:
+        """Give ``r`` the first ``n`` tokens of its slot's memory (0: none) and drop the rest."""
+        if n:
+            self._free.remove(r.seq_id)
+        self._cached[r.seq_id] = []
+        self.ctx.seq_rm(r.seq_id, n if n else -1, -1)
+        r._fed = n
+        self.reused_tokens += n
+
+    def _quiet(self) -> bool:
+        """Fewer requests in flight than :attr:`BUSY`."""
+        return len(self._active) + len(self._waiting) < self.BUSY
+
+    def cached(self, slot: int) -> list[int]:
+        """The tokens that free ``slot``'s memory keeps from its last request (a copy)."""
+        return list(self._cached[slot])
+
+    def drop_cached(self) -> None:
+        """Forget what the free slots hold from their last requests (their KV memory too)."""
+        for slot, cached in enumerate(self._cached):
+            if cached:
+                self.ctx.seq_rm(slot, -1, -1)
+                self._cached[slot] = []
+
+    def _make_room(self) -> None:
+        """With a unified cache, drop free slots' memory, the least recently used first,
+        until it and the active requests' tokens (this step's included) fit the context."""
+        if self._split:
+            return
+        idle = sum(len(self._cached[s]) for s in self._free)
+        if not idle:
+            return
+        need = sum(r._fed + len(r.output) + len(r._draft) for r in self._active) + self.batch.n_tokens
+        for slot in self._free:  # the least recently freed first
+            if need + idle <= self.ctx.n_ctx:
+                return
+            if self._cached[slot]:
+                idle -= len(self._cached[slot])
+                self.ctx.seq_rm(slot, -1, -1)
+                self._cached[slot] = []
+
+    def _take_slot(self, want: SlotSampler, quiet: bool = False) -> int:
         """A free slot, preferably one whose backend sampler is already as the request
-        needs it (:meth:`_wanted`): attaching or detaching makes llama.cpp rebuild its graphs
-        at the next decode (about 7 ms on an H200), so a slot keeps its state when its
-        request ends and a steady mix of requests changes none. The most recently freed
-        such slot first."""
+        needs it (:meth:`_wanted`), else (``quiet``) one that samples on the host: attaching
+        or detaching makes llama.cpp rebuild its graphs at the next decode (about 7 ms on
+        an H200), so a slot keeps its state when its request ends and a steady mix of
+        requests changes none. The most recently freed such slot first."""
         free, kinds = self._free, self._slot_kind
         if self._split:  # the lowest: the busy slots stay one run of ids (one ubatch)
             return free.pop(free.index(min(free)))
         if self.greedy != "host":
-            for i in range(len(free) - 1, -1, -1):
-                if kinds[free[i]] == want:
-                    return free.pop(i)
+            for fits in ([want, None] if quiet else [want]):
+                for i in range(len(free) - 1, -1, -1):
+                    if kinds[free[i]] == fits:
+                        return free.pop(i)
         return free.pop()
 
     def _find_leader(self, r: BatchRequest) -> None:
@@ -517,10 +608,18 @@ class BatchEngine:
                 r._leader = None
                 self.shared_tokens += r._shared
 
-    def _finish(self, r: BatchRequest, reason: Literal["stop", "length", "cancelled"]) -> None:
+    def _finish(self, r: BatchRequest, reason: Literal["stop", "length", "cancelled"],
+                keep: bool = True) -> None:
+        """End ``r``; with ``keep``, its slot's memory keeps what ``r`` evaluated (its prompt
+        as far as fed, then each output token but the last, which was never decoded) for a
+        later request to reuse; the cells after that are dropped."""
         r.phase, r.finish_reason = "done", reason
         self._active.remove(r)
-        self.ctx.seq_rm(r.seq_id, -1, -1)
+        n = 0
+        if keep and r.media is None and r._leader is None and (self._split or self._quiet()):
+            n = r._fed if r._fed < len(r.prompt) else len(r.prompt) + max(0, len(r.output) - 1)
+        self._cached[r.seq_id] = (r.prompt + r.output)[:n]
+        self.ctx.seq_rm(r.seq_id, n if n else -1, -1)
         self._free.append(r.seq_id)  # its sampler stays as it is (_take_slot)
 
     # --- a token-level generator for custom use ------------------------------------------------
@@ -539,3 +638,16 @@ class BatchEngine:
         finally:
             for r in reqs:
                 self.cancel(r)
+
+
+def _common_prefix(a: list[int], b: list[int], limit: int) -> int:
+    """How many leading tokens ``a`` and ``b`` share, at most ``limit`` (a binary search over
+    slice comparisons: C loops, not one Python step per token)."""
+    lo, hi = 0, min(len(a), len(b), limit)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo

@@ -50,6 +50,7 @@ class _Sampled(_Request):
     stream: bool = False
     stream_options: Optional[dict[str, Any]] = None
     ignore_eos: bool = False
+    cache_prompt: bool = True  # llama-server's: reuse a prefix of the prompt a slot's memory holds
 
     @field_validator("logit_bias")
     @classmethod

@@ -45,8 +45,10 @@ def run(m: Model, v: Vocab, prompts: list[list[int]], n: int, *, draft: bool, gr
         for r in reqs:  # past each verify, only the tokens before the pending one are in memory
             if r.phase == "running":
                 assert ctx.seq_pos_max(r.seq_id) == len(r.prompt) + len(r.output) - 2
-    assert all(ctx.seq_pos_max(s) == -1 for s in range(4))
+    # each slot's memory keeps its last request's evaluated tokens, no more (for reuse)
+    assert all(ctx.seq_pos_max(s) == len(engine.cached(s)) - 1 for s in range(4))
     engine.close()
+    assert all(ctx.seq_pos_max(s) == -1 for s in range(4))
     ctx.close()
     return reqs, engine
 

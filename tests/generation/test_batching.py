@@ -88,7 +88,15 @@ def test_batched_greedy_equals_single_greedy(smol: tuple[Model, Vocab], greedy: 
         assert r.done and r.finish_reason in ("length", "stop")
         check_equal(r.output, want, gaps, ties)
     assert len(ties) <= 1, ties
-    assert all(ctx.seq_pos_max(s) == -1 for s in range(8))  # every slot freed
+    # every slot freed, its memory keeping its last request's evaluated tokens (for reuse)
+    assert all(ctx.seq_pos_max(s) == len(engine.cached(s)) - 1 for s in range(8))
+    # (with one KV cache for all, only what finished while few requests were in flight)
+    last = {r.seq_id: r for r in sorted(reqs, key=lambda r: r.admitted_at)}  # each slot's last request
+    kept = [s for s, r in last.items() if engine.cached(s)]
+    for s in kept:
+        r = last[s]
+        assert engine.cached(s) == (r.prompt + r.output)[:len(r.prompt) + len(r.output) - 1]
+    assert kept and (unified or len(kept) == 8)  # a stream each: every slot keeps its own
     # chunked prefill: the prompts of 8 sequences did not fit one 64-token batch at once
     assert engine.steps > n
 
@@ -128,7 +136,8 @@ def test_mixed_lengths_limits_and_cancel(smol: tuple[Model, Vocab]) -> None:
     engine.step()
     victim = next(r for r in reqs if not r.done and r.phase != "waiting")
     engine.cancel(victim)
-    assert victim.finish_reason == "cancelled" and ctx.seq_pos_max(victim.seq_id) == -1
+    assert victim.finish_reason == "cancelled"
+    assert ctx.seq_pos_max(victim.seq_id) == len(engine.cached(victim.seq_id)) - 1
     engine.run()
     for r in reqs:
         assert r.done
@@ -222,6 +231,67 @@ def test_backend_greedy_beside_sampled_requests(smol: tuple[Model, Vocab]) -> No
         engine.submit(BatchRequest(p, 4))
     engine.run()
     assert engine.sampler_swaps == 9 and all(c is not None for c in engine._slot_chain)
+    engine.close()
+
+
+@pytest.mark.parametrize("unified", [True, False])
+def test_a_next_turn_reuses_its_slots_memory(smol: tuple[Model, Vocab], unified: bool) -> None:
+    """A chat's next turn (the last prompt, its answer, a new line) takes the slot whose
+    memory holds that prefix and evaluates only the rest: llama-server's cache_prompt. The
+    output is the prompt's own greedy output (up to near-ties: the reused cells came from
+    other batches); an unrelated prompt reuses nothing; close() frees every slot."""
+    m, v = smol
+    ctx = Context(m, ContextParams(n_ctx=1024, n_seq_max=2, kv_unified=unified))
+    engine = BatchEngine(ctx, v)
+    first = engine.submit(BatchRequest(v.tokenize(TEXTS[1]), 8))
+    other = engine.submit(BatchRequest(v.tokenize(TEXTS[6]), 8))
+    engine.run()
+    turn = first.prompt + first.output + v.tokenize(" And then", add_special=False)
+    nxt = engine.submit(BatchRequest(turn, 8))
+    engine.run()
+    assert nxt.seq_id == first.seq_id
+    assert engine.reused_tokens == len(first.prompt) + len(first.output) - 1  # all but the unevaluated last
+    want, gaps = single(m, v, turn, 8)
+    ties: list[float] = []
+    check_equal(nxt.output, want, gaps, ties, EPS_LAST_TOKEN_ALONE)
+    fresh = engine.submit(BatchRequest(v.tokenize(TEXTS[3]), 4))
+    engine.run()
+    assert engine.reused_tokens == len(first.prompt) + len(first.output) - 1 and fresh.output
+    assert ctx.seq_pos_max(other.seq_id) in (-1, len(engine.cached(other.seq_id)) - 1)
+    engine.close()
+    assert all(ctx.seq_pos_max(s) == -1 for s in range(2))
+    ctx.close()
+
+
+def test_a_quiet_engine_samples_on_the_host_rather_than_swap(smol: tuple[Model, Vocab]) -> None:
+    """One request at a time, options changing every time (a chat's turns: greedy, a
+    leading top-k, a chain of its own): with few requests in flight the engine swaps a
+    slot's backend sampler at most once (each swap rebuilds llama.cpp's graphs) and the
+    host samples every kind after that; the outputs are the host's."""
+    m, v = smol
+    prompts = [v.tokenize(t) for t in TEXTS[:6]]
+
+    def chain(i: int) -> SamplerChain | None:
+        if i % 3 == 0:
+            return None
+        first = Sampler.top_k(20) if i % 3 == 1 else Sampler.min_p(0.05)
+        return SamplerChain([first, Sampler.temp(0.9), Sampler.dist(i)])
+
+    def run(greedy: Greedy) -> tuple[list[list[int]], BatchEngine]:
+        ctx = Context(m, ContextParams(n_ctx=1024, n_seq_max=2, kv_unified=True))
+        engine = BatchEngine(ctx, v, greedy=greedy)
+        out = []
+        for i, p in enumerate(prompts):
+            r = engine.submit(BatchRequest(p, 8, chain(i)))
+            engine.run()
+            out.append(r.output)
+        return out, engine
+
+    want, _ = run("host")
+    got, engine = run("backend")
+    assert got == want
+    assert engine.sampler_swaps == 2 + 1  # the 2 slots attached at the start, then one detached
+    assert engine._slot_kind.count(None) == 1
     engine.close()
 
 
@@ -342,4 +412,4 @@ def test_a_failing_chain_ends_only_its_request(smol: tuple[Model, Vocab]) -> Non
     assert isinstance(bad.error, SamplerError) and bad.finish_reason == "cancelled" and not bad.output
     assert good.error is None and len(good.output) == 6
     assert sampled.error is None and len(sampled.output) == 6
-    assert all(ctx.seq_pos_max(s) == -1 for s in range(3))
+    assert all(ctx.seq_pos_max(s) == len(engine.cached(s)) - 1 for s in range(3))

@@ -449,8 +449,11 @@ def test_async_concurrent_streams_match_sequential(chat_server: Running, sdk: op
     def msgs(q: str) -> Any:
         return [SYSTEM, {"role": "user", "content": q}]
 
-    sequential = [sdk.chat.completions.create(model=M, messages=msgs(q), temperature=0.0,
-                                              max_tokens=10).choices[0].message.content for q in QUESTIONS]
+    # each evaluated whole (llama-server's cache_prompt off: no reused prefix, whose next
+    # token's logits would come from another batch)
+    sequential = [sdk.chat.completions.create(model=M, messages=msgs(q), temperature=0.0, max_tokens=10,
+                                              extra_body={"cache_prompt": False}).choices[0].message.content
+                  for q in QUESTIONS]
 
     async def one(c: openai.AsyncOpenAI, q: str) -> tuple[str, str | None]:
         stream = await c.chat.completions.create(model=M, messages=msgs(q), temperature=0.0,
