@@ -320,6 +320,8 @@ class AsyncLlama:
         """Run the waiting embedding jobs (no sequence is active): the jobs with the same
         options in one call, packed into few decodes; then admit what waited."""
         jobs, self._embeds = self._embeds, []
+        if jobs:  # embedding clears the context's memory, the slots' too
+            self.scheduler.drop_cached()
         groups: dict[tuple[bool, bool], list[_Embed]] = {}
         for job in jobs:
             groups.setdefault((job.normalize, job.truncate), []).append(job)

@@ -104,3 +104,31 @@ def test_queue_is_bounded(smollm2: Path) -> None:
         a.close()
     with pytest.raises(Exception, match="closed"):
         asyncio.run(a.acreate_completion("Hello"))  # type: ignore[arg-type]
+
+
+def test_a_next_turn_continues_from_its_slot_unless_an_embedding_cleared_it(smollm2: Path) -> None:
+    """A prompt that extends a finished one continues from that slot's memory (only the new
+    tokens are evaluated); an embedding run between them clears the context's memory, so the
+    next turn evaluates its whole prompt and answers as a fresh evaluation does."""
+    turn2 = " Once upon a time there was a little fox who lived"
+
+    async def turns(embed: bool) -> tuple[str, int]:
+        allm = AsyncLlama(smollm2, n_seq_max=2, n_ctx=1024, embedding=True)
+        try:
+            first = await allm.acreate_completion(PROMPTS[1], max_tokens=12, temperature=0.0)
+            if embed:
+                await allm.aembed("an unrelated sentence")
+            before = allm.scheduler.reused_tokens
+            prompt = PROMPTS[1] + first["choices"][0]["text"] + turn2
+            out = await allm.acreate_completion(prompt, max_tokens=12, temperature=0.0)
+            fresh = await allm.acreate_completion(prompt, max_tokens=12, temperature=0.0, cache_prompt=False)
+            if embed:
+                assert out["choices"][0]["text"] == fresh["choices"][0]["text"]
+            return out["choices"][0]["text"], allm.scheduler.reused_tokens - before
+        finally:
+            allm.close()
+
+    _, reused = asyncio.run(turns(embed=False))
+    assert reused >= 12  # the first prompt and its answer, but for the unevaluated last token
+    _, reused = asyncio.run(turns(embed=True))
+    assert reused == 0
