@@ -123,12 +123,14 @@ def test_server_request_models_use_the_same_defaults() -> None:
 
 def test_async_signatures_mirror_the_sync_ones() -> None:
     """The async methods take the sync ones' arguments with the same defaults, except the
-    Python hooks (they cannot run inside a batched decode) and tfs_z (a no-op). The sync
+    Python hooks (they cannot run inside a batched decode) and tfs_z (a no-op), and take
+    llama-server's ignore_eos and cache_prompt (a slot's kept tokens) beside them. The sync
     methods' ``**kwargs`` is not compared: it takes the unknown keywords that
     llama-cpp-python's callers pass (warned about, then ignored); the async API is this
     package's own and refuses them."""
-    pairs = [(Llama.create_completion, AsyncLlama.acreate_completion, {"ignore_eos"}),
-             (Llama.create_chat_completion, AsyncLlama.acreate_chat_completion, {"ignore_eos"})]
+    server_only = {"ignore_eos", "cache_prompt"}
+    pairs = [(Llama.create_completion, AsyncLlama.acreate_completion, server_only),
+             (Llama.create_chat_completion, AsyncLlama.acreate_chat_completion, server_only)]
 
     def named(fn: object) -> dict[str, inspect.Parameter]:
         return {n: p for n, p in inspect.signature(fn).parameters.items()  # type: ignore[arg-type]
