@@ -10,7 +10,6 @@ samples such chains on the host instead: the last test but one.)"""
 
 from __future__ import annotations
 
-import asyncio
 import ctypes
 from collections.abc import Callable
 from pathlib import Path
@@ -18,9 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from llama_binding import AsyncLlama, Llama, capi
+from llama_binding import Llama, capi
 from llama_binding.core import Batch, Context, ContextParams, Model, _native
 from llama_binding.core.sampler import SamplerChain, TopKGroup
+from llama_binding.generation.batching import BatchEngine, BatchRequest
 
 PROMPTS = ["Once upon a time", "The little dog", "Tom and Sue went", "One day a cat"]
 
@@ -108,29 +108,37 @@ def test_one_sequence_samples_a_leading_top_k_on_the_host(which: str, bpe_tiny: 
 
 
 def test_the_batching_engine_samples_over_the_candidates(smollm2: Path) -> None:
-    """Sampled requests of an AsyncLlama with backend sampling take slots with a top-k
-    sampler; their seeded texts equal those of host sampling, greedy ones too, mixed."""
+    """Sampled requests of a batching engine with backend samplers take slots with a top-k
+    sampler; their seeded texts equal those of host sampling, greedy ones too, mixed, and a
+    steady mix attaches little. (The engine itself, stepped here: an AsyncLlama's batches
+    depend on when its callers' requests arrive, and so do the last bits of the logits.)"""
     opts = [dict(seed=11), dict(seed=12, temperature=0.5, top_p=0.8), dict(temperature=0.0),
             dict(seed=13, top_k=20, min_p=0.1), dict(seed=14, top_k=200), dict(seed=15)]
+    with Llama(smollm2, n_ctx=512) as llm:
+        vocab, params = llm.engine.vocab, [llm.engine.sampling(o) for o in opts]
+        prompts = [llm.tokenize(PROMPTS[i % 4].encode()) for i in range(len(opts))]
 
-    async def run(allm: AsyncLlama) -> list[str]:
-        outs = await asyncio.gather(*[allm.acreate_completion(PROMPTS[i % 4], max_tokens=20, **o)
-                                      for i, o in enumerate(opts)])
-        return [o["choices"][0]["text"] for o in outs]
+        def run(engine: BatchEngine) -> list[list[int]]:
+            reqs = [engine.submit(BatchRequest(prompts[i], 20, llm.engine.request_chain(p)))
+                    for i, p in enumerate(params)]
+            engine.run()
+            return [r.output for r in reqs]
 
-    host = AsyncLlama(smollm2, n_seq_max=4, n_ctx=2048, backend_sampling=False)
-    gpu_style = AsyncLlama(smollm2, n_seq_max=4, n_ctx=2048, backend_sampling=True)
-    # the same numbers need the same cells: with few requests in flight a finished slot keeps
-    # its tokens (and the next prompt may continue from them), which moves where the others'
-    # cells go, as the requests' timing falls; here every count of requests is "busy"
-    host.scheduler.BUSY = gpu_style.scheduler.BUSY = 0
-    try:
-        want = asyncio.run(run(host))
-        assert asyncio.run(run(gpu_style)) == want
-        assert "topk" in gpu_style.scheduler._slot_kind
-        swaps = gpu_style.scheduler.sampler_swaps
-        assert asyncio.run(run(gpu_style)) == want
-        assert gpu_style.scheduler.sampler_swaps - swaps <= 4  # a steady mix attaches little
-    finally:
-        host.close()
-        gpu_style.close()
+        cparams = ContextParams(n_ctx=2048, n_seq_max=4, kv_unified=True)
+        engines = [BatchEngine(Context(llm.engine.model, cparams), vocab, greedy=greedy)
+                   for greedy in ("host", "backend")]
+        host, gpu_style = engines
+        try:
+            for e in engines:
+                e.BUSY = 0  # (few requests in flight would sample on the host: busy here)
+            want = run(host)
+            assert run(gpu_style) == want
+            assert "topk" in gpu_style._slot_kind
+            swaps = gpu_style.sampler_swaps
+            gpu_style.drop_cached()
+            assert run(gpu_style) == want
+            assert gpu_style.sampler_swaps - swaps <= 4  # a steady mix attaches little
+        finally:
+            for e in engines:
+                e.close()
+                e.ctx.close()
