@@ -58,7 +58,6 @@
 #define LLAMA_BINDING_TOKEN_NOT_FINITE (-2)
 #define ARGMAX_BLOCK 256
 
-
 struct llama_binding_abort {
     int cancel;
     int interrupts_seen;
@@ -460,17 +459,6 @@ struct sample_rows_arg {
     llama_token * out;
 };
 
-/* Top-k candidates straight from the logits, for a chain that starts with top-k: llama.cpp
- * would build a candidate per vocabulary entry (1.5 MB for 128k) and partially sort them
- * (about 0.1 ms a row); here a first pass takes every block's maximum (a SIMD reduction),
- * the k-th largest block maximum bounds the k-th largest logit from below (k blocks hold a
- * logit at least that large), and only the blocks that reach it are scanned into a heap of
- * k (about the cost of an argmax). The result is what the top-k sampler leaves: the k
- * largest logits, sorted descending, marked sorted (the chain's top-k then only keeps
- * them); on equal logits the lower token id comes first (llama.cpp's order among equal
- * logits is unspecified). Returns 0 where that does not apply (k more than the blocks, or
- * fewer than k logits that are not NaN): the caller then builds every candidate. */
-
 static int cand_worse(const llama_token_data * a, const llama_token_data * b) {
     return a->logit < b->logit || (a->logit == b->logit && a->id > b->id);
 }
@@ -533,21 +521,26 @@ static float block_max(const float * x, int32_t from, int32_t to) {
     return m;
 }
 
-/* bmax[b] = the maximum of block b of x, for each of the nb blocks */
-static void block_maxima(const float * x, int32_t n, int32_t nb, float * bmax) {
-    for (int32_t b = 0; b < nb; b++) {
-        const int32_t to = (b + 1) * TOPK_BLOCK;
-        bmax[b] = block_max(x, b * TOPK_BLOCK, to < n ? to : n);
-    }
-}
-
-/* bmax: room for n / TOPK_BLOCK + 1 floats */
+/* Top-k candidates straight from the logits, for a chain that starts with top-k: llama.cpp
+ * would build a candidate per vocabulary entry (1.5 MB for 128k) and partially sort them
+ * (about 0.1 ms a row); here a first pass takes every block's maximum (a SIMD reduction),
+ * the k-th largest block maximum bounds the k-th largest logit from below (k blocks hold a
+ * logit at least that large), and only the blocks that reach it are scanned into a heap of
+ * k (about the cost of an argmax). The result is what the top-k sampler leaves: the k
+ * largest logits, sorted descending, marked sorted (the chain's top-k then only keeps
+ * them); on equal logits the lower token id comes first (llama.cpp's order among equal
+ * logits is unspecified). Returns 0 where that does not apply (k more than the blocks, or
+ * fewer than k logits that are not NaN): the caller then builds every candidate. bmax:
+ * room for n / TOPK_BLOCK + 1 floats. */
 static int32_t top_k_select(const float * x, int32_t n, int32_t k, llama_token_data * cur, float * bmax) {
     const int32_t nb = (n + TOPK_BLOCK - 1) / TOPK_BLOCK;
     if (k <= 0 || k > nb) {
         return 0;
     }
-    block_maxima(x, n, nb, bmax);
+    for (int32_t b = 0; b < nb; b++) {
+        const int32_t to = (b + 1) * TOPK_BLOCK;
+        bmax[b] = block_max(x, b * TOPK_BLOCK, to < n ? to : n);
+    }
     int32_t size = 0; /* the k largest block maxima first (cur as scratch): the bound */
     for (int32_t b = 0; b < nb; b++) {
         cand_offer(cur, &size, k, b, bmax[b]);
@@ -575,24 +568,14 @@ static int32_t top_k_select(const float * x, int32_t n, int32_t k, llama_token_d
 static void sample_rows_share(void * p, int32_t from, int32_t to) {
     const struct sample_rows_arg * a = (const struct sample_rows_arg *) p;
     llama_token_data * cur = (llama_token_data *) malloc(sizeof(llama_token_data) * (size_t) a->n_vocab);
-    float * bmax = (float *) malloc(sizeof(float) * (size_t) (a->n_vocab / TOPK_BLOCK + 1));
     for (int32_t k = from; k < to; k++) {
         a->out[k] = LLAMA_TOKEN_NULL;
-        if (cur == NULL || bmax == NULL) {
+        if (cur == NULL) {
             continue;
         }
-        const float * logits = a->logits[k];
-        llama_token_data_array cur_p = {cur, (size_t) a->n_vocab, -1, false};
         const int32_t top_k = a->top_k != NULL ? a->top_k[k] : 0;
-        const int32_t kept = top_k > 0 && top_k < a->n_vocab ? top_k_select(logits, a->n_vocab, top_k, cur, bmax) : 0;
-        if (kept > 0) {
-            cur_p.size = (size_t) kept;
-            cur_p.sorted = true;
-        } else {
-            for (int32_t t = 0; t < a->n_vocab; t++) {
-                cur[t] = (llama_token_data) {t, logits[t], 0.0f};
-            }
-        }
+        const size_t n = host_candidates(a->logits[k], a->n_vocab, top_k, cur);
+        llama_token_data_array cur_p = {cur, n, -1, n < (size_t) a->n_vocab};
         llama_sampler_apply(a->chains[k], &cur_p);
         if (cur_p.selected < 0 || cur_p.selected >= (int64_t) cur_p.size) {
             continue; /* nothing selected (a grammar that allows no token): the caller raises */
@@ -604,7 +587,6 @@ static void sample_rows_share(void * p, int32_t from, int32_t to) {
         a->out[k] = cur_p.data[cur_p.selected].id;
         llama_sampler_accept(a->chains[k], a->out[k]);
     }
-    free(bmax);
     free(cur);
 }
 
