@@ -97,6 +97,17 @@ def ours(llm: Llama, prompt: list[int], gen: int, opts: dict[str, object], prefi
     }
 
 
+def prefill_after_switch(llm: Llama, prompt: list[int], opts: dict[str, object], other: dict[str, object],
+                         reps: int = 3) -> float:
+    """Prompt tokens/s of a call with ``opts`` right after a call of the same prompt with
+    ``other`` options (a server or a chat alternates them): the median of ``reps``."""
+    after = []
+    for _ in range(reps):
+        _prefill_tps(llm, prompt, other)
+        after.append(_prefill_tps(llm, prompt, opts))
+    return statistics.median(after)
+
+
 def switch_cost_ms(llm: Llama, prompt: list[int]) -> float:
     """Extra time of a short call whose sampling options differ from the previous call's."""
     a, b = MODES["greedy"], MODES["sampled"]
@@ -173,6 +184,8 @@ def main() -> None:
     for _ in range(args.reps):
         for name in MODES:
             runs[name].append(ours(llm, prompt, args.gen, options[name]))
+            other = next(options[m] for m in MODES if m != name)
+            runs[name][-1]["prefill_after_switch_tps"] = prefill_after_switch(llm, prompt, options[name], other)
         pp, tg = llama_bench(args.model, args, threads)
         bench_pp.append(pp)
         bench_tg.append(tg)
@@ -189,6 +202,8 @@ def main() -> None:
         print(f"[{name}] prefill {med['prefill_tps']:10.1f} t/s  ratio {med['prefill_tps'] / pp:5.3f}x  "
               f"(right after decoding: {med['prefill_after_decode_tps']:.1f} t/s, "
               f"{med['prefill_after_decode_tps'] / pp:5.3f}x)")
+        print(f"[{name}] prefill right after a call with the other mode's options "
+              f"{med['prefill_after_switch_tps']:10.1f} t/s  ratio {med['prefill_after_switch_tps'] / pp:5.3f}x")
         banned = " (EOS banned by a logit bias: the model ended early without one)" \
             if "logit_bias" in options[name] else ""
         print(f"[{name}] decode  {med['decode_tps']:10.1f} t/s  ratio {med['decode_tps'] / tg:5.3f}x{banned}")
@@ -201,7 +216,8 @@ def main() -> None:
         results[name] = {**med, "sampling_us": sample_us, "sampled_by": how,
                          "backend_sampling": on_gpu, "overhead_us": overhead,
                          "eos_banned": "logit_bias" in options[name],
-                         "prefill_ratio": med["prefill_tps"] / pp, "decode_ratio": med["decode_tps"] / tg}
+                         "prefill_ratio": med["prefill_tps"] / pp,
+                         "prefill_after_switch_ratio": med["prefill_after_switch_tps"] / pp, "decode_ratio": med["decode_tps"] / tg}
     switch = switch_cost_ms(llm, prompt)
     print(f"changing sampling options between calls costs {switch:.2f} ms once "
           f"({'re-attaching the GPU-side sampler' if on_gpu else 'a new CPU chain'})")

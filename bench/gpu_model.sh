@@ -21,3 +21,17 @@ PY
     rm -f $M/llama1b-f32.gguf
     echo "model written and quantized in $(( $(date +%s) - t0 )) s: $(ls -la $MODEL)"
 fi
+# model_8b: the Llama-3.1-8B-shaped one (bench/make_synthetic_8b.py, F16 random weights, one
+# layer's set repeated), quantized to Q4_K_M the same way, once per machine. Sets MODEL8B.
+model_8b() {
+    MODEL8B=$M/llama8b-q4km.gguf
+    if [ ! -f $MODEL8B ]; then
+        local t0=$(date +%s)
+        python3 bench/make_synthetic_8b.py $M/llama8b-f16.gguf --vocab vendor/llama.cpp/models/ggml-vocab-llama-bpe.gguf \
+            || return 1
+        "$W/pkg/llama_binding/bin/llama-quantize" $M/llama8b-f16.gguf $MODEL8B Q4_K_M 16 \
+            > $W/quantize8b.log 2>&1 || { tail -20 $W/quantize8b.log; return 1; }
+        rm -f $M/llama8b-f16.gguf
+        echo "8B-shaped model written and quantized in $(( $(date +%s) - t0 )) s: $(ls -la $MODEL8B)"
+    fi
+}

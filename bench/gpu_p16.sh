@@ -3,6 +3,7 @@
 # offloaded, flash attention on. PARTS (a comma list, default decode,batched,spec):
 #   decode:  bench/decode.py, greedy and sampled (t0.8, top-k 40, top-p 0.95) decode beside
 #            llama-bench tg128, the cost of switching options, prefill after decoding;
+#   decode8b: the same on the Llama-3.1-8B-shaped model (written first: bench/gpu_model.sh);
 #   batched: bench/batched.py, AsyncLlama at 16 and 64 streams, greedy and t0.8, beside
 #            llama-batched-bench's S_TG;
 #   spec:    bench/speculative_vs_llama.py, ours beside llama-speculative-simple and
@@ -30,6 +31,14 @@ if [[ $PARTS == *,decode,* ]]; then
     echo "=== bench/decode.py"
     timeout 240 python3 bench/decode.py "$MODEL" --prompt 512 --gen 128 --reps 3 --ngl 99 --fa on \
         --json "$OUT/decode.json" 2>&1 | tee "$OUT/decode.txt"
+    [ -n "${BACKEND_OFF:-}" ] && timeout 240 python3 bench/decode.py "$MODEL" --prompt 512 --gen 128 --reps 3 \
+        --ngl 99 --fa on --backend-sampling off --json "$OUT/decode-backend-off.json" 2>&1 | tee "$OUT/decode-backend-off.txt"
+fi
+if [[ $PARTS == *,decode8b,* ]]; then
+    model_8b || exit 1
+    echo "=== bench/decode.py, 8B shape"
+    timeout 400 python3 bench/decode.py "$MODEL8B" --prompt 512 --gen 128 --reps 3 --ngl 99 --fa on \
+        --json "$OUT/decode-8b.json" 2>&1 | tee "$OUT/decode-8b.txt"
 fi
 if [[ $PARTS == *,batched,* ]]; then
     if [ -f .carry/base-llama_binding.tar ]; then

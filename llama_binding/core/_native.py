@@ -46,6 +46,7 @@ __all__ = [
     "sample_decode",
     "sample_rows",
     "sampled_rows",
+    "top_k",
     "topk_group_new",
     "topk_group_release",
     "topk_ids",
@@ -108,7 +109,8 @@ def _lib() -> dict[str, Any]:
                                         ("topk_group_release", None, [vp]),
                                         ("topk_sampler_new", ctypes.POINTER(capi.llama_sampler), [vp]),
                                         ("topk_ids", ctypes.c_int32,
-                                         [ctypes.c_int32, vp, ctypes.c_int32, ctypes.c_int32, vp])):
+                                         [ctypes.c_int32, vp, ctypes.c_int32, ctypes.c_int32, vp]),
+                                        ("top_k", ctypes.c_int32, [vp, ctypes.c_int32, ctypes.c_int32, vp])):
             fn = getattr(lib, f"llama_binding_{name}")
             fn.restype, fn.argtypes = restype, argtypes
             _fns[name] = fn
@@ -194,6 +196,18 @@ def sampled_rows() -> Any:
     """``llama_binding_sampled_rows(ctx, int32 rows*, n, token* out) -> int``: the backend
     sampler's token of each listed batch index (``NO_LOGITS`` if one has none)."""
     return _lib()["sampled_rows"]
+
+
+def top_k(x: Any, k: int) -> list[int] | None:
+    """The ids of the ``k`` largest of the float32 array ``x`` (C-contiguous), largest
+    first, the lower id first on ties, as the host's leading top-k takes them from the
+    logits (``step.c``'s ``top_k_select``); None where that shortcut does not apply (then
+    the sampler chain's own top-k runs over every logit)."""
+    if x.dtype.str != "<f4" or not x.flags.c_contiguous:
+        raise ValueError("top_k needs a C-contiguous float32 array")
+    ids = (ctypes.c_int32 * max(1, k))()
+    kept = _lib()["top_k"](x.ctypes.data, len(x), k, ids)
+    return list(ids[:kept]) if kept else None
 
 
 def memory_breakdown(ctx: Any) -> tuple[int, ...] | None:
