@@ -185,7 +185,8 @@ def main() -> None:
         for name in MODES:
             runs[name].append(ours(llm, prompt, args.gen, options[name]))
             other = next(options[m] for m in MODES if m != name)
-            runs[name][-1]["prefill_after_switch_tps"] = prefill_after_switch(llm, prompt, options[name], other)
+            runs[name][-1]["prefill_after_switch_tps"] = prefill_after_switch(llm, prompt, options[name],
+                                                                              other)
         pp, tg = llama_bench(args.model, args, threads)
         bench_pp.append(pp)
         bench_tg.append(tg)
@@ -202,8 +203,9 @@ def main() -> None:
         print(f"[{name}] prefill {med['prefill_tps']:10.1f} t/s  ratio {med['prefill_tps'] / pp:5.3f}x  "
               f"(right after decoding: {med['prefill_after_decode_tps']:.1f} t/s, "
               f"{med['prefill_after_decode_tps'] / pp:5.3f}x)")
+        switched = med["prefill_after_switch_tps"]
         print(f"[{name}] prefill right after a call with the other mode's options "
-              f"{med['prefill_after_switch_tps']:10.1f} t/s  ratio {med['prefill_after_switch_tps'] / pp:5.3f}x")
+              f"{switched:10.1f} t/s  ratio {switched / pp:5.3f}x")
         banned = " (EOS banned by a logit bias: the model ended early without one)" \
             if "logit_bias" in options[name] else ""
         print(f"[{name}] decode  {med['decode_tps']:10.1f} t/s  ratio {med['decode_tps'] / tg:5.3f}x{banned}")
@@ -217,7 +219,8 @@ def main() -> None:
                          "backend_sampling": on_gpu, "overhead_us": overhead,
                          "eos_banned": "logit_bias" in options[name],
                          "prefill_ratio": med["prefill_tps"] / pp,
-                         "prefill_after_switch_ratio": med["prefill_after_switch_tps"] / pp, "decode_ratio": med["decode_tps"] / tg}
+                         "prefill_after_switch_ratio": med["prefill_after_switch_tps"] / pp,
+                         "decode_ratio": med["decode_tps"] / tg}
     switch = switch_cost_ms(llm, prompt)
     print(f"changing sampling options between calls costs {switch:.2f} ms once "
           f"({'re-attaching the GPU-side sampler' if on_gpu else 'a new CPU chain'})")

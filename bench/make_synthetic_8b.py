@@ -20,7 +20,7 @@ import gguf
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from _tinymodel import _copy_tokenizer, finish_gguf, vocab_path  # noqa: E402
+from _tinymodel import _copy_tokenizer, finish_gguf, vocab_path
 
 N_EMBD, N_FF, N_HEAD, N_HEAD_KV, N_CTX_TRAIN = 4096, 14336, 32, 8, 8192
 
