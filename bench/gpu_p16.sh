@@ -11,6 +11,7 @@
 #   server:  bench/server_vs_llama_server.py at 16 and 64 clients, greedy and t0.8;
 #   chat:    bench/chat_turns.py, a chat's next turn (short prompt after decoding, options
 #            changing every turn): time to first token, ours beside llama-server;
+#   micro:   bench/native/topk_micro.c, the host's argmax and leading top-k alone;
 #   rpc:     bench/rpc.py, a CUDA worker (another process, through the relay) against the
 #            model on the GPU in the client.
 #   device run, carry [".carry"]:  PARTS=decode,batched,spec bash bench/gpu_p16.sh
@@ -21,6 +22,13 @@ server_deps() {  # our server's dependencies, from the carried wheels where the 
     python3 -c "import fastapi, uvicorn, sse_starlette, pydantic_settings" 2>/dev/null \
         || python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$W/site" .carry/whl/*.whl
 }
+if [[ $PARTS == *,micro,* ]]; then
+    echo "=== bench/native/topk_micro.c (the host's sampling steps alone)"
+    gcc -O2 -fopenmp-simd -march=native -o "$W/topk_micro" bench/native/topk_micro.c -Inative \
+        -Ivendor/llama.cpp/include -Ivendor/llama.cpp/ggml/include -L"$LLAMA_BINDING_LIB_DIR" -lllama -lggml-base \
+        -l:libllama_binding_native.so -lpthread -lm -Wl,-rpath,"$LLAMA_BINDING_LIB_DIR" \
+        && { lscpu | grep -E "Model name|Flags" | cut -c1-200; "$W/topk_micro"; } 2>&1 | tee "$OUT/topk_micro.txt"
+fi
 if [[ $PARTS == *,rpc,* ]]; then
     echo "=== bench/rpc.py: CUDA worker vs local CUDA"
     { echo "command: python3 bench/rpc.py $MODEL --device CUDA0 --local-ngl -1 --n-prompt 512 --n-gen 128 --threads 16"
