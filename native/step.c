@@ -561,18 +561,17 @@ static void offer_reaching(const float * x, int32_t from, int32_t to, int32_t st
  * logits, sorted descending, marked sorted (the chain's top-k then only keeps them); on
  * equal logits the lower token id comes first (llama.cpp's order among equal logits is
  * unspecified). Returns 0 where that does not apply (no block width for k, see
- * top_k_block, fewer than k logits that are not NaN, or no memory): the caller then builds
- * every candidate. */
+ * top_k_block, or fewer than k logits that are not NaN): the caller then builds every
+ * candidate. cur: room for n candidates (as for building them all); the block and lane
+ * maxima live in the room after the first k (no allocation per token). */
 static int32_t top_k_select(const float * x, int32_t n, int32_t k, llama_token_data * cur) {
     const int32_t width = top_k_block(n, k);
     if (width == 0) {
         return 0;
     }
     const int32_t nb = n / width; /* whole blocks; the tail after them is scanned as it is */
-    float * bmax = (float *) malloc(sizeof(float) * (size_t) nb * (SIMD_LANES + 1));
-    if (bmax == NULL) {
-        return 0;
-    }
+    /* nb * (SIMD_LANES + 1) floats <= n / 64 * 17 < 3 * (n - k) floats: k <= n / 64 */
+    float * bmax = (float *) (cur + k);
     float * lanes = bmax + nb;
     for (int32_t b = 0; b < nb; b++) {
         bmax[b] = max_lanes_to(x + (size_t) b * width, width, lanes + (size_t) b * SIMD_LANES);
@@ -593,7 +592,6 @@ static int32_t top_k_select(const float * x, int32_t n, int32_t k, llama_token_d
             }
         }
     }
-    free(bmax);
     offer_reaching(x, nb * width, n, 1, bound, cur, &size, k);
     if (size < k) { /* NaN among the best (the bound was -inf): the whole array, as llama.cpp */
         return 0;
@@ -609,7 +607,7 @@ LLAMA_BINDING_EXPORT int32_t llama_binding_top_k(const float * x, int32_t n, int
     if (x == NULL || ids == NULL || n <= 0 || k <= 0 || k >= n) {
         return 0;
     }
-    llama_token_data * cur = (llama_token_data *) malloc(sizeof(llama_token_data) * (size_t) k);
+    llama_token_data * cur = (llama_token_data *) malloc(sizeof(llama_token_data) * (size_t) n);
     const int32_t kept = cur != NULL ? top_k_select(x, n, k, cur) : 0;
     for (int32_t i = 0; i < kept; i++) {
         ids[i] = cur[i].id;
@@ -620,7 +618,7 @@ LLAMA_BINDING_EXPORT int32_t llama_binding_top_k(const float * x, int32_t n, int
 
 static void sample_rows_share(void * p, int32_t from, int32_t to) {
     const struct sample_rows_arg * a = (const struct sample_rows_arg *) p;
-    llama_token_data * cur = (llama_token_data *) malloc(sizeof(llama_token_data) * (size_t) a->n_vocab);
+    llama_token_data * cur = cand_get((size_t) a->n_vocab); /* the caller's thread keeps it */
     for (int32_t k = from; k < to; k++) {
         a->out[k] = LLAMA_TOKEN_NULL;
         if (cur == NULL) {
@@ -640,7 +638,7 @@ static void sample_rows_share(void * p, int32_t from, int32_t to) {
         a->out[k] = cur_p.data[cur_p.selected].id;
         llama_sampler_accept(a->chains[k], a->out[k]);
     }
-    free(cur);
+    cand_put(cur);
 }
 
 #define SAMPLE_THREADED_MIN (1 << 17)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import numbers
+import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -25,13 +26,15 @@ _PIECE_BUF = 256  # bytes; a longer piece is asked for again with its size
 class Vocab:
     """Tokenizer of ``model`` (thread-safe, like llama.cpp's tokenizer API)."""
 
-    __slots__ = ("_eog", "_model", "_piece_cache", "_vptr")
+    __slots__ = ("_buffers", "_eog", "_model", "_n_tokens", "_piece_cache", "_vptr")
 
     def __init__(self, model: Model) -> None:
         self._model = model
         self._vptr = capi.llama_model_get_vocab(model.ptr)  # lives as long as the model
         self._piece_cache: dict[tuple[int, bool], bytes] = {}
         self._eog: dict[int, bool] = {}
+        self._n_tokens = int(capi.llama_vocab_n_tokens(self._vptr))  # fixed for the model's life
+        self._buffers = threading.local()
 
     @property
     def ptr(self) -> Any:
@@ -40,7 +43,8 @@ class Vocab:
 
     @property
     def n_tokens(self) -> int:
-        return int(capi.llama_vocab_n_tokens(self.ptr))
+        self._model.ptr  # noqa: B018 - raises ClosedError once the model is closed
+        return self._n_tokens
 
     # --- special tokens --------------------------------------------------------------------
 
@@ -186,11 +190,15 @@ class Vocab:
             cached = self._piece_cache.get((token, special))
             if cached is not None:
                 return cached
-        self._check(token)
-        # a buffer per call: llama_token_to_piece releases the GIL, so a shared buffer would
-        # hand one thread's bytes to another (and the cache would keep them for ever)
-        buf = ctypes.create_string_buffer(_PIECE_BUF)
-        n = capi.llama_token_to_piece(self.ptr, token, buf, len(buf), lstrip, special)
+        ptr = self.ptr
+        if not 0 <= token < self._n_tokens:
+            self._check(token)
+        # a buffer per thread: llama_token_to_piece releases the GIL, so a shared buffer
+        # would hand one thread's bytes to another (and the cache would keep them for ever)
+        buf = getattr(self._buffers, "piece", None)
+        if buf is None:
+            buf = self._buffers.piece = ctypes.create_string_buffer(_PIECE_BUF)
+        n = capi.llama_token_to_piece(ptr, token, buf, _PIECE_BUF, lstrip, special)
         if n < 0:
             buf = ctypes.create_string_buffer(-n)
             n = capi.llama_token_to_piece(self.ptr, token, buf, len(buf), lstrip, special)
