@@ -273,9 +273,10 @@ class ChainSlot:
     - a chain that begins with a top-k (llama-cpp-python's defaults: top-k 40, then top-p,
       min-p, temperature and a seeded draw): the host takes the k largest logits without
       sorting the row (``native/step.c``, about 1.6x an argmax: 14 us for 128k logits on
-      a 2-core EPYC) and runs the rest of the chain over them, the same result. On an H200 that costs less per token
-      than llama.cpp's chain on the GPU (which sorts the whole row for its top-k and still
-      copies logits back), and options can change from call to call with nothing to attach;
+      a 2-core EPYC) and runs the rest of the chain over them, the same result. On an
+      H200 that costs less per token than llama.cpp's chain on the GPU (which sorts the
+      whole row for its top-k and still copies logits back), and options can change from
+      call to call with nothing to attach;
     - a call that needs the raw logits (logprobs, a Python logits processor).
     """
 
