@@ -11,6 +11,7 @@ The names and fields are llama-cpp-python's (:mod:`llama_binding.llama_types`).
 from __future__ import annotations
 
 import base64
+import os
 import random
 import time
 import uuid
@@ -66,6 +67,8 @@ TokenText = Callable[[int], str]
 # on a server's event loop, taking it back waits for the engine thread's Python (measured:
 # 1.3 ms a request on a 2-core machine, most of the time to first token's overhead)
 _ids = random.Random()
+if hasattr(os, "register_at_fork"):  # a forked child draws other ids (POSIX)
+    os.register_at_fork(after_in_child=_ids.seed)
 
 
 @dataclass(frozen=True)

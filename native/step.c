@@ -602,7 +602,7 @@ static void offer_reaching(const float * x, int32_t from, int32_t to, int32_t st
  * (max_lanes_to: lane l of a block is every SIMD_LANES-th logit from the l-th); the k-th
  * largest block maximum bounds the k-th largest logit from below (k blocks hold a logit at
  * least that large), and only the lanes that reach it are scanned into a heap of k (about
- * 1.3x the cost of an argmax). The result is what the top-k sampler leaves: the k largest
+ * 1.6x the cost of an argmax on fresh logits). The result is what the top-k sampler leaves: the k largest
  * logits, sorted descending, marked sorted (the chain's top-k then only keeps them); on
  * equal logits the lower token id comes first (llama.cpp's order among equal logits is
  * unspecified). Returns 0 where that does not apply (no block width for k, see
