@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .. import capi
+from ..capi import _loader
 from ..errors import TokenizeError
 from .model import Model
 
@@ -21,6 +22,22 @@ __all__ = ["Vocab", "text_bytes"]
 
 _INT32_MIN = -(2**31)
 _PIECE_BUF = 256  # bytes; a longer piece is asked for again with its size
+_piece_fn: Any = None
+
+
+def _token_to_piece() -> Any:
+    """``llama_token_to_piece`` keeping the GIL: a call of a microsecond (llama.cpp keeps
+    every token's text), made per new token on the event loop's thread of an
+    :class:`~llama_binding.AsyncLlama`; releasing the GIL there meant waiting for the
+    engine thread's Python to give it back."""
+    global _piece_fn
+    if _piece_fn is None:
+        fn = _loader.load_keeping_gil("llama").llama_token_to_piece
+        fn.restype = ctypes.c_int32
+        fn.argtypes = [ctypes.POINTER(capi.llama_vocab), ctypes.c_int32, ctypes.c_char_p, ctypes.c_int32,
+                       ctypes.c_int32, ctypes.c_bool]
+        _piece_fn = fn
+    return _piece_fn
 
 
 class Vocab:
@@ -193,12 +210,10 @@ class Vocab:
         ptr = self.ptr
         if not 0 <= token < self._n_tokens:
             self._check(token)
-        # a buffer per thread: llama_token_to_piece releases the GIL, so a shared buffer
-        # would hand one thread's bytes to another (and the cache would keep them for ever)
-        buf = getattr(self._buffers, "piece", None)
+        buf = getattr(self._buffers, "piece", None)  # one per thread
         if buf is None:
             buf = self._buffers.piece = ctypes.create_string_buffer(_PIECE_BUF)
-        n = capi.llama_token_to_piece(ptr, token, buf, _PIECE_BUF, lstrip, special)
+        n = _token_to_piece()(ptr, token, buf, _PIECE_BUF, lstrip, special)
         if n < 0:
             buf = ctypes.create_string_buffer(-n)
             n = capi.llama_token_to_piece(self.ptr, token, buf, len(buf), lstrip, special)
