@@ -129,11 +129,17 @@ static void build_topk(struct ggml_context * ctx, struct ggml_tensor * x, int32_
 
 LLAMA_BINDING_EXPORT int32_t llama_binding_topk_ids(int32_t n_vocab, const llama_token * chunk_ids, int32_t n_chunk_ids,
                                                     int32_t n_logits, llama_token * out) {
+    return llama_binding_topk_ids_at(n_vocab, chunk_ids, n_chunk_ids, n_logits, NULL, n_logits, out);
+}
+
+LLAMA_BINDING_EXPORT int32_t llama_binding_topk_ids_at(int32_t n_vocab, const llama_token * chunk_ids,
+                                                       int32_t n_chunk_ids, int32_t n_logits, const int32_t * at,
+                                                       int32_t n_at, llama_token * out) {
     if (n_chunk_ids == n_logits) { /* a plain top-k: the ids themselves */
-        for (int32_t i = 0; i < n_logits; i++) {
-            out[i] = chunk_ids[i];
+        for (int32_t j = 0; j < n_at; j++) {
+            out[j] = chunk_ids[at != NULL ? at[j] : j];
         }
-        return n_logits;
+        return n_at;
     }
     const int32_t k = n_chunk_ids / 2;
     const int64_t c1 = stage_chunk(n_vocab, k);
@@ -142,11 +148,12 @@ LLAMA_BINDING_EXPORT int32_t llama_binding_topk_ids(int32_t n_vocab, const llama
     }
     const llama_token * first = chunk_ids;
     const llama_token * second = chunk_ids + k;
-    for (int32_t i = 0; i < n_logits; i++) {
+    for (int32_t j = 0; j < n_at; j++) {
+        const int32_t i = at != NULL ? at[j] : j;
         const int64_t u = (int64_t) second[i / TOPK_C2] * TOPK_C2 + i % TOPK_C2; /* in the union */
-        out[i] = (llama_token) ((int64_t) first[u / c1] * c1 + u % c1);
+        out[j] = (llama_token) ((int64_t) first[u / c1] * c1 + u % c1);
     }
-    return n_logits;
+    return n_at;
 }
 
 static const char * topk_name(const struct llama_sampler * smpl) {

@@ -13,4 +13,9 @@
 int32_t llama_binding_topk_ids(int32_t n_vocab, const llama_token * chunk_ids, int32_t n_chunk_ids, int32_t n_logits,
                                llama_token * out);
 
+/* The same for the logits at positions at[0..n_at) only (every position in 0..n_logits):
+ * into out[0..n_at); n_at, or -1 as above. */
+int32_t llama_binding_topk_ids_at(int32_t n_vocab, const llama_token * chunk_ids, int32_t n_chunk_ids, int32_t n_logits,
+                                  const int32_t * at, int32_t n_at, llama_token * out);
+
 #endif

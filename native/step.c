@@ -189,76 +189,200 @@ static size_t host_candidates(const float * x, int32_t n, int32_t top_k, llama_t
     return (size_t) n;
 }
 
-/* What llama_sampler_sample does (the backend's token, or its candidates, or the host's
- * logits, through the chain, then accept), answering codes where it would abort: 0 with
- * *out set, LLAMA_BINDING_NO_LOGITS (output idx has no logits), LLAMA_BINDING_NO_TOKEN (the
- * chain selected nothing), LLAMA_BINDING_NOT_FINITE (every candidate -inf/NaN; nothing is
- * accepted then), LLAMA_BINDING_NO_MEMORY. top_k: the chain's leading top-k (0: none), so
- * that the host's logits are cut to it before the chain runs (the same result, sorted). */
-static int32_t sample_checked(struct llama_context * ctx, struct llama_sampler * chain, int32_t idx,
-                              int32_t top_k, llama_token * out) {
-    const llama_token backend_token = llama_get_sampled_token_ith(ctx, idx);
-    if (backend_token != LLAMA_TOKEN_NULL) {
-        llama_sampler_accept(chain, backend_token);
-        *out = backend_token;
+/* What the last decode left for one output, read on the caller's thread (llama.cpp's
+ * getters are not for several threads; row_sample then needs no context): the backend
+ * sampler's token, or its candidates (probabilities, or logits with their ids or
+ * batch_topk.c's chunk indices), or the host's logits of the whole vocabulary. */
+struct out_row {
+    llama_token token;       /* the backend's pick, or LLAMA_TOKEN_NULL */
+    const float * probs;     /* the backend's probabilities, or NULL */
+    const float * logits;    /* the backend's candidates' logits, or the host's logits */
+    const llama_token * ids; /* the candidates' ids (NULL: the index is the id) */
+    int32_t n;               /* candidates (the vocabulary for the host's logits) */
+    int32_t n_ids;           /* ids given; n_ids != n: chunk indices (llama_binding_topk_ids) */
+    int32_t n_vocab;
+};
+
+/* out_row for batch index idx: 0, or LLAMA_BINDING_NO_LOGITS (idx has no output) */
+static int32_t row_fetch(struct llama_context * ctx, int32_t idx, struct out_row * r) {
+    *r = (struct out_row) {llama_get_sampled_token_ith(ctx, idx), NULL, NULL, NULL, 0, 0, 0};
+    r->n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(llama_get_model(ctx)));
+    if (r->token != LLAMA_TOKEN_NULL) {
         return 0;
     }
-    const float * probs = llama_get_sampled_probs_ith(ctx, idx);
-    const float * logits = llama_get_sampled_logits_ith(ctx, idx);
-    const llama_token * ids = llama_get_sampled_candidates_ith(ctx, idx);
-    llama_token mapped[TOPK_IDS_MAX];
-    size_t n;
-    if (probs != NULL) {
-        n = llama_get_sampled_probs_count_ith(ctx, idx);
-    } else if (logits != NULL) {
-        n = llama_get_sampled_logits_count_ith(ctx, idx);
-        const size_t n_ids = llama_get_sampled_candidates_count_ith(ctx, idx);
-        if (n_ids > 0 && n_ids != n) { /* batch_topk.c's chunk indices: the ids from them */
-            if (n > TOPK_IDS_MAX) {
-                return LLAMA_BINDING_NO_TOKEN;
-            }
-            const struct llama_vocab * vocab = llama_model_get_vocab(llama_get_model(ctx));
-            if (llama_binding_topk_ids(llama_vocab_n_tokens(vocab), ids, (int32_t) n_ids, (int32_t) n, mapped) < 0) {
-                return LLAMA_BINDING_NO_TOKEN;
-            }
-            ids = mapped;
-        }
+    r->probs = llama_get_sampled_probs_ith(ctx, idx);
+    r->logits = llama_get_sampled_logits_ith(ctx, idx);
+    r->ids = llama_get_sampled_candidates_ith(ctx, idx);
+    if (r->probs != NULL) {
+        r->n = r->n_ids = (int32_t) llama_get_sampled_probs_count_ith(ctx, idx);
+    } else if (r->logits != NULL) {
+        r->n = (int32_t) llama_get_sampled_logits_count_ith(ctx, idx);
+        r->n_ids = (int32_t) llama_get_sampled_candidates_count_ith(ctx, idx);
     } else {
-        logits = llama_get_logits_ith(ctx, idx);
-        if (logits == NULL) {
+        r->logits = llama_get_logits_ith(ctx, idx);
+        if (r->logits == NULL) {
             return LLAMA_BINDING_NO_LOGITS;
         }
-        ids = NULL;
-        n = (size_t) llama_vocab_n_tokens(llama_model_get_vocab(llama_get_model(ctx)));
+        r->ids = NULL;
+        r->n = r->n_vocab;
     }
-    llama_token_data * cur = cand_get(n);
+    return 0;
+}
+
+static float kth_largest(const float * v, int32_t n, int32_t k, uint32_t * keys);
+static void cand_sort_desc(llama_token_data * h, int32_t k);
+
+/* whether a row's ids are batch_topk.c's chunk indices (llama_binding_topk_ids maps them) */
+static int row_chunked(const struct out_row * r) {
+    return r->probs == NULL && r->ids != NULL && r->n_ids > 0 && r->n_ids != r->n;
+}
+
+/* The positions of the k largest of x[0..n) (0 < k <= n <= TOPK_IDS_MAX, no NaN) into
+ * at[0..k), in position order (ties: the first ones). The k-th largest maximum of groups of
+ * 8 bounds the answer from below (k groups hold a value at least that large); the few
+ * values that reach it are ranked exactly (kth_largest over tens of values, not hundreds). */
+static void small_top_k(const float * x, int32_t n, int32_t k, int32_t * at) {
+    uint32_t keys[TOPK_IDS_MAX];
+    float vals[TOPK_IDS_MAX];
+    int32_t pos[TOPK_IDS_MAX];
+    const int32_t ng = n / 8;
+    float reach = -INFINITY;
+    if (ng >= k) {
+        float gmax[TOPK_IDS_MAX / 8];
+        for (int32_t g = 0; g < ng; g++) {
+            float m = x[8 * g];
+            for (int32_t j = 1; j < 8; j++) {
+                m = x[8 * g + j] > m ? x[8 * g + j] : m;
+            }
+            gmax[g] = m;
+        }
+        reach = kth_largest(gmax, ng, k, keys);
+    }
+    int32_t m = 0;
+    for (int32_t i = 0; i < n; i++) {
+        if (x[i] >= reach) {
+            pos[m] = i;
+            vals[m++] = x[i];
+        }
+    }
+    const float bound = kth_largest(vals, m, k, keys);
+    int32_t size = 0; /* fewer than k are above the bound; ties with it fill up */
+    for (int32_t j = 0; j < m; j++) {
+        if (vals[j] > bound) {
+            at[size++] = pos[j];
+        }
+    }
+    for (int32_t j = 0; j < m && size < k; j++) {
+        if (vals[j] == bound) {
+            at[size++] = pos[j];
+        }
+    }
+}
+
+/* Only the top_k largest of a backend sampler's candidate logits (at most TOPK_IDS_MAX),
+ * sorted, into cur: what the chain's leading top-k keeps, with only the kept ones' ids
+ * mapped (about 1 us for 512 candidates, where building all of them and llama.cpp's
+ * partial sort took 4-5). Answers top_k, 0 where this does not apply (no leading top-k,
+ * more candidates, a NaN logit: the chain then sorts them all), or -1 (ids that fit no
+ * layout). cur: room for r->n. */
+static int32_t row_top_k(const struct out_row * r, int32_t top_k, llama_token_data * cur) {
+    const float * x = r->logits;
+    const int32_t n = r->n;
+    if (top_k <= 0 || top_k >= n || n > TOPK_IDS_MAX) {
+        return 0;
+    }
+    int nan = 0;
+    for (int32_t i = 0; i < n; i++) {
+        nan |= isnan(x[i]);
+    }
+    if (nan) {
+        return 0;
+    }
+    int32_t at[TOPK_IDS_MAX];
+    small_top_k(x, n, top_k, at);
+    llama_token ids[TOPK_IDS_MAX];
+    if (row_chunked(r)) {
+        if (llama_binding_topk_ids_at(r->n_vocab, r->ids, r->n_ids, n, at, top_k, ids) < 0) {
+            return -1;
+        }
+    } else {
+        for (int32_t j = 0; j < top_k; j++) {
+            ids[j] = r->ids[at[j]];
+        }
+    }
+    for (int32_t j = 0; j < top_k; j++) {
+        cur[j] = (llama_token_data) {ids[j], x[at[j]], 0.0f};
+    }
+    cand_sort_desc(cur, top_k);
+    return top_k;
+}
+
+/* Every candidate of a backend sampler's row into cur: r->n, or -1 (ids that fit no layout) */
+static int32_t row_all(const struct out_row * r, llama_token_data * cur) {
+    const llama_token * ids = r->ids;
+    llama_token mapped[TOPK_IDS_MAX];
+    if (row_chunked(r)) {
+        if (r->n > TOPK_IDS_MAX || llama_binding_topk_ids(r->n_vocab, ids, r->n_ids, r->n, mapped) < 0) {
+            return -1;
+        }
+        ids = mapped;
+    }
+    for (int32_t i = 0; i < r->n; i++) {
+        cur[i] = (llama_token_data) {ids != NULL ? ids[i] : (llama_token) i, r->logits != NULL ? r->logits[i] : 0.0f,
+                                     r->probs != NULL ? r->probs[i] : 0.0f};
+    }
+    return r->n;
+}
+
+/* What llama_sampler_sample does with one output (the backend's token, or its candidates,
+ * or the host's logits, through the chain, then accept), answering codes where it would
+ * abort: 0 with *out set, LLAMA_BINDING_NO_TOKEN (the chain selected nothing),
+ * LLAMA_BINDING_NOT_FINITE (every candidate -inf/NaN; nothing is accepted then),
+ * LLAMA_BINDING_NO_MEMORY. top_k: the chain's leading top-k (0: none), so that the
+ * candidates are cut to it before the chain runs (the same result, sorted). Touches no
+ * context: rows of one decode run on several threads, each chain on one. */
+static int32_t row_sample(const struct out_row * r, struct llama_sampler * chain, int32_t top_k, llama_token * out) {
+    if (r->token != LLAMA_TOKEN_NULL) {
+        llama_sampler_accept(chain, r->token);
+        *out = r->token;
+        return 0;
+    }
+    llama_token_data * cur = cand_get((size_t) r->n);
     if (cur == NULL) {
         return LLAMA_BINDING_NO_MEMORY;
     }
-    bool sorted = false;
-    if (probs == NULL && ids == NULL) { /* the host's logits */
-        const size_t all = n;
-        n = host_candidates(logits, (int32_t) n, top_k, cur);
-        sorted = n < all;
+    int32_t n;
+    if (r->probs == NULL && r->ids == NULL) { /* the host's logits */
+        n = (int32_t) host_candidates(r->logits, r->n, top_k, cur);
     } else {
-        for (size_t i = 0; i < n; i++) {
-            cur[i] = (llama_token_data) {ids != NULL ? ids[i] : (llama_token) i, logits[i],
-                                         probs != NULL ? probs[i] : 0.0f};
-        }
+        n = r->probs == NULL ? row_top_k(r, top_k, cur) : 0;
+        n = n == 0 ? row_all(r, cur) : n;
     }
-    llama_token_data_array cur_p = {cur, n, -1, sorted};
-    llama_sampler_apply(chain, &cur_p);
     int32_t code = 0;
-    if (cur_p.selected < 0 || cur_p.selected >= (int64_t) cur_p.size) {
+    if (n < 0) {
         code = LLAMA_BINDING_NO_TOKEN;
-    } else if (!picked_finite(&cur_p.data[cur_p.selected])) {
-        code = LLAMA_BINDING_NOT_FINITE;
     } else {
-        *out = cur_p.data[cur_p.selected].id;
-        llama_sampler_accept(chain, *out);
+        llama_token_data_array cur_p = {cur, (size_t) n, -1, n < r->n};
+        llama_sampler_apply(chain, &cur_p);
+        if (cur_p.selected < 0 || cur_p.selected >= (int64_t) cur_p.size) {
+            code = LLAMA_BINDING_NO_TOKEN;
+        } else if (!picked_finite(&cur_p.data[cur_p.selected])) {
+            code = LLAMA_BINDING_NOT_FINITE;
+        } else {
+            *out = cur_p.data[cur_p.selected].id;
+            llama_sampler_accept(chain, *out);
+        }
     }
     cand_put(cur);
     return code;
+}
+
+/* row_sample of batch index idx; also LLAMA_BINDING_NO_LOGITS (idx has no output) */
+static int32_t sample_checked(struct llama_context * ctx, struct llama_sampler * chain, int32_t idx,
+                              int32_t top_k, llama_token * out) {
+    struct out_row r;
+    const int32_t code = row_fetch(ctx, idx, &r);
+    return code != 0 ? code : row_sample(&r, chain, top_k, out);
 }
 
 LLAMA_BINDING_EXPORT int32_t llama_binding_sample(struct llama_context * ctx, struct llama_sampler * chain,
@@ -702,67 +826,115 @@ static int32_t sample_rows_host(struct llama_context * ctx, const struct llama_v
                                 struct llama_sampler ** chains, const int32_t * top_k, const int32_t * rows,
                                 int32_t n, llama_token * out, int32_t n_threads);
 
-/* Rows whose sequence has a backend sampler that left candidates (batch_topk.c: the k best
- * logits and their ids) run their chains over those, one after another (microseconds each);
- * the others are sampled from their logits by sample_rows_host. */
+static int32_t sample_host_subset(struct llama_context * ctx, const struct llama_vocab * vocab,
+                                  struct llama_sampler ** chains, const int32_t * top_k, const int32_t * rows,
+                                  llama_token * out, int32_t n_threads, const int32_t * host, int32_t n_host);
+
+struct cand_rows_arg {
+    const struct out_row * rows; /* the candidate rows, fetched */
+    const int32_t * which;       /* each one's index in the caller's arrays */
+    struct llama_sampler ** chains;
+    const int32_t * top_k;
+    llama_token * out;
+    int32_t * codes; /* row_sample's, per candidate row */
+};
+
+static void cand_rows_share(void * p, int32_t from, int32_t to) {
+    const struct cand_rows_arg * a = (const struct cand_rows_arg *) p;
+    for (int32_t i = from; i < to; i++) {
+        const int32_t k = a->which[i];
+        a->codes[i] = row_sample(&a->rows[i], a->chains[k], a->top_k != NULL ? a->top_k[k] : 0, &a->out[k]);
+    }
+}
+
+/* a thread per this many candidate rows (2-3 us each; starting a thread costs 15-40 us) */
+#define CAND_ROWS_PER_THREAD 32
+
+/* Rows whose sequence has a backend sampler that left candidates (batch_topk.c: a few
+ * hundred logits that hold the k best, and their ids) run their chains over those: fetched
+ * here, sampled on up to n_threads threads (64 rows took 0.9 ms on one); the others are
+ * sampled from their logits by sample_rows_host. */
 LLAMA_BINDING_EXPORT int32_t llama_binding_sample_rows(struct llama_context * ctx, const struct llama_vocab * vocab,
                                                        struct llama_sampler ** chains, const int32_t * top_k,
                                                        const int32_t * rows, int32_t n, llama_token * out,
                                                        int32_t n_threads) {
-    int32_t * host = (int32_t *) malloc(sizeof(int32_t) * (size_t) (n > 0 ? n : 1));
-    if (host == NULL) {
+    const size_t m = (size_t) (n > 0 ? n : 1);
+    int32_t * buf = (int32_t *) malloc(sizeof(int32_t) * 3 * m);
+    struct out_row * fetched = (struct out_row *) malloc(sizeof(struct out_row) * m);
+    if (buf == NULL || fetched == NULL) {
+        free(buf);
+        free(fetched);
         return LLAMA_BINDING_NO_MEMORY;
     }
+    int32_t * host = buf;
+    int32_t * which = buf + m;
+    int32_t * codes = buf + 2 * m;
     int32_t n_host = 0;
-    int32_t code = 0;
+    int32_t n_cand = 0;
     for (int32_t k = 0; k < n; k++) {
-        if (llama_get_sampled_logits_ith(ctx, rows[k]) == NULL) {
+        if (llama_get_sampled_logits_ith(ctx, rows[k]) != NULL && row_fetch(ctx, rows[k], &fetched[n_cand]) == 0) {
+            which[n_cand++] = k;
+        } else {
             host[n_host++] = k;
-            continue;
         }
-        const int32_t c = sample_checked(ctx, chains[k], rows[k], 0, &out[k]);
-        if (c == LLAMA_BINDING_NO_MEMORY) {
-            free(host);
-            return c;
-        }
-        if (c != 0) {
-            out[k] = c == LLAMA_BINDING_NOT_FINITE ? LLAMA_BINDING_TOKEN_NOT_FINITE : LLAMA_TOKEN_NULL;
+    }
+    const struct cand_rows_arg arg = {fetched, which, chains, top_k, out, codes};
+    const int32_t shares = n_cand / CAND_ROWS_PER_THREAD;
+    run_rows(cand_rows_share, (void *) &arg, n_cand, shares < 1 ? 1 : (shares < n_threads ? shares : n_threads));
+    int32_t code = 0;
+    for (int32_t i = 0; i < n_cand && code != LLAMA_BINDING_NO_MEMORY; i++) {
+        const int32_t k = which[i];
+        if (codes[i] == LLAMA_BINDING_NO_MEMORY) {
+            code = codes[i];
+        } else if (codes[i] != 0) {
+            out[k] = codes[i] == LLAMA_BINDING_NOT_FINITE ? LLAMA_BINDING_TOKEN_NOT_FINITE : LLAMA_TOKEN_NULL;
             code = LLAMA_BINDING_NO_TOKEN;
         }
     }
-    if (n_host == n) {
-        free(host);
-        return sample_rows_host(ctx, vocab, chains, top_k, rows, n, out, n_threads);
-    }
-    if (n_host > 0) { /* a mix: the host's rows compacted, sampled, put back */
-        struct llama_sampler ** c2 = (struct llama_sampler **) malloc(sizeof(*c2) * (size_t) n_host);
-        int32_t * buf = (int32_t *) malloc(sizeof(int32_t) * 3 * (size_t) n_host);
-        if (c2 == NULL || buf == NULL) {
-            free(c2);
-            free(buf);
-            free(host);
-            return LLAMA_BINDING_NO_MEMORY;
-        }
-        int32_t * k2 = buf;
-        int32_t * r2 = buf + n_host;
-        llama_token * o2 = buf + 2 * n_host;
-        for (int32_t i = 0; i < n_host; i++) {
-            c2[i] = chains[host[i]];
-            k2[i] = top_k != NULL ? top_k[host[i]] : 0;
-            r2[i] = rows[host[i]];
-        }
-        const int32_t c = sample_rows_host(ctx, vocab, c2, k2, r2, n_host, o2, n_threads);
-        for (int32_t i = 0; i < n_host; i++) {
-            out[host[i]] = o2[i];
-        }
-        free(c2);
-        free(buf);
+    free(fetched);
+    if (code != LLAMA_BINDING_NO_MEMORY && n_host > 0) {
+        const int32_t c = sample_host_subset(ctx, vocab, chains, top_k, rows, out, n_threads, host, n_host);
         if (c != 0 && (code == 0 || c != LLAMA_BINDING_NO_TOKEN)) {
             code = c;
         }
     }
-    free(host);
+    free(buf);
     return code;
+}
+
+/* sample_rows_host of the rows host[0..n_host) of the caller's arrays (all of them: as they are) */
+static int32_t sample_host_subset(struct llama_context * ctx, const struct llama_vocab * vocab,
+                                  struct llama_sampler ** chains, const int32_t * top_k, const int32_t * rows,
+                                  llama_token * out, int32_t n_threads, const int32_t * host, int32_t n_host) {
+    int32_t n_all = 0; /* whether host is 0..n_host-1 */
+    while (n_all < n_host && host[n_all] == n_all) {
+        n_all++;
+    }
+    if (n_all == n_host) {
+        return sample_rows_host(ctx, vocab, chains, top_k, rows, n_host, out, n_threads);
+    }
+    struct llama_sampler ** c2 = (struct llama_sampler **) malloc(sizeof(*c2) * (size_t) n_host);
+    int32_t * buf = (int32_t *) malloc(sizeof(int32_t) * 3 * (size_t) n_host);
+    if (c2 == NULL || buf == NULL) {
+        free(c2);
+        free(buf);
+        return LLAMA_BINDING_NO_MEMORY;
+    }
+    int32_t * k2 = buf;
+    int32_t * r2 = buf + n_host;
+    llama_token * o2 = buf + 2 * n_host;
+    for (int32_t i = 0; i < n_host; i++) { /* compacted, sampled, put back */
+        c2[i] = chains[host[i]];
+        k2[i] = top_k != NULL ? top_k[host[i]] : 0;
+        r2[i] = rows[host[i]];
+    }
+    const int32_t c = sample_rows_host(ctx, vocab, c2, k2, r2, n_host, o2, n_threads);
+    for (int32_t i = 0; i < n_host; i++) {
+        out[host[i]] = o2[i];
+    }
+    free(c2);
+    free(buf);
+    return c;
 }
 
 static int32_t sample_rows_host(struct llama_context * ctx, const struct llama_vocab * vocab,

@@ -142,3 +142,34 @@ def test_the_batching_engine_samples_over_the_candidates(smollm2: Path) -> None:
             for e in engines:
                 e.close()
                 e.ctx.close()
+
+
+def test_many_rows_over_the_candidates_on_threads(bpe_tiny: Path) -> None:
+    """64 sampled sequences of one decode run their chains over the candidates on several
+    threads (a thread per 32 rows): the seeded outputs equal the host's, one thread, token
+    for token, for chains whose leading top-k is cut before the chain runs (k 40, 64, 7)
+    and one without a top-k of its own."""
+    n = 64
+    with Llama(bpe_tiny, n_ctx=256) as llm:
+        vocab = llm.engine.vocab
+        kinds = [dict(top_k=40), dict(top_k=64, top_p=0.9), dict(top_k=7, min_p=0.05, temperature=1.5)]
+        params = [llm.engine.sampling(dict(kinds[i % 3], seed=100 + i)) for i in range(n)]
+        prompts = [[1, 10 + i, 200 + 3 * i] for i in range(n)]
+        cparams = ContextParams(n_ctx=n * 32, n_seq_max=n, kv_unified=True)
+        engines = [BatchEngine(Context(llm.engine.model, cparams), vocab, greedy=greedy, host_threads=threads)
+                   for greedy, threads in (("host", 1), ("backend", 4))]
+        try:
+            outputs = []
+            for e in engines:
+                e.BUSY = 0
+                reqs = [e.submit(BatchRequest(prompts[i], 12, llm.engine.request_chain(p)))
+                        for i, p in enumerate(params)]
+                e.run()
+                outputs.append([r.output for r in reqs])
+            assert "topk" in engines[1]._slot_kind
+            assert outputs[1] == outputs[0]
+            assert len({tuple(o) for o in outputs[0]}) > n // 2  # sampled, not one text
+        finally:
+            for e in engines:
+                e.close()
+                e.ctx.close()
