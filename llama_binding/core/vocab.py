@@ -253,6 +253,8 @@ class Vocab:
         except TypeError:
             raise TypeError(f"{what} must be a list of token ids, not {type(tokens).__name__}") from None
         n_vocab = self.n_tokens
+        if items and set(map(type, items)) == {int} and 0 <= min(items) and max(items) < n_vocab:
+            return items  # (the common case, without a Python step per token: 15 us for 512)
         out: list[int] = []
         for i, t in enumerate(items):
             if type(t) is not int:
