@@ -1,10 +1,10 @@
-/* The host's sampling steps of native/step.c on 128,256 random logits (the Llama-3
+/* The host's sampling steps of native/select.c on 128,256 random logits (the Llama-3
  * vocabulary), each timed alone: the argmax, the leading top-k's selection, and the whole
  * chain t0.8 / top-k 40 / top-p 0.95 over them, on the same logits every call and on fresh
  * ones (new values each call, as a decode brings: the branches no longer repeat). Built and
  * run by bench/gpu_p16.sh (PARTS=micro) against the build's libraries; not part of the
  * package. */
-#include "../../native/step.c"
+#include "../../native/select.c"
 
 #include <stdio.h>
 #include <time.h>
