@@ -3,6 +3,8 @@
 # offloaded, flash attention on. PARTS (a comma list, default decode,batched,spec):
 #   decode:  bench/decode.py, greedy and sampled (t0.8, top-k 40, top-p 0.95) decode beside
 #            llama-bench tg128, the cost of switching options, prefill after decoding;
+#   gap:     bench/decode_gap.py, where a single-stream decode's time goes (raw ctypes loop,
+#            host argmax, lookahead, GPU-side greedy group, one CPU thread) beside llama-bench;
 #   decode8b: the same on the Llama-3.1-8B-shaped model (written first: bench/gpu_model.sh);
 #   batched: bench/batched.py, AsyncLlama at 16 and 64 streams, greedy and t0.8, beside
 #            llama-batched-bench's S_TG;
@@ -41,6 +43,11 @@ if [[ $PARTS == *,decode,* ]]; then
         --json "$OUT/decode.json" 2>&1 | tee "$OUT/decode.txt"
     [ -n "${BACKEND_OFF:-}" ] && timeout 240 python3 bench/decode.py "$MODEL" --prompt 512 --gen 128 --reps 3 \
         --ngl 99 --fa on --backend-sampling off --json "$OUT/decode-backend-off.json" 2>&1 | tee "$OUT/decode-backend-off.txt"
+fi
+if [[ $PARTS == *,gap,* ]]; then
+    echo "=== bench/decode_gap.py"
+    timeout 300 python3 bench/decode_gap.py "$MODEL" --prompt 512 --gen 128 --reps 5 --ngl 99 --fa on \
+        --json "$OUT/decode_gap.json" 2>&1 | grep -v "^llama_\|^load\|^print_info" | tee "$OUT/decode_gap.txt"
 fi
 if [[ $PARTS == *,decode8b,* ]]; then
     model_8b || exit 1
