@@ -14,6 +14,7 @@ this process (us per token, the median of the repetitions; llama-bench runs betw
 - lookahead:  the argmax with the next decode started before Python sees the token
               (Llama.create_completion, greedy, as users call it);
 - *-t1:       the same with one CPU thread for single-token decodes (llama_set_n_threads);
+- llama-bench-t1: llama-bench itself with one thread (-t 1);
 - group:      a GreedyGroup sampler attached (native/batch_greedy.c): the argmax on the
               device, no logits copied back;
 - sampled:    create_completion at t0.8 / top-k 40 / top-p 0.95.
@@ -94,21 +95,22 @@ def variants(llm: Llama, prompt: list[int], gen: int, fresh: Any) -> dict[str, C
         def run() -> float:
             llm.reset()
             t_first, n = 0.0, 0
-            for n, _ in enumerate(llm.create_completion(prompt, max_tokens=gen + 1, stream=True,
-                                                        logit_bias={llm.token_eos(): -1e9}, **opts)):
+            # (no logit bias against an early end: a bias is one more sampler, which takes the
+            # call off the host argmax and the leading top-k; the time per token is what counts)
+            for n, _ in enumerate(llm.create_completion(prompt, max_tokens=gen + 1, stream=True, **opts)):
                 if n == 0:
                     t_first = time.perf_counter()
             return (time.perf_counter() - t_first) / max(n, 1) * 1e6
         return run
 
     def group() -> float:
+        prefill()  # (resetting the Llama detaches what its sequence had attached)
         g = GreedyGroup()
         chain = SamplerChain([g.sampler()])
         if not ctx.attach_sampler(0, chain):
             return float("nan")
         rows, out = np.zeros(1, np.int32), np.zeros(1, np.int32)
         try:
-            prefill()
             tok = prompt[-1]
             ctx.decode_token(batch, tok, len(prompt), 0)  # the first sampled row
             t0 = time.perf_counter()
@@ -145,6 +147,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--ngl", type=int, default=99)
     ap.add_argument("--fa", choices=["auto", "on", "off"], default="on")
+    ap.add_argument("--only", help="a comma list of the variants to run (default: all)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     threads = physical_cores()
@@ -155,6 +158,14 @@ def main() -> None:
     prompt = [llm.token_bos()] + [(i * 7919) % (llm.n_vocab() - 100) + 50 for i in range(args.prompt - 1)]
     fresh, pool = _fresh_context(llm, n_ctx, threads)
     runs = variants(llm, prompt, args.gen, fresh)
+
+    def bench_t1() -> float:
+        (tg1,) = benchmark.llama_bench(args.model, n_prompt=0, n_gen=args.gen, depth=args.prompt, reps=3,
+                                       threads=1, n_gpu_layers=args.ngl, flash_attn=fa)
+        return 1e6 / tg1.median
+    runs["llama-bench-t1"] = bench_t1
+    if args.only:
+        runs = {k: v for k, v in runs.items() if k in args.only.split(",")}
     times: dict[str, list[float]] = {k: [] for k in [*runs, "llama-bench"]}
     for fn in runs.values():
         fn()  # warm-up (graphs, CUDA graph capture, an attached sampler's rebuild)
