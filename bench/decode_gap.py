@@ -107,7 +107,9 @@ def variants(llm: Llama, prompt: list[int], gen: int, fresh: Any) -> dict[str, C
         prefill()  # (resetting the Llama detaches what its sequence had attached)
         g = GreedyGroup()
         chain = SamplerChain([g.sampler()])
-        if not ctx.attach_sampler(0, chain):
+        if not ctx.attach_sampler(0, chain):  # (this backend cannot take it)
+            chain.close()
+            g.close()
             return float("nan")
         rows, out = np.zeros(1, np.int32), np.zeros(1, np.int32)
         try:
