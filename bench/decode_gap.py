@@ -161,11 +161,12 @@ def main() -> None:
     fresh, pool = _fresh_context(llm, n_ctx, threads)
     runs = variants(llm, prompt, args.gen, fresh)
 
-    def bench_t1() -> float:
-        (tg1,) = benchmark.llama_bench(args.model, n_prompt=0, n_gen=args.gen, depth=args.prompt, reps=3,
-                                       threads=1, n_gpu_layers=args.ngl, flash_attn=fa)
-        return 1e6 / tg1.median
-    runs["llama-bench-t1"] = bench_t1
+    def bench_us(n_threads: int) -> float:
+        """llama-bench tg<gen> at depth <prompt>, us per token (median of its 3 repetitions)."""
+        (tg,) = benchmark.llama_bench(args.model, n_prompt=0, n_gen=args.gen, depth=args.prompt, reps=3,
+                                      threads=n_threads, n_gpu_layers=args.ngl, flash_attn=fa)
+        return 1e6 / tg.median
+    runs["llama-bench-t1"] = lambda: bench_us(1)
     if args.only:
         runs = {k: v for k, v in runs.items() if k in args.only.split(",")}
     times: dict[str, list[float]] = {k: [] for k in [*runs, "llama-bench"]}
@@ -174,9 +175,7 @@ def main() -> None:
     for _ in range(args.reps):
         for name, fn in runs.items():
             times[name].append(fn())
-        (tg,) = benchmark.llama_bench(args.model, n_prompt=0, n_gen=args.gen, depth=args.prompt, reps=3,
-                                      threads=threads, n_gpu_layers=args.ngl, flash_attn=fa)
-        times["llama-bench"].append(1e6 / tg.median)
+        times["llama-bench"].append(bench_us(threads))
     base = statistics.median(times["llama-bench"])
     print(f"model {args.model}  prompt {args.prompt}  gen {args.gen}  reps {args.reps}  threads {threads}")
     result = {}
