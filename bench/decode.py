@@ -164,13 +164,15 @@ def main() -> None:
     ap.add_argument("--outputs-per-seq", type=int, default=None,
                     help="n_outputs_max_per_seq (llama.cpp's default: n_batch)")
     ap.add_argument("--threads", type=int, default=0,
-                    help="CPU threads for both (0: physical cores, llama-bench's default too)")
+                    help="CPU threads for both (0: llama-bench's default, the physical cores, and our "
+                         "Llama's default: the same, but 1 for single-token decodes with every layer "
+                         "on a GPU)")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
     threads = args.threads or physical_cores()
     backend = {"auto": None, "on": True, "off": False}[args.backend_sampling]
-    llm = Llama(args.model, n_ctx=args.prompt + args.gen + 16, n_gpu_layers=args.ngl, n_threads=threads,
-                n_threads_batch=threads,
+    llm = Llama(args.model, n_ctx=args.prompt + args.gen + 16, n_gpu_layers=args.ngl,
+                n_threads=args.threads or None, n_threads_batch=args.threads or None,
                 flash_attn=benchmark.FLASH_ATTN[args.fa], backend_sampling=backend,
                 n_outputs_max_per_seq=args.outputs_per_seq)
     prompt = [llm.token_bos()] + [(i * 7919) % (llm.n_vocab() - 100) + 50 for i in range(args.prompt - 1)]
@@ -192,7 +194,10 @@ def main() -> None:
         bench_tg.append(tg)
     pp, tg = statistics.median(bench_pp), statistics.median(bench_tg)
     on_gpu = llm.engine.backend_sampling
-    print(f"model {args.model}  threads {threads}  ngl {args.ngl}  fa {args.fa}  reps {args.reps}  "
+    ctx = llm.engine.context
+    print(f"model {args.model}  threads {threads} "
+          f"(ours: {ctx.n_threads} a token, {ctx.n_threads_batch} a batch)  "
+          f"ngl {args.ngl}  fa {args.fa}  reps {args.reps}  "
           f"backend sampling {'on' if on_gpu else 'off'}  n_outputs_max_per_seq {args.outputs_per_seq}")
     print(f"llama-bench: pp{args.prompt} {pp:10.1f} t/s   tg{args.gen} @ d{args.prompt} {tg:9.1f} t/s")
     for name in MODES:

@@ -98,7 +98,8 @@ class Llama(LlamaStates, LlamaLoop):
         n_seq_max: sequences decoded together (several prompts, ``n > 1``); 16 for embeddings.
         n_outputs_max_per_seq: outputs a sequence may have per decode with backend sampling.
         n_threads, n_threads_batch: CPU threads for generation / prompts (None, 0, -1: the
-            physical cores; more than 4 per CPU is lowered to that, with a warning).
+            physical cores, but 1 for generation when every layer is on a GPU; more than 4
+            per CPU is lowered to that, with a warning).
         flash_attn: True, False or "auto" (default).
         type_k, type_v: KV cache types (ggml type numbers: 1 F16, 8 Q8_0, ...).
         offload_kqv, op_offload, swa_full, kv_unified: llama.cpp's context flags.
@@ -205,8 +206,8 @@ class Llama(LlamaStates, LlamaLoop):
         self.escape_special_tokens, self.draft_model = escape_special_tokens, draft_model
         on_progress = progress_callback(progress, f"loading {os.path.basename(self.model_path)}")
         model = Model(model_path, _params.model_params(given), progress=on_progress)
-        ctx_params = None if vocab_only else _params.context_params(given, model.n_ctx_train)
         offloaded, output_on_gpu = _params.offload(given["n_gpu_layers"], model.n_layer)
+        ctx_params = None if vocab_only else _params.context_params(given, model.n_ctx_train, output_on_gpu)
         self.engine = Engine(model, ctx_params, seed=seed, logits_all=logits_all, lookahead=offloaded,
                              backend_sampling=output_on_gpu if backend_sampling is None else backend_sampling)
         self._attach(tokenizer, adapters, draft_model, given)

@@ -34,6 +34,27 @@ def test_signature_table_and_dataclasses_agree() -> None:
     assert not names & _params.IGNORED
 
 
+def _given(**kw: object) -> dict[str, object]:
+    """Llama's keywords at their defaults, with ``kw`` over them."""
+    sig = inspect.signature(Llama.__init__)
+    return {**{n: p.default for n, p in sig.parameters.items() if p.kind is p.KEYWORD_ONLY}, **kw}
+
+
+@pytest.mark.parametrize("n_threads", [None, 0, -1])
+def test_generation_threads_default_to_one_when_every_layer_is_on_a_gpu(n_threads: object) -> None:
+    on_gpu = _params.context_params(_given(n_threads=n_threads), 4096, all_on_gpu=True)
+    assert on_gpu.n_threads == 1 and on_gpu.n_threads_batch is None  # prompts: the physical cores
+    assert _params.context_params(_given(n_threads=n_threads), 4096).n_threads == n_threads
+    assert _params.context_params(_given(n_threads=3), 4096, all_on_gpu=True).n_threads == 3
+
+
+def test_the_context_gets_those_generation_threads(llm: Llama) -> None:
+    from llama_binding.core.context import physical_cores
+
+    all_on_gpu = _params.offload(-1, llm.engine.model.n_layer)[1]  # (False on a CPU machine)
+    assert llm.engine.context.n_threads == (1 if all_on_gpu else physical_cores())
+
+
 def test_greedy_completion_and_openai_shape(llm: Llama) -> None:
     out = llm.create_completion("Once upon a time", max_tokens=20, temperature=0.0)
     assert out["object"] == "text_completion" and out["id"].startswith("cmpl-")

@@ -301,6 +301,11 @@ class Context(NativeHandle[Any]):
         return int(capi.llama_n_threads(self.ptr))
 
     @property
+    def n_threads_batch(self) -> int:
+        """Threads of a decode of several tokens on the CPU (``llama_n_threads_batch``)."""
+        return int(capi.llama_n_threads_batch(self.ptr))
+
+    @property
     def n_seq_max(self) -> int:
         return int(capi.llama_n_seq_max(self.ptr))
 

@@ -146,6 +146,9 @@ class BatchEngine:
         self.shared_tokens = 0  # prompt tokens copied instead of evaluated, in all
         #: seconds spent in prepare / decode / collect, summed (a diagnostic for benchmarks)
         self.timings = {"prepare": 0.0, "decode": 0.0, "collect": 0.0}
+        #: a list to append (running rows, prompt tokens, seconds) to for every decode, or None
+        self.step_log: list[tuple[int, int, float]] | None = None
+        self._shape = (0, 0)
         self._free = list(range(self.n_slots - 1, -1, -1))
         #: the tokens held in each free slot's KV memory, from its last request (reuse)
         self._cached: list[list[int]] = [[] for _ in range(self.n_slots)]
@@ -322,6 +325,7 @@ class BatchEngine:
             n = min(room, len(r.prompt) - r._fed)
             work.append((r, n))
             room -= n
+        self._shape = (sum(not n for _, n in work), sum(n for _, n in work))
         if self._split:  # llama.cpp puts consecutive sequence ids, in order, in one ubatch
             work.sort(key=lambda item: item[0].seq_id)
         for r, n in work:
@@ -370,7 +374,10 @@ class BatchEngine:
             self.drop_cached()  # what the failed decode left in memory is not known
             raise
         finally:
-            self.timings["decode"] += time.perf_counter() - t0
+            dt = time.perf_counter() - t0
+            self.timings["decode"] += dt
+        if self.step_log is not None:
+            self.step_log.append((*self._shape, dt))
         self.steps += 1
 
     def collect(self) -> list[tuple[BatchRequest, int]]:
