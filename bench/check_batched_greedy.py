@@ -28,7 +28,7 @@ def run(model: Model, vocab: Vocab, prompts: list[list[int]], ntg: int, slots: i
         greedy: Greedy) -> tuple[list[list[int]], str]:
     ctx = Context(model, ContextParams(n_ctx=slots * 512, n_seq_max=slots, kv_unified=True,
                                        flash_attn_type=FlashAttnType.AUTO))
-    engine = BatchEngine(ctx, vocab, greedy=greedy, host_threads=ctx.n_threads)
+    engine = BatchEngine(ctx, vocab, greedy=greedy, host_threads=ctx.n_threads_batch)
     reqs = [engine.submit(BatchRequest(p, ntg, ignore_eos=True)) for p in prompts]
     engine.run()
     mode = engine.greedy

@@ -501,13 +501,14 @@ class Engine:
         live.slot.detach()  # its backend chain would keep seq 0 from the scheduler
         live.seq.reset()
         # plain greedy on the GPU: every slot's argmax in the decode (no logits copied back);
-        # the CPU's threads are free while a GPU decodes, so requests' chains use them all.
+        # the CPU's threads are free while a GPU decodes, so requests' chains use them all
+        # (n_threads_batch: with every layer on the GPU, n_threads is 1 for single tokens).
         # A context that computes embeddings keeps no samplers attached (its decodes pool)
         gpu = live.slot.backend
         pools = self.params is not None and self.params.embeddings
         greedy: Greedy = "backend" if gpu and not pools else "host"
         return BatchEngine(live.ctx, self.vocab, max_waiting=max_waiting, greedy=greedy,
-                           host_threads=live.ctx.n_threads if gpu else 1)
+                           host_threads=live.ctx.n_threads_batch if gpu else 1)
 
     def request_chain(self, sampling: SamplingParams, raw_logits: bool = False) -> SamplerChain | None:
         """A scheduler request's sampler chain; None for plain greedy (the scheduler's
