@@ -130,7 +130,8 @@ def main() -> None:
                     allm = AsyncLlama(model, n_seq_max=n, n_ctx=n_ctx, n_batch=2048, n_ubatch=512,
                                       max_waiting=0, backend_sampling=backend, **kw)
                     if m in ("host", "host1"):  # AsyncLlama gives a CPU decode's host one thread
-                        allm.scheduler.host_threads = 1 if m == "host1" else allm.scheduler.ctx.n_threads_batch
+                        sched = allm.scheduler
+                        sched.host_threads = 1 if m == "host1" else sched.ctx.n_threads_batch
                     try:
                         t = args.temperature
                         asyncio.run(run_ours(allm, n, args.npp, args.ntg, 1, t))  # warm-up
