@@ -12,7 +12,8 @@
 #            llama-lookup of the same build (self-draft: equal acceptance; n-gram lookup);
 #   server:  bench/server_vs_llama_server.py at 16 and 64 clients, greedy and t0.8;
 #   engine:  bench/engine_load.py, the server's workload on AsyncLlama without HTTP (16 and 64
-#            closed-loop clients, greedy and t0.8) with the engine's decodes split by kind;
+#            closed-loop clients, greedy and t0.8) with the engine's decodes split by kind
+#            (ENGINE_EXTRA: more engine_load.py flags, ENGINE_TAG: a suffix for its files);
 #   chat:    bench/chat_turns.py, a chat's next turn (short prompt after decoding, options
 #            changing every turn): time to first token, ours beside llama-server;
 #   micro:   bench/native/topk_micro.c, the host's argmax and leading top-k alone;
@@ -91,7 +92,8 @@ if [[ $PARTS == *,engine,* ]]; then
     for t in ${TEMPS:-0 0.8}; do
         echo "=== bench/engine_load.py temperature $t"
         timeout 200 python3 bench/engine_load.py --model "$MODEL" --ngl 99 --fa on --clients ${CLIENTS:-16,64} \
-            --seconds 10 --temperature $t --json "$OUT/engine_load-t$t.json" 2>&1 | tee "$OUT/engine_load-t$t.txt"
+            --seconds 10 --temperature $t ${ENGINE_EXTRA:-} --json "$OUT/engine_load-t$t${ENGINE_TAG:-}.json" 2>&1 \
+            | tee "$OUT/engine_load-t$t${ENGINE_TAG:-}.txt"
     done
 fi
 if [[ $PARTS == *,chat,* ]]; then
