@@ -102,8 +102,6 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--temperature", type=float, default=0.0)
     ap.add_argument("--no-kv-unified", action="store_true")
-    ap.add_argument("--step-tokens", type=int, default=-1,
-                    help="the engine's step_tokens: -1 its default (n_ubatch), 0 the whole batch")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     clients = [int(x) for x in args.clients.split(",")]
@@ -117,15 +115,11 @@ def main() -> None:
     tool = run_tool(args.model, args, n_ctx)
     allm = AsyncLlama(args.model, n_seq_max=slots, n_ctx=n_ctx, n_batch=2048, n_ubatch=512, max_waiting=0,
                       kv_unified=not args.no_kv_unified, **kw)
-    if args.step_tokens >= 0:
-        allm.scheduler.step_tokens = args.step_tokens or None
     results: dict[str, Any] = {"model": str(args.model), "n_ctx": n_ctx, "slots": slots,
-                               "temperature": args.temperature, "step_tokens": allm.scheduler.step_tokens,
-                               "points": {}}
+                               "temperature": args.temperature, "points": {}}
     layout = "per slot (batched-bench: unified)" if args.no_kv_unified else "unified"
     print(f"model {args.model.name}  n_ctx {n_ctx}  slots {slots}  temperature {args.temperature}  "
-          f"{args.seconds} s per point  KV cache {layout}  step_tokens {allm.scheduler.step_tokens}",
-          flush=True)
+          f"{args.seconds} s per point  KV cache {layout}", flush=True)
     try:
         asyncio.run(load(allm, min(clients), 2.0, args.npp, args.ntg, args.temperature, 1))  # warm-up
         for n in clients:

@@ -2,12 +2,11 @@
 
 :class:`BatchEngine` owns the ``n_seq_max`` sequence slots of one context. Each
 :meth:`~BatchEngine.step` builds one ``llama_batch`` holding the next token of every running
-sequence plus chunks of waiting prompts (chunked prefill: while sequences run, up to the
-end of their micro-batch; otherwise up to the batch's capacity), decodes once, samples
-every sequence that has an output row with its own sampler (or the argmax for plain
-greedy), frees the KV memory of finished sequences and admits waiting requests into the
-free slots. It is synchronous and single-threaded: an asyncio front end drives it from one
-worker thread.
+sequence plus chunks of waiting prompts (chunked prefill up to the batch's capacity),
+decodes once, samples every sequence that has an output row with its own sampler (or the
+argmax for plain greedy), frees the KV memory of finished sequences and admits waiting
+requests into the free slots. It is synchronous and single-threaded: an asyncio front end
+drives it from one worker thread.
 
 Plain greedy takes the argmax either on the host (``greedy="host"``: one native call for
 every row, split between threads when the rows are many and long) or in the decode
@@ -139,12 +138,6 @@ class BatchEngine:
         self.n_slots = ctx.n_seq_max
         self.batch = Batch(max(ctx.n_batch, self.n_slots), 1)
         self.max_waiting = max_waiting
-        #: while sequences are running, a step carries prompt tokens only up to the end of the
-        #: micro-batch (``n_ubatch``) its running rows begin: a waiting prompt rides in the
-        #: decodes the running rows need anyway instead of adding micro-batches of its own
-        #: (each costs a decode's fixed part again, and stalls every running stream); None
-        #: fills the whole batch (``n_batch``) as soon as prompts wait
-        self.step_tokens: int | None = ctx.n_ubatch
         # a partial seq_cp needs the unified cache (llama.cpp aborts the process otherwise);
         # with a cache per sequence (a stream each), a ubatch holds only consecutive sequence
         # ids in ascending order: the batch is built in that order, on the lowest free slots
@@ -319,9 +312,13 @@ class BatchEngine:
         self._copy_shared_prefixes()
         batch = self.batch
         batch.clear()
-        # one token for each running sequence, then prompt chunks in the room left
+        # one token for each running sequence, then prompt chunks in the room left: the whole
+        # batch. Capping a step at the running rows' micro-batch (a chunked-prefill token
+        # budget) took 64 closed-loop streams on an H100 from 6,536 to 5,604 t/s: prompts fed
+        # at once keep requests in step, in waves that start and end together, with fuller
+        # and cheaper decodes between them (60 rows in 6.92 ms against 56 in 7.41; p16/gpu-10)
         work: list[tuple[BatchRequest, int]] = [(r, 0) for r in self._active if r.phase == "running"]
-        room = self._room(len(work))
+        room = batch.capacity - len(work)
         for r, _ in work:
             if r.drafter is not None and r.chain is None and room > 0 and self._can_draft:
                 r._draft = self._draft_for(r, room)
@@ -351,13 +348,6 @@ class BatchEngine:
                 r.phase = "running"
         self._make_room()
         return True
-
-    def _room(self, rows: int) -> int:
-        """How many tokens a step with ``rows`` running rows has left for drafts and prompts."""
-        limit = self.batch.capacity
-        if rows and self.step_tokens:  # to the end of the micro-batch the rows end in
-            limit = min(limit, -(-(rows + 1) // self.step_tokens) * self.step_tokens)
-        return limit - rows
 
     def _draft_for(self, r: BatchRequest, room: int) -> list[int]:
         """``r``'s drafter's tokens to follow its pending one, as many as fit the batch's

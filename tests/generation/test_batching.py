@@ -413,37 +413,3 @@ def test_a_failing_chain_ends_only_its_request(smol: tuple[Model, Vocab]) -> Non
     assert good.error is None and len(good.output) == 6
     assert sampled.error is None and len(sampled.output) == 6
     assert all(ctx.seq_pos_max(s) == len(engine.cached(s)) - 1 for s in range(3))
-
-
-@pytest.mark.parametrize("step_tokens", [32, None])
-def test_running_streams_take_a_prompt_one_micro_batch_a_step(smol: tuple[Model, Vocab],
-                                                              step_tokens: int | None) -> None:
-    """While a sequence runs, a long prompt that arrives is fed up to the end of the running
-    rows' micro-batch a step (``step_tokens`` None: the whole batch at once); the outputs
-    are each prompt's own greedy tokens either way."""
-    m, v = smol
-    short, long = v.tokenize("The capital of France is"), v.tokenize("word " * 150)[:150]
-    ctx = Context(m, ContextParams(n_ctx=1024, n_seq_max=2, kv_unified=True, n_batch=256, n_ubatch=32))
-    engine = BatchEngine(ctx, v)
-    assert engine.step_tokens == 32
-    engine.step_tokens = step_tokens
-    log: list[tuple[int, int, float]] = []
-    engine.step_log = log
-    a = engine.submit(BatchRequest(short, 12))
-    engine.step()  # a's prompt alone: the whole batch is open to it
-    b = engine.submit(BatchRequest(long, 4))
-    engine.run()
-    assert log[0][:2] == (0, len(short))
-    mixed = [(rows, n) for rows, n, _ in log[1:] if n]
-    assert sum(n for _, n in mixed) == len(long)
-    if step_tokens:
-        assert mixed == [(1, 31)] * 4 + [(1, len(long) - 124)]
-    else:
-        assert mixed == [(1, len(long))]
-    ties: list[float] = []
-    for r, p, n in ((a, short, 12), (b, long, 4)):
-        want, gaps = single(m, v, p, n)
-        check_equal(r.output, want, gaps, ties)
-    assert not ties
-    engine.close()
-    ctx.close()
