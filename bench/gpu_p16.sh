@@ -13,7 +13,8 @@
 #   server:  bench/server_vs_llama_server.py at 16 and 64 clients, greedy and t0.8;
 #   engine:  bench/engine_load.py, the server's workload on AsyncLlama without HTTP (16 and 64
 #            closed-loop clients, greedy and t0.8) with the engine's decodes split by kind
-#            (ENGINE_EXTRA: more engine_load.py flags, ENGINE_TAG: a suffix for its files);
+#            (ENGINE_EXTRA: more engine_load.py flags, ENGINE_TAG: a suffix for its files;
+#            SERVER_EXTRA and SERVER_TAG the same for the server part);
 #   chat:    bench/chat_turns.py, a chat's next turn (short prompt after decoding, options
 #            changing every turn): time to first token, ours beside llama-server;
 #   micro:   bench/native/topk_micro.c, the host's argmax and leading top-k alone;
@@ -83,10 +84,12 @@ if [[ $PARTS == *,spec,* ]]; then
 fi
 if [[ $PARTS == *,server,* ]]; then
     server_deps
-    echo "=== bench/server_vs_llama_server.py"
+    echo "=== bench/server_vs_llama_server.py ${SERVER_EXTRA:-}"
+    eval "extra=(${SERVER_EXTRA:-})"  # (quoted words stay one argument: --ours-args '--n-threads-batch 4')
     timeout 400 python3 bench/server_vs_llama_server.py --model "$MODEL" --ngl 99 --fa on --clients ${CLIENTS:-16,64} \
-        --modes greedy,t0.8 --seconds 10 --drain-timeout 60 --procs 4 \
-        --json "$OUT/server_vs_llama_server.json" --log-dir "$OUT/logs" 2>&1 | tee "$OUT/server_vs_llama_server.txt"
+        --modes greedy,t0.8 --seconds 10 --drain-timeout 60 --procs 4 "${extra[@]}" \
+        --json "$OUT/server_vs_llama_server${SERVER_TAG:-}.json" --log-dir "$OUT/logs${SERVER_TAG:-}" 2>&1 \
+        | tee "$OUT/server_vs_llama_server${SERVER_TAG:-}.txt"
 fi
 if [[ $PARTS == *,engine,* ]]; then
     for t in ${TEMPS:-0 0.8}; do

@@ -49,7 +49,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 from urllib.parse import urlsplit
 
 import httpx
@@ -309,13 +309,19 @@ async def run_load(args: argparse.Namespace, base: str, pid: Optional[int] = Non
     return summarize(args, results, t0, t_end, n_cut, rss_start, rss_end)
 
 
-def measure(args: argparse.Namespace, base: str, pid: Optional[int] = None,
-            quiet: bool = False) -> dict[str, Any]:
+def measure(args: argparse.Namespace, base: str, pid: Optional[int] = None, quiet: bool = False,
+            around: Optional[Callable[[str], None]] = None) -> dict[str, Any]:
     """The load of --clients clients, in one process or spread over --procs processes (each
-    with its share of the clients and its own prompts), started together and summarized as one."""
+    with its share of the clients and its own prompts), started together and summarized as one.
+    ``around("start")`` runs right before the clients start (after their warm-up) and
+    ``around("end")`` once every one has finished (a caller reads the server's counters there)."""
+    mark = around or (lambda _: None)
     procs = max(1, min(args.procs, args.clients))
     if procs == 1:
-        return asyncio.run(run_load(args, base, pid, quiet))
+        mark("start")
+        s = asyncio.run(run_load(args, base, pid, quiet))
+        mark("end")
+        return s
     children = []
     with tempfile.TemporaryDirectory(prefix="server_load-") as tmp:
         for i in range(procs):
@@ -332,6 +338,7 @@ def measure(args: argparse.Namespace, base: str, pid: Optional[int] = None,
                 line = c.stdout.readline() if c.stdout else ""
                 if line.strip() != "ready":
                     raise RuntimeError(f"a client process failed before the start ({line.strip()!r})")
+            mark("start")
             start_at = time.perf_counter() + 0.2
             rss_start = read_rss_kib(pid) if pid else None
             for c in children:
@@ -341,6 +348,7 @@ def measure(args: argparse.Namespace, base: str, pid: Optional[int] = None,
             for c in children:
                 if c.wait(args.seconds + args.drain_timeout + 60) != 0:
                     raise RuntimeError(f"a client process exited with {c.returncode}")
+            mark("end")
             rss_end = read_rss_kib(pid) if pid else None
             results: list[Result] = []
             n_cut = 0

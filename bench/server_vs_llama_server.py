@@ -35,12 +35,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Optional
+
+import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -98,7 +102,7 @@ def server_cmd(which: str, args: argparse.Namespace, ctx: int, n_slots: int, por
            "--host", "127.0.0.1", "--port", str(port), "--no-kv-unified" if args.kv_split else "--kv-unified"]
     if args.threads:
         cmd += ["--n-threads", str(args.threads), "--n-threads-batch", str(args.threads)]
-    return cmd
+    return cmd + shlex.split(args.ours_args)
 
 
 def load_args(args: argparse.Namespace, clients: int, mode: str) -> argparse.Namespace:
@@ -111,6 +115,60 @@ def load_args(args: argparse.Namespace, clients: int, mode: str) -> argparse.Nam
     for k, v in MODES[mode].items():
         setattr(la, k, v)
     return la
+
+
+_COUNTERS = {"decodes": "llamacpp:n_decode_total", "predicted": "llamacpp:tokens_predicted_total",
+             "prompt": "llamacpp:prompt_tokens_total", "busy": "llamacpp:n_busy_slots_per_decode"}
+
+
+def engine_counters(base: str) -> dict[str, float]:
+    """Our server's engine counters from /metrics, and the time they were read."""
+    text = httpx.get(f"{base}/metrics", timeout=10.0).text
+    out = {"t": time.perf_counter()}
+    for key, name in _COUNTERS.items():
+        m = re.search(rf"^{re.escape(name)}\{{[^}}]*\}} (\S+)$", text, re.M)
+        out[key] = float(m.group(1)) if m else 0.0
+    for m in re.finditer(r'^llama_binding_engine_seconds_total\{[^}]*phase="(\w+)"\} (\S+)$', text, re.M):
+        out[m.group(1)] = float(m.group(2))
+    return out
+
+
+def engine_split(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Where our engine's steps went over a point: decodes, rows per decode, and per decode
+    the ms of each phase and of the rest (handing tokens to the event loop, waiting for the
+    GIL or for requests), from the counters read as the clients started and ended."""
+    n = after["decodes"] - before["decodes"]
+    if n <= 0:
+        return {}
+    wall = after["t"] - before["t"]
+    rows = after["busy"] * after["decodes"] - before["busy"] * before["decodes"]
+    split = {"decodes": n, "rows_per_decode": rows / n, "step_ms": wall / n * 1e3}
+    for phase in ("prepare", "decode", "collect"):
+        split[f"{phase}_ms"] = (after.get(phase, 0.0) - before.get(phase, 0.0)) / n * 1e3
+    split["rest_ms"] = split["step_ms"] - sum(split[f"{p}_ms"] for p in ("prepare", "decode", "collect"))
+    return split
+
+
+def measure_point(which: str, args: argparse.Namespace, base: str, pid: int, n: int,
+                  mode: str) -> dict[str, Any]:
+    """One point's load; for ours also where the engine's steps went (its /metrics counters
+    read as the clients start and once they are done)."""
+    reads: dict[str, dict[str, float]] = {}
+
+    def read(when: str) -> None:
+        if which == "ours":
+            reads[when] = engine_counters(base)
+
+    s = sl.measure(load_args(args, n, mode), base, pid=pid, quiet=True, around=read)
+    sl.report(s, f"{which} {mode}")
+    split = engine_split(reads["start"], reads["end"]) if len(reads) == 2 else {}
+    if split:
+        s["engine"] = split
+        print(f"  engine: {split['decodes']:.0f} decodes, {split['rows_per_decode']:.1f} rows each; "
+              f"per decode (ms): step {split['step_ms']:.3f} = decode {split['decode_ms']:.3f} + prepare "
+              f"{split['prepare_ms']:.3f} + collect {split['collect_ms']:.3f} + rest {split['rest_ms']:.3f}",
+              flush=True)
+    return s
 
 
 def measure_server(which: str, args: argparse.Namespace, ctx: int, n_slots: int, clients: list[int],
@@ -129,9 +187,8 @@ def measure_server(which: str, args: argparse.Namespace, ctx: int, n_slots: int,
         print(f"  {which} ready in {out['load_s']} s (pid {proc.pid})", flush=True)
         for mode in modes:
             for n in clients:
-                s = sl.measure(load_args(args, n, mode), base, pid=proc.pid, quiet=True)
+                s = measure_point(which, args, base, proc.pid, n, mode)
                 out["points"][f"{n}/{mode}"] = s
-                sl.report(s, f"{which} {mode}")
     except Exception as e:  # a server that fails is reported, the other one still runs
         out["error"] = f"{type(e).__name__}: {e}"
         print(f"  {which} FAILED: {out['error']}; last lines of {log}:", flush=True)
@@ -168,6 +225,7 @@ def main() -> int:
     ap.add_argument("--procs", type=int, default=1,
                     help="client processes (bench/server_load.py --procs; at most one per client)")
     ap.add_argument("--servers", default="llama-server,ours", help="which servers, in this order")
+    ap.add_argument("--ours-args", default="", help="more flags for our server (one string)")
     ap.add_argument("--no-batched-bench", action="store_true")
     ap.add_argument("--llama-server", type=Path, default=None, help="default: the package's bin folder")
     ap.add_argument("--batched-bench", type=Path, default=None, help="default: the package's bin folder")

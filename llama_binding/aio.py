@@ -115,6 +115,10 @@ class EngineStats:
     drafted_tokens: int = 0
     """Speculative decoding: tokens drafted (prompt lookup) and, of them, accepted."""
     accepted_tokens: int = 0
+    prepare_seconds: float = 0.0
+    """The engine thread's time building batches (admitting requests, prompt chunks) and
+    sampling after decodes (``collect_seconds``): with ``decode_seconds``, where a step goes."""
+    collect_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -228,7 +232,8 @@ class AsyncLlama:
         active = max(0, self._outstanding - waiting)
         return EngineStats(sched.steps, sched.busy_slot_steps, sched.prompt_tokens, sched.generated_tokens,
                            sched.timings["decode"], active, waiting, sched.kv_tokens, sched.ctx.n_ctx,
-                           sched.n_slots, sched.drafted_tokens, sched.accepted_tokens)
+                           sched.n_slots, sched.drafted_tokens, sched.accepted_tokens,
+                           sched.timings["prepare"], sched.timings["collect"])
 
     async def __aenter__(self) -> AsyncLlama:
         return self

@@ -58,6 +58,10 @@ class _EngineCollector(Collector):
             "accepted": family(counter, "llamacpp:n_drafted_accepted",
                                "Speculative decoding: drafted tokens accepted."),
         }
+        phases = CounterMetricFamily("llama_binding_engine_seconds",
+                                     "The engine thread's time by phase: prepare (batches, admission), "
+                                     "decode (llama_decode and the wait for it), collect (sampling).",
+                                     labels=["model", "phase"])
         loaded = family(gauge, "llama_binding_model_loaded", "1 while the model is loaded.")
         loads = family(counter, "llama_binding_model_loads", "Times the model was loaded.")
         unloads = family(counter, "llama_binding_model_unloads", "Times the model was unloaded.")
@@ -81,7 +85,11 @@ class _EngineCollector(Collector):
                                ("kv", s.kv_tokens / max(s.n_ctx, 1)), ("slots", s.n_slots),
                                ("drafted", s.drafted_tokens), ("accepted", s.accepted_tokens)):
                 families[key].add_metric(name, value)
+            for phase, seconds in (("prepare", s.prepare_seconds), ("decode", s.decode_seconds),
+                                   ("collect", s.collect_seconds)):
+                phases.add_metric([entry.alias, phase], seconds)
         yield from families.values()
+        yield phases
         yield from (loaded, loads, unloads, load_s)
 
 

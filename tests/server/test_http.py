@@ -350,7 +350,7 @@ METRICS = ["llamacpp:prompt_tokens_total", "llamacpp:tokens_predicted_total",
            "llamacpp:n_decode_total", "llamacpp:n_busy_slots_per_decode",
            "llama_binding_time_to_first_token_seconds", "llama_binding_inter_token_latency_seconds",
            "llama_binding_request_duration_seconds", "llama_binding_queue_wait_seconds",
-           "llama_binding_kv_cache_usage_ratio"]
+           "llama_binding_kv_cache_usage_ratio", "llama_binding_engine_seconds"]
 
 
 def metric(text: str, name: str) -> float:
@@ -368,7 +368,7 @@ def test_metrics_names_and_counters(http: httpx.Client) -> None:
     for name in METRICS:
         assert re.search(rf"^{re.escape(name)}(_bucket|_count|_sum|_total)?[{{ ]", r.text, re.M), name
     names = ("llamacpp:prompt_tokens_total", "llamacpp:tokens_predicted_total", "llamacpp:n_decode_total",
-             "llama_binding_request_duration_seconds_count")
+             "llama_binding_request_duration_seconds_count", "llama_binding_engine_seconds_total")
     before = {n: metric(r.text, n) for n in names}
     done = http.post("/v1/completions",
                      json={"prompt": "Once upon a time", "max_tokens": 4, "temperature": 0})
@@ -381,6 +381,10 @@ def test_metrics_names_and_counters(http: httpx.Client) -> None:
     assert after["llamacpp:prompt_tokens_total"] <= \
         before["llamacpp:prompt_tokens_total"] + usage["prompt_tokens"]
     assert after["llamacpp:n_decode_total"] > before["llamacpp:n_decode_total"]
+    assert after["llama_binding_engine_seconds_total"] > before["llama_binding_engine_seconds_total"]
+    for phase in ("prepare", "decode", "collect"):  # where the engine's steps went, by phase
+        pattern = rf'^llama_binding_engine_seconds_total\{{model="[^"]+",phase="{phase}"\}} '
+        assert re.search(pattern, after_text, re.M), phase
     assert after["llama_binding_request_duration_seconds_count"] >= \
         before["llama_binding_request_duration_seconds_count"] + 1
     assert metric(after_text, "llamacpp:requests_processing") == 0
