@@ -26,6 +26,7 @@ import argparse
 import ctypes
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -37,6 +38,10 @@ from llama_binding.core import Batch
 from llama_binding.core.context import physical_cores
 from llama_binding.core.sampler import GreedyGroup, SamplerChain
 from llama_binding.core.threadpool import ThreadPool
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from decode import stream_per_token
 
 
 def _raw_loop(ctx_ptr: Any, prompt: list[int], gen: int, logits: bool) -> float:
@@ -94,13 +99,9 @@ def variants(llm: Llama, prompt: list[int], gen: int, fresh: Any) -> dict[str, C
     def completion(**opts: Any) -> Callable[[], float]:
         def run() -> float:
             llm.reset()
-            t_first, n = 0.0, 0
             # (no logit bias against an early end: a bias is one more sampler, which takes the
             # call off the host argmax and the leading top-k; the time per token is what counts)
-            for n, _ in enumerate(llm.create_completion(prompt, max_tokens=gen + 1, stream=True, **opts)):
-                if n == 0:
-                    t_first = time.perf_counter()
-            return (time.perf_counter() - t_first) / max(n, 1) * 1e6
+            return stream_per_token(llm, prompt, gen + 1, **opts) * 1e6
         return run
 
     def group() -> float:
