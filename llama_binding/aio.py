@@ -116,9 +116,10 @@ class EngineStats:
     """Speculative decoding: tokens drafted (prompt lookup) and, of them, accepted."""
     accepted_tokens: int = 0
     prepare_seconds: float = 0.0
-    """The engine thread's time building batches (admitting requests, prompt chunks) and
-    sampling after decodes (``collect_seconds``): with ``decode_seconds``, where a step goes."""
+    """The engine thread's time building batches (admitting requests, prompt chunks)."""
     collect_seconds: float = 0.0
+    """... and sampling each decode's rows, finishing requests: with ``decode_seconds``, where
+    the steps went."""
 
 
 @dataclass(frozen=True)
