@@ -313,8 +313,9 @@ def measure(args: argparse.Namespace, base: str, pid: Optional[int] = None, quie
             around: Optional[Callable[[str], None]] = None) -> dict[str, Any]:
     """The load of --clients clients, in one process or spread over --procs processes (each
     with its share of the clients and its own prompts), started together and summarized as one.
-    ``around("start")`` runs right before the clients start (after their warm-up) and
-    ``around("end")`` once every one has finished (a caller reads the server's counters there)."""
+    ``around("start")`` runs right before the clients start (after their warm-up; with one
+    process, before it) and ``around("end")`` once every one has finished (a caller reads the
+    server's counters there)."""
     mark = around or (lambda _: None)
     procs = max(1, min(args.procs, args.clients))
     if procs == 1:
