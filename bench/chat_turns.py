@@ -120,6 +120,7 @@ def main() -> int:
     ap.add_argument("--log-dir", type=Path)
     args = ap.parse_args()
     args.kv_split = True  # one slot: llama-server's default layout, and ours the same
+    args.ours_args = ""  # (server_vs_llama_server.server_cmd's more flags for ours: none)
     llama_server = sv.bin_dir() / "llama-server"
     if not llama_server.exists():
         raise SystemExit(f"{llama_server} not found: build with LLAMA_BINDING_TOOLS=ON "

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import random
 import statistics
 import sys
@@ -124,7 +125,9 @@ def main() -> None:
         asyncio.run(load(allm, min(clients), 2.0, args.npp, args.ntg, args.temperature, 1))  # warm-up
         for n in clients:
             r = asyncio.run(load(allm, n, args.seconds, args.npp, args.ntg, args.temperature, n))
-            s_tg, with_pp = tool[n]["gen_tps"], tool[n]["all_tps"] * args.ntg / (args.npp + args.ntg)
+            # (a point llama-batched-bench did not print: no ratio, the load's figures still)
+            t = tool.get(n, {"gen_tps": math.nan, "all_tps": math.nan})
+            s_tg, with_pp = t["gen_tps"], t["all_tps"] * args.ntg / (args.npp + args.ntg)
             r.update(s_tg=s_tg, batched_bench_with_prompts=with_pp)
             results["points"][n] = r
             d, m, p = r["decode_only"], r["with_prompt"], r["per_step_ms"]

@@ -12,26 +12,13 @@
 #      sampled steps?
 #   device run, carry [".carry"]:  BUDGET_S=560 bash bench/gpu_p16_probe.sh
 D=${OUT:?set OUT to the output folder}
-deadline=$(( $(date +%s) + ${BUDGET_S:-560} ))
+source bench/gpu_steps.sh  # the deadline starts now, before the build
 export LLAMA_BINDING_SERVER_TOOL=ON
 OUT=/tmp/res
 source bench/gpu_env.sh
 cp "$OUT"/cuda-build-summary.txt "$OUT"/nvidia-smi.csv "$D"/ 2>/dev/null
 python3 -c "import fastapi, uvicorn, sse_starlette, pydantic_settings" 2>/dev/null \
     || python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$W/site" .carry/whl/*.whl
-left() { echo $(( deadline - $(date +%s) )); }
-step() {  # step NAME SECONDS_NEEDED COMMAND...: runs it when that much time is left, output to $D/NAME.txt
-    local name=$1 need=$2
-    shift 2
-    if (( $(left) < need )); then
-        echo "=== $name skipped: $(left) s left, needs $need" | tee -a "$D/skipped.txt"
-        return
-    fi
-    echo "=== $name ($(left) s left)"
-    timeout $(( $(left) - 5 )) "$@" > "$D/$name.txt" 2>&1
-    echo "    exit $?" >> "$D/$name.txt"
-    grep -E "engine:|generated|TTFT p50|S_TG|per step|decodes without|x of llama-bench|\] decode|ratio" "$D/$name.txt" | head -30
-}
 step server-64 110 python3 bench/server_vs_llama_server.py --model "$MODEL" --ngl 99 --fa on --clients 64 \
     --modes greedy,t0.8 --seconds 10 --drain-timeout 60 --procs 4 --servers ours --log-dir /tmp/res/logs \
     --json "$D/server-64.json"
