@@ -18,20 +18,24 @@
 #   device run, carry [".carry"]:  BUDGET_S=570 bash bench/gpu_p16_close.sh
 D=${OUT:?set OUT to the output folder}
 source bench/gpu_steps.sh  # the deadline starts now, before the build
-export LLAMA_BINDING_SERVER_TOOL=ON
+export LLAMA_BINDING_SERVER_TOOL=${LLAMA_BINDING_SERVER_TOOL:-ON}  # OFF: a shorter build, no server or chat step
 OUT=/tmp/res
 source bench/gpu_env.sh
 cp "$OUT"/cuda-build-summary.txt "$OUT"/nvidia-smi.csv "$D"/ 2>/dev/null
 python3 -c "import fastapi, uvicorn, sse_starlette, pydantic_settings" 2>/dev/null \
     || python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$W/site" .carry/whl/*.whl
 G=(--model "$MODEL" --ngl 99 --fa on)
-step decode 45 python3 bench/decode.py "$MODEL" --prompt 512 --gen 128 --reps 3 --ngl 99 --fa on \
+step decode 30 python3 bench/decode.py "$MODEL" --prompt 512 --gen 128 --reps 3 --ngl 99 --fa on \
     --json "$D/decode.json"
 step batched 60 bash -c "for t in 0.8 0; do python3 bench/batched.py ${G[*]} --npl 16,64 --reps 2 \
     --temperature \$t --json $D/batched-t\$t.json; done"
-step server 150 python3 bench/server_vs_llama_server.py "${G[@]}" --clients 16,64 --modes greedy,t0.8 \
-    --seconds 10 --drain-timeout 60 --procs 4 --log-dir /tmp/res/logs --json "$D/server.json"
-step chat 70 python3 bench/chat_turns.py "${G[@]}" --json "$D/chat_turns.json" --log-dir /tmp/res/chat-logs
+if [ "$LLAMA_BINDING_SERVER_TOOL" = ON ]; then
+    step server 150 python3 bench/server_vs_llama_server.py "${G[@]}" --clients 16,64 --modes greedy,t0.8 \
+        --seconds 10 --drain-timeout 60 --procs 4 --log-dir /tmp/res/logs --json "$D/server.json"
+    step chat 70 python3 bench/chat_turns.py "${G[@]}" --json "$D/chat_turns.json" --log-dir /tmp/res/chat-logs
+else
+    echo "=== server, chat skipped: no llama-server built"
+fi
 step spec 90 python3 bench/speculative_vs_llama.py "${G[@]}" --threads 16 --cases self,lookup --reps 2 \
     --max-tokens 256 --ignore-eos --json "$D/speculative_vs_llama.json"
 step engine 40 bash -c "for t in 0 0.8; do python3 bench/engine_load.py ${G[*]} --clients 64 --seconds 10 \
