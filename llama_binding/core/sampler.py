@@ -267,6 +267,8 @@ class SamplerChain(NativeHandle[Any]):
         if not ptr:
             raise SamplerError("could not create a sampler chain")
         super().__init__(ptr, capi.llama_sampler_free)
+        # (ctypes.cast per read cost 0.85 us: 55 us a step of a batch of 64 sampled rows)
+        self._address = int(ctypes.cast(ptr, ctypes.c_void_p).value or 0)
         self._ctx: weakref.ref[Context] | None = None  # the context it is attached to
         self._seq_id = -1
         self._picked = ctypes.c_int32(0)  # the token of sample(): the C call releases the GIL
@@ -284,8 +286,10 @@ class SamplerChain(NativeHandle[Any]):
 
     @property
     def address(self) -> int:
-        """The ``llama_sampler *`` as an int (for ``Context.sample_rows``)."""
-        return int(ctypes.cast(self.ptr, ctypes.c_void_p).value or 0)
+        """The ``llama_sampler *`` as an int (for ``Context.sample_rows``); raises
+        :class:`ClosedError` after :meth:`close`."""
+        self.ptr  # noqa: B018 (the closed check)
+        return self._address
 
     @property
     def attached(self) -> bool:

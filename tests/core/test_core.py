@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import subprocess
 import sys
@@ -174,6 +175,7 @@ def test_sampler_chain_owns_its_samplers(stories: Model) -> None:
     ]
     chain = SamplerChain(samplers)
     assert all(s.closed for s in samplers)
+    assert chain.address == ctypes.cast(chain.ptr, ctypes.c_void_p).value != 0  # (kept from creation)
     assert chain.names()[0] == "penalties" and chain.names()[-1] == "dist"
     with pytest.raises(ClosedError):
         chain.add(samplers[0])
@@ -186,6 +188,9 @@ def test_sampler_chain_owns_its_samplers(stories: Model) -> None:
     batch.add_sequence([1, 403], 0)
     ctx.decode(batch)
     assert 0 <= chain.sample(ctx) < n_vocab
+    chain.close()
+    with pytest.raises(ClosedError):
+        chain.address  # noqa: B018 (a freed chain's address would crash Context.sample_rows)
 
 
 def test_seeded_sampling_reproduces(stories: Model) -> None:
