@@ -9,8 +9,10 @@ BatchEngine over --rows sequences with greedy="backend": plain greedy requests t
 greedy group's argmax in the decode, sampled ones (t0.8: top-k 40, top-p 0.95, seeded) the
 top-k group's 512 candidates and their chains on the host (native/batch_topk.c), exactly as
 on a GPU; here the CPU backend runs those nodes. Prints milliseconds a step for prepare,
-decode and collect (the host's work after a decode: the GPU run's collect is this one's
-plus the device's copies), averaged over --steps steps after a warm-up.
+decode and collect, averaged over --steps steps after a warm-up. Collect is host work alone
+(the chains over each row's candidates, the tokens handed on), as on a GPU, where the
+device's copies back finish inside the decode; this machine's caches are colder after a
+CPU decode than after a GPU one.
 """
 
 from __future__ import annotations
@@ -51,8 +53,8 @@ def main() -> None:
                                        n_threads=args.threads, n_threads_batch=args.threads))
     engine = BatchEngine(ctx, vocab, greedy="backend", host_threads=args.host_threads)
     sampling = SamplingParams(temperature=0.8, top_k=40, top_p=0.95, min_p=0.0)
+    sampled = args.mode == "t0.8"
     for i in range(args.rows):
-        sampled = args.mode == "t0.8"
         chain = build_chain(dataclasses.replace(sampling, seed=i), vocab, ctx.n_ctx) if sampled else None
         engine.submit(BatchRequest(prompt=[1, *range(100 + i, 132 + i)], max_tokens=args.steps + 20,
                                    chain=chain, ignore_eos=True))
