@@ -6,5 +6,11 @@ set -uo pipefail
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-bench/results}
 W=/tmp/lb
+# our server's Python packages (fastapi, uvicorn, sse-starlette, pydantic(-settings)), from the
+# carried wheels where the GPU image lacks them (gpu_build.sh installs them only with a fresh build)
+server_deps() {
+    python3 -c "import fastapi, uvicorn, sse_starlette, pydantic_settings" 2>/dev/null \
+        || python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$W/site" .carry/whl/*.whl
+}
 source bench/gpu_build.sh
 source bench/gpu_model.sh

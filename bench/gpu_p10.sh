@@ -20,10 +20,7 @@ source bench/gpu_env.sh
 PART=${PART:-all}
 SECONDS_PER_POINT=${SECONDS_PER_POINT:-10}
 
-# the server's Python packages (fastapi, uvicorn, sse-starlette, pydantic(-settings)) come from
-# .carry/whl; gpu_build.sh installs them only with a fresh build
-python3 -c "import fastapi, uvicorn, sse_starlette, pydantic_settings" 2>/dev/null \
-    || python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$W/site" .carry/whl/*.whl
+server_deps
 # a build of an earlier call without llama-server (LLAMA_BINDING_SERVER_TOOL was off): add it
 if [ ! -x "$W/pkg/llama_binding/bin/llama-server" ]; then
     # (a tree from an older tarball lacks tools/ui's CMake files: unpack the carried one over it)

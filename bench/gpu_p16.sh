@@ -24,10 +24,6 @@
 export LLAMA_BINDING_SERVER_TOOL=ON
 source bench/gpu_env.sh
 PARTS=",${PARTS:-decode,batched,spec},"
-server_deps() {  # our server's dependencies, from the carried wheels where the image lacks them
-    python3 -c "import fastapi, uvicorn, sse_starlette, pydantic_settings" 2>/dev/null \
-        || python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$W/site" .carry/whl/*.whl
-}
 if [[ $PARTS == *,micro,* ]]; then
     echo "=== bench/native/topk_micro.c (the host's sampling steps alone)"
     gcc -O2 -fopenmp-simd -march=native -o "$W/topk_micro" bench/native/topk_micro.c -Inative \

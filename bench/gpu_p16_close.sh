@@ -22,8 +22,7 @@ export LLAMA_BINDING_SERVER_TOOL=${LLAMA_BINDING_SERVER_TOOL:-ON}  # OFF: a shor
 OUT=/tmp/res
 source bench/gpu_env.sh
 cp "$OUT"/cuda-build-summary.txt "$OUT"/nvidia-smi.csv "$D"/ 2>/dev/null
-python3 -c "import fastapi, uvicorn, sse_starlette, pydantic_settings" 2>/dev/null \
-    || python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$W/site" .carry/whl/*.whl
+server_deps
 G=(--model "$MODEL" --ngl 99 --fa on)
 step decode 30 python3 bench/decode.py "$MODEL" --prompt 512 --gen 128 --reps 3 --ngl 99 --fa on \
     --json "$D/decode.json"

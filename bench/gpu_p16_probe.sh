@@ -17,8 +17,7 @@ export LLAMA_BINDING_SERVER_TOOL=ON
 OUT=/tmp/res
 source bench/gpu_env.sh
 cp "$OUT"/cuda-build-summary.txt "$OUT"/nvidia-smi.csv "$D"/ 2>/dev/null
-python3 -c "import fastapi, uvicorn, sse_starlette, pydantic_settings" 2>/dev/null \
-    || python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target "$W/site" .carry/whl/*.whl
+server_deps
 step server-64 110 python3 bench/server_vs_llama_server.py --model "$MODEL" --ngl 99 --fa on --clients 64 \
     --modes greedy,t0.8 --seconds 10 --drain-timeout 60 --procs 4 --servers ours --log-dir /tmp/res/logs \
     --json "$D/server-64.json"

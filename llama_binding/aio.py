@@ -118,8 +118,8 @@ class EngineStats:
     prepare_seconds: float = 0.0
     """The engine thread's time building batches (admitting requests, prompt chunks)."""
     collect_seconds: float = 0.0
-    """... and sampling each decode's rows, finishing requests: with ``decode_seconds``, where
-    the steps went."""
+    """The engine thread's time sampling each decode's rows and finishing requests (with
+    ``prepare_seconds`` and ``decode_seconds``: where its steps went)."""
 
 
 @dataclass(frozen=True)
