@@ -16,10 +16,14 @@
  * over at most 1,024 values: one bitonic sort) and gather them whole; then the same over that
  * union with chunks of 8. Every one of the row's k largest logits lies in a kept chunk at both
  * stages: a logit x outside them is beaten by the maxima of k chunks that were kept, k
- * logits larger than x. A row so brings back 8k logits (ggml's "sampled logits") and 2k ids
- * (its "candidates": the k chunk indices of the first stage, then the k of the second), from
- * which llama_binding_topk_ids recovers each logit's token id. A vocabulary that no chunk of
- * 16 to 128 divides (or a small one) takes a plain top-k of the row: k logits and their ids.
+ * logits larger than x. A row so brings back 8k logits and 2k chunk indices (the k of the first
+ * stage, then the k of the second), from which llama_binding_topk_ids recovers each logit's
+ * token id. Both come back as one row of 10k floats, ggml's "sampled logits" of the row
+ * (the indices as floats, exact below 2^24; no "candidates"): llama.cpp copies each tensor
+ * of each row back on its own, and one copy a row instead of two saves 64 of the 128 small
+ * device-to-host copies of a 64-row step (llama_binding_topk_unpack splits the row). A
+ * vocabulary that no chunk of 16 to 128 divides (or a small one) takes a plain top-k of the
+ * row: k logits, and their ids as the candidates.
  *
  * Every row of the decode's logits matrix goes through the same nodes (the first sampler
  * applied in a graph builds them, the others take their row), so the cost hardly grows with
@@ -49,8 +53,8 @@ struct topk_group {
     int refs;
     int32_t k;
     const struct ggml_tensor * src; /* the logits matrix of the graph being built */
-    struct ggml_tensor * vals;      /* [8k or k, rows]: the candidates' logits */
-    struct ggml_tensor * ids;       /* [2k or k, rows]: chunk indices, or token ids (I32) */
+    struct ggml_tensor * vals;      /* [10k, rows]: logits and chunk indices, or [k, rows]: logits */
+    struct ggml_tensor * ids;       /* NULL, or [k, rows]: a plain top-k's token ids (I32) */
 };
 
 struct topk_sampler {
@@ -98,8 +102,8 @@ static int64_t stage_chunk(int64_t n, int32_t k) {
 }
 
 /* The k largest of each row of x [n, rows] (F32, contiguous): into *vals and *ids as the
- * header says (staged: [8k, rows] and [2k, rows]; plain, or where no chunk fits: [min(k, n), rows]
- * each). */
+ * header says (staged: [10k, rows], the 8k logits then the 2k chunk indices as floats, and
+ * NULL; plain, or where no chunk fits: [min(k, n), rows] each). */
 static void build_topk(struct ggml_context * ctx, struct ggml_tensor * x, int32_t k, bool plain,
                        struct ggml_tensor ** vals, struct ggml_tensor ** ids) {
     const int64_t n = x->ne[0];
@@ -120,11 +124,27 @@ static void build_topk(struct ggml_context * ctx, struct ggml_tensor * x, int32_
         struct ggml_tensor * maxima2 = ggml_pool_1d(ctx, u, GGML_OP_POOL_MAX, TOPK_C2, TOPK_C2, 0); /* [nu, rows] */
         struct ggml_tensor * chunks2 = ggml_top_k(ctx, maxima2, k);
         struct ggml_tensor * v = ggml_get_rows(ctx, ggml_reshape_3d(ctx, u, TOPK_C2, nu, rows), chunks2);
-        *vals = ggml_reshape_2d(ctx, v, TOPK_C2 * k, rows);
-        *ids = ggml_concat(ctx, chunks, chunks2, 0); /* [2k, rows] */
+        struct ggml_tensor * idx = ggml_cast(ctx, ggml_concat(ctx, chunks, chunks2, 0), GGML_TYPE_F32); /* [2k, rows] */
+        *vals = ggml_concat(ctx, ggml_reshape_2d(ctx, v, TOPK_C2 * k, rows), idx, 0);
+        *ids = NULL;
     }
     ggml_set_name(*vals, "batched_topk_logits");
-    ggml_set_name(*ids, "batched_topk_ids");
+    if (*ids != NULL) {
+        ggml_set_name(*ids, "batched_topk_ids");
+    }
+}
+
+LLAMA_BINDING_EXPORT int32_t llama_binding_topk_unpack(int32_t n_vocab, const float * row, int32_t n,
+                                                       llama_token * chunk_ids) {
+    const int32_t k = n / (TOPK_C2 + 2);
+    if (row == NULL || k < 1 || n != (TOPK_C2 + 2) * k || n >= n_vocab || stage_chunk(n_vocab, k) == 0) {
+        return -1;
+    }
+    const int32_t n_logits = TOPK_C2 * k;
+    for (int32_t i = 0; i < 2 * k; i++) {
+        chunk_ids[i] = (llama_token) row[n_logits + i];
+    }
+    return n_logits;
 }
 
 LLAMA_BINDING_EXPORT int32_t llama_binding_topk_ids(int32_t n_vocab, const llama_token * chunk_ids, int32_t n_chunk_ids,
@@ -185,7 +205,7 @@ static bool topk_backend_init(struct llama_sampler * smpl, ggml_backend_buffer_t
     if (dev == NULL) {
         return true; /* the CPU backend runs every op */
     }
-    struct ggml_init_params params = {ggml_tensor_overhead() * 12, NULL, true};
+    struct ggml_init_params params = {ggml_tensor_overhead() * 16, NULL, true};
     struct ggml_context * ctx = ggml_init(params);
     if (ctx == NULL) {
         return false;
@@ -199,6 +219,8 @@ static bool topk_backend_init(struct llama_sampler * smpl, ggml_backend_buffer_t
         ggml_pool_1d(ctx, row, GGML_OP_POOL_MAX, 128, 128, 0),
         ggml_get_rows(ctx, ggml_reshape_3d(ctx, row, 128, k, 4), idx),
         ggml_concat(ctx, idx, idx, 0),
+        ggml_cast(ctx, idx, GGML_TYPE_F32),
+        ggml_concat(ctx, maxima, maxima, 0),
     };
     bool ok = true;
     for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
@@ -237,7 +259,9 @@ static void topk_backend_apply(struct llama_sampler * smpl, struct ggml_context 
     }
     const size_t row = logits->view_offs / src->nb[1];
     data->logits = ggml_view_1d(ctx, g->vals, g->vals->ne[0], row * g->vals->nb[1]);
-    data->candidates = ggml_view_1d(ctx, g->ids, g->ids->ne[0], row * g->ids->nb[1]);
+    if (g->ids != NULL) {
+        data->candidates = ggml_view_1d(ctx, g->ids, g->ids->ne[0], row * g->ids->nb[1]);
+    }
 }
 
 static void topk_backend_reset(struct llama_sampler * smpl) {

@@ -1,4 +1,4 @@
-/* What step.c needs of batch_topk.c: the token ids of a row's candidates. */
+/* What step.c needs of batch_topk.c: a row's candidates and their token ids. */
 #ifndef LLAMA_BINDING_BATCH_TOPK_H
 #define LLAMA_BINDING_BATCH_TOPK_H
 
@@ -12,6 +12,12 @@
  * counts fit neither layout. */
 int32_t llama_binding_topk_ids(int32_t n_vocab, const llama_token * chunk_ids, int32_t n_chunk_ids, int32_t n_logits,
                                llama_token * out);
+
+/* A row of batch_topk.c's two stages comes back as one row of n = 10k sampled logits: its 8k
+ * candidates' logits, then their 2k chunk indices as floats. The indices into chunk_ids (room
+ * for 2k); answers 8k, the logits at the row's start, or -1 where n is no such row for a
+ * vocabulary of n_vocab (a plain top-k's row: its ids are the sampled candidates). */
+int32_t llama_binding_topk_unpack(int32_t n_vocab, const float * row, int32_t n, llama_token * chunk_ids);
 
 /* The same for the logits at positions at[0..n_at) only (every position in 0..n_logits):
  * into out[0..n_at); n_at, or -1 as above. */

@@ -183,6 +183,7 @@ struct out_row {
     int32_t n;               /* candidates (the vocabulary for the host's logits) */
     int32_t n_ids;           /* ids given; n_ids != n: chunk indices (llama_binding_topk_ids) */
     int32_t n_vocab;
+    llama_token unpacked[TOPK_IDS_MAX / 4]; /* the chunk indices of a packed row (ids points here) */
 };
 
 /* out_row for batch index idx: 0, or LLAMA_BINDING_NO_LOGITS (idx has no output). After
@@ -201,6 +202,14 @@ static int32_t row_fetch(struct llama_context * ctx, int32_t idx, struct out_row
     } else if (r->logits != NULL) {
         r->n = (int32_t) lb_sampled_logits_count(ctx, idx);
         r->n_ids = (int32_t) lb_sampled_candidates_count(ctx, idx);
+        const int32_t m = r->n_ids == 0 && r->n <= TOPK_IDS_MAX * 10 / 8 /* (ids: the identity) */
+                              ? llama_binding_topk_unpack(r->n_vocab, r->logits, r->n, r->unpacked)
+                              : -1;
+        if (m > 0) { /* batch_topk.c's one row: the logits, then their chunk indices */
+            r->ids = r->unpacked;
+            r->n_ids = r->n - m;
+            r->n = m;
+        }
     } else {
         r->logits = lb_logits(ctx, idx);
         if (r->logits == NULL) {

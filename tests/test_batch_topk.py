@@ -32,12 +32,20 @@ def bpe_tiny(tiny_model: Callable[..., Path]) -> Path:
 
 
 def _candidates(ctx: Context, i: int, n_vocab: int) -> tuple[np.ndarray, np.ndarray]:
-    """Output i's candidate logits and their token ids (from the chunk indices)."""
+    """Output i's candidate logits and their token ids (from the chunk indices: after the
+    logits in the same row for the two stages, the sampled candidates for a plain top-k)."""
     n = int(capi.llama_get_sampled_logits_count_ith(ctx.ptr, i))
     n_ids = int(capi.llama_get_sampled_candidates_count_ith(ctx.ptr, i))
     logits = np.ctypeslib.as_array(capi.llama_get_sampled_logits_ith(ctx.ptr, i), shape=(n,)).copy()
-    ids_ptr = ctypes.cast(capi.llama_get_sampled_candidates_ith(ctx.ptr, i), ctypes.POINTER(ctypes.c_int32))
-    chunk_ids = np.ctypeslib.as_array(ids_ptr, shape=(n_ids,)).copy()
+    if n_ids == 0:  # one row of 10k: 8k logits, then 2k chunk indices as floats
+        n = n * 8 // 10
+        logits, tail = logits[:n], logits[n:]
+        assert (tail == np.floor(tail)).all() and (tail >= 0).all()  # whole indices
+        chunk_ids = tail.astype(np.int32)
+    else:
+        ids_ptr = ctypes.cast(capi.llama_get_sampled_candidates_ith(ctx.ptr, i),
+                              ctypes.POINTER(ctypes.c_int32))
+        chunk_ids = np.ctypeslib.as_array(ids_ptr, shape=(n_ids,)).copy()
     ids = np.empty(n, dtype=np.int32)
     assert _native.topk_ids(n_vocab, chunk_ids, n, ids) == n
     return logits, ids
