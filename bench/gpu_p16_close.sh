@@ -37,6 +37,6 @@ else
 fi
 step spec 90 python3 bench/speculative_vs_llama.py "${G[@]}" --threads 16 --cases self,lookup --reps 2 \
     --max-tokens 256 --ignore-eos --json "$D/speculative_vs_llama.json"
-step engine 40 bash -c "for t in 0 0.8; do python3 bench/engine_load.py ${G[*]} --clients 64 --seconds 10 \
+step engine 60 bash -c "for t in 0 0.8; do python3 bench/engine_load.py ${G[*]} --clients 64 --seconds 10 \
     --temperature \$t; done"
 echo "done with $(left) s left"

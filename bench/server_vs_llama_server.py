@@ -14,7 +14,7 @@ package's bin folder (beside the lib folder the package loads, or $LLAMA_BINDING
 
 - llama-batched-bench -npp NPP -ntg NTG -npl CLIENTS -kvu, same context, batch sizes, flash
   attention, offload: S_TG, its generation-phase tokens/s, the same for both modes (it
-  samples nothing);
+  samples nothing); run --bb-reps times (3), the run with the highest S_TG taken;
 - llama-server -m MODEL -np MAX -kvu -c CTX -fa FA -ngl NGL -b 2048 -ub 512 --port P;
 - python -m llama_binding.server --model MODEL --n-seq-max MAX --n-ctx CTX --flash-attn FA
   --n-gpu-layers NGL --n-batch 2048 --n-ubatch 512 --port P.
@@ -85,6 +85,21 @@ def run_batched_bench(tool: Path, args: argparse.Namespace, ctx: int,
         raise RuntimeError(f"llama-batched-bench failed with {p.returncode}")
     rows = [json.loads(line) for line in p.stdout.splitlines() if line.startswith("{")]
     return {int(r["pl"]): r for r in rows}
+
+
+def best_batched_bench(tool: Path, args: argparse.Namespace, ctx: int,
+                       npl: list[int]) -> dict[int, dict[str, Any]]:
+    """run_batched_bench --bb-reps times; per client count the run with the highest S_TG,
+    with every run's S_TG under "speed_tg_runs" (between runs of one call it moved from 7.4k
+    to 9.2k t/s at 64 streams on an H100, while ours held still: the best is the bar)."""
+    runs = [run_batched_bench(tool, args, ctx, npl) for _ in range(max(1, args.bb_reps))]
+    best: dict[int, dict[str, Any]] = {}
+    for n in npl:
+        got = [r[n] for r in runs if n in r]
+        if got:
+            best[n] = dict(max(got, key=lambda r: float(r["speed_tg"])),
+                           speed_tg_runs=[float(r["speed_tg"]) for r in got])
+    return best
 
 
 def server_cmd(which: str, args: argparse.Namespace, ctx: int, n_slots: int, port: int,
@@ -227,6 +242,8 @@ def main() -> int:
     ap.add_argument("--servers", default="llama-server,ours", help="which servers, in this order")
     ap.add_argument("--ours-args", default="", help="more flags for our server (one string)")
     ap.add_argument("--no-batched-bench", action="store_true")
+    ap.add_argument("--bb-reps", type=int, default=3,
+                    help="llama-batched-bench runs; the one with the highest S_TG is the bar")
     ap.add_argument("--llama-server", type=Path, default=None, help="default: the package's bin folder")
     ap.add_argument("--batched-bench", type=Path, default=None, help="default: the package's bin folder")
     ap.add_argument("--load-timeout", type=float, default=600.0, help="model load, until /health is 200")
@@ -262,11 +279,13 @@ def main() -> int:
     e2e: dict[int, float] = {}  # batched-bench's generated tokens over its prompt + generation time
     if not args.no_batched_bench:
         if batched.exists():
-            bb = run_batched_bench(batched, args, ctx, clients)
+            bb = best_batched_bench(batched, args, ctx, clients)
             s_tg = {n: float(r["speed_tg"]) for n, r in bb.items()}
             e2e = {n: n * args.ntg / float(r["t"]) for n, r in bb.items()}
             result["batched_bench"] = bb
-            print("  S_TG " + "  ".join(f"{n}: {v:.1f}" for n, v in s_tg.items())
+            print("  S_TG (best of " + str(args.bb_reps) + ") "
+                  + "  ".join(f"{n}: {v:.1f} (runs {min(bb[n]['speed_tg_runs']):.1f}-"
+                              f"{max(bb[n]['speed_tg_runs']):.1f})" for n, v in s_tg.items())
                   + "   with its prompts (pl x ntg / (t_pp + t_tg)) "
                   + "  ".join(f"{n}: {v:.1f}" for n, v in e2e.items()), flush=True)
         else:
