@@ -29,7 +29,7 @@ step decode 30 python3 bench/decode.py "$MODEL" --prompt 512 --gen 128 --reps 3 
 step batched 60 bash -c "for t in 0.8 0; do python3 bench/batched.py ${G[*]} --npl 16,64 --reps 2 \
     --temperature \$t --json $D/batched-t\$t.json; done"
 if [ "$LLAMA_BINDING_SERVER_TOOL" = ON ]; then
-    step server 150 python3 bench/server_vs_llama_server.py "${G[@]}" --clients 16,64 --modes greedy,t0.8 \
+    step server 170 python3 bench/server_vs_llama_server.py "${G[@]}" --clients 16,64 --modes greedy,t0.8 \
         --seconds 10 --drain-timeout 60 --procs 4 --log-dir /tmp/res/logs --json "$D/server.json"
     step chat 70 python3 bench/chat_turns.py "${G[@]}" --json "$D/chat_turns.json" --log-dir /tmp/res/chat-logs
 else
