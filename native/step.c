@@ -24,9 +24,9 @@
  *
  * For the batching engine, many sequences' outputs of one decode in one call:
  * llama_binding_argmax_rows (plain greedy) and llama_binding_sample_rows (each row with its
- * own sampler chain), both spread over threads; llama_binding_sampled_rows reads the tokens
- * that backend samplers picked. llama_binding_decode_sync decodes a batch and waits for
- * it in one call. Python binds the rows functions and llama_binding_seq_rm so that they
+ * own sampler chain), both spread over threads (rows_pool.c's, kept between calls);
+ * llama_binding_sampled_rows reads the tokens that backend samplers picked.
+ * llama_binding_decode_sync decodes a batch and waits for it in one call. Python binds the rows functions and llama_binding_seq_rm so that they
  * keep the GIL (they take microseconds; see _native.py).
  *
  * Picking the candidates out of a row of logits (the argmax, the leading top-k's
@@ -44,6 +44,7 @@
 
 #include "batch_topk.h"
 #include "outputs.h"
+#include "rows_pool.h"
 #include "llama.h"
 #include "select.h"
 
@@ -374,57 +375,6 @@ LLAMA_BINDING_EXPORT int32_t llama_binding_argmax_decode(struct llama_context * 
     return llama_binding_decode_token(ctx, batch, abort, token, pos, seq_id);
 }
 
-/* Work over rows [0, n) split into contiguous shares between n_threads threads (this one
- * takes the first share; a share whose thread cannot start runs here too). */
-#define ROWS_MAX_THREADS 32
-
-typedef void (*rows_fn)(void * arg, int32_t from, int32_t to);
-
-struct rows_share {
-    rows_fn fn;
-    void * arg;
-    int32_t from;
-    int32_t to;
-};
-
-static void * rows_share_run(void * p) {
-    const struct rows_share * share = (const struct rows_share *) p;
-    share->fn(share->arg, share->from, share->to);
-    return NULL;
-}
-
-static void run_rows(rows_fn fn, void * arg, int32_t n, int32_t n_threads) {
-    n_threads = n_threads > n ? n : n_threads;
-    n_threads = n_threads > ROWS_MAX_THREADS ? ROWS_MAX_THREADS : n_threads;
-    n_threads = n_threads < 1 ? 1 : n_threads;
-    struct rows_share shares[ROWS_MAX_THREADS];
-#if !defined(_WIN32)
-    pthread_t threads[ROWS_MAX_THREADS];
-    int started[ROWS_MAX_THREADS] = {0};
-#endif
-    int32_t from = 0;
-    for (int32_t t = 0; t < n_threads; t++) {
-        const int32_t count = n / n_threads + (t < n % n_threads ? 1 : 0);
-        shares[t] = (struct rows_share) {fn, arg, from, from + count};
-        from += count;
-#if !defined(_WIN32)
-        if (t > 0) {
-            started[t] = pthread_create(&threads[t], NULL, rows_share_run, &shares[t]) == 0;
-        }
-#endif
-    }
-    rows_share_run(&shares[0]);
-    for (int32_t t = 1; t < n_threads; t++) {
-#if !defined(_WIN32)
-        if (started[t]) {
-            pthread_join(threads[t], NULL);
-            continue;
-        }
-#endif
-        rows_share_run(&shares[t]);
-    }
-}
-
 /* The logits of each listed batch index of the last decode, fetched on this thread
  * (llama_get_logits_ith is not for several threads); NULL when one has none, or *oom. */
 static const float ** rows_logits(struct llama_context * ctx, const int32_t * rows, int32_t n, int * oom) {
@@ -478,7 +428,7 @@ LLAMA_BINDING_EXPORT int32_t llama_binding_argmax_rows(struct llama_context * ct
     }
     struct argmax_rows_arg arg = {logits, llama_vocab_n_tokens(vocab), out};
     const int many = (int64_t) n * arg.n_vocab >= ARGMAX_THREADED_MIN; /* else a thread costs more */
-    run_rows(argmax_rows_share, &arg, n, many ? n_threads : 1);
+    lb_run_rows(argmax_rows_share, &arg, n, many ? n_threads : 1);
     free(logits);
     return 0;
 }
@@ -555,7 +505,8 @@ static void cand_rows_share(void * p, int32_t from, int32_t to) {
     }
 }
 
-/* a thread per this many candidate rows (2-3 us each; starting a thread costs 15-40 us) */
+/* a thread per this many candidate rows (2-8 us each; waking a kept worker of rows_pool.c
+ * costs less than the 40-70 us that starting a thread took on an H100's host) */
 #define CAND_ROWS_PER_THREAD 32
 
 /* Rows whose sequence has a backend sampler that left candidates (batch_topk.c: a few
@@ -589,7 +540,7 @@ LLAMA_BINDING_EXPORT int32_t llama_binding_sample_rows(struct llama_context * ct
     }
     const struct cand_rows_arg arg = {fetched, which, chains, top_k, out, codes};
     const int32_t shares = n_cand / CAND_ROWS_PER_THREAD;
-    run_rows(cand_rows_share, (void *) &arg, n_cand, shares < 1 ? 1 : (shares < n_threads ? shares : n_threads));
+    lb_run_rows(cand_rows_share, (void *) &arg, n_cand, shares < 1 ? 1 : (shares < n_threads ? shares : n_threads));
     int32_t code = 0;
     for (int32_t i = 0; i < n_cand && code != LLAMA_BINDING_NO_MEMORY; i++) {
         const int32_t k = which[i];
@@ -663,7 +614,7 @@ static int32_t sample_rows_host(struct llama_context * ctx, const struct llama_v
         work += fast ? arg.n_vocab / SAMPLE_TOP_K_SHARE : arg.n_vocab;
     }
     const int64_t shares = work / SAMPLE_THREADED_MIN;
-    run_rows(sample_rows_share, &arg, n, shares > 1 ? (shares < n_threads ? (int32_t) shares : n_threads) : 1);
+    lb_run_rows(sample_rows_share, &arg, n, shares > 1 ? (shares < n_threads ? (int32_t) shares : n_threads) : 1);
     free(logits);
     for (int32_t k = 0; k < n; k++) {
         if (out[k] < 0) {

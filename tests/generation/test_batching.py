@@ -6,7 +6,10 @@ kernels change logits slightly): such cases are counted and must stay rare."""
 
 from __future__ import annotations
 
+import os
 import random
+import signal
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -339,6 +342,40 @@ def test_argmax_rows_on_threads_and_backend_rows(rows_decoded: Decoded) -> None:
     ctx.close()  # with the chains attached
     for c in chains:
         c.close()
+
+
+def test_the_rows_threads_are_kept_and_survive_a_fork(rows_decoded: Decoded) -> None:
+    """The rows functions' threads (native/rows_pool.c) are started once and kept: many calls
+    with thread counts going up and down (a worker started during a call takes that call's
+    share) give numpy's argmax every time; a forked child, which has none of the parent's
+    workers, gets its own and does not hang."""
+    v, ctx, _, rows = rows_decoded
+    want = np.array([int(np.argmax(ctx.logits(int(i)))) for i in rows], dtype=np.int32)
+    out = np.full(ROWS, -1, dtype=np.int32)
+    for threads in [2, 5, 3, 12, 1, 7, 4] * 20:
+        out[:] = -1
+        ctx.argmax_rows(v, rows, out, threads)
+        assert (out == want).all(), threads
+    pid = os.fork()
+    if pid == 0:  # the child (one thread): 0 only with the right rows and 5 workers kept after
+        code = 1
+        try:
+            tasks = Path("/proc/self/task")
+            before = len(list(tasks.iterdir())) if tasks.exists() else 0
+            out[:] = -1
+            ctx.argmax_rows(v, rows, out, 6)
+            kept = len(list(tasks.iterdir())) - before if tasks.exists() else 5
+            code = 0 if (out == want).all() and kept == 5 else 2 if kept == 5 else 3
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + 60
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if done[0] == 0:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child hung in argmax_rows")
+    assert os.waitstatus_to_exitcode(done[1]) == 0
 
 
 def test_sample_rows_is_llama_cpp_sampling_on_threads(rows_decoded: Decoded) -> None:
