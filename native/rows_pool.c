@@ -12,10 +12,14 @@
  * workers; the pool starts afresh there. Where threads cannot be started at all, the
  * shares run on the caller's thread.
  */
+#if !defined(_WIN32) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 200809L /* pthread_sigmask, sigfillset */
+#endif
 #include "rows_pool.h"
 
 #if !defined(_WIN32)
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #endif
 
@@ -126,7 +130,10 @@ static int run_pooled(const struct rows_share * shares, int32_t n_threads) {
         return 0;
     }
     pthread_mutex_lock(&pool.lock);
-    while (pool.workers < n_threads - 1) {
+    sigset_t all, mask;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &mask); /* the workers block every signal: they stay */
+    while (pool.workers < n_threads - 1) {     /* (Ctrl-C and the like go to other threads) */
         pthread_t t;
         pool.born[pool.workers + 1] = pool.job;
         if (pthread_create(&t, NULL, worker, (void *) (intptr_t) (pool.workers + 1)) != 0) {
@@ -135,6 +142,7 @@ static int run_pooled(const struct rows_share * shares, int32_t n_threads) {
         pthread_detach(t);
         pool.workers++;
     }
+    pthread_sigmask(SIG_SETMASK, &mask, NULL);
     if (pool.workers < n_threads - 1) {
         pthread_mutex_unlock(&pool.lock);
         pthread_mutex_unlock(&pool.busy);
