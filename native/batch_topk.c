@@ -137,12 +137,18 @@ static void build_topk(struct ggml_context * ctx, struct ggml_tensor * x, int32_
 LLAMA_BINDING_EXPORT int32_t llama_binding_topk_unpack(int32_t n_vocab, const float * row, int32_t n,
                                                        llama_token * chunk_ids) {
     const int32_t k = n / (TOPK_C2 + 2);
-    if (row == NULL || k < 1 || n != (TOPK_C2 + 2) * k || n >= n_vocab || stage_chunk(n_vocab, k) == 0) {
+    const int64_t c1 = k >= 1 ? stage_chunk(n_vocab, k) : 0;
+    if (row == NULL || k < 1 || n != (TOPK_C2 + 2) * k || n >= n_vocab || c1 == 0) {
         return -1;
     }
     const int32_t n_logits = TOPK_C2 * k;
     for (int32_t i = 0; i < 2 * k; i++) {
-        chunk_ids[i] = (llama_token) row[n_logits + i];
+        const float v = row[n_logits + i];
+        const float end = (float) (i < k ? n_vocab / c1 : c1 * k / TOPK_C2); /* chunks of each stage */
+        if (!(v >= 0.0f && v < end && v == (float) (int32_t) v)) {
+            return -2;
+        }
+        chunk_ids[i] = (llama_token) v;
     }
     return n_logits;
 }

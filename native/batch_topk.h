@@ -15,8 +15,9 @@ int32_t llama_binding_topk_ids(int32_t n_vocab, const llama_token * chunk_ids, i
 
 /* A row of batch_topk.c's two stages comes back as one row of n = 10k sampled logits: its 8k
  * candidates' logits, then their 2k chunk indices as floats. The indices into chunk_ids (room
- * for 2k); answers 8k, the logits at the row's start, or -1 where n is no such row for a
- * vocabulary of n_vocab (a plain top-k's row: its ids are the sampled candidates). */
+ * for 2k); answers 8k, the logits at the row's start, -1 where n is no such row for a
+ * vocabulary of n_vocab (a plain top-k's row: its ids are the sampled candidates), or -2
+ * where an index is not a whole number in its stage's range (nothing to sample from). */
 int32_t llama_binding_topk_unpack(int32_t n_vocab, const float * row, int32_t n, llama_token * chunk_ids);
 
 /* The same for the logits at positions at[0..n_at) only (every position in 0..n_logits):

@@ -26,8 +26,9 @@
  * llama_binding_argmax_rows (plain greedy) and llama_binding_sample_rows (each row with its
  * own sampler chain), both spread over threads (rows_pool.c's, kept between calls);
  * llama_binding_sampled_rows reads the tokens that backend samplers picked.
- * llama_binding_decode_sync decodes a batch and waits for it in one call. Python binds the rows functions and llama_binding_seq_rm so that they
- * keep the GIL (they take microseconds; see _native.py).
+ * llama_binding_decode_sync decodes a batch and waits for it in one call. Python binds the
+ * rows functions and llama_binding_seq_rm so that they keep the GIL (they take
+ * microseconds; see _native.py).
  *
  * Picking the candidates out of a row of logits (the argmax, the leading top-k's
  * selection) is select.c's (select.h); here the rows are fetched, put through the chains,
@@ -210,6 +211,8 @@ static int32_t row_fetch(struct llama_context * ctx, int32_t idx, struct out_row
             r->ids = r->unpacked;
             r->n_ids = r->n - m;
             r->n = m;
+        } else if (m == -2) { /* its indices are not: no candidate (the row samples nothing) */
+            r->n = 0;
         }
     } else {
         r->logits = lb_logits(ctx, idx);
@@ -294,6 +297,9 @@ static int32_t row_sample(const struct out_row * r, struct llama_sampler * chain
         llama_sampler_accept(chain, r->token);
         *out = r->token;
         return 0;
+    }
+    if (r->n <= 0) { /* no candidate at all */
+        return LLAMA_BINDING_NO_TOKEN;
     }
     llama_token_data * cur = cand_get((size_t) r->n);
     if (cur == NULL) {

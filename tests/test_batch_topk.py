@@ -38,10 +38,11 @@ def _candidates(ctx: Context, i: int, n_vocab: int) -> tuple[np.ndarray, np.ndar
     n_ids = int(capi.llama_get_sampled_candidates_count_ith(ctx.ptr, i))
     logits = np.ctypeslib.as_array(capi.llama_get_sampled_logits_ith(ctx.ptr, i), shape=(n,)).copy()
     if n_ids == 0:  # one row of 10k: 8k logits, then 2k chunk indices as floats
-        n = n * 8 // 10
-        logits, tail = logits[:n], logits[n:]
-        assert (tail == np.floor(tail)).all() and (tail >= 0).all()  # whole indices
-        chunk_ids = tail.astype(np.int32)
+        chunk_ids = np.empty(n - n * 8 // 10, dtype=np.int32)
+        m = _native.topk_unpack(n_vocab, logits, chunk_ids)
+        assert m == n * 8 // 10
+        np.testing.assert_array_equal(chunk_ids, logits[m:])  # whole numbers, as they were
+        logits, n = logits[:m], m
     else:
         ids_ptr = ctypes.cast(capi.llama_get_sampled_candidates_ith(ctx.ptr, i),
                               ctypes.POINTER(ctypes.c_int32))
@@ -49,6 +50,26 @@ def _candidates(ctx: Context, i: int, n_vocab: int) -> tuple[np.ndarray, np.ndar
     ids = np.empty(n, dtype=np.int32)
     assert _native.topk_ids(n_vocab, chunk_ids, n, ids) == n
     return logits, ids
+
+
+def test_unpacking_a_row_checks_its_layout_and_indices() -> None:
+    """llama_binding_topk_unpack: a row of 640 floats for Llama 3's vocabulary (k 64: 1,002
+    chunks of 128, then 1,024 chunks of 8) splits at 512; a row of another length, or for a
+    vocabulary no chunk divides, is not such a row (-1); an index that is negative, past its
+    stage's chunks, fractional or NaN is refused (-2), not turned into a token."""
+    n_vocab, k = 128_256, 64
+    row = np.zeros(10 * k, dtype=np.float32)
+    row[8 * k:9 * k] = np.arange(k) + 900  # first stage: chunks 900..963 of 1,002
+    row[9 * k:] = np.arange(k) * 16  # second stage: of 1,024
+    ids = np.empty(2 * k, dtype=np.int32)
+    assert _native.topk_unpack(n_vocab, row, ids) == 8 * k
+    np.testing.assert_array_equal(ids, row[8 * k:].astype(np.int32))
+    assert _native.topk_unpack(n_vocab, row[:-7], ids) == -1  # not 10 k long
+    assert _native.topk_unpack(1_000, row, ids) == -1  # shorter than a row: a plain top-k
+    for at, bad in ((8 * k, -1.0), (8 * k, 1_002.0), (9 * k, 1_024.0), (9 * k + 3, 2.5), (8 * k + 1, np.nan)):
+        broken = row.copy()
+        broken[at] = bad
+        assert _native.topk_unpack(n_vocab, broken, ids) == -2, (at, bad)
 
 
 @pytest.mark.parametrize("which", ["bpe", "smollm2", "stories"])

@@ -51,6 +51,7 @@ __all__ = [
     "topk_group_release",
     "topk_ids",
     "topk_sampler_new",
+    "topk_unpack",
 ]
 
 # llama_binding_sample_decode's answer when it sampled but decoded nothing
@@ -110,6 +111,8 @@ def _lib() -> dict[str, Any]:
                                         ("topk_sampler_new", ctypes.POINTER(capi.llama_sampler), [vp]),
                                         ("topk_ids", ctypes.c_int32,
                                          [ctypes.c_int32, vp, ctypes.c_int32, ctypes.c_int32, vp]),
+                                        ("topk_unpack", ctypes.c_int32,
+                                         [ctypes.c_int32, vp, ctypes.c_int32, vp]),
                                         ("top_k", ctypes.c_int32, [vp, ctypes.c_int32, ctypes.c_int32, vp])):
             fn = getattr(lib, f"llama_binding_{name}")
             fn.restype, fn.argtypes = restype, argtypes
@@ -268,6 +271,14 @@ def topk_ids(n_vocab: int, chunk_ids: Any, n_logits: int, out: Any) -> int:
     ``chunk_ids`` (int32 array) that a top-k group's sampler left as its candidates; -1 where
     the counts fit no layout (``llama_binding_topk_ids``)."""
     return int(_lib()["topk_ids"](n_vocab, chunk_ids.ctypes.data, len(chunk_ids), n_logits, out.ctypes.data))
+
+
+def topk_unpack(n_vocab: int, row: Any, chunk_ids: Any) -> int:
+    """Split a top-k group's row of sampled logits (float32 array: 8k logits, then 2k chunk
+    indices as floats) by writing the indices into ``chunk_ids`` (int32 array, room for 2k);
+    answers 8k, -1 where the row has no such layout, -2 where an index is out of its range
+    (``llama_binding_topk_unpack``)."""
+    return int(_lib()["topk_unpack"](n_vocab, row.ctypes.data, len(row), chunk_ids.ctypes.data))
 
 
 def topk_sampler_new(group: Any) -> Any:
