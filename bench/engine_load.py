@@ -9,9 +9,9 @@ top-k 40 / top-p 0.95), on an AsyncLlama with as many slots as the most clients,
 context and batch sizes of bench/server_vs_llama_server.py. Beside it, llama-batched-bench
 of the same build and options: its S_TG and its rate with the prompts (pl x ntg / (t_pp +
 t_tg)), from the best of --bb-reps runs (its S_TG moved by up to 20% between runs of one
-GPU call, ours did not). What the engine thread did comes with it: decodes with and without prompt tokens
-(how many, ms each, rows), and per step the time in prepare / decode / collect and the
-rest (handing tokens on, commands, waiting for the GIL). Set against the server's figures
+GPU call, ours did not). What the engine thread did comes with it: decodes with and
+without prompt tokens (how many, ms each, rows), and per step the time in prepare /
+decode / collect and the rest (handing tokens on, commands, waiting for the GIL). Set against the server's figures
 at the same point, it separates what HTTP costs from what the scheduling costs.
 """
 
