@@ -11,8 +11,9 @@ of the same build and options: its S_TG and its rate with the prompts (pl x ntg 
 t_tg)), from the best of --bb-reps runs (its S_TG moved by up to 20% between runs of one
 GPU call, ours did not). What the engine thread did comes with it: decodes with and
 without prompt tokens (how many, ms each, rows), and per step the time in prepare /
-decode / collect and the rest (handing tokens on, commands, waiting for the GIL). Set against the server's figures
-at the same point, it separates what HTTP costs from what the scheduling costs.
+decode / collect and the rest (handing tokens on, commands, waiting for the GIL). Set
+against the server's figures at the same point, it separates what HTTP costs from what
+the scheduling costs.
 """
 
 from __future__ import annotations

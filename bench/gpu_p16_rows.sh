@@ -20,7 +20,8 @@ G=(--model "$MODEL" --ngl 99 --fa on)
 for rows in 32 64 16; do
     sed -i "s/^#define CAND_ROWS_PER_THREAD [0-9]*/#define CAND_ROWS_PER_THREAD $rows/" native/step.c
     source bench/gpu_build.sh  # rebuilds only the native library when step.c changed
-    step "engine-rows$rows" 40 python3 bench/engine_load.py "${G[@]}" --clients 64 --seconds 10 --temperature 0.8
+    step "engine-rows$rows" 60 python3 bench/engine_load.py "${G[@]}" --clients 64 --seconds 10 \
+        --temperature 0.8
 done
 step spec 120 python3 bench/speculative_vs_llama.py "${G[@]}" --threads 16 --cases lookup --reps 5 \
     --max-tokens 256 --ignore-eos --json "$D/speculative_vs_llama.json"
