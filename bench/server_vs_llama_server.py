@@ -150,17 +150,20 @@ def engine_counters(base: str) -> dict[str, float]:
 
 def engine_split(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
     """Where our engine's steps went over a point: decodes, rows per decode, and per decode
-    the ms of each phase and of the rest (handing tokens to the event loop, waiting for the
-    GIL or for requests), from the counters read as the clients started and ended."""
+    the ms of each phase: prepare, decode, collect, deliver (handing tokens to the event
+    loop, the GIL taken back included), idle (waiting for requests with none in flight) and
+    the rest (commands, the GIL waits outside those), from the counters read as the clients
+    started and ended."""
     n = after["decodes"] - before["decodes"]
     if n <= 0:
         return {}
     wall = after["t"] - before["t"]
     rows = after["busy"] * after["decodes"] - before["busy"] * before["decodes"]
     split = {"decodes": n, "rows_per_decode": rows / n, "step_ms": wall / n * 1e3}
-    for phase in ("prepare", "decode", "collect"):
+    phases = ("prepare", "decode", "collect", "deliver", "idle")
+    for phase in phases:
         split[f"{phase}_ms"] = (after.get(phase, 0.0) - before.get(phase, 0.0)) / n * 1e3
-    split["rest_ms"] = split["step_ms"] - sum(split[f"{p}_ms"] for p in ("prepare", "decode", "collect"))
+    split["rest_ms"] = split["step_ms"] - sum(split[f"{p}_ms"] for p in phases)
     return split
 
 
@@ -181,7 +184,8 @@ def measure_point(which: str, args: argparse.Namespace, base: str, pid: int, n: 
         s["engine"] = split
         print(f"  engine: {split['decodes']:.0f} decodes, {split['rows_per_decode']:.1f} rows each; "
               f"per decode (ms): step {split['step_ms']:.3f} = decode {split['decode_ms']:.3f} + prepare "
-              f"{split['prepare_ms']:.3f} + collect {split['collect_ms']:.3f} + rest {split['rest_ms']:.3f}",
+              f"{split['prepare_ms']:.3f} + collect {split['collect_ms']:.3f} + deliver "
+              f"{split['deliver_ms']:.3f} + idle {split['idle_ms']:.3f} + rest {split['rest_ms']:.3f}",
               flush=True)
     return s
 

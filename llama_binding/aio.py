@@ -120,6 +120,10 @@ class EngineStats:
     collect_seconds: float = 0.0
     """The engine thread's time sampling each decode's rows and finishing requests (with
     ``prepare_seconds`` and ``decode_seconds``: where its steps went)."""
+    deliver_seconds: float = 0.0
+    """The engine thread's time handing tokens to the event loops (taking the GIL back
+    included), and ``idle_seconds`` its time waiting for requests with none in flight."""
+    idle_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -185,8 +189,15 @@ class AsyncLlama:
         self._closed = False
         #: called on the event loop's thread with a :class:`RequestTiming` per finished call
         self.observers: list[Callable[[RequestTiming], None]] = []
+        # hand a step's tokens on while the GPU computes (_step): the decode is asynchronous
+        self._overlap = self.engine.asynchronous
+        self._timings = {"deliver": 0.0, "idle": 0.0}  # the engine thread's, beside the scheduler's
         self._thread = threading.Thread(target=self._work, name="llama-binding-engine", daemon=True)
         self._thread.start()
+
+    #: with at least this many tokens to hand on, a step on a GPU hands them on while its
+    #: decode computes, not before it starts (_step)
+    OVERLAP_MIN = 8
 
     @staticmethod
     def default_n_ctx(n_seq_max: int) -> int:
@@ -234,7 +245,8 @@ class AsyncLlama:
         return EngineStats(sched.steps, sched.busy_slot_steps, sched.prompt_tokens, sched.generated_tokens,
                            sched.timings["decode"], active, waiting, sched.kv_tokens, sched.ctx.n_ctx,
                            sched.n_slots, sched.drafted_tokens, sched.accepted_tokens,
-                           sched.timings["prepare"], sched.timings["collect"])
+                           sched.timings["prepare"], sched.timings["collect"], self._timings["deliver"],
+                           self._timings["idle"])
 
     async def __aenter__(self) -> AsyncLlama:
         return self
@@ -256,8 +268,12 @@ class AsyncLlama:
                         guard.release()
                         holding = False
                     self._run_embeds()
-                if not self._handle_commands(block=not busy and not self._embeds):
+                block = not busy and not self._embeds
+                t0 = time.perf_counter() if block else 0.0
+                if not self._handle_commands(block=block):
                     return
+                if block:
+                    self._timings["idle"] += time.perf_counter() - t0
                 if not holding and sched.busy:
                     guard.acquire()
                     holding = True
@@ -305,22 +321,35 @@ class AsyncLlama:
     def _step(self, pending: list[tuple[BatchRequest, int]]) -> list[tuple[BatchRequest, int]]:
         """Build the next batch, hand the last step's tokens on, decode; the new tokens.
 
-        The last decode's tokens go to their callers after the next batch is built, right
-        before it is decoded: the loop's thread handles them while the decode runs without
-        the GIL, and this thread does not wait for the GIL behind them."""
+        The last decode's tokens go to their callers after the next batch is built: the
+        loop's thread handles them while the decode runs without the GIL. On a GPU, with
+        many tokens to hand on, they go once the decode is queued: waking the loop's
+        thread hands it the GIL, and this thread takes it back (up to the switch interval)
+        while the GPU computes instead of before the decode starts; a few tokens (a chat's
+        next turn) go before it, so that none waits for the decode's host-side set-up."""
         sched = self.scheduler
         try:
             more = sched.prepare()
         except BaseException as exc:
             self._fail_all(exc)
             return []
-        self._deliver(self._events(pending))
+        handed: list[bool] = []
+        events = self._events(pending)  # now: a failed decode below ends requests that must not look done
+
+        def hand_on() -> None:
+            handed.append(True)
+            self._deliver(events)
+
+        if not (more and self._overlap and len(pending) >= self.OVERLAP_MIN):
+            hand_on()
         if not more:
             return []
         try:
-            sched.decode()
+            sched.decode(None if handed else hand_on)
             return sched.collect()
         except BaseException as exc:  # a failed decode ends every active request with it
+            if not handed:  # the last step's tokens first: requests that ended then ended well
+                hand_on()
             self._fail_all(exc)
             return []
 
@@ -366,6 +395,13 @@ class AsyncLlama:
         return by_loop
 
     def _deliver(self, by_loop: Events) -> None:
+        t0 = time.perf_counter()
+        try:
+            self._hand_over(by_loop)
+        finally:
+            self._timings["deliver"] += time.perf_counter() - t0
+
+    def _hand_over(self, by_loop: Events) -> None:
         for loop, items in by_loop.items():
             for t, tok in items:
                 if tok is None:

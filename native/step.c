@@ -87,6 +87,18 @@ LLAMA_BINDING_EXPORT int32_t llama_binding_decode_sync(struct llama_context * ct
     return code;
 }
 
+/* llama_binding_decode_sync without the wait: on an asynchronous backend (a GPU) it returns
+ * once the batch's last micro-batch is queued, so that the caller's own work (handing the
+ * last step's tokens on) runs while the device computes; llama_synchronize then waits. */
+LLAMA_BINDING_EXPORT int32_t llama_binding_decode_launch(struct llama_context * ctx, struct llama_batch * batch,
+                                                         struct llama_binding_abort * abort) {
+    if (abort->cancel) {
+        return 2;
+    }
+    abort->interrupts_seen = llama_binding_interrupts();
+    return llama_decode(ctx, *batch);
+}
+
 /* llama_memory_seq_rm of the context's memory (the engine calls it holding the GIL) */
 LLAMA_BINDING_EXPORT int32_t llama_binding_seq_rm(struct llama_context * ctx, llama_seq_id seq_id, llama_pos p0,
                                                   llama_pos p1) {

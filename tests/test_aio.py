@@ -16,12 +16,19 @@ PROMPTS = ["The capital of France is", "Once upon a time", "def fib(n):", "Water
            "1, 2, 3,", "The three primary colors are", "Dear Sir or Madam,", "import numpy as np\n"]
 
 
-@pytest.fixture(scope="module", params=[False, True], ids=["host-greedy", "backend-greedy"])
+@pytest.fixture(scope="module", params=["host", "backend", "overlap"],
+                ids=["host-greedy", "backend-greedy", "overlapped-hand-on"])
 def allm(smollm2: Path, request: pytest.FixtureRequest) -> Iterator[AsyncLlama]:
     """Plain greedy on the host (argmax_rows), or in the decode (the slots' backend samplers,
-    what a GPU gets by default)."""
-    a = AsyncLlama(smollm2, n_seq_max=4, n_ctx=2048, backend_sampling=request.param)
-    assert a.scheduler.greedy == ("backend" if request.param else "host")
+    what a GPU gets by default); "overlapped-hand-on" hands every step's tokens on between
+    queuing its decode and waiting for it, as on a GPU (here the CPU's decode is done when
+    it is queued: the same results, in the order a GPU gives them)."""
+    backend = request.param == "backend"
+    a = AsyncLlama(smollm2, n_seq_max=4, n_ctx=2048, backend_sampling=backend)
+    assert a.scheduler.greedy == ("backend" if backend else "host")
+    assert not a._overlap  # the CPU's decode is synchronous
+    if request.param == "overlap":
+        a._overlap, a.OVERLAP_MIN = True, 1
     yield a
     a.close()
 

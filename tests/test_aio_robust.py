@@ -17,6 +17,8 @@ import asyncio, threading, time
 from llama_binding import AsyncLlama
 
 allm = AsyncLlama(sys.argv[1], n_seq_max=2, n_ctx=4096, n_threads=1)
+if sys.argv[3] == "overlap":  # tokens handed on between queuing a decode and waiting for it (a GPU's way)
+    allm._overlap, allm.OVERLAP_MIN = True, 1
 LONG = list(range(3, 300)) * 6  # a prompt decode that takes a while
 
 async def plain(prompt):
@@ -60,8 +62,8 @@ report("twice", lambda: allm.close())
 
 
 def test_close_with_requests_in_flight_raises_closed_error_for_each(stories260k: Path) -> None:
-    for where in ("thread", "loop"):
-        child = Child(CLOSE_IN_FLIGHT, str(stories260k), where, timeout=60)
+    for where, hand_on in (("thread", "before"), ("loop", "before"), ("thread", "overlap")):
+        child = Child(CLOSE_IN_FLIGHT, str(stories260k), where, hand_on, timeout=60)
         for i in range(5):
             raised(child[f"caller{i}"], "ClosedError", naming=("closed",))
         assert float(child["took"].message) < 2.0, where

@@ -89,7 +89,7 @@ def _lib() -> dict[str, Any]:
         # waiting up to the switch interval whenever the event loop's thread is running
         # (measured on an H200 server at 64 streams: the engine thread idle 8% of the time)
         keep_gil = _loader.load_keeping_gil("llama_binding_native")
-        for name in ("interrupts", "install_sigint", "decode_token", "decode_sync", "sample",
+        for name in ("interrupts", "install_sigint", "decode_token", "decode_sync", "decode_launch", "sample",
                      "sample_decode", "argmax_decode", "argmax_rows", "sample_rows", "sampled_rows",
                      "seq_rm"):
             fn = getattr(keep_gil if name in _KEEP_GIL else lib, f"llama_binding_{name}")
@@ -147,6 +147,12 @@ def decode_sync() -> Any:
     """``llama_binding_decode_sync(ctx, batch*, abort*) -> int``: ``llama_decode`` then
     ``llama_synchronize``, one release of the GIL (the cancel flag as ``decode_token``)."""
     return _lib()["decode_sync"]
+
+
+def decode_launch() -> Any:
+    """``llama_binding_decode_launch(ctx, batch*, abort*) -> int``: ``decode_sync`` without
+    the ``llama_synchronize`` (an asynchronous backend may still be computing on return)."""
+    return _lib()["decode_launch"]
 
 
 def seq_rm() -> Any:

@@ -216,6 +216,7 @@ class Context(NativeHandle[Any]):
         self._interrupts = _native.interrupts
         self._decode_token = _native.decode_token()
         self._decode_sync = _native.decode_sync()
+        self._decode_launch = _native.decode_launch()
         self._seq_rm = _native.seq_rm()
         self._sample_decode = _native.sample_decode()
         self._argmax_decode = _native.argmax_decode()
@@ -380,6 +381,13 @@ class Context(NativeHandle[Any]):
         if code:
             self._after_failure(code, "llama_decode")
 
+    def decode_launch(self, batch: Batch) -> None:
+        """:meth:`decode_sync` without the wait: an asynchronous backend (a GPU) may still be
+        computing when it returns; call :meth:`synchronize` before reading any output."""
+        code = self._decode_launch(self.ptr, batch.ref, self._abort_ref)
+        if code:
+            self._after_failure(code, "llama_decode")
+
     def decode_token(self, batch: Batch, token: int, pos: int, seq_id: int = 0) -> None:
         """Decode one ``token`` at ``pos`` of ``seq_id`` in a single native call (``batch``
         is overwritten): the per-token decode of the generation loop."""
@@ -524,7 +532,11 @@ class Context(NativeHandle[Any]):
         self._abort.cancel = 0
 
     def synchronize(self) -> None:
+        """Wait for the last decode's computation (raises as a decode would where an RPC
+        worker was lost meanwhile)."""
         capi.llama_synchronize(self.ptr)
+        if self._rpc is not None:
+            self._rpc.check()
 
     # --- outputs as zero-copy numpy views ------------------------------------------------
 

@@ -178,6 +178,12 @@ class Engine:
         return self._live is not None and self._live.slot.backend
 
     @property
+    def asynchronous(self) -> bool:
+        """Whether a decode may return before its computation ends (the model's layers are
+        on a GPU): work queued after it overlaps the device's."""
+        return self._lookahead and self._live is not None
+
+    @property
     def chain_on_backend(self) -> bool:
         """Whether the synchronous sequence's sampler chain is attached to the decode now."""
         return self._live is not None and self._live.slot.on_backend

@@ -126,7 +126,7 @@ def serve(settings: ServerSettings) -> int:
         return 2
     # the engine's worker thread takes the GIL back after every decode: with uvicorn's
     # event loop busy streaming, the default 5 ms switch interval would be that wait
-    sys.setswitchinterval(0.0005)
+    sys.setswitchinterval(settings.switch_interval)
     app = create_app(settings)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
                             timeout_graceful_shutdown=int(settings.drain_timeout) + 5, lifespan="on")

@@ -86,7 +86,8 @@ class _EngineCollector(Collector):
                                ("drafted", s.drafted_tokens), ("accepted", s.accepted_tokens)):
                 families[key].add_metric(name, value)
             for phase, seconds in (("prepare", s.prepare_seconds), ("decode", s.decode_seconds),
-                                   ("collect", s.collect_seconds)):
+                                   ("collect", s.collect_seconds), ("deliver", s.deliver_seconds),
+                                   ("idle", s.idle_seconds)):
                 phases.add_metric([entry.alias, phase], seconds)
         yield from families.values()
         yield phases

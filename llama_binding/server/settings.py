@@ -152,6 +152,9 @@ class ServerSettings(BaseSettings, ModelOptions):
     remote_media_max_bytes: int = Field(16 << 20, ge=1024, description="largest remote image (bytes)")
     remote_media_timeout: float = Field(10.0, gt=0, description="seconds to fetch a request's remote images")
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    switch_interval: float = Field(0.0005, gt=0, le=0.1, description="Python's thread switch interval "
+                                   "(s): the longest the engine's thread waits for the GIL while the "
+                                   "event loop's thread runs")
 
     @field_validator("api_key", "cors_origins", "admin_api_key", mode="before")
     @classmethod
