@@ -43,6 +43,8 @@ def main() -> None:
     ap.add_argument("--interleaved", type=int, default=5)
     ap.add_argument("--prompts", default="function-rename,list-copy")
     args = ap.parse_args()
+    # what bench/speculative_vs_llama.py's common_args reads, at its values there
+    args.max_tokens, args.n_ctx, args.fa, args.ignore_eos = 256, 4096, "on", True
     kw = dict(n_ctx=4096, n_gpu_layers=args.ngl, flash_attn=True, n_threads=args.threads,
               n_threads_batch=args.threads, verbose=False)
     spec = Llama(args.model, **kw, draft_model=LlamaPromptLookupDecoding(3, 16))
@@ -53,9 +55,7 @@ def main() -> None:
             tokens = spec.tokenize(PROMPTS[name].encode(), add_bos=True)
             path = Path(tmp) / f"{name}.txt"
             path.write_bytes(spec.detokenize(tokens, special=True))
-            cmd = [str(lookup), "-m", str(args.model), "-f", str(path), "-n", "256", "-c", "4096",
-                   "-ngl", str(args.ngl), "-fa", "on", "-t", str(args.threads), "--temp", "0", "--seed", "1",
-                   "--ignore-eos", "--spec-draft-n-max", "16"]
+            cmd = [str(lookup), *sv.common_args(args, path), "--spec-draft-n-max", "16"]
 
             def ours(t: list[int] = tokens) -> int:
                 return round(sv.ours(spec, t, 256, bias)["tps"])
