@@ -9,13 +9,7 @@
 #   spec:   bench/speculative_vs_llama.py, self-draft and n-gram lookup (target 4);
 #   8b:     the 8B shape's single-stream decode (bench/decode.py; target 1), when 230 s are left.
 #   device run, carry [".carry"]:  BUDGET_S=570 bash bench/gpu_p16_after.sh
-D=${OUT:?set OUT to the output folder}
-source bench/gpu_steps.sh  # the deadline starts now, before the (reused) build
-export LLAMA_BINDING_SERVER_TOOL=${LLAMA_BINDING_SERVER_TOOL:-ON}
-OUT=/tmp/res
-source bench/gpu_env.sh
-server_deps
-G=(--model "$MODEL" --ngl 99 --fa on)
+source bench/gpu_p16_env.sh
 step chat 70 python3 bench/chat_turns.py "${G[@]}" --json "$D/chat_turns.json" --log-dir /tmp/res/chat-logs
 step engine 60 bash -c "for t in 0 0.8; do python3 bench/engine_load.py ${G[*]} --clients 64 --seconds 10 \
     --temperature \$t; done"

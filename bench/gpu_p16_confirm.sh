@@ -8,13 +8,7 @@
 #   server:  ours at 64 clients, t0.8, npp/ntg 128/128 for 20 s and 128/256 for 12 s, each
 #            against the best of 3 llama-batched-bench runs of the same shape (target 3).
 #   device run, carry [".carry"]:  BUDGET_S=570 bash bench/gpu_p16_confirm.sh
-D=${OUT:?set OUT to the output folder}
-source bench/gpu_steps.sh  # the deadline starts now, before the build
-export LLAMA_BINDING_SERVER_TOOL=ON
-OUT=/tmp/res
-source bench/gpu_env.sh
-server_deps
-G=(--model "$MODEL" --ngl 99 --fa on)
+source bench/gpu_p16_env.sh
 S=(--clients 64 --modes t0.8 --drain-timeout 60 --procs 4 --servers ours --bb-reps 3 --log-dir /tmp/res/logs)
 step chat 60 python3 bench/chat_turns.py "${G[@]}" --conversations 8 --json "$D/chat_turns.json" \
     --log-dir /tmp/res/chat-logs

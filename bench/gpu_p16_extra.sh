@@ -8,13 +8,7 @@
 #   server:  bench/server_vs_llama_server.py, ours at 64 clients with 512 tokens out: the
 #            server's rate against S_TG when the 128-token prompts weigh a quarter as much.
 #   device run, carry [".carry"]:  BUDGET_S=585 bash bench/gpu_p16_extra.sh
-D=${OUT:?set OUT to the output folder}
-source bench/gpu_steps.sh  # the deadline starts now, before the build
-export LLAMA_BINDING_SERVER_TOOL=ON
-OUT=/tmp/res
-source bench/gpu_env.sh
-server_deps
-G=(--model "$MODEL" --ngl 99 --fa on)
+source bench/gpu_p16_env.sh
 step chat 90 python3 bench/chat_turns.py "${G[@]}" --conversations 6 --json "$D/chat_turns.json" \
     --log-dir /tmp/res/chat-logs
 step decode 30 python3 bench/decode.py "$MODEL" --prompt 512 --gen 128 --reps 3 --ngl 99 --fa on

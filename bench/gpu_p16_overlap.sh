@@ -16,13 +16,7 @@
 #   batched: bench/batched.py at 16 and 64 streams, t0.8 and greedy (target 3 in process).
 # The device brings back 8 files a call: no JSON, only each step's text.
 #   device run, carry [".carry"]:  BUDGET_S=570 bash bench/gpu_p16_overlap.sh
-D=${OUT:?set OUT to the output folder}
-source bench/gpu_steps.sh  # the deadline starts now, before the build
-export LLAMA_BINDING_SERVER_TOOL=${LLAMA_BINDING_SERVER_TOOL:-ON}
-OUT=/tmp/res
-source bench/gpu_env.sh
-server_deps
-G=(--model "$MODEL" --ngl 99 --fa on)
+source bench/gpu_p16_env.sh
 S=(--clients 64 --modes t0.8,greedy --seconds 10 --drain-timeout 60 --servers ours --log-dir /tmp/res/logs)
 rm -rf "$W/base" && mkdir -p "$W/base" && tar xf .carry/base-llama_binding.tar -C "$W/base"
 step decode 30 python3 bench/decode.py "$MODEL" --prompt 512 --gen 128 --reps 3 --ngl 99 --fa on

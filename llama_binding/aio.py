@@ -26,6 +26,7 @@ tokens go to the loop that made it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import os
 import queue
@@ -191,6 +192,8 @@ class AsyncLlama:
         self.observers: list[Callable[[RequestTiming], None]] = []
         # hand a step's tokens on while the GPU computes (_step): the decode is asynchronous
         self._overlap = self.engine.asynchronous
+        # and, in a busy steady step, queue the next decode before the per-request bookkeeping
+        self.scheduler.pipeline = self._overlap
         self._timings = {"deliver": 0.0, "idle": 0.0}  # the engine thread's, beside the scheduler's
         self._thread = threading.Thread(target=self._work, name="llama-binding-engine", daemon=True)
         self._thread.start()
@@ -279,6 +282,8 @@ class AsyncLlama:
                     holding = True
                 pending = self._step(pending)
         finally:
+            with contextlib.suppress(Exception):  # a decode still queued (stopped mid-stream),
+                sched.drain()  # before the context goes: its requests have ended already
             if holding:
                 guard.release()
 

@@ -118,6 +118,23 @@ class Batch(NativeHandle[Any]):
         self._np_seq[i : i + n, 0] = seq_id
         self._struct.n_tokens = i + n
 
+    def add_rows(self, tokens: Sequence[int], positions: Sequence[int], seq_ids: Sequence[int]) -> None:
+        """Append one token of each of several sequences, each with its output (vectorised):
+        the next token of every running sequence in one write per field."""
+        self.ptr  # noqa: B018
+        n = len(tokens)
+        i = int(self._struct.n_tokens)
+        if not n == len(positions) == len(seq_ids):
+            raise ValueError("tokens, positions and seq_ids differ in length")
+        if i + n > self.capacity:
+            raise ValueError(f"batch is full ({self.capacity} tokens)")
+        self._np_token[i : i + n] = tokens
+        self._np_pos[i : i + n] = positions
+        self._np_n_seq[i : i + n] = 1
+        self._np_logits[i : i + n] = 1
+        self._np_seq[i : i + n, 0] = seq_ids
+        self._struct.n_tokens = i + n
+
     def output_indices(self) -> list[int]:
         """Indices of the tokens that request outputs, in order."""
         return [i for i in range(self.n_tokens) if self._logits[i]]

@@ -155,6 +155,12 @@ class BatchEngine:
         self.reused_tokens = 0  # prompt tokens found in a slot's memory instead of evaluated
         self._waiting: deque[BatchRequest] = deque()
         self._active: list[BatchRequest] = []
+        #: queue a busy steady step's decode as soon as its tokens are picked, before their
+        #: per-request bookkeeping (:meth:`collect`): for an asynchronous backend (a GPU),
+        #: where the bookkeeping then runs while the device computes
+        self.pipeline = False
+        self._launched = False  # the prepared batch's decode is queued (by collect)
+        self.pipelined_steps = 0  # decodes queued so, in all
         self.steps = 0
         #: counters for metrics: prompt tokens evaluated (copied prefixes excluded), tokens
         #: sampled, sequences with an output summed over decodes, tokens held in KV memory now
@@ -192,6 +198,9 @@ class BatchEngine:
     #: token 21.9 ms against llama-server's 8.1 ms with a swap each turn). For a few rows,
     #: copying the logits costs little; the backend's samplers pay at many streams.
     BUSY = 4
+    #: the fewest rows a pipelined decode (:attr:`pipeline`) carries: with fewer, queuing it
+    #: before the tokens are handed on would delay them more than it saves
+    PIPELINE_MIN = 8
     #: the shortest prefix of a free slot's memory that a new request takes over
     REUSE_MIN = 8
 
@@ -231,6 +240,7 @@ class BatchEngine:
     def close(self) -> None:
         """Detach the slots' backend samplers (the context stays open; greedy goes on, on
         the host, if the engine is used again)."""
+        self.drain()
         for seq_id in range(self.n_slots):
             self._detach(seq_id)
         self.drop_cached()
@@ -274,7 +284,7 @@ class BatchEngine:
 
     @property
     def busy(self) -> bool:
-        return bool(self._active or self._waiting)
+        return bool(self._active or self._waiting or self._launched)
 
     @property
     def n_waiting(self) -> int:
@@ -299,6 +309,8 @@ class BatchEngine:
 
     def prepare(self) -> bool:
         """Admit waiting requests and build the next batch; False when there is nothing to do."""
+        if self._launched:  # collect built this step's batch and queued its decode
+            return True
         t0 = time.perf_counter()
         try:
             return self._prepare()
@@ -374,14 +386,17 @@ class BatchEngine:
         not in :meth:`collect`; the time in ``meanwhile`` is not the decode's."""
         t0 = time.perf_counter()
         spent = 0.0
+        launched, self._launched = self._launched, False
         try:
-            if meanwhile is None:
+            if meanwhile is None and not launched:
                 self.ctx.decode_sync(self.batch)
             else:
-                self.ctx.decode_launch(self.batch)
+                if not launched:
+                    self.ctx.decode_launch(self.batch)
                 t1 = time.perf_counter()
                 try:
-                    meanwhile()
+                    if meanwhile is not None:
+                        meanwhile()
                 finally:
                     spent = time.perf_counter() - t1
                     self.ctx.synchronize()
@@ -399,12 +414,20 @@ class BatchEngine:
         self.steps += 1
 
     def collect(self) -> list[tuple[BatchRequest, int]]:
-        """Sample every sequence with an output in the last decode; finish what is done."""
+        """Sample every sequence with an output in the last decode; finish what is done.
+
+        With :attr:`pipeline`, a busy steady step (at least :attr:`PIPELINE_MIN` rows, every
+        active request running, none waiting, no drafts, logprobs or images) queues the
+        next decode right after sampling, with the tokens that do not end their request,
+        and only then hands the tokens on and finishes what is done, while the device
+        computes; the next :meth:`prepare` then has nothing to do."""
         t0 = time.perf_counter()
+        self._launch_s = 0.0
         try:
             return self._collect()
         finally:
-            self.timings["collect"] += time.perf_counter() - t0
+            self.timings["collect"] += time.perf_counter() - t0 - self._launch_s
+            self.timings["decode"] += self._launch_s
 
     def _collect(self) -> list[tuple[BatchRequest, int]]:
         ready = [r for r in self._active if r._row >= 0]
@@ -431,6 +454,23 @@ class BatchEngine:
                 self._pick(on_host, backend=False)
         self.busy_slot_steps += len(ready)
         out: list[tuple[BatchRequest, int]] = []
+        going = self._going_on(ready)
+        queued: list[BatchRequest] = []
+        if going:  # the requests this token ends first, so their cells are free as in _prepare
+            on = set(going)
+            self._settle([r for r in ready if r not in on], out)
+            queued = self._launch(going)
+            ready = [r for r in ready if r in on]
+        self._settle(ready, out)
+        for row, r in enumerate(queued):
+            if not r.done:  # (an on_token callback may have cancelled it)
+                r._row = row
+        self.generated_tokens += len(out)
+        self.kv_tokens = sum(r._fed + len(r.output) for r in self._active)
+        return out
+
+    def _settle(self, ready: list[BatchRequest], out: list[tuple[BatchRequest, int]]) -> None:
+        """Hand on each request's picked token (and accepted drafts); finish what is done."""
         for r in ready:
             row, r._row = r._row, -1
             tok = r._pending
@@ -446,9 +486,60 @@ class BatchEngine:
                     break
             if r._draft:
                 self._settle_draft(r, len(accepted))
-        self.generated_tokens += len(out)
-        self.kv_tokens = sum(r._fed + len(r.output) for r in self._active)
-        return out
+
+    def _going_on(self, ready: list[BatchRequest]) -> list[BatchRequest]:
+        """With :attr:`pipeline`, in a busy steady step: the requests that the tokens just
+        picked do not end, for the next decode to queue now (none: not such a step)."""
+        if not self.pipeline or self._waiting or len(ready) < self.PIPELINE_MIN \
+                or len(ready) != len(self._active):
+            return []
+        go: list[BatchRequest] = []
+        is_eog, n_ctx = self.vocab.is_eog, self._n_ctx_seq
+        for r in ready:
+            if r.drafter is not None or r.logprobs is not None or r.media is not None or r._accepted:
+                return []
+            tok, n = r._pending, len(r.output) + 1
+            if tok < 0 or (is_eog(tok) and not r.ignore_eos) or len(r.prompt) + n > n_ctx \
+                    or (r.max_tokens is not None and n >= r.max_tokens):
+                continue  # this token ends it (as _emit will find)
+            go.append(r)
+        return go if len(go) >= self.PIPELINE_MIN else []
+
+    def _launch(self, go: list[BatchRequest]) -> list[BatchRequest]:
+        """Build the next batch from ``go``'s picked tokens and queue its decode; the
+        requests in it, row by row (none when the decode could not be queued: the next
+        :meth:`prepare` then builds the batch as usual)."""
+        t0 = time.perf_counter()
+        if self._split:  # consecutive sequence ids, in order (_prepare)
+            go = sorted(go, key=lambda r: r.seq_id)
+        positions = [len(r.prompt) + len(r.output) for r in go]
+        self.batch.clear()
+        self.batch.add_rows([r._pending for r in go], positions, [r.seq_id for r in go])
+        self._shape = (len(go), 0)
+        self._make_room()
+        try:
+            self.ctx.decode_launch(self.batch)
+        except Exception:  # whatever it placed goes; the usual decode tries again and reports
+            for r, pos in zip(go, positions):
+                self.ctx.seq_rm(r.seq_id, pos, -1)
+            return []
+        finally:
+            self._launch_s = time.perf_counter() - t0
+        self._launched = True
+        self.pipelined_steps += 1
+        return go
+
+    def drain(self) -> None:
+        """Wait for a decode that :meth:`collect` queued and undo it (the next step decodes
+        those tokens again): before the context is used otherwise, or closed."""
+        if not self._launched:
+            return
+        self._launched = False
+        self.ctx.synchronize()
+        for r in self._active:
+            if r._row >= 0:
+                r._row = -1
+                self.ctx.seq_rm(r.seq_id, len(r.prompt) + len(r.output) - 1, -1)
 
     def _emit(self, r: BatchRequest, tok: int, out: list[tuple[BatchRequest, int]]) -> bool:
         """Hand ``tok`` on as ``r``'s next token; False when that finished ``r``."""
@@ -661,6 +752,7 @@ class BatchEngine:
                     if r.id in index:
                         yield index[r.id], tok
         finally:
+            self.drain()
             for r in reqs:
                 self.cancel(r)
 
