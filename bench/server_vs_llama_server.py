@@ -133,7 +133,8 @@ def load_args(args: argparse.Namespace, clients: int, mode: str) -> argparse.Nam
 
 
 _COUNTERS = {"decodes": "llamacpp:n_decode_total", "predicted": "llamacpp:tokens_predicted_total",
-             "prompt": "llamacpp:prompt_tokens_total", "busy": "llamacpp:n_busy_slots_per_decode"}
+             "prompt": "llamacpp:prompt_tokens_total", "busy": "llamacpp:n_busy_slots_per_decode",
+             "pipelined": "llama_binding_pipelined_decodes_total"}
 
 
 def engine_counters(base: str) -> dict[str, float]:
@@ -159,7 +160,8 @@ def engine_split(before: dict[str, float], after: dict[str, float]) -> dict[str,
         return {}
     wall = after["t"] - before["t"]
     rows = after["busy"] * after["decodes"] - before["busy"] * before["decodes"]
-    split = {"decodes": n, "rows_per_decode": rows / n, "step_ms": wall / n * 1e3}
+    split = {"decodes": n, "rows_per_decode": rows / n, "step_ms": wall / n * 1e3,
+             "pipelined": after["pipelined"] - before["pipelined"]}
     phases = ("prepare", "decode", "collect", "deliver", "idle")
     for phase in phases:
         split[f"{phase}_ms"] = (after.get(phase, 0.0) - before.get(phase, 0.0)) / n * 1e3
@@ -185,7 +187,8 @@ def measure_point(which: str, args: argparse.Namespace, base: str, pid: int, n: 
         print(f"  engine: {split['decodes']:.0f} decodes, {split['rows_per_decode']:.1f} rows each; "
               f"per decode (ms): step {split['step_ms']:.3f} = decode {split['decode_ms']:.3f} + prepare "
               f"{split['prepare_ms']:.3f} + collect {split['collect_ms']:.3f} + deliver "
-              f"{split['deliver_ms']:.3f} + idle {split['idle_ms']:.3f} + rest {split['rest_ms']:.3f}",
+              f"{split['deliver_ms']:.3f} + idle {split['idle_ms']:.3f} + rest {split['rest_ms']:.3f}; "
+              f"{split['pipelined']:.0f} queued before the last step's bookkeeping",
               flush=True)
     return s
 

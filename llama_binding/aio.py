@@ -125,6 +125,9 @@ class EngineStats:
     """The engine thread's time handing tokens to the event loops (taking the GIL back
     included), and ``idle_seconds`` its time waiting for requests with none in flight."""
     idle_seconds: float = 0.0
+    pipelined_decodes: int = 0
+    """Decodes queued before the last step's per-request bookkeeping (on a GPU, the busy
+    steady steps: :attr:`BatchEngine.pipeline`)."""
 
 
 @dataclass(frozen=True)
@@ -249,7 +252,7 @@ class AsyncLlama:
                            sched.timings["decode"], active, waiting, sched.kv_tokens, sched.ctx.n_ctx,
                            sched.n_slots, sched.drafted_tokens, sched.accepted_tokens,
                            sched.timings["prepare"], sched.timings["collect"], self._timings["deliver"],
-                           self._timings["idle"])
+                           self._timings["idle"], sched.pipelined_steps)
 
     async def __aenter__(self) -> AsyncLlama:
         return self

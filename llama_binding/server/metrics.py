@@ -57,6 +57,9 @@ class _EngineCollector(Collector):
             "drafted": family(counter, "llamacpp:n_drafted", "Speculative decoding: tokens drafted."),
             "accepted": family(counter, "llamacpp:n_drafted_accepted",
                                "Speculative decoding: drafted tokens accepted."),
+            "pipelined": family(counter, "llama_binding_pipelined_decodes",
+                                "Decodes queued before the last step's per-request bookkeeping "
+                                "(a GPU's busy steady steps)."),
         }
         phases = CounterMetricFamily("llama_binding_engine_seconds",
                                      "The engine thread's time by phase: prepare (batches, admission), "
@@ -83,7 +86,8 @@ class _EngineCollector(Collector):
                                ("predicted_rate", s.generated_tokens / decode), ("processing", s.active),
                                ("deferred", s.waiting), ("busy", s.busy_slot_steps / max(s.decodes, 1)),
                                ("kv", s.kv_tokens / max(s.n_ctx, 1)), ("slots", s.n_slots),
-                               ("drafted", s.drafted_tokens), ("accepted", s.accepted_tokens)):
+                               ("drafted", s.drafted_tokens), ("accepted", s.accepted_tokens),
+                               ("pipelined", s.pipelined_decodes)):
                 families[key].add_metric(name, value)
             for phase, seconds in (("prepare", s.prepare_seconds), ("decode", s.decode_seconds),
                                    ("collect", s.collect_seconds), ("deliver", s.deliver_seconds),
