@@ -107,6 +107,9 @@ def main() -> None:
     ap.add_argument("--no-kv-unified", action="store_true")
     ap.add_argument("--bb-reps", type=int, default=3,
                     help="llama-batched-bench runs; per point the one with the highest S_TG is the bar")
+    ap.add_argument("--pipeline", default="on",
+                    help="comma-separated on/off, a run of each point for each, in order (on: "
+                         "BatchEngine.pipeline as AsyncLlama sets it, off: never), e.g. on,off,on,off")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     clients = [int(x) for x in args.clients.split(",")]
@@ -129,15 +132,20 @@ def main() -> None:
           f"{args.seconds} s per point  KV cache {layout}", flush=True)
     try:
         asyncio.run(load(allm, min(clients), 2.0, args.npp, args.ntg, args.temperature, 1))  # warm-up
-        for n in clients:
+        asynchronous = allm.engine.asynchronous
+        for n, pipe in [(n, p) for n in clients for p in args.pipeline.split(",")]:
+            allm.scheduler.pipeline = asynchronous and pipe == "on"
+            queued0 = allm.scheduler.pipelined_steps
             r = asyncio.run(load(allm, n, args.seconds, args.npp, args.ntg, args.temperature, n))
+            r["pipeline"], r["pipelined"] = pipe, allm.scheduler.pipelined_steps - queued0
             # (a point llama-batched-bench did not print: no ratio, the load's figures still)
             t = tool.get(n, {"gen_tps": math.nan, "all_tps": math.nan})
             s_tg, with_pp = t["gen_tps"], t["all_tps"] * args.ntg / (args.npp + args.ntg)
             r.update(s_tg=s_tg, batched_bench_with_prompts=with_pp)
-            results["points"][n] = r
+            results["points"].setdefault(n, []).append(r)
             d, m, p = r["decode_only"], r["with_prompt"], r["per_step_ms"]
-            print(f"clients {n:3d}  {r['tps']:8.1f} t/s  S_TG {s_tg:8.1f} ({r['tps'] / s_tg:.3f})  "
+            print(f"clients {n:3d}  pipeline {pipe:3s} ({r['pipelined']} of {r['steps']} decodes queued)  "
+                  f"{r['tps']:8.1f} t/s  S_TG {s_tg:8.1f} ({r['tps'] / s_tg:.3f})  "
                   f"with prompts {with_pp:8.1f} ({r['tps'] / with_pp:.3f})  requests {r['requests']}  "
                   f"TTFT p50 {r['ttft_p50_ms']:.1f} ms  inter-token p50 {r['itl_p50_ms']:.2f} ms", flush=True)
             print(f"    decodes without prompt tokens {d['n']} x {d['ms']:.2f} ms ({d['rows']:.1f} rows, "
