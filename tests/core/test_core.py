@@ -317,3 +317,24 @@ print("usable", ctx.seq_pos_max(0))
     assert "interrupted after" in proc.stdout and "usable 2" in proc.stdout, proc.stdout
     frac = float(proc.stdout.split("interrupted after")[1].split()[0])
     assert frac < 0.8, proc.stdout
+
+
+def test_batch_add_rows_is_add_per_row() -> None:
+    """``add_rows`` (one token of each of several sequences, each with its output) writes what
+    the same ``add`` calls write, after what the batch holds; wrong lengths or no room raise
+    and leave the batch as it was."""
+    one, many = Batch(8, n_seq_max=2), Batch(8, n_seq_max=2)
+    for b in (one, many):
+        b.add(5, 0, (0,), False)
+    for tok, pos, seq in [(7, 3, 1), (8, 9, 0), (9, 4, 1)]:
+        one.add(tok, pos, (seq,), True)
+    many.add_rows([7, 8, 9], [3, 9, 4], [1, 0, 1])
+    assert many.n_tokens == one.n_tokens == 4
+    for field in ("_np_token", "_np_pos", "_np_n_seq", "_np_logits"):
+        assert getattr(many, field)[:4].tolist() == getattr(one, field)[:4].tolist()
+    assert many._np_seq[:4, 0].tolist() == [0, 1, 0, 1] and many.output_indices() == [1, 2, 3]
+    with pytest.raises(ValueError, match="differ in length"):
+        many.add_rows([1, 2], [0], [0, 1])
+    with pytest.raises(ValueError, match="full"):
+        many.add_rows([1] * 5, [0] * 5, [0] * 5)
+    assert many.n_tokens == 4
