@@ -161,6 +161,7 @@ class BatchEngine:
         self.pipeline = False
         self._launched = False  # the prepared batch's decode is queued (by collect)
         self.pipelined_steps = 0  # decodes queued so, in all
+        self._launch_s = 0.0  # this collect's time queuing the next decode (the decode's, not collect's)
         self.steps = 0
         #: counters for metrics: prompt tokens evaluated (copied prefixes excluded), tokens
         #: sampled, sequences with an output summed over decodes, tokens held in KV memory now
