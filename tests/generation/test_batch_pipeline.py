@@ -16,7 +16,7 @@ import pytest
 from llama_binding.aio import AsyncLlama
 from llama_binding.core import Context, ContextParams, Model, SamplerChain, Vocab
 from llama_binding.core.sampler import Sampler
-from llama_binding.errors import ClosedError
+from llama_binding.errors import ClosedError, KVCacheFullError
 from llama_binding.generation.batching import BatchEngine, BatchRequest, Greedy
 
 TEXTS = [
@@ -195,3 +195,28 @@ def test_async_llama_with_pipelined_steps(smollm2: Path) -> None:
     assert got == want and n_plain == 0 and n_piped > 0
     ended, _ = asyncio.run(streams(True, close_early=True))
     assert ended and all(isinstance(e, ClosedError) for e in ended)
+
+
+def test_a_full_cache_fails_the_same_with_queued_decodes(smol: tuple[Model, Vocab]) -> None:
+    """Ten requests that outgrow a 256-cell cache: the decode queued in collect cannot find
+    cells, the step falls back to the plain decode, which raises as without the pipeline and
+    cancels every request; the tokens until then are the same, and the engine serves on."""
+    m, v = smol
+
+    def run(pipeline: bool) -> tuple[list[list[int]], BatchEngine]:
+        ctx = Context(m, ContextParams(n_ctx=256, n_seq_max=10, kv_unified=True))
+        engine = BatchEngine(ctx, v)
+        engine.pipeline = pipeline
+        reqs = [engine.submit(BatchRequest(v.tokenize(t), 40)) for t in TEXTS[:10]]
+        with pytest.raises(KVCacheFullError):
+            engine.run()
+        assert all(r.finish_reason == "cancelled" for r in reqs) and not engine.busy
+        after = engine.submit(BatchRequest(v.tokenize(TEXTS[0]), 5))
+        engine.run()
+        assert after.finish_reason == "length" and len(after.output) == 5
+        return [r.output for r in reqs], engine
+
+    want, _ = run(False)
+    got, engine = run(True)
+    assert got == want and engine.pipelined_steps > 0
+    engine.ctx.close()
