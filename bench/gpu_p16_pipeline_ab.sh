@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# P16 run 17, call 2 (a fresh machine; run 17's call 1 was bench/gpu_p16_pipeline.sh): the
-# pipelined steps against plain ones in process, where the server's HTTP noise is absent:
+# For the next P16 device call (written in run 17's session, not yet run: no device time was
+# left): the pipelined steps against plain ones in process, where the server's HTTP noise is absent:
 # bench/engine_load.py at 64 clients, t0.8, 10 s a run, alternating on/off twice, first with
 # the unified KV cache (as the server benchmark), then with a cache per slot (where
 # llama.cpp's host-side mask of each decode is 1 x 324 cells a row, not 1 x ~12k).

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The second device call of P16 run 17, on the machine bench/gpu_p16_pipeline.sh just used
-# (issue it within the machine's idle window: the build and the 1B model are reused): the
-# other targets on the same build, so that every target has a figure from one run:
+# A second device call after bench/gpu_p16_pipeline.sh, on the machine it just used (issue it
+# within the machine's idle window, 30 s: the build and the 1B model are reused; not run in
+# run 17, whose session had no device time left): the other targets on the same build, so
+# that every target has a figure from one run:
 #   decode:  bench/decode.py, the 1B shape's single-stream decode, pp512 after a switch of
 #            options and the switch's cost (targets 1 and 2);
 #   server:  the pipelined server again at 64 clients, t0.8, for 20 s (target 3's spread);
