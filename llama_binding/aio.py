@@ -197,6 +197,7 @@ class AsyncLlama:
         self._overlap = self.engine.asynchronous
         # and, in a busy steady step, queue the next decode before the per-request bookkeeping
         self.scheduler.pipeline = self._overlap
+        self.scheduler.arrivals = self._arrivals  # (then the plain step admits them first)
         self._timings = {"deliver": 0.0, "idle": 0.0}  # the engine thread's, beside the scheduler's
         self._thread = threading.Thread(target=self._work, name="llama-binding-engine", daemon=True)
         self._thread.start()
@@ -289,6 +290,10 @@ class AsyncLlama:
                 sched.drain()  # before the context goes: its requests have ended already
             if holding:
                 guard.release()
+
+    def _arrivals(self) -> bool:
+        """Commands (submits, cancels) wait for the engine thread."""
+        return not self._commands.empty()
 
     def _handle_commands(self, block: bool) -> bool:
         """Take the queued commands (waiting for one when ``block``); False on "stop"."""

@@ -161,6 +161,9 @@ class BatchEngine:
         self.pipeline = False
         self._launched = False  # the prepared batch's decode is queued (by collect)
         self.pipelined_steps = 0  # decodes queued so, in all
+        #: True while requests may be on their way to :meth:`submit` (a driver's queue not yet
+        #: read): a step then does not queue its decode, so they join the next batch
+        self.arrivals: Callable[[], bool] | None = None
         self._launch_s = 0.0  # this collect's time queuing the next decode (the decode's, not collect's)
         self.steps = 0
         #: counters for metrics: prompt tokens evaluated (copied prefixes excluded), tokens
@@ -492,7 +495,7 @@ class BatchEngine:
         """With :attr:`pipeline`, in a busy steady step: the requests that the tokens just
         picked do not end, for the next decode to queue now (none: not such a step)."""
         if not self.pipeline or self._waiting or len(ready) < self.PIPELINE_MIN \
-                or len(ready) != len(self._active):
+                or len(ready) != len(self._active) or (self.arrivals is not None and self.arrivals()):
             return []
         go: list[BatchRequest] = []
         is_eog, n_ctx = self.vocab.is_eog, self._n_ctx_seq

@@ -8,7 +8,7 @@ what could go wrong: the batches must be the ones the plain steps build."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -43,10 +43,10 @@ def _chain(i: int) -> SamplerChain | None:
 
 
 def _run(m: Model, v: Vocab, *, pipeline: bool, greedy: Greedy = "host", unified: bool = True,
-         n: int = 12) -> tuple[list[BatchRequest], BatchEngine]:
+         n: int = 12, arrivals: Callable[[], bool] | None = None) -> tuple[list[BatchRequest], BatchEngine]:
     ctx = Context(m, ContextParams(n_ctx=2048, n_seq_max=n, kv_unified=unified))
     engine = BatchEngine(ctx, v, greedy=greedy, host_threads=2)
-    engine.pipeline = pipeline
+    engine.pipeline, engine.arrivals = pipeline, arrivals
     reqs = [engine.submit(BatchRequest(v.tokenize(t), max_tokens=6 + 2 * i, chain=_chain(i)))
             for i, t in enumerate(TEXTS[:n])]
     engine.run()
@@ -66,6 +66,11 @@ def test_pipelined_steps_give_the_same_tokens(smol: tuple[Model, Vocab], greedy:
     assert [r.finish_reason for r in got] == ["length"] * 12
     assert [len(r.output) for r in got] == [6 + 2 * i for i in range(12)]
     assert plain.pipelined_steps == 0 and piped.steps == plain.steps
+    # requests on their way (a driver's queue not read yet): no step queues its decode
+    held, waited = _run(m, v, pipeline=True, greedy=greedy, unified=unified, arrivals=lambda: True)
+    assert [r.output for r in held] == [r.output for r in want] and waited.pipelined_steps == 0
+    waited.close()
+    waited.ctx.close()
     # from the second decode on, a step with 8 or more rows queues the next: requests 4..11
     # are still running after 12 tokens (6 + 2i > 12 for i >= 4)
     assert piped.pipelined_steps >= 10
