@@ -15,8 +15,5 @@ step engine 60 bash -c "for t in 0 0.8; do python3 bench/engine_load.py ${G[*]} 
     --temperature \$t; done"
 step spec 90 python3 bench/speculative_vs_llama.py "${G[@]}" --threads 16 --cases self,lookup --reps 2 \
     --max-tokens 256 --ignore-eos --json "$D/speculative_vs_llama.json"
-if (( $(left) > 230 )); then
-    model_8b && step decode-8b 120 python3 bench/decode.py "$MODEL8B" --prompt 512 --gen 128 --reps 2 \
-        --ngl 99 --fa on --json "$D/decode-8b.json"
-fi
+decode_8b
 echo "done with $(left) s left"

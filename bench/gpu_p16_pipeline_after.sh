@@ -15,8 +15,5 @@ step server-20s 70 python3 bench/server_vs_llama_server.py "${G[@]}" --clients 6
     --drain-timeout 60 --servers ours --procs 4 --bb-reps 3 --log-dir /tmp/res/logs-20s
 step spec 130 python3 bench/speculative_vs_llama.py "${G[@]}" --threads 16 --cases self,lookup --reps 5 \
     --max-tokens 256 --ignore-eos --json "$D/speculative_vs_llama.json"
-if (( $(left) > 230 )); then
-    model_8b && step decode-8b 120 python3 bench/decode.py "$MODEL8B" --prompt 512 --gen 128 --reps 2 \
-        --ngl 99 --fa on --json "$D/decode-8b.json"
-fi
+decode_8b
 echo "done with $(left) s left"
