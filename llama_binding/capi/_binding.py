@@ -16,6 +16,14 @@ so every later ``capi.llama_vocab_n_tokens(...)`` is the bare ctypes call. Code 
 a reference to the stub before the first call keeps calling the stub, which costs one more
 Python call. Deprecated functions keep their stub for good, so that every call warns.
 
+The functions named in :data:`KEEP_GIL` bind through a ``ctypes.PyDLL`` handle: they keep
+Python's GIL during the call. Every other call releases it, and taking it back waits while
+another thread runs Python, up to the switch interval (0.5 ms in the server). Those are
+getters and the sampler chain's constructors that return in microseconds, called per request
+on the event loop's thread (about twenty a sampled request) and per finished request on the
+engine's; with the engine and the loop both busy, each release was a chance to wait. None of
+them blocks or waits for another thread.
+
 A symbol that the loaded library lacks raises
 :class:`~llama_binding.errors.SymbolNotFoundError` when the function is called, never at
 import.
@@ -57,7 +65,24 @@ if TYPE_CHECKING:
         def __get__(self, obj: object, owner: object) -> _Pointer[_CT]: ...
         def __set__(self, obj: object, value: _Pointer[_CT] | Array[_CT] | None) -> None: ...
 
-__all__ = ["FUNCFLAG_CDECL", "CCallback", "Library", "warn_deprecated"]
+__all__ = ["FUNCFLAG_CDECL", "KEEP_GIL", "CCallback", "Library", "warn_deprecated"]
+
+#: C functions that keep the GIL while they run (module docstring): microseconds each, no
+#: locks, no waiting; what can take longer (tokenizing, a grammar's or DRY's set-up, decoding,
+#: loading, state I/O) releases it as every other function does.
+KEEP_GIL = frozenset({
+    "llama_model_has_decoder", "llama_model_has_encoder", "llama_model_is_recurrent",
+    "llama_model_is_hybrid", "llama_get_causal_attn", "llama_n_ctx", "llama_n_ctx_seq",
+    "llama_n_batch", "llama_n_ubatch", "llama_n_seq_max", "llama_vocab_n_tokens", "llama_vocab_is_eog",
+    "llama_vocab_is_control", "llama_sampler_chain_default_params", "llama_sampler_chain_init",
+    "llama_sampler_chain_add", "llama_sampler_chain_n", "llama_sampler_chain_get", "llama_sampler_name",
+    "llama_sampler_init_greedy", "llama_sampler_init_dist", "llama_sampler_init_top_k",
+    "llama_sampler_init_top_p", "llama_sampler_init_min_p", "llama_sampler_init_typical",
+    "llama_sampler_init_temp", "llama_sampler_init_temp_ext", "llama_sampler_init_xtc",
+    "llama_sampler_init_top_n_sigma", "llama_sampler_init_mirostat", "llama_sampler_init_mirostat_v2",
+    "llama_sampler_init_penalties", "llama_sampler_init_logit_bias", "llama_sampler_free",
+    "llama_sampler_get_seed", "llama_get_memory", "llama_memory_seq_pos_min", "llama_memory_seq_pos_max",
+})
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 _CAPI_PACKAGE = __name__.rpartition(".")[0]
@@ -134,7 +159,7 @@ class Library:
         loaded = 0
         for libname in self._libraries:
             try:
-                lib = _loader.load(libname)
+                lib = _loader.load_keeping_gil(libname) if name in KEEP_GIL else _loader.load(libname)
             except LibraryLoadError as exc:
                 load_error = load_error or exc
                 continue

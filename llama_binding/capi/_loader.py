@@ -31,6 +31,7 @@ ENV_LIB_DIR = "LLAMA_BINDING_LIB_DIR"
 
 _lock = threading.RLock()
 _state: dict[str, object] = {}  # "dir" -> Path, "libs" -> dict[str, ctypes.CDLL]
+_keeping_gil: dict[str, ctypes.PyDLL] = {}  # load_keeping_gil's handles, by name
 _hooks: list[Callable[[], None]] = []  # to call once the libraries are loaded (after_load)
 
 
@@ -147,8 +148,12 @@ def load_keeping_gil(name: str) -> ctypes.PyDLL:
     otherwise wait to take the GIL back). The same handle: dlopen of a loaded path."""
     load(name)
     folder, _ = _ensure_loaded()
-    mode = getattr(os, "RTLD_NOW", 0) | getattr(ctypes, "RTLD_LOCAL", 0)
-    return ctypes.PyDLL(str(folder / library_filename(name)), mode=mode)
+    with _lock:
+        kept = _keeping_gil.get(name)
+        if kept is None:
+            mode = getattr(os, "RTLD_NOW", 0) | getattr(ctypes, "RTLD_LOCAL", 0)
+            kept = _keeping_gil[name] = ctypes.PyDLL(str(folder / library_filename(name)), mode=mode)
+        return kept
 
 
 def load(name: str) -> ctypes.CDLL:
