@@ -74,15 +74,14 @@ class ModelEntry:
     footprint: Optional[Footprint] = None  # estimate(), at its first load under a budget
     waiting: int = 0  # requests waiting for it to load
     _loading: Optional[asyncio.Future[None]] = field(default=None, repr=False)
+    alias: str = field(init=False)
+    #: the names a request may give: the alias, the file's path and its file name
+    names: frozenset[str] = field(init=False, repr=False)
 
-    @property
-    def alias(self) -> str:
-        return self.spec.alias
-
-    @property
-    def names(self) -> set[str]:
-        """The names a request may give: the alias, the file's path and its file name."""
-        return {self.alias, self.spec.model, os.path.basename(self.spec.model)}
+    def __post_init__(self) -> None:
+        # fixed with the spec, and read by every request (resolve, lease): made once
+        self.alias = self.spec.alias
+        self.names = frozenset({self.alias, self.spec.model, os.path.basename(self.spec.model)})
 
     @property
     def busy(self) -> int:
