@@ -45,11 +45,8 @@ class NativeHandle(Generic[P]):
     def __init__(self, ptr: P, free: Callable[[P], None], parent: object = None) -> None:
         self._box = _Box(ptr)
         self._parent = parent
-        # made by the first child: most handles (a request's samplers) never have one
-        self._children: weakref.WeakSet[NativeHandle[Any]] | None = None
+        self._children: weakref.WeakSet[NativeHandle[Any]] = weakref.WeakSet()
         if isinstance(parent, NativeHandle):
-            if parent._children is None:
-                parent._children = weakref.WeakSet()
             parent._children.add(self)
         self._finalizer = weakref.finalize(self, _release, self._box, free, parent)
 
@@ -67,7 +64,7 @@ class NativeHandle(Generic[P]):
 
     def close(self) -> None:
         """Free the native object now, after its live children (idempotent)."""
-        for child in list(self._children or ()):
+        for child in list(self._children):
             child.close()
         self._finalizer()
 
