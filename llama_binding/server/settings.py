@@ -53,7 +53,8 @@ class ModelOptions(BaseModel):
     n_ctx: Optional[int] = Field(None, description="context shared by the slots (default 4096 per 4 slots)")
     n_seq_max: int = Field(4, ge=1, le=256, description="sequence slots: requests decoded together")
     kv_unified: bool = Field(True, description="one KV cache shared by the slots (off: each slot "
-                             "its own n_ctx / n_seq_max cells, llama-server's default)")
+                             "its own n_ctx / n_seq_max cells, llama-server's default: faster with "
+                             "many busy slots, shorter requests)")
     n_gpu_layers: Union[int, Literal["auto"]] = Field(
         "auto", description="layers on the GPU (-1: all; auto: as many as fit, with room for the context)")
     n_batch: int = Field(2048, ge=1)
