@@ -350,7 +350,8 @@ METRICS = ["llamacpp:prompt_tokens_total", "llamacpp:tokens_predicted_total",
            "llamacpp:n_decode_total", "llamacpp:n_busy_slots_per_decode",
            "llama_binding_time_to_first_token_seconds", "llama_binding_inter_token_latency_seconds",
            "llama_binding_request_duration_seconds", "llama_binding_queue_wait_seconds",
-           "llama_binding_kv_cache_usage_ratio", "llama_binding_engine_seconds"]
+           "llama_binding_kv_cache_usage_ratio", "llama_binding_engine_seconds",
+           "llama_binding_pipelined_decodes"]
 
 
 def metric(text: str, name: str) -> float:
@@ -388,3 +389,5 @@ def test_metrics_names_and_counters(http: httpx.Client) -> None:
     assert after["llama_binding_request_duration_seconds_count"] >= \
         before["llama_binding_request_duration_seconds_count"] + 1
     assert metric(after_text, "llamacpp:requests_processing") == 0
+    # the CPU backend is synchronous: no step queues its decode ahead (BatchEngine.pipeline)
+    assert metric(after_text, "llama_binding_pipelined_decodes_total") == 0
