@@ -72,7 +72,8 @@ async def load(allm: AsyncLlama, clients: int, seconds: float, npp: int, ntg: in
     sched.step_log = None
     steps = max(1, sched.steps - steps0)
     per_step = {k: (v - before[k]) / steps * 1e3 for k, v in sched.timings.items()}
-    per_step["rest"] = wall * 1e3 / steps - sum(per_step.values())
+    # ("gil", the wait to hold the GIL after the device finished, is part of "decode")
+    per_step["rest"] = wall * 1e3 / steps - sum(v for k, v in per_step.items() if k != "gil")
     plain = [s for s in log if s[1] == 0]
     mixed = [s for s in log if s[1] > 0]
 
@@ -108,8 +109,10 @@ def main() -> None:
     ap.add_argument("--bb-reps", type=int, default=3,
                     help="llama-batched-bench runs; per point the one with the highest S_TG is the bar")
     ap.add_argument("--pipeline", default="on",
-                    help="comma-separated on/off, a run of each point for each, in order (on: "
-                         "BatchEngine.pipeline as AsyncLlama sets it, off: never), e.g. on,off,on,off")
+                    help="comma-separated on/unfused/off, a run of each point for each, in order (on: "
+                         "BatchEngine.pipeline as AsyncLlama sets it, its wait, picks and next decode "
+                         "in one native call; unfused: the same from Python; off: never), "
+                         "e.g. on,unfused,on,unfused")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     clients = [int(x) for x in args.clients.split(",")]
@@ -134,7 +137,8 @@ def main() -> None:
         asyncio.run(load(allm, min(clients), 2.0, args.npp, args.ntg, args.temperature, 1))  # warm-up
         asynchronous = allm.engine.asynchronous
         for n, pipe in [(n, p) for n in clients for p in args.pipeline.split(",")]:
-            allm.scheduler.pipeline = asynchronous and pipe == "on"
+            allm.scheduler.pipeline = asynchronous and pipe != "off"
+            allm.scheduler.fuse = pipe == "on"
             queued0 = allm.scheduler.pipelined_steps
             r = asyncio.run(load(allm, n, args.seconds, args.npp, args.ntg, args.temperature, n))
             r["pipeline"], r["pipelined"] = pipe, allm.scheduler.pipelined_steps - queued0
@@ -144,7 +148,7 @@ def main() -> None:
             r.update(s_tg=s_tg, batched_bench_with_prompts=with_pp)
             results["points"].setdefault(n, []).append(r)
             d, m, p = r["decode_only"], r["with_prompt"], r["per_step_ms"]
-            print(f"clients {n:3d}  pipeline {pipe:3s} ({r['pipelined']} of {r['steps']} decodes queued)  "
+            print(f"clients {n:3d}  pipeline {pipe:7s} ({r['pipelined']} of {r['steps']} decodes queued)  "
                   f"{r['tps']:8.1f} t/s  S_TG {s_tg:8.1f} ({r['tps'] / s_tg:.3f})  "
                   f"with prompts {with_pp:8.1f} ({r['tps'] / with_pp:.3f})  requests {r['requests']}  "
                   f"TTFT p50 {r['ttft_p50_ms']:.1f} ms  inter-token p50 {r['itl_p50_ms']:.2f} ms", flush=True)

@@ -6,9 +6,6 @@
 #   decode:   bench/decode.py, the 1B shape's single-stream decode, pp512 after a switch of
 #             options and the switch's cost (targets 1 and 2);
 #   batched:  bench/batched.py, 64 sampled streams in process (target 3);
-#   rows:     (when 110 s are left after the 8B) bench/engine_load.py at 64 clients, t0.8, with 8 and 32 (the default) sampled
-#             rows a host thread takes (CAND_ROWS_PER_THREAD in native/step.c; 8 threads
-#             against 2 for 64 rows, the threads kept between steps): "collect" ms a step;
 #   spec:     bench/speculative_vs_llama.py, self-draft and n-gram lookup (target 4);
 #   8b:       the 8B shape's single-stream decode (target 1), when 230 s are left;
 #   server-split: the server at 64 clients, t0.8, with a KV cache per slot for ours and
@@ -20,14 +17,6 @@ step batched 40 python3 bench/batched.py "${G[@]}" --npl 64 --reps 2 --temperatu
 step spec 130 python3 bench/speculative_vs_llama.py "${G[@]}" --threads 16 --cases self,lookup --reps 5 \
     --max-tokens 256 --ignore-eos --json "$D/speculative_vs_llama.json"
 decode_8b
-if (( $(left) > 110 )); then
-    for rows in 8 32; do  # (32 last: the build is left as committed)
-        sed -i "s/^#define CAND_ROWS_PER_THREAD [0-9]*/#define CAND_ROWS_PER_THREAD $rows/" native/step.c
-        source bench/gpu_build.sh  # rebuilds only the native library when step.c changed
-        step "engine-rows$rows" 45 python3 bench/engine_load.py "${G[@]}" --clients 64 --seconds 10 \
-            --temperature 0.8 --bb-reps 1 --pipeline on,on
-    done
-fi
 step server-split 70 python3 bench/server_vs_llama_server.py "${G[@]}" --clients 64 --modes t0.8 --seconds 10 \
     --drain-timeout 60 --servers ours --procs 4 --bb-reps 2 --kv-split --log-dir /tmp/res/logs-split
 echo "done with $(left) s left"

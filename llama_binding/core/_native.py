@@ -31,6 +31,7 @@ __all__ = [
     "NO_TOKEN",
     "TOKEN_NOT_FINITE",
     "AbortState",
+    "PickLaunch",
     "abort_callback",
     "argmax_decode",
     "argmax_rows",
@@ -42,10 +43,13 @@ __all__ = [
     "greedy_sampler_new",
     "interrupts",
     "memory_breakdown",
+    "now",
+    "pick_launch",
     "sample",
     "sample_decode",
     "sample_rows",
     "sampled_rows",
+    "synchronize",
     "top_k",
     "topk_group_new",
     "topk_group_release",
@@ -73,6 +77,20 @@ class AbortState(ctypes.Structure):
     stops when the SIGINT counter moves past ``interrupts_seen``."""
 
     _fields_ = [("cancel", ctypes.c_int), ("interrupts_seen", ctypes.c_int)]
+
+
+class PickLaunch(ctypes.Structure):
+    """``struct llama_binding_pick_launch`` (``native/pick_launch.c``): the rows of a pipelined
+    step, grouped (chains, backend samplers, argmax), what decides which go on, and the
+    outputs (picked tokens, rows in the queued batch, codes and timings)."""
+
+    _fields_ = [("n", ctypes.c_int32), ("n_chain", ctypes.c_int32), ("n_backend", ctypes.c_int32),
+                ("n_threads", ctypes.c_int32), ("min_go", ctypes.c_int32), ("free_ending", ctypes.c_int32),
+                ("rows", ctypes.c_void_p), ("chains", ctypes.c_void_p), ("top_k", ctypes.c_void_p),
+                ("room", ctypes.c_void_p), ("ignore_eos", ctypes.c_void_p), ("pos", ctypes.c_void_p),
+                ("seq_id", ctypes.c_void_p), ("order", ctypes.c_void_p), ("picked", ctypes.c_void_p),
+                ("next_row", ctypes.c_void_p), ("pick_code", ctypes.c_int32), ("n_go", ctypes.c_int32),
+                ("waited_s", ctypes.c_double), ("picked_s", ctypes.c_double), ("end", ctypes.c_double)]
 
 
 _fns: dict[str, Any] = {}
@@ -103,6 +121,12 @@ def _lib() -> dict[str, Any]:
         _fns["sample_rows"].argtypes = [vp, vp, vp, vp, vp, ctypes.c_int32, vp, ctypes.c_int32]
         _fns["seq_rm"].argtypes = [vp, ctypes.c_int32, ctypes.c_int32, ctypes.c_int32]
         _fns["install_sigint"].argtypes = []
+        # the pipelined step and the device wait release the GIL; the clock keeps it
+        for name, dll in (("pick_launch", lib), ("synchronize", lib), ("now", keep_gil)):
+            fn = getattr(dll, f"llama_binding_{name}")
+            fn.restype = ctypes.c_int32 if name == "pick_launch" else ctypes.c_double
+            _fns[name] = fn
+        _fns["now"].argtypes = []
         vp = ctypes.c_void_p
         for name, restype, argtypes in (("greedy_group_new", vp, []), ("greedy_group_release", None, [vp]),
                                         ("greedy_sampler_new", ctypes.POINTER(capi.llama_sampler), [vp]),
@@ -205,6 +229,23 @@ def sampled_rows() -> Any:
     """``llama_binding_sampled_rows(ctx, int32 rows*, n, token* out) -> int``: the backend
     sampler's token of each listed batch index (``NO_LOGITS`` if one has none)."""
     return _lib()["sampled_rows"]
+
+
+def pick_launch() -> Any:
+    """``llama_binding_pick_launch(ctx, vocab, batch*, abort*, PickLaunch*) -> int``: wait for
+    the queued decode, pick each row's token, queue the next decode with the rows that go
+    on, without the GIL (``NOT_DECODED`` when it queued none)."""
+    return _lib()["pick_launch"]
+
+
+def synchronize() -> Any:
+    """``llama_binding_synchronize(ctx) -> double``: ``llama_synchronize``, then :func:`now`."""
+    return _lib()["synchronize"]
+
+
+def now() -> float:
+    """Seconds of the monotonic clock the native timings use."""
+    return float(_lib()["now"]())
 
 
 def top_k(x: Any, k: int) -> list[int] | None:

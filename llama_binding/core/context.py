@@ -223,6 +223,8 @@ class Context(NativeHandle[Any]):
         self._argmax_rows = _native.argmax_rows()
         self._sampled_rows = _native.sampled_rows()
         self._sample_rows = _native.sample_rows()
+        self._pick_launch = _native.pick_launch()
+        self._synchronize = _native.synchronize()
         self._sampled = ctypes.c_int32(0)
         self._sampled_ref = ctypes.byref(self._sampled)
         self._rpc = model.rpc_link  # a lost RPC worker raises after the decode
@@ -388,6 +390,16 @@ class Context(NativeHandle[Any]):
         if code:
             self._after_failure(code, "llama_decode")
 
+    def pick_launch(self, vocab: Vocab, batch: Batch, spec: _native.PickLaunch) -> int:
+        """The pipelined step (``native/pick_launch.c``): wait for the queued decode, pick the
+        tokens of ``spec``'s rows, queue the next decode with the rows that go on, without
+        the GIL. Returns llama_decode's code, or ``_native.NOT_DECODED`` when nothing was
+        queued; a failed queuing is the caller's to undo (its rows' cells)."""
+        code = int(self._pick_launch(self.ptr, vocab.ptr, batch.ref, self._abort_ref, ctypes.byref(spec)))
+        if self._rpc is not None:
+            self._rpc.check()
+        return code
+
     def decode_token(self, batch: Batch, token: int, pos: int, seq_id: int = 0) -> None:
         """Decode one ``token`` at ``pos`` of ``seq_id`` in a single native call (``batch``
         is overwritten): the per-token decode of the generation loop."""
@@ -531,12 +543,14 @@ class Context(NativeHandle[Any]):
         """Forget a cancel that no decode has seen yet."""
         self._abort.cancel = 0
 
-    def synchronize(self) -> None:
+    def synchronize(self) -> float:
         """Wait for the last decode's computation (raises as a decode would where an RPC
-        worker was lost meanwhile)."""
-        capi.llama_synchronize(self.ptr)
+        worker was lost meanwhile); returns when it was done (``_native.now()``'s clock:
+        what the GIL took after that is the caller's to measure)."""
+        done = float(self._synchronize(self.ptr))
         if self._rpc is not None:
             self._rpc.check()
+        return done
 
     # --- outputs as zero-copy numpy views ------------------------------------------------
 

@@ -52,14 +52,16 @@ from typing import Literal
 
 import numpy as np
 
+from ..core import _native
 from ..core.batch import Batch
 from ..core.context import Context
 from ..core.sampler import GreedyGroup, SamplerChain, TopKGroup, sample_failure
 from ..core.vocab import Vocab
 from ..errors import ContextOverflowError, QueueFullError, SamplerError
-from .drafters import Drafter
+from .drafters import Drafter, request_draft
 from .logprobs import TokenLogprob, log_softmax_at
 from .media import MediaPrompt, feed_runs, media_end
+from .pick_launch import Picked, PickLaunch, rows_failure
 from .steps import SequenceState, common_prefix
 
 __all__ = ["BatchEngine", "BatchRequest", "Greedy"]
@@ -145,7 +147,8 @@ class BatchEngine:
         self.min_shared = 0 if self._split else min_shared
         self.shared_tokens = 0  # prompt tokens copied instead of evaluated, in all
         #: seconds spent in prepare / decode / collect, summed (a diagnostic for benchmarks)
-        self.timings = {"prepare": 0.0, "decode": 0.0, "collect": 0.0}
+        #: and "gil": from the device's finishing a decode until this thread holds the GIL again
+        self.timings = {"prepare": 0.0, "decode": 0.0, "collect": 0.0, "gil": 0.0}
         #: a list to append (running rows, prompt tokens, seconds) to for every decode, or None
         self.step_log: list[tuple[int, int, float]] | None = None
         self._shape = (0, 0)
@@ -161,6 +164,11 @@ class BatchEngine:
         self.pipeline = False
         self._launched = False  # the prepared batch's decode is queued (by collect)
         self.pipelined_steps = 0  # decodes queued so, in all
+        #: with :attr:`pipeline`: a queued decode's wait, the picks and the next decode's
+        #: queuing in one native call without the GIL (generation/pick_launch.py)
+        self.fuse = True
+        self._fused: Picked | None = None  # that call's picks, for collect
+        self._pick_launch = PickLaunch(self.batch.capacity)
         #: True while requests may be on their way to :meth:`submit` (a driver's queue not yet
         #: read): a step then does not queue its decode, so they join the next batch
         self.arrivals: Callable[[], bool] | None = None
@@ -168,18 +176,12 @@ class BatchEngine:
         self.steps = 0
         #: counters for metrics: prompt tokens evaluated (copied prefixes excluded), tokens
         #: sampled, sequences with an output summed over decodes, tokens held in KV memory now
-        self.prompt_tokens = 0
-        self.generated_tokens = 0
-        self.busy_slot_steps = 0
-        self.kv_tokens = 0
-        #: speculative decoding: tokens drafted and accepted, in all
-        self.drafted_tokens = 0
-        self.accepted_tokens = 0
+        self.prompt_tokens = self.generated_tokens = self.busy_slot_steps = self.kv_tokens = 0
+        self.drafted_tokens = self.accepted_tokens = 0  # speculative decoding's, in all
         self._can_draft = ctx.model.can_rewind
         self._n_ctx_seq = ctx.n_ctx_seq
-        self._rows = np.zeros(self.batch.capacity, dtype=np.int32)
-        self._picked = np.zeros(self.batch.capacity, dtype=np.int32)
-        self._top_k = np.zeros(self.batch.capacity, dtype=np.int32)
+        cap = self.batch.capacity
+        self._rows, self._picked, self._top_k = (np.zeros(cap, dtype=np.int32) for _ in range(3))
         self.host_threads = host_threads
         # greedy on the backend: every slot starts with a greedy chain attached, so that the
         # decode brings back tokens, not logits, and the graph stays the same step to step
@@ -337,7 +339,8 @@ class BatchEngine:
         room = batch.capacity - len(work)
         for r, _ in work:
             if r.drafter is not None and r.chain is None and room > 0 and self._can_draft:
-                r._draft = self._draft_for(r, room)
+                bound = self.ctx.n_outputs_per_seq if self._slot_chain[r.seq_id] is not None else 0
+                r._draft = request_draft(r, room, self._n_ctx_seq, bound)  # (a backend sampler: bound)
                 room -= len(r._draft)
         for r in self._active:
             if r.phase != "prefill" or room <= 0 or r._leader is not None:
@@ -365,45 +368,33 @@ class BatchEngine:
         self._make_room()
         return True
 
-    def _draft_for(self, r: BatchRequest, room: int) -> list[int]:
-        """``r``'s drafter's tokens to follow its pending one, as many as fit the batch's
-        ``room``, its cells and its token limit (the verify samples one more)."""
-        if r.drafter is None:
-            return []
-        n = min(room, self._n_ctx_seq - len(r.prompt) - len(r.output) - 1)
-        if self._slot_chain[r.seq_id] is not None:  # a backend sampler: so many outputs a sequence
-            n = min(n, self.ctx.n_outputs_per_seq - 1)
-        if r.max_tokens is not None:
-            n = min(n, r.max_tokens - len(r.output) - 1)
-        if n <= 0:
-            return []
-        draft = r.drafter.draft(r.prompt + r.output, n)[:n]
-        if r.media is not None and any(t < 0 for t in draft):  # an image's stand-in ids: no tokens
-            draft = draft[: next(i for i, t in enumerate(draft) if t < 0)]
-        return draft
-
     def decode(self, meanwhile: Callable[[], None] | None = None) -> None:
         """Decode the prepared batch (on a failure every active request is cancelled).
 
         ``meanwhile`` runs between queuing the decode and waiting for it: on an asynchronous
         backend (a GPU) while the device computes. An asynchronous backend finishes here,
-        not in :meth:`collect`; the time in ``meanwhile`` is not the decode's."""
-        t0 = time.perf_counter()
-        spent = 0.0
+        not in :meth:`collect`; the time in ``meanwhile`` is not the decode's. With :attr:`fuse`
+        a queued decode is waited for by the native call that picks and queues the next."""
+        t0, spent, shape = time.perf_counter(), 0.0, self._shape
         launched, self._launched = self._launched, False
+        fused: Picked | None = None
         try:
             if meanwhile is None and not launched:
                 self.ctx.decode_sync(self.batch)
             else:
                 if not launched:
                     self.ctx.decode_launch(self.batch)
-                t1 = time.perf_counter()
+                t1, ran = time.perf_counter(), False
                 try:
                     if meanwhile is not None:
                         meanwhile()
+                    ran = True
                 finally:
                     spent = time.perf_counter() - t1
-                    self.ctx.synchronize()
+                    fused = self._pick_and_launch() if ran and launched else None
+                    if fused is None:
+                        done = self.ctx.synchronize()
+                        self.timings["gil"] += max(0.0, _native.now() - done)
         except BaseException:
             for r in list(self._active):
                 r._row = -1
@@ -412,10 +403,31 @@ class BatchEngine:
             raise
         finally:
             dt = time.perf_counter() - t0 - spent
+            if fused is not None:  # its picks are collect's ("gil": of the decode's, in both ways)
+                dt -= fused.picked_s
+                self.timings["collect"] += fused.picked_s
+                self.timings["gil"] += fused.gil_s
             self.timings["decode"] += dt
         if self.step_log is not None:
-            self.step_log.append((*self._shape, dt))
+            self.step_log.append((*shape, fused.waited_s if fused is not None else dt))
         self.steps += 1
+
+    def _pick_and_launch(self) -> Picked | None:
+        """With :attr:`fuse`, in a busy steady step (:meth:`_steady`): wait for the queued
+        decode, pick and queue the next in one native call; None when not such a step."""
+        ready = [r for r in self._active if r._row >= 0]
+        if not self.fuse or not self._steady(ready):
+            return None
+        self._make_room()
+        picked = self._pick_launch.run(self.ctx, self.vocab, self.batch, ready, [r._row for r in ready],
+                                       self._slot_kind, split=self._split, min_go=self.PIPELINE_MIN,
+                                       n_threads=self.host_threads)
+        for r, tok in zip(ready, picked.tokens, strict=True):
+            r._pending = tok
+        self._fused, self._launched = picked, picked.launched
+        if picked.launched:
+            self._shape, self.pipelined_steps = (picked.n_go, 0), self.pipelined_steps + 1
+        return picked
 
     def collect(self) -> list[tuple[BatchRequest, int]]:
         """Sample every sequence with an output in the last decode; finish what is done.
@@ -428,12 +440,18 @@ class BatchEngine:
         t0 = time.perf_counter()
         self._launch_s = 0.0
         try:
-            return self._collect()
+            out = self._collect()
+            self.generated_tokens += len(out)
+            self.kv_tokens = sum(r._fed + len(r.output) for r in self._active)
+            return out
         finally:
             self.timings["collect"] += time.perf_counter() - t0 - self._launch_s
             self.timings["decode"] += self._launch_s
 
     def _collect(self) -> list[tuple[BatchRequest, int]]:
+        fused, self._fused = self._fused, None
+        if fused is not None:
+            return self._collect_picked(fused)
         ready = [r for r in self._active if r._row >= 0]
         chained = [(r, r.chain) for r in ready if r.chain is not None]
         if chained:  # each with its own chain, on the host's threads, in one native call
@@ -469,8 +487,21 @@ class BatchEngine:
         for row, r in enumerate(queued):
             if not r.done:  # (an on_token callback may have cancelled it)
                 r._row = row
-        self.generated_tokens += len(out)
-        self.kv_tokens = sum(r._fed + len(r.output) for r in self._active)
+        return out
+
+    def _collect_picked(self, picked: Picked) -> list[tuple[BatchRequest, int]]:
+        """:meth:`_collect` after :meth:`_pick_and_launch` (the tokens picked, the next decode
+        queued with the requests whose ``next_rows`` are set): the ending ones first."""
+        if picked.pick_code:
+            raise rows_failure(picked.pick_code)
+        self.busy_slot_steps += len(picked.ready)
+        out: list[tuple[BatchRequest, int]] = []
+        pairs = list(zip(picked.ready, picked.next_rows, strict=True))
+        for going in (False, True):
+            self._settle([r for r, row in pairs if (row >= 0) == going], out)
+        for r, row in pairs:
+            if row >= 0 and not r.done:  # (an on_token callback may have cancelled it)
+                r._row = row
         return out
 
     def _settle(self, ready: list[BatchRequest], out: list[tuple[BatchRequest, int]]) -> None:
@@ -494,20 +525,27 @@ class BatchEngine:
     def _going_on(self, ready: list[BatchRequest]) -> list[BatchRequest]:
         """With :attr:`pipeline`, in a busy steady step: the requests that the tokens just
         picked do not end, for the next decode to queue now (none: not such a step)."""
-        if not self.pipeline or self._waiting or len(ready) < self.PIPELINE_MIN \
-                or len(ready) != len(self._active) or (self.arrivals is not None and self.arrivals()):
+        if not self._steady(ready):
             return []
         go: list[BatchRequest] = []
         is_eog, n_ctx = self.vocab.is_eog, self._n_ctx_seq
         for r in ready:
-            if r.drafter is not None or r.logprobs is not None or r.media is not None or r._accepted:
-                return []
             tok, n = r._pending, len(r.output) + 1
             if tok < 0 or (is_eog(tok) and not r.ignore_eos) or len(r.prompt) + n > n_ctx \
                     or (r.max_tokens is not None and n >= r.max_tokens):
                 continue  # this token ends it (as _emit will find)
             go.append(r)
         return go if len(go) >= self.PIPELINE_MIN else []
+
+    def _steady(self, ready: list[BatchRequest]) -> bool:
+        """With :attr:`pipeline`, whether ``ready`` (the requests with an output) make a busy
+        steady step: at least :attr:`PIPELINE_MIN`, every active request, none waiting or on
+        its way, none with a draft, logprobs or images."""
+        if not self.pipeline or self._waiting or len(ready) < self.PIPELINE_MIN \
+                or len(ready) != len(self._active) or (self.arrivals is not None and self.arrivals()):
+            return False
+        return not any(r.drafter is not None or r.logprobs is not None or r.media is not None or r._accepted
+                       for r in ready)
 
     def _launch(self, go: list[BatchRequest]) -> list[BatchRequest]:
         """Build the next batch from ``go``'s picked tokens and queue its decode; the
@@ -539,7 +577,7 @@ class BatchEngine:
         if not self._launched:
             return
         self._launched = False
-        self.ctx.synchronize()
+        self.ctx.synchronize()  # (after decode, collect comes first: _fused is always None here)
         for r in self._active:
             if r._row >= 0:
                 r._row = -1
@@ -637,7 +675,7 @@ class BatchEngine:
         for slot in self._free:
             cached = self._cached[slot]
             if len(cached) > n_best and cached[: self.REUSE_MIN] == head:
-                n = _common_prefix(cached, prompt, len(prompt) - 1)
+                n = common_prefix(cached, prompt, len(prompt) - 1)
                 if n > n_best:
                     best, n_best = slot, n
         return (best, n_best) if best >= 0 else (-1, 0)
@@ -760,15 +798,3 @@ class BatchEngine:
             for r in reqs:
                 self.cancel(r)
 
-
-def _common_prefix(a: list[int], b: list[int], limit: int) -> int:
-    """How many leading tokens ``a`` and ``b`` share, at most ``limit`` (a binary search over
-    slice comparisons: C loops, not one Python step per token)."""
-    lo, hi = 0, min(len(a), len(b), limit)
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if a[:mid] == b[:mid]:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -24,7 +24,10 @@ from ..core.context import Context
 from ..core.vocab import Vocab
 from .steps import SequenceState, prefill
 
-__all__ = ["AdaptiveLength", "Drafter", "LlamaPromptLookupDecoding", "ModelDrafter"]
+if TYPE_CHECKING:
+    from .batching import BatchRequest
+
+__all__ = ["AdaptiveLength", "Drafter", "LlamaPromptLookupDecoding", "ModelDrafter", "request_draft"]
 
 
 @runtime_checkable
@@ -44,6 +47,26 @@ class Drafter(Protocol):
         Lets a drafter tune itself (e.g. its draft length) to what actually gets accepted.
         """
         ...
+
+
+def request_draft(r: BatchRequest, room: int, n_cells: int, max_outputs: int) -> list[int]:
+    """A batched request's drafter's tokens to follow its pending one, as many as fit the
+    batch's ``room``, the request's ``n_cells``, its token limit and, where its sequence has a
+    backend sampler, the ``max_outputs`` a sequence may have in a decode (0: no such bound);
+    the verify samples one more."""
+    if r.drafter is None:
+        return []
+    n = min(room, n_cells - len(r.prompt) - len(r.output) - 1)
+    if max_outputs:
+        n = min(n, max_outputs - 1)
+    if r.max_tokens is not None:
+        n = min(n, r.max_tokens - len(r.output) - 1)
+    if n <= 0:
+        return []
+    draft = r.drafter.draft(r.prompt + r.output, n)[:n]
+    if r.media is not None and any(t < 0 for t in draft):  # an image's stand-in ids: no tokens
+        draft = draft[: next(i for i, t in enumerate(draft) if t < 0)]
+    return draft
 
 
 def _positive_int(name: str, value: object) -> int:

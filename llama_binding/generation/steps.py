@@ -24,13 +24,19 @@ from ..errors import ContextOverflowError
 __all__ = ["SequenceState", "common_prefix", "decode_in_step", "generate_tokens", "prefill"]
 
 
-def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    """Length of the longest common prefix of two token lists."""
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
+def common_prefix(a: Sequence[int], b: Sequence[int], limit: int | None = None) -> int:
+    """Length of the longest common prefix of two token lists, at most ``limit`` (a binary
+    search over slice comparisons: C loops, not one Python step per token)."""
+    if type(a) is not list or type(b) is not list:  # (a list never equals a tuple)
+        a, b = list(a), list(b)
+    lo, hi = 0, min(len(a), len(b)) if limit is None else min(len(a), len(b), limit)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 class SequenceState:

@@ -1,6 +1,8 @@
 """BatchEngine's pipelined steps (``pipeline``: on a GPU, a busy steady step queues the next
 decode before its per-request bookkeeping): the same tokens as the plain steps, requests
-that end, are cancelled or arrive meanwhile handled, and a queued decode undone cleanly.
+that end, are cancelled or arrive meanwhile handled, and a queued decode undone cleanly;
+both with the wait, picks and next decode in one native call (``fuse``, the default) and
+from Python.
 
 On the CPU a queued decode computes at once, so these check the order of the work, which is
 what could go wrong: the batches must be the ones the plain steps build."""
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,6 +21,7 @@ from llama_binding.core import Context, ContextParams, Model, SamplerChain, Voca
 from llama_binding.core.sampler import Sampler
 from llama_binding.errors import ClosedError, KVCacheFullError
 from llama_binding.generation.batching import BatchEngine, BatchRequest, Greedy
+from llama_binding.generation.pick_launch import Picked
 
 TEXTS = [
     "The capital of France is", "Once upon a time, in a land far away,", "def fibonacci(n):",
@@ -43,31 +47,35 @@ def _chain(i: int) -> SamplerChain | None:
 
 
 def _run(m: Model, v: Vocab, *, pipeline: bool, greedy: Greedy = "host", unified: bool = True,
-         n: int = 12, arrivals: Callable[[], bool] | None = None) -> tuple[list[BatchRequest], BatchEngine]:
+         n: int = 12, arrivals: Callable[[], bool] | None = None,
+         fuse: bool = True) -> tuple[list[BatchRequest], BatchEngine]:
     ctx = Context(m, ContextParams(n_ctx=2048, n_seq_max=n, kv_unified=unified))
     engine = BatchEngine(ctx, v, greedy=greedy, host_threads=2)
-    engine.pipeline, engine.arrivals = pipeline, arrivals
+    engine.pipeline, engine.arrivals, engine.fuse = pipeline, arrivals, fuse
     reqs = [engine.submit(BatchRequest(v.tokenize(t), max_tokens=6 + 2 * i, chain=_chain(i)))
             for i, t in enumerate(TEXTS[:n])]
     engine.run()
     return reqs, engine
 
 
-@pytest.mark.parametrize(("greedy", "unified"), [("host", True), ("backend", True), ("backend", False)])
+@pytest.mark.parametrize(("greedy", "unified", "fuse"), [
+    ("host", True, True), ("backend", True, True), ("backend", False, True), ("host", True, False),
+    ("backend", True, False), ("backend", False, False)])
 def test_pipelined_steps_give_the_same_tokens(smol: tuple[Model, Vocab], greedy: Greedy,
-                                              unified: bool) -> None:
+                                              unified: bool, fuse: bool) -> None:
     """12 requests of different lengths, greedy and seeded sampled: every token as without
     the pipeline, the requests that end dropping out of the queued batches as they do of
     the built ones; most decodes queued (all rows running from the second decode on)."""
     m, v = smol
     want, plain = _run(m, v, pipeline=False, greedy=greedy, unified=unified)
-    got, piped = _run(m, v, pipeline=True, greedy=greedy, unified=unified)
+    got, piped = _run(m, v, pipeline=True, greedy=greedy, unified=unified, fuse=fuse)
     assert [r.output for r in got] == [r.output for r in want]
     assert [r.finish_reason for r in got] == ["length"] * 12
     assert [len(r.output) for r in got] == [6 + 2 * i for i in range(12)]
     assert plain.pipelined_steps == 0 and piped.steps == plain.steps
+    assert piped.timings["gil"] >= 0.0
     # requests on their way (a driver's queue not read yet): no step queues its decode
-    held, waited = _run(m, v, pipeline=True, greedy=greedy, unified=unified, arrivals=lambda: True)
+    held, waited = _run(m, v, pipeline=True, greedy=greedy, unified=unified, arrivals=lambda: True, fuse=fuse)
     assert [r.output for r in held] == [r.output for r in want] and waited.pipelined_steps == 0
     waited.close()
     waited.ctx.close()
@@ -80,7 +88,9 @@ def test_pipelined_steps_give_the_same_tokens(smol: tuple[Model, Vocab], greedy:
         e.ctx.close()
 
 
-def test_a_request_ending_on_an_end_token_leaves_the_queued_batch(smol: tuple[Model, Vocab]) -> None:
+@pytest.mark.parametrize("fuse", [True, False])
+def test_a_request_ending_on_an_end_token_leaves_the_queued_batch(smol: tuple[Model, Vocab],
+                                                                  fuse: bool) -> None:
     """A request whose chain picks the end-of-generation token at once is not in the next
     queued batch; one that ignores it goes on past it; the rest are unchanged."""
     m, v = smol
@@ -92,7 +102,7 @@ def test_a_request_ending_on_an_end_token_leaves_the_queued_batch(smol: tuple[Mo
     def run(pipeline: bool) -> tuple[list[BatchRequest], BatchEngine]:
         ctx = Context(m, ContextParams(n_ctx=2048, n_seq_max=10, kv_unified=True))
         engine = BatchEngine(ctx, v)
-        engine.pipeline = pipeline
+        engine.pipeline, engine.fuse = pipeline, fuse
         reqs = [engine.submit(BatchRequest(v.tokenize(t), 8)) for t in TEXTS[:8]]
         stop = engine.submit(BatchRequest(v.tokenize(TEXTS[8]), 8, forced()))
         past = engine.submit(BatchRequest(v.tokenize(TEXTS[9]), 3, forced(), ignore_eos=True))
@@ -108,14 +118,15 @@ def test_a_request_ending_on_an_end_token_leaves_the_queued_batch(smol: tuple[Mo
     engine.ctx.close()
 
 
-def test_cancel_and_arrivals_between_pipelined_steps(smol: tuple[Model, Vocab]) -> None:
+@pytest.mark.parametrize("fuse", [True, False])
+def test_cancel_and_arrivals_between_pipelined_steps(smol: tuple[Model, Vocab], fuse: bool) -> None:
     """A request cancelled while a decode with its row is queued drops out (its cell goes);
     one cancelled from its own on_token callback too; one submitted meanwhile waits for
     the next built batch and gets its own greedy tokens; then the engine drains idle."""
     m, v = smol
     ctx = Context(m, ContextParams(n_ctx=2048, n_seq_max=12, kv_unified=True))
     engine = BatchEngine(ctx, v)
-    engine.pipeline = True
+    engine.pipeline, engine.fuse = True, fuse
     reqs = [engine.submit(BatchRequest(v.tokenize(t), 20)) for t in TEXTS[:10]]
 
     def cancel_self(r: BatchRequest, _tok: int) -> None:
@@ -202,7 +213,8 @@ def test_async_llama_with_pipelined_steps(smollm2: Path) -> None:
     assert ended and all(isinstance(e, ClosedError) for e in ended)
 
 
-def test_a_full_cache_fails_the_same_with_queued_decodes(smol: tuple[Model, Vocab]) -> None:
+@pytest.mark.parametrize("fuse", [True, False])
+def test_a_full_cache_fails_the_same_with_queued_decodes(smol: tuple[Model, Vocab], fuse: bool) -> None:
     """Ten requests that outgrow a 256-cell cache: the decode queued in collect cannot find
     cells, the step falls back to the plain decode, which raises as without the pipeline and
     cancels every request; the tokens until then are the same, and the engine serves on."""
@@ -211,7 +223,7 @@ def test_a_full_cache_fails_the_same_with_queued_decodes(smol: tuple[Model, Voca
     def run(pipeline: bool) -> tuple[list[list[int]], BatchEngine]:
         ctx = Context(m, ContextParams(n_ctx=256, n_seq_max=10, kv_unified=True))
         engine = BatchEngine(ctx, v)
-        engine.pipeline = pipeline
+        engine.pipeline, engine.fuse = pipeline, fuse
         reqs = [engine.submit(BatchRequest(v.tokenize(t), 40)) for t in TEXTS[:10]]
         with pytest.raises(KVCacheFullError):
             engine.run()
@@ -225,3 +237,43 @@ def test_a_full_cache_fails_the_same_with_queued_decodes(smol: tuple[Model, Voca
     got, engine = run(True)
     assert got == want and engine.pipelined_steps > 0
     engine.ctx.close()
+
+
+def _count_queuings(engine: BatchEngine) -> list[int]:
+    """[decodes the native call queued, decodes queued from Python], counted as the engine runs."""
+    counts = [0, 0]
+    native_run, python_launch = engine._pick_launch.run, engine._launch
+
+    def run(*a: Any, **k: Any) -> Picked:
+        picked = native_run(*a, **k)
+        counts[0] += picked.launched
+        return picked
+
+    def launch(go: list[BatchRequest]) -> list[BatchRequest]:
+        queued = python_launch(go)
+        counts[1] += bool(queued)
+        return queued
+
+    engine._pick_launch.run, engine._launch = run, launch  # type: ignore[method-assign]
+    return counts
+
+
+def test_fused_steps_are_the_native_call(smol: tuple[Model, Vocab]) -> None:
+    """With ``fuse`` every pipelined decode after the first is queued by the native call
+    (wait, picks, next decode), without it none is; the same decodes queued either way."""
+    m, v = smol
+    counts = {}
+    for fuse in (True, False):
+        ctx = Context(m, ContextParams(n_ctx=2048, n_seq_max=12, kv_unified=True))
+        engine = BatchEngine(ctx, v, greedy="host", host_threads=2)
+        engine.pipeline, engine.fuse = True, fuse
+        counts[fuse] = _count_queuings(engine)
+        for i, t in enumerate(TEXTS):
+            engine.submit(BatchRequest(v.tokenize(t), 6 + 2 * i, chain=_chain(i)))
+        engine.run()
+        assert engine.pipelined_steps == sum(counts[fuse])
+        engine.close()
+        ctx.close()
+    # the first queued decode comes from Python (the step before built its batch)
+    assert counts[True][0] >= 10 and counts[True][1] == 1
+    assert counts[False][0] == 0 and counts[False][1] == sum(counts[True])
