@@ -46,7 +46,6 @@ class Picked:
     n_go: int
     waited_s: float
     picked_s: float
-    launch_s: float
     gil_s: float
     """From the call's return until this thread held the GIL again (the device computing)."""
 
@@ -99,7 +98,6 @@ class PickLaunch:
         ints["order"][:n] = [at[k] for k in order]
         spec.n, spec.n_chain, spec.n_backend, spec.min_go = n, n_chain, len(backend), min_go
         spec.free_ending, spec.n_threads = 0 if split else 1, n_threads
-        start = _native.now()
         code = ctx.pick_launch(vocab, batch, spec)
         gil_s = _native.now() - spec.end
         picked, nxt = ints["picked"][:n].tolist(), ints["next_row"][:n].tolist()
@@ -110,9 +108,8 @@ class PickLaunch:
                 if row >= 0:
                     ctx.seq_rm(r.seq_id, len(r.prompt) + len(r.output), -1)
             launched, next_rows = False, [-1] * n
-        launch_s = max(0.0, spec.end - start - spec.waited_s - spec.picked_s)  # (the rest of the call)
         return Picked(ready, tokens, next_rows, launched, spec.pick_code, spec.n_go, spec.waited_s,
-                      spec.picked_s, launch_s, max(0.0, gil_s))
+                      spec.picked_s, max(0.0, gil_s))
 
 def rows_failure(code: int) -> Exception:
     """The error of a failed pick (``Picked.pick_code``), as the rows functions raise it."""
