@@ -38,7 +38,8 @@ if TYPE_CHECKING:
     from .sampler import SamplerChain
     from .vocab import Vocab
 
-__all__ = ["Context", "ContextParams", "FlashAttnType", "MemoryUse", "PoolingType", "physical_cores"]
+__all__ = ["Context", "ContextParams", "FlashAttnType", "MemoryUse", "PoolingType", "physical_cores",
+           "rows_failure"]
 
 
 class FlashAttnType(enum.IntEnum):
@@ -176,6 +177,13 @@ class ContextParams:
 
 
 #: the native step's answers when it sampled nothing (native/step.c)
+def rows_failure(code: int, what: str) -> Exception:
+    """The error of a rows function's failure (``_native.NO_LOGITS`` or ``NO_MEMORY``)."""
+    if code == _native.NO_MEMORY:
+        return MemoryError(f"{what}: out of memory")
+    return IndexError("a requested batch index has no logits in the last decode")
+
+
 _SAMPLE_FAILURES = frozenset({_native.NOT_FINITE, _native.NO_TOKEN, _native.NO_LOGITS, _native.NO_MEMORY})
 
 _GGML_TYPES = frozenset(int(v) for n, v in capi.ggml_type.__members__.items() if n != "GGML_TYPE_COUNT")
@@ -439,10 +447,8 @@ class Context(NativeHandle[Any]):
         ``n_threads`` > 1 many large rows are split between that many threads."""
         self._check_rows(rows, out)
         code = self._argmax_rows(self.ptr, vocab.ptr, rows.ctypes.data, len(rows), out.ctypes.data, n_threads)
-        if code == _native.NO_LOGITS:
-            raise IndexError("a requested batch index has no logits in the last decode")
-        if code == _native.NO_MEMORY:
-            raise MemoryError("argmax_rows: out of memory")
+        if code in (_native.NO_LOGITS, _native.NO_MEMORY):
+            raise rows_failure(code, "argmax_rows")
 
     def sample_rows(self, vocab: Vocab, chains: Sequence[int], rows: npt.NDArray[np.int32],
                     out: npt.NDArray[np.int32], n_threads: int = 1,
@@ -464,10 +470,8 @@ class Context(NativeHandle[Any]):
         arr = (ctypes.c_void_p * max(1, n))(*chains)
         code = self._sample_rows(self.ptr, vocab.ptr, arr, None if top_k is None else top_k.ctypes.data,
                                  rows.ctypes.data, n, out.ctypes.data, n_threads)
-        if code == _native.NO_LOGITS:
-            raise IndexError("a requested batch index has no logits in the last decode")
-        if code == _native.NO_MEMORY:
-            raise MemoryError("sample_rows: out of memory")
+        if code in (_native.NO_LOGITS, _native.NO_MEMORY):
+            raise rows_failure(code, "sample_rows")
         if code == _native.NO_TOKEN:  # out[k] < 0 where nothing was sampled: say why
             from .sampler import sample_failure
 

@@ -54,14 +54,14 @@ import numpy as np
 
 from ..core import _native
 from ..core.batch import Batch
-from ..core.context import Context
+from ..core.context import Context, rows_failure
 from ..core.sampler import GreedyGroup, SamplerChain, TopKGroup, sample_failure
 from ..core.vocab import Vocab
 from ..errors import ContextOverflowError, QueueFullError, SamplerError
 from .drafters import Drafter, request_draft
 from .logprobs import TokenLogprob, log_softmax_at
 from .media import MediaPrompt, feed_runs, media_end
-from .pick_launch import Picked, PickLaunch, rows_failure
+from .pick_launch import Picked, PickLaunch
 from .steps import SequenceState, common_prefix
 
 __all__ = ["BatchEngine", "BatchRequest", "Greedy"]
@@ -493,7 +493,7 @@ class BatchEngine:
         """:meth:`_collect` after :meth:`_pick_and_launch` (the tokens picked, the next decode
         queued with the requests whose ``next_rows`` are set): the ending ones first."""
         if picked.pick_code:
-            raise rows_failure(picked.pick_code)
+            raise rows_failure(picked.pick_code, "pick_launch")
         self.busy_slot_steps += len(picked.ready)
         out: list[tuple[BatchRequest, int]] = []
         pairs = list(zip(picked.ready, picked.next_rows, strict=True))

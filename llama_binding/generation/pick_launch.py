@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from ..core.vocab import Vocab
     from .batching import BatchRequest, SlotSampler
 
-__all__ = ["PickLaunch", "Picked", "rows_failure"]
+__all__ = ["PickLaunch", "Picked"]
 
 
 @dataclass
@@ -54,7 +54,6 @@ class PickLaunch:
     """The arrays of the pipelined step's call, made once for up to ``capacity`` rows."""
 
     def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
         ints = {name: np.zeros(capacity, dtype=np.int32)
                 for name in ("rows", "top_k", "room", "pos", "seq_id", "order", "picked", "next_row")}
         self._ints = ints
@@ -77,13 +76,14 @@ class PickLaunch:
         chained = [k for k, r in enumerate(ready) if r.chain is not None]
         backend = [k for k, r in enumerate(ready) if r.chain is None and kinds[r.seq_id] == "greedy"]
         host = [k for k, r in enumerate(ready) if r.chain is None and kinds[r.seq_id] != "greedy"]
-        grouped = [ready[k] for k in chained + backend + host]  # the native call's order
+        place = chained + backend + host  # the native call's order (indices into ready)
+        grouped = [ready[k] for k in place]
         n, n_chain = len(grouped), len(chained)
         at = [0] * n  # each request's place in it
-        for g, k in enumerate(chained + backend + host):
+        for g, k in enumerate(place):
             at[k] = g
         ints, spec, n_ctx = self._ints, self.spec, ctx.n_ctx_seq
-        ints["rows"][:n] = [rows[k] for k in chained + backend + host]
+        ints["rows"][:n] = [rows[k] for k in place]
         for g, r in enumerate(grouped[:n_chain]):
             self._chains[g] = r.chain.address  # type: ignore[union-attr]
         ints["top_k"][:n_chain] = [r.chain.leading_top_k for r in grouped[:n_chain]]  # type: ignore[union-attr]
@@ -110,9 +110,3 @@ class PickLaunch:
             launched, next_rows = False, [-1] * n
         return Picked(ready, tokens, next_rows, launched, spec.pick_code, spec.n_go, spec.waited_s,
                       spec.picked_s, max(0.0, gil_s))
-
-def rows_failure(code: int) -> Exception:
-    """The error of a failed pick (``Picked.pick_code``), as the rows functions raise it."""
-    if code == _native.NO_MEMORY:
-        return MemoryError("pick_launch: out of memory")
-    return IndexError("a requested batch index has no logits in the last decode")

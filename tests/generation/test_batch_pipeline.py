@@ -73,7 +73,6 @@ def test_pipelined_steps_give_the_same_tokens(smol: tuple[Model, Vocab], greedy:
     assert [r.finish_reason for r in got] == ["length"] * 12
     assert [len(r.output) for r in got] == [6 + 2 * i for i in range(12)]
     assert plain.pipelined_steps == 0 and piped.steps == plain.steps
-    assert piped.timings["gil"] >= 0.0
     # requests on their way (a driver's queue not read yet): no step queues its decode
     held, waited = _run(m, v, pipeline=True, greedy=greedy, unified=unified, arrivals=lambda: True, fuse=fuse)
     assert [r.output for r in held] == [r.output for r in want] and waited.pipelined_steps == 0
