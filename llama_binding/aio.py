@@ -297,6 +297,7 @@ class AsyncLlama:
 
     def _handle_commands(self, block: bool) -> bool:
         """Take the queued commands (waiting for one when ``block``); False on "stop"."""
+        self.scheduler.pick_launch.answer()  # (before the queue is read: a later knock stays)
         try:
             cmd: tuple[str, Any] | None = self._commands.get(block=block)
         except queue.Empty:
@@ -492,6 +493,7 @@ class AsyncLlama:
             self._outstanding += len(tickets)
             for t in tickets:
                 self._commands.put(("submit", t))
+            self.scheduler.pick_launch.knock()  # (a pipelined step waiting now queues nothing)
         if idle:
             # The worker is waiting for work; woken, it needs the GIL, which this thread
             # would keep through the rest of the request's Python (a server's response set-up:

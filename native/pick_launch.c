@@ -18,7 +18,9 @@
  * the rows that end have their cells dropped first (free_ending: a unified cache, where the
  * engine would drop them before queuing, so the next decode's cells are the same), then
  * the batch is built in `order` (for a cache per sequence: ascending sequence ids) and
- * queued; next_row[k] is row k's index in it, or -1.
+ * queued; next_row[k] is row k's index in it, or -1. A request submitted while the call
+ * waits knocks (a flag read after the picks): then nothing is queued, so that the engine's
+ * next step admits it rather than the step after.
  */
 #include <stdint.h>
 #if defined(_WIN32)
@@ -66,6 +68,8 @@ struct llama_binding_pick_launch {
     const int32_t * pos;        /* the position of the row's next token */
     const int32_t * seq_id;
     const int32_t * order;      /* the rows in the next batch's order (a permutation) */
+    const volatile int32_t * knock; /* nonzero (set by another thread meanwhile): a request is on
+                                     * its way, queue nothing (it joins the engine's next step) */
     llama_token * picked;       /* out: each row's token (negative: none, as the rows functions') */
     int32_t * next_row;         /* out: each row's index in the queued batch, or -1 */
     int32_t pick_code;          /* out: the first rows function's failure, or 0 */
@@ -119,7 +123,7 @@ static int32_t pick(struct llama_context * ctx, const struct llama_vocab * vocab
 }
 
 /* Returns llama_decode's code for the queued decode, or LLAMA_BINDING_NOT_DECODED when none
- * was queued (a pick failed: pick_code; or fewer than min_go rows go on). */
+ * was queued (a pick failed: pick_code; fewer than min_go rows go on; a knock). */
 LLAMA_BINDING_EXPORT int32_t llama_binding_pick_launch(struct llama_context * ctx, const struct llama_vocab * vocab,
                                                        struct llama_batch * batch, struct llama_binding_abort * abort,
                                                        struct llama_binding_pick_launch * p) {
@@ -137,7 +141,7 @@ LLAMA_BINDING_EXPORT int32_t llama_binding_pick_launch(struct llama_context * ct
         p->next_row[k] = go ? 0 : -1;
         p->n_go += go;
     }
-    if (p->pick_code != 0 || p->n_go < p->min_go) {
+    if (p->pick_code != 0 || p->n_go < p->min_go || *p->knock != 0) {
         for (int32_t k = 0; k < p->n; k++) {
             p->next_row[k] = -1;
         }

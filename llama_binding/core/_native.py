@@ -88,8 +88,9 @@ class PickLaunch(ctypes.Structure):
                 ("n_threads", ctypes.c_int32), ("min_go", ctypes.c_int32), ("free_ending", ctypes.c_int32),
                 ("rows", ctypes.c_void_p), ("chains", ctypes.c_void_p), ("top_k", ctypes.c_void_p),
                 ("room", ctypes.c_void_p), ("ignore_eos", ctypes.c_void_p), ("pos", ctypes.c_void_p),
-                ("seq_id", ctypes.c_void_p), ("order", ctypes.c_void_p), ("picked", ctypes.c_void_p),
-                ("next_row", ctypes.c_void_p), ("pick_code", ctypes.c_int32), ("n_go", ctypes.c_int32),
+                ("seq_id", ctypes.c_void_p), ("order", ctypes.c_void_p), ("knock", ctypes.c_void_p),
+                ("picked", ctypes.c_void_p), ("next_row", ctypes.c_void_p), ("pick_code", ctypes.c_int32),
+                ("n_go", ctypes.c_int32),
                 ("waited_s", ctypes.c_double), ("picked_s", ctypes.c_double), ("end", ctypes.c_double)]
 
 

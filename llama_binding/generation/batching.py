@@ -168,7 +168,7 @@ class BatchEngine:
         #: queuing in one native call without the GIL (generation/pick_launch.py)
         self.fuse = True
         self._fused: Picked | None = None  # that call's picks, for collect
-        self._pick_launch = PickLaunch(self.batch.capacity)
+        self.pick_launch = PickLaunch(self.batch.capacity)  # (its knock: a submit on its way)
         #: True while requests may be on their way to :meth:`submit` (a driver's queue not yet
         #: read): a step then does not queue its decode, so they join the next batch
         self.arrivals: Callable[[], bool] | None = None
@@ -419,7 +419,7 @@ class BatchEngine:
         if not self.fuse or not self._steady(ready):
             return None
         self._make_room()
-        picked = self._pick_launch.run(self.ctx, self.vocab, self.batch, ready, [r._row for r in ready],
+        picked = self.pick_launch.run(self.ctx, self.vocab, self.batch, ready, [r._row for r in ready],
                                        self._slot_kind, split=self._split, min_go=self.PIPELINE_MIN,
                                        n_threads=self.host_threads)
         for r, tok in zip(ready, picked.tokens, strict=True):

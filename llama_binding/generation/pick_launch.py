@@ -64,15 +64,27 @@ class PickLaunch:
             setattr(spec, name, arr.ctypes.data)
         spec.ignore_eos = self._ignore_eos.ctypes.data
         spec.chains = ctypes.cast(self._chains, ctypes.c_void_p)
+        self._knocked = np.zeros(1, dtype=np.int32)
+        spec.knock = self._knocked.ctypes.data
         self.spec = spec
+
+    def knock(self) -> None:
+        """A request is on its way to the engine (any thread): a call waiting now queues no
+        decode, so that the engine's next step admits it (not the step after)."""
+        self._knocked[0] = 1
+
+    def answer(self) -> None:
+        """The engine's thread is about to take what knocked (before reading its queue)."""
+        self._knocked[0] = 0
 
     def run(self, ctx: Context, vocab: Vocab, batch: Batch, ready: list[BatchRequest], rows: list[int],
             kinds: Sequence[SlotSampler], *, split: bool, min_go: int, n_threads: int = 1) -> Picked:
         """Wait for the queued decode, pick a token for each of ``ready`` (all running, each
         with its output at batch index ``rows[k]``), queue the next decode with those that go
         on when at least ``min_go`` do (in ascending sequence ids with a cache per sequence,
-        ``split``; else in ``ready``'s order, the cells of the rest dropped first). A failed
-        queuing is undone here (the rows' cells): the engine's next plain step decodes them."""
+        ``split``; else in ``ready``'s order, the cells of the rest dropped first) and no
+        :meth:`knock` is unanswered. A failed queuing is undone here (the rows' cells): the
+        engine's next plain step decodes them."""
         chained = [k for k, r in enumerate(ready) if r.chain is not None]
         backend = [k for k, r in enumerate(ready) if r.chain is None and kinds[r.seq_id] == "greedy"]
         host = [k for k, r in enumerate(ready) if r.chain is None and kinds[r.seq_id] != "greedy"]

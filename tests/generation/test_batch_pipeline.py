@@ -241,7 +241,7 @@ def test_a_full_cache_fails_the_same_with_queued_decodes(smol: tuple[Model, Voca
 def _count_queuings(engine: BatchEngine) -> list[int]:
     """[decodes the native call queued, decodes queued from Python], counted as the engine runs."""
     counts = [0, 0]
-    native_run, python_launch = engine._pick_launch.run, engine._launch
+    native_run, python_launch = engine.pick_launch.run, engine._launch
 
     def run(*a: Any, **k: Any) -> Picked:
         picked = native_run(*a, **k)
@@ -253,7 +253,7 @@ def _count_queuings(engine: BatchEngine) -> list[int]:
         counts[1] += bool(queued)
         return queued
 
-    engine._pick_launch.run, engine._launch = run, launch  # type: ignore[method-assign]
+    engine.pick_launch.run, engine._launch = run, launch  # type: ignore[method-assign]
     return counts
 
 
@@ -276,3 +276,33 @@ def test_fused_steps_are_the_native_call(smol: tuple[Model, Vocab]) -> None:
     # the first queued decode comes from Python (the step before built its batch)
     assert counts[True][0] >= 10 and counts[True][1] == 1
     assert counts[False][0] == 0 and counts[False][1] == sum(counts[True])
+
+
+def test_a_knock_holds_the_native_calls_decode(smol: tuple[Model, Vocab]) -> None:
+    """While a submit knocks (``PickLaunch.knock``: set by another thread during the wait),
+    the native call picks but queues nothing, so the next step is a plain one that admits the
+    newcomer; answered, it queues again. The tokens are the plain steps' either way."""
+    m, v = smol
+    ctx = Context(m, ContextParams(n_ctx=2048, n_seq_max=12, kv_unified=True))
+    engine = BatchEngine(ctx, v)
+    engine.pipeline = True
+    counts = _count_queuings(engine)
+    reqs = [engine.submit(BatchRequest(v.tokenize(t), 16)) for t in TEXTS[:10]]
+    for _ in range(4):
+        engine.step()
+    native = counts[0]
+    assert native > 0
+    engine.pick_launch.knock()
+    for _ in range(3):
+        engine.step()
+    assert counts[0] == native
+    engine.pick_launch.answer()
+    engine.run()
+    assert counts[0] > native
+    alone = Context(m, ContextParams(n_ctx=2048, n_seq_max=12, kv_unified=True))
+    ref = BatchEngine(alone, v)
+    want = [ref.submit(BatchRequest(v.tokenize(t), 16)) for t in TEXTS[:10]]
+    ref.run()
+    assert [r.output for r in reqs] == [r.output for r in want] and all(len(r.output) == 16 for r in reqs)
+    for c in (ctx, alone):
+        c.close()
