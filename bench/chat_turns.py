@@ -4,9 +4,11 @@ sampling options that change from turn to turn, ours beside llama-server of the 
     python bench/chat_turns.py --model ../shared/models/SmolLM2-135M-Instruct.Q4_1.gguf --ngl 0
     python bench/chat_turns.py --model M.gguf --ngl 99 --fa on          # the GPU machine
 
-Each server (one slot, started as a subprocess, stopped with SIGTERM) gets the same
-conversations, one request at a time: every turn streams /v1/completions with the whole
-conversation so far as its prompt (the previous prompt, the previous answer, then a short
+Both servers (one slot each, started as subprocesses, stopped with SIGTERM) run at once and
+get the same conversations, one request at a time, turn by turn: each turn goes to one
+server, then to the other (which one first alternates), so that the machine's drift falls
+on both; each is warmed with every option set first. Every turn streams /v1/completions
+with the whole conversation so far as its prompt (the previous prompt, the previous answer, then a short
 new user line of about --turn-words words), so that a server that reuses its cached prefix
 evaluates only the new line, right after the previous turn's decoding. The options cycle
 through greedy, temperature 0.8 with top-k 40 / top-p 0.95, temperature 0.5 with top-p 0.9
@@ -71,30 +73,42 @@ def one_turn(client: httpx.Client, base: str, prompt: str, opts: dict[str, Any],
     return first, time.perf_counter() - t0, "".join(parts)
 
 
-def measure(which: str, args: argparse.Namespace, llama_server: Path, log_dir: Path) -> dict[str, Any]:
-    port = sl.free_port()
-    cmd = sv.server_cmd(which, args, args.ctx, 1, port, llama_server)
-    base = f"http://127.0.0.1:{port}"
-    proc = sl.launch(cmd, log_dir / f"{which}.log")
-    ttft: list[float] = []
-    whole: list[float] = []
+def measure(args: argparse.Namespace, llama_server: Path, log_dir: Path) -> dict[str, dict[str, Any]]:
+    """Both servers at once, turn by turn: each turn goes to one then the other (which one
+    first alternates), so that a drift of the machine (clocks, other load) falls on both
+    alike; each server's conversation goes on with its own answers."""
+    which = ("llama-server", "ours")
+    procs: dict[str, Any] = {}
+    bases: dict[str, str] = {}
+    out: dict[str, dict[str, Any]] = {}
     try:
-        sl.wait_health(base, proc, args.load_timeout)
+        for w in which:
+            port = sl.free_port()
+            cmd = sv.server_cmd(w, args, args.ctx, 1, port, llama_server)
+            out[w] = {"cmd": cmd, "ttft_ms": [], "turn_ms": []}
+            procs[w], bases[w] = sl.launch(out[w]["cmd"], log_dir / f"{w}.log"), f"http://127.0.0.1:{port}"
+        for w in which:
+            sl.wait_health(bases[w], procs[w], args.load_timeout)
         with httpx.Client(timeout=args.request_timeout) as client:
-            one_turn(client, base, "Warm up.", OPTIONS[0], args, 0)
+            for w in which:  # each option set once: a server's first use of one is not a next turn
+                for k, opts in enumerate(OPTIONS):
+                    one_turn(client, bases[w], "Warm up.", opts, args, k)
             for c, lines in enumerate(user_lines(args)):
-                prompt = f"Conversation {c}.\n"
+                prompts = dict.fromkeys(which, f"Conversation {c}.\n")
                 for t, line in enumerate(lines):
-                    prompt += f"\nUser: {line}\nAssistant:"
-                    first, total, answer = one_turn(client, base, prompt, OPTIONS[t % len(OPTIONS)], args,
-                                                    1000 * c + t)
-                    prompt += answer
-                    if t > 0:  # the first turn of a conversation evaluates its whole prompt
-                        ttft.append(first * 1e3)
-                        whole.append(total * 1e3)
+                    order = which if (c * len(lines) + t) % 2 == 0 else which[::-1]
+                    for w in order:
+                        prompts[w] += f"\nUser: {line}\nAssistant:"
+                        opts, seed = OPTIONS[t % len(OPTIONS)], 1000 * c + t
+                        first, total, answer = one_turn(client, bases[w], prompts[w], opts, args, seed)
+                        prompts[w] += answer
+                        if t > 0:  # the first turn of a conversation evaluates its whole prompt
+                            out[w]["ttft_ms"].append(first * 1e3)
+                            out[w]["turn_ms"].append(total * 1e3)
     finally:
-        status = sl.stop(proc, 30.0)
-    return {"cmd": cmd, "exit_status": status, "ttft_ms": ttft, "turn_ms": whole}
+        for w, proc in procs.items():
+            out[w]["exit_status"] = sl.stop(proc, 30.0)
+    return out
 
 
 def pcts(values: list[float]) -> tuple[float, float]:
@@ -127,7 +141,7 @@ def main() -> int:
                          "LLAMA_BINDING_SERVER_TOOL=ON")
     log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="chat-turns-"))
     log_dir.mkdir(parents=True, exist_ok=True)
-    results = {w: measure(w, args, llama_server, log_dir) for w in ("llama-server", "ours")}
+    results = measure(args, llama_server, log_dir)
     print(f"model {args.model.name}  ngl {args.ngl}  {args.conversations} conversations x "
           f"{args.turns} turns, ~{args.turn_words} words a turn, {args.max_tokens} tokens out, "
           "options change every turn")
