@@ -31,6 +31,7 @@ from ..core import Batch, Context, ContextParams, Model, Vocab
 from ..core.context import PoolingType
 from ..core.metadata import read_metadata
 from ..core.mtmd import Projector
+from ..core.prefix_tokens import PrefixTokenizer
 from ..core.sampler import SamplerChain
 from ..errors import ContextOverflowError, LlamaError, StreamInterruptedError, UnsupportedModelError
 from .batching import BatchEngine, BatchRequest, Greedy
@@ -108,6 +109,8 @@ class Engine:
                  backend_sampling: bool = False, lookahead: bool = False, logits_all: bool = False) -> None:
         self.model = model
         self.vocab = Vocab(model)
+        #: tokenizes a text that extends a recent one (a chat's next turn) from the shared part on
+        self.prefix_tokens = PrefixTokenizer(self.vocab)
         self.params = params
         self.seed = seed
         self.logits_all = logits_all
@@ -216,7 +219,7 @@ class Engine:
     def tokenize(self, text: Union[str, bytes], *, add_special: bool = True, parse_special: bool = False,
                  what: str = "text") -> list[int]:
         with self.guard.using():  # close() waits for a tokenizer running now
-            return self.vocab.tokenize(text, add_special=add_special, parse_special=parse_special, what=what)
+            return self.prefix_tokens.tokenize(text, add_special, parse_special, what)
 
     def detokenize(self, tokens: Sequence[int], special: bool = False) -> bytes:
         with self.guard.using():
@@ -244,7 +247,7 @@ class Engine:
             if suffix is not None:
                 return self._infill_tokens(prompt, suffix)
             if isinstance(prompt, str):
-                return self.vocab.tokenize(prompt, add_special=True, parse_special=True, what="prompt")
+                return self.prefix_tokens.tokenize(prompt, True, True, "prompt")
             if prompt is None or isinstance(prompt, (bytes, bytearray)):
                 raise TypeError("prompt must be a str or a list of token ids")
             return self.check_tokens(prompt, "prompt")
