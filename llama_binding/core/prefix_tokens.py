@@ -90,7 +90,8 @@ class PrefixTokenizer:
         v = self.vocab
         if isinstance(text, str):
             text = text_bytes(text, what)
-        if len(text) < self.MIN_BYTES or not self._bpe or (add_special and (v.add_eos() or v.add_sep())):
+        if not isinstance(text, (bytes, bytearray)) or len(text) < self.MIN_BYTES or not self._bpe \
+                or (add_special and (v.add_eos() or v.add_sep())):  # (a wrong type: vocab.tokenize's error)
             return v.tokenize(text, add_special=add_special, parse_special=parse_special, what=what)
         special = (add_special, parse_special)
         with self._lock:

@@ -19,8 +19,9 @@ from llama_binding.core.prefix_tokens import PrefixTokenizer
 VOCABS = sorted(p.name[len("ggml-vocab-"):-len(".gguf")] for p in VOCAB_DIR.glob("ggml-vocab-*.gguf"))
 WORDS = ("the river stone quiet garden Letter morning 12345 3.14159 x+=1; {key: 'v'} naïve café "
          "北京 東京 🙂👍 it's we'll don't -- ... !!! ?? \t tab  two   three\u00a0nbsp").split(" ")
-PIECES = ["\n", "\n\n", " \n", "\n ", "\r\n", "  ", "\t", "\nUser: ", "\nAssistant:", "\n- item", "\n```python\n",
-          "\ndef f(x):\n    return x\n", "\n1. ", "\nA", "\n\nB", "\n'quoted'", "\n\u00c9t\u00e9", "\n123abc"]
+PIECES = ["\n", "\n\n", " \n", "\n ", "\r\n", "  ", "\t", "\nUser: ", "\nAssistant:", "\n- item",
+          "\n```python\n", "\ndef f(x):\n    return x\n", "\n1. ", "\nA", "\n\nB", "\n'quoted'",
+          "\n\u00c9t\u00e9", "\n123abc"]
 
 
 def _text(rng: random.Random, n: int, specials: list[str]) -> str:
@@ -101,9 +102,18 @@ def test_the_engine_tokenizes_a_chats_next_turn_from_the_shared_part(smollm2: ob
     from llama_binding import Llama
 
     with Llama(str(smollm2), n_ctx=4096, verbose=False) as llm:
-        first = "Conversation.\n" + "\nUser: tell me about rivers and stones.\nAssistant: Rivers carry stones." * 30
+        turn = "\nUser: tell me about rivers and stones.\nAssistant: Rivers carry stones."
+        first = "Conversation.\n" + turn * 30
         second = first + " They also carve valleys.\nUser: and gardens?\nAssistant:"
         engine = llm.engine
         for text in (first, second):
-            assert engine.prompt_tokens(text) == engine.vocab.tokenize(text, add_special=True, parse_special=True)
+            want = engine.vocab.tokenize(text, add_special=True, parse_special=True)
+            assert engine.prompt_tokens(text) == want
         assert engine.prefix_tokens.reused_tokens > 0.9 * len(engine.vocab.tokenize(first))
+
+
+def test_a_wrong_type_raises_as_the_vocabulary_does(vocab: tuple[str, Vocab]) -> None:
+    _, v = vocab
+    for bad in (None, 3, ["text"]):
+        with pytest.raises(TypeError, match="must be bytes or str"):
+            PrefixTokenizer(v).tokenize(bad)  # type: ignore[arg-type]
