@@ -16,7 +16,9 @@ piece by a regular expression scanned left to right (a match never takes a newli
 together with the letter after it), and the merges stay within a split; what decides the
 tokens before the cut is the text before it and a few characters after it, the same in
 both texts. Other vocabularies (SentencePiece adds a space at the start of every piece of
-text; WordPiece, Unigram) and those that add a token at the end are tokenized whole.
+text; WordPiece, Unigram) and those that add a token at the end are tokenized whole, and
+so is text tokenized without its special tokens parsed (documents to embed, a caller's
+own ``tokenize``): only prompts are remembered.
 ``tests/core/test_prefix_tokens.py`` compares the two ways on every vocabulary of
 llama.cpp's ``models/`` folder.
 """
@@ -40,7 +42,7 @@ _UNSPELLED = array("i")  # an entry's ends when its tokens' pieces do not spell 
 class _Entry:
     text: bytes
     tokens: array[int]  # int32: a tenth of a list's memory for a long prompt
-    special: tuple[bool, bool]  # (add_special, parse_special)
+    add_special: bool
     ends: array[int] | None = field(default=None)  # each token's end in text (bytes), once needed
 
 
@@ -64,8 +66,9 @@ def _is_letter(byte: int) -> bool:
 
 
 class PrefixTokenizer:
-    """``vocab.tokenize`` for prompts, reusing the tokens of a recent text that begins the
-    same (thread-safe; see the module docstring for when and why it is exact)."""
+    """``vocab.tokenize`` for prompts (special tokens parsed), reusing the tokens of a recent
+    text that begins the same (thread-safe; see the module docstring for when and why it is
+    exact). Other texts are tokenized whole and not remembered."""
 
     #: the shortest text worth the bookkeeping
     MIN_BYTES = 1024
@@ -91,28 +94,29 @@ class PrefixTokenizer:
         if isinstance(text, str):
             text = text_bytes(text, what)
         if not isinstance(text, (bytes, bytearray)) or len(text) < self.MIN_BYTES or not self._bpe \
-                or (add_special and (v.add_eos() or v.add_sep())):  # (a wrong type: vocab.tokenize's error)
+                or not parse_special or (add_special and (v.add_eos() or v.add_sep())):
+            # (a wrong type gets vocab.tokenize's error; without special tokens parsed it is not
+            # a prompt but text: documents to embed, a caller's own tokenize)
             return v.tokenize(text, add_special=add_special, parse_special=parse_special, what=what)
-        special = (add_special, parse_special)
         with self._lock:
             recent = list(self._recent)
         best, n_best = None, 0
         head = text[:self.MARGIN]
         for e in recent:
-            if e.special == special and e.text.startswith(head):
+            if e.add_special == add_special and e.text.startswith(head):
                 n = _shared(e.text, text)
                 if n > n_best:
                     best, n_best = e, n
         cut = self._cut(best, text, n_best - self.MARGIN) if best is not None else None
         if cut is None:
             tokens = v.tokenize(text, add_special=add_special, parse_special=parse_special, what=what)
-            entry = _Entry(bytes(text), array("i", tokens), special)
+            entry = _Entry(bytes(text), array("i", tokens), add_special)
         else:
             assert best is not None and best.ends is not None
             j, at = cut
-            tail = v.tokenize(text[at:], add_special=False, parse_special=parse_special, what=what)
+            tail = v.tokenize(text[at:], add_special=False, parse_special=True, what=what)
             ends = self._ends(tail, text[at:], at)
-            entry = _Entry(bytes(text), best.tokens[:j] + array("i", tail), special,
+            entry = _Entry(bytes(text), best.tokens[:j] + array("i", tail), add_special,
                            _UNSPELLED if ends is None else best.ends[:j] + ends)
             tokens = entry.tokens.tolist()
             self.reused_tokens += j
