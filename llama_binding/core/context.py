@@ -176,7 +176,6 @@ class ContextParams:
         return params
 
 
-#: the native step's answers when it sampled nothing (native/step.c)
 def rows_failure(code: int, what: str) -> Exception:
     """The error of a rows function's failure (``_native.NO_LOGITS`` or ``NO_MEMORY``)."""
     if code == _native.NO_MEMORY:
@@ -184,6 +183,7 @@ def rows_failure(code: int, what: str) -> Exception:
     return IndexError("a requested batch index has no logits in the last decode")
 
 
+#: the native step's answers when it sampled nothing (native/step.c)
 _SAMPLE_FAILURES = frozenset({_native.NOT_FINITE, _native.NO_TOKEN, _native.NO_LOGITS, _native.NO_MEMORY})
 
 _GGML_TYPES = frozenset(int(v) for n, v in capi.ggml_type.__members__.items() if n != "GGML_TYPE_COUNT")

@@ -420,8 +420,8 @@ class BatchEngine:
             return None
         self._make_room()
         picked = self.pick_launch.run(self.ctx, self.vocab, self.batch, ready, [r._row for r in ready],
-                                       self._slot_kind, split=self._split, min_go=self.PIPELINE_MIN,
-                                       n_threads=self.host_threads)
+                                      self._slot_kind, split=self._split, min_go=self.PIPELINE_MIN,
+                                      n_threads=self.host_threads)
         for r, tok in zip(ready, picked.tokens, strict=True):
             r._pending = tok
         self._fused, self._launched = picked, picked.launched
