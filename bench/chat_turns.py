@@ -85,6 +85,8 @@ def measure(args: argparse.Namespace, llama_server: Path, log_dir: Path) -> dict
         for w in which:
             port = sl.free_port()
             cmd = sv.server_cmd(w, args, args.ctx, 1, port, llama_server)
+            if w == "ours" and args.trace:  # the same flags, under the timeline's wrappers
+                cmd[1:3] = [str(Path(__file__).with_name("trace_server.py")), str(args.trace.resolve())]
             out[w] = {"cmd": cmd, "ttft_ms": [], "turn_ms": []}
             procs[w], bases[w] = sl.launch(out[w]["cmd"], log_dir / f"{w}.log"), f"http://127.0.0.1:{port}"
         for w in which:
@@ -132,6 +134,8 @@ def main() -> int:
     ap.add_argument("--request-timeout", type=float, default=120.0)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--log-dir", type=Path)
+    ap.add_argument("--trace", type=Path, help="run ours under bench/trace_server.py, its timeline "
+                    "of each request into this file (a diagnostic: the timing wrappers slow it)")
     args = ap.parse_args()
     args.kv_split = True  # one slot: llama-server's default layout, and ours the same
     args.ours_args = ""  # (server_vs_llama_server.server_cmd's more flags for ours: none)

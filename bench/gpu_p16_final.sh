@@ -3,7 +3,8 @@
 # machine's idle window, 30 s, to reuse the build and the 1B model), for a session whose
 # device time is short: no A/B, no base package, no per-slot runs.
 #   PART=1: the build, the 1B model, the server at 64 clients (t0.8, S_TG best of 3: target 3
-#           through the server), the chat's next turn beside llama-server (target 2);
+#           through the server), the chat's next turn beside llama-server (target 2, 128
+#           turns), then a few turns with ours under bench/trace_server.py (where its time goes);
 #   PART=2: single-stream decode and a switch of options (targets 1 and 2), 64 sampled streams
 #           in process (target 3), speculative beside llama.cpp's tools (target 4), the 8B
 #           shape's decode (target 1) when 230 s are left.
@@ -13,8 +14,10 @@ source bench/gpu_p16_env.sh
 if [[ ${PART:-1} == 1 ]]; then
     step server 80 python3 bench/server_vs_llama_server.py "${G[@]}" --clients 64 --modes t0.8 --seconds 10 \
         --drain-timeout 60 --servers ours --procs 4 --bb-reps 3 --log-dir /tmp/res/logs
-    step chat 60 python3 bench/chat_turns.py "${G[@]}" --conversations 8 --json "$D/chat_turns.json" \
+    step chat 70 python3 bench/chat_turns.py "${G[@]}" --conversations 16 --json "$D/chat_turns.json" \
         --log-dir /tmp/res/chat-logs
+    step chat-trace 45 python3 bench/chat_turns.py "${G[@]}" --conversations 4 --trace "$D/chat-timeline.txt" \
+        --log-dir /tmp/res/chat-trace-logs
 else
     step decode 30 python3 bench/decode.py "$MODEL" --prompt 512 --gen 128 --reps 3 --ngl 99 --fa on
     step batched 40 python3 bench/batched.py "${G[@]}" --npl 64 --reps 2 --temperature 0.8
