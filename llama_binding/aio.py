@@ -333,28 +333,34 @@ class AsyncLlama:
             self._deliver({ticket.loop: [(ticket, exc), (ticket, None)]})
 
     def _step(self, pending: list[tuple[BatchRequest, int]]) -> list[tuple[BatchRequest, int]]:
-        """Build the next batch, hand the last step's tokens on, decode; the new tokens.
+        """Hand the last step's tokens on, build the next batch, decode; the new tokens.
 
-        The last decode's tokens go to their callers after the next batch is built: the
-        loop's thread handles them while the decode runs without the GIL. On a GPU, with
-        many tokens to hand on, they go once the decode is queued: waking the loop's
-        thread hands it the GIL, and this thread takes it back (up to the switch interval)
-        while the GPU computes instead of before the decode starts; a few tokens (a chat's
-        next turn) go before it, so that none waits for the decode's host-side set-up."""
+        A few tokens (a chat's next turn, a single stream) go to their callers first: the
+        loop's thread wakes while this one builds the batch (its wake-up no longer follows
+        the build) and takes the GIL when the decode releases it. On a GPU, with many
+        tokens to hand on, they go once the decode is queued: waking the loop's thread
+        hands it the GIL, and this thread takes it back (up to the switch interval) while
+        the GPU computes instead of before the decode starts."""
         sched = self.scheduler
+        if not (self._overlap and len(pending) >= self.OVERLAP_MIN):
+            self._deliver(self._events(pending))
+            pending = []
         try:
             more = sched.prepare()
         except BaseException as exc:
             self._fail_all(exc)
             return []
         handed: list[bool] = []
-        events = self._events(pending)  # now: a failed decode below ends requests that must not look done
+        # (now: the requests that the build ended, an image that failed; and a failed decode
+        # below ends requests that must not look done)
+        events = self._events(pending)
 
         def hand_on() -> None:
             handed.append(True)
-            self._deliver(events)
+            if events:
+                self._deliver(events)
 
-        if not (more and self._overlap and len(pending) >= self.OVERLAP_MIN):
+        if not (more and pending):
             hand_on()
         if not more:
             return []

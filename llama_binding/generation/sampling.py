@@ -71,14 +71,19 @@ class SamplingParams:
     grammar_trigger_tokens: Sequence[int] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
+        # (a plain float or int is checked without the numbers ABCs: every request builds
+        # these, on the way to its first token)
         for name in _FLOAT_OPTIONS:
             value = getattr(self, name)
+            if type(value) is float and math.isfinite(value):
+                continue
             if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(value):
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
             object.__setattr__(self, name, float(value))
         for name in _INT_OPTIONS:
-            object.__setattr__(self, name, _int_option(name, getattr(self, name)))
-        if self.seed is not None:
+            if type(getattr(self, name)) is not int:
+                object.__setattr__(self, name, _int_option(name, getattr(self, name)))
+        if self.seed is not None and type(self.seed) is not int:
             object.__setattr__(self, "seed", _int_option("seed", self.seed, " or None"))
         if self.mirostat_mode not in (0, 1, 2):
             raise ValueError(f"mirostat_mode must be 0, 1 or 2, got {self.mirostat_mode!r}")
@@ -128,6 +133,8 @@ def _int_option(name: str, value: object, alternative: str = "") -> int:
 
 
 def _sequence(name: str, value: object) -> Sequence[object]:
+    if type(value) is tuple or type(value) is list:
+        return value
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
         raise TypeError(f"{name} must be a list, not {type(value).__name__}")
     return value
