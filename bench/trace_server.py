@@ -25,6 +25,7 @@ from typing import Any, Callable
 from uvicorn.protocols.http import httptools_impl as http
 
 import llama_binding.aio as aio
+from llama_binding.core import batch
 from llama_binding.generation import batching
 from llama_binding.generation import engine as eng
 from llama_binding.server import main as server_main
@@ -82,6 +83,10 @@ def install() -> None:
     wrap(eng.Engine, "request_chain", "chain")
     wrap(aio.AsyncLlama, "_enqueue", "enqueue")
     wrap(batching.BatchEngine, "prepare", "prepare")
+    wrap(batching.BatchEngine, "_admit", "admit")
+    wrap(batching.BatchEngine, "_cached_slot", "cached-slot")
+    wrap(batching.BatchEngine, "_reuse", "reuse")
+    wrap(batch.Batch, "add_sequence", "batch-add")
     wrap(batching.BatchEngine, "decode", "decode")
     wrap(batching.BatchEngine, "collect", "collect")
     dispatch = aio._dispatch
