@@ -66,8 +66,8 @@ from .llama_types import (
 __all__ = ["AsyncLlama", "EngineStats", "RequestTiming"]
 
 _DONE = object()
-# how long a caller that wakes an idle worker sleeps, so that the worker takes the GIL
-_HANDOFF_S = 2e-5
+# the longest a caller that wakes an idle worker waits for it to start decoding
+_HANDOFF_MAX_S = 2e-3
 _CLOSED = "this AsyncLlama is closed"
 _CLOSED_DURING = "this AsyncLlama was closed while the request was in flight"
 Events = dict[asyncio.AbstractEventLoop, list[tuple["_Ticket", Any]]]
@@ -185,6 +185,7 @@ class AsyncLlama:
             self.scheduler: BatchEngine = self.engine.scheduler()
         self.max_waiting = max_waiting
         self._commands: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self._handed = threading.Event()  # set by the worker as its decode starts (_enqueue)
         self._outstanding = 0
         self._count_lock = threading.Lock()
         self._tickets: dict[int, _Ticket] = {}
@@ -298,6 +299,8 @@ class AsyncLlama:
     def _handle_commands(self, block: bool) -> bool:
         """Take the queued commands (waiting for one when ``block``); False on "stop"."""
         self.scheduler.pick_launch.answer()  # (before the queue is read: a later knock stays)
+        if block:  # nothing to decode: a caller waiting for the hand-over goes on
+            self._handed.set()
         try:
             cmd: tuple[str, Any] | None = self._commands.get(block=block)
         except queue.Empty:
@@ -364,6 +367,8 @@ class AsyncLlama:
             hand_on()
         if not more:
             return []
+        if not self._handed.is_set():
+            self._handed.set()  # (the caller that woke this thread goes on while the decode runs)
         try:
             sched.decode(None if handed else hand_on)
             return sched.collect()
@@ -496,18 +501,21 @@ class AsyncLlama:
                     f"{self._outstanding} requests are in flight ({self.scheduler.n_slots} slots + "
                     f"max_waiting={self.max_waiting}): retry later")
             idle = self._outstanding == 0
+            if idle:
+                self._handed.clear()
             self._outstanding += len(tickets)
             for t in tickets:
                 self._commands.put(("submit", t))
             self.scheduler.pick_launch.knock()  # (a pipelined step waiting now queues nothing)
         if idle:
             # The worker is waiting for work; woken, it needs the GIL, which this thread
-            # would keep through the rest of the request's Python (a server's response set-up:
-            # about 1 ms), so that the prompt's evaluation started only after it. A short
-            # sleep hands the GIL over now; the worker gives it back when its decode starts
-            # (measured: a chat next turn's time to first token 6.1 -> 5.2 ms on 2 cores,
-            # one of them computing).
-            time.sleep(_HANDOFF_S)
+            # would keep through the rest of the request's Python (a server's response
+            # set-up: about 0.3 ms), so that the prompt's evaluation started only after it.
+            # Waiting here until the worker's decode starts (and lets the GIL go) hands it
+            # over however long the worker takes to wake: a fixed short sleep lost the race
+            # when its core slept deeper (a chat's next turn: 6.1 -> 5.2 ms on 2 cores, one
+            # of them computing, with a 20 us sleep).
+            self._handed.wait(_HANDOFF_MAX_S)
 
     async def acreate_completion(
         self,
