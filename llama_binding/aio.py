@@ -66,8 +66,7 @@ from .llama_types import (
 __all__ = ["AsyncLlama", "EngineStats", "RequestTiming"]
 
 _DONE = object()
-# the longest a caller that wakes an idle worker waits for it to start decoding
-_HANDOFF_MAX_S = 2e-3
+_HANDOFF_MAX_S = 2e-3  # the longest a caller that wakes an idle worker waits for its decode
 _CLOSED = "this AsyncLlama is closed"
 _CLOSED_DURING = "this AsyncLlama was closed while the request was in flight"
 Events = dict[asyncio.AbstractEventLoop, list[tuple["_Ticket", Any]]]
@@ -367,8 +366,7 @@ class AsyncLlama:
             hand_on()
         if not more:
             return []
-        if not self._handed.is_set():
-            self._handed.set()  # (the caller that woke this thread goes on while the decode runs)
+        self._handed.set()  # (a caller that woke this thread goes on while the decode runs)
         try:
             sched.decode(None if handed else hand_on)
             return sched.collect()
@@ -501,20 +499,16 @@ class AsyncLlama:
                     f"{self._outstanding} requests are in flight ({self.scheduler.n_slots} slots + "
                     f"max_waiting={self.max_waiting}): retry later")
             idle = self._outstanding == 0
-            if idle:
-                self._handed.clear()
+            self._handed.clear()  # (set again by the worker: _step)
             self._outstanding += len(tickets)
             for t in tickets:
                 self._commands.put(("submit", t))
             self.scheduler.pick_launch.knock()  # (a pipelined step waiting now queues nothing)
         if idle:
-            # The worker is waiting for work; woken, it needs the GIL, which this thread
-            # would keep through the rest of the request's Python (a server's response
-            # set-up: about 0.3 ms), so that the prompt's evaluation started only after it.
-            # Waiting here until the worker's decode starts (and lets the GIL go) hands it
-            # over however long the worker takes to wake: a fixed short sleep lost the race
-            # when its core slept deeper (a chat's next turn: 6.1 -> 5.2 ms on 2 cores, one
-            # of them computing, with a 20 us sleep).
+            # The worker, woken, needs the GIL, which this thread would keep through the
+            # request's remaining Python (a server's response set-up, ~0.3 ms) before the
+            # prompt's evaluation could start: wait until its decode starts (a fixed 20 us
+            # sleep lost that race where the worker's core slept deeper).
             self._handed.wait(_HANDOFF_MAX_S)
 
     async def acreate_completion(
