@@ -8,10 +8,25 @@
 #   PART=2: single-stream decode and a switch of options (targets 1 and 2), 64 sampled streams
 #           in process (target 3), speculative beside llama.cpp's tools (target 4), the 8B
 #           shape's decode (target 1) when 230 s are left.
+#   PART=3: one call for a session with under 1,000 s of device time: the chat's next turn, the
+#           server, both 1B decodes, the in-process batch, speculative when 100 s are left,
+#           then the trace (no 8B shape).
 #   device runs, carry [".carry"]:  PART=1 BUDGET_S=560 bash bench/gpu_p16_final.sh
 #                                   PART=2 BUDGET_S=420 bash bench/gpu_p16_final.sh
+#                                   PART=3 BUDGET_S=585 bash bench/gpu_p16_final.sh
 source bench/gpu_p16_env.sh
-if [[ ${PART:-1} == 1 ]]; then
+if [[ ${PART:-1} == 3 ]]; then
+    step chat 70 python3 bench/chat_turns.py "${G[@]}" --conversations 16 --json "$D/chat_turns.json" \
+        --log-dir /tmp/res/chat-logs
+    step server 80 python3 bench/server_vs_llama_server.py "${G[@]}" --clients 64 --modes t0.8 --seconds 10 \
+        --drain-timeout 60 --servers ours --procs 4 --bb-reps 3 --log-dir /tmp/res/logs
+    step decode 30 python3 bench/decode.py "$MODEL" --prompt 512 --gen 128 --reps 3 --ngl 99 --fa on
+    step batched 40 python3 bench/batched.py "${G[@]}" --npl 64 --reps 2 --temperature 0.8
+    step spec 100 python3 bench/speculative_vs_llama.py "${G[@]}" --threads 16 --cases self,lookup --reps 3 \
+        --max-tokens 256 --ignore-eos --json "$D/speculative_vs_llama.json"
+    step chat-trace 40 python3 bench/chat_turns.py "${G[@]}" --conversations 4 --trace "$D/chat-timeline.txt" \
+        --log-dir /tmp/res/chat-trace-logs
+elif [[ ${PART:-1} == 1 ]]; then
     step server 80 python3 bench/server_vs_llama_server.py "${G[@]}" --clients 64 --modes t0.8 --seconds 10 \
         --drain-timeout 60 --servers ours --procs 4 --bb-reps 3 --log-dir /tmp/res/logs
     step chat 70 python3 bench/chat_turns.py "${G[@]}" --conversations 16 --json "$D/chat_turns.json" \
