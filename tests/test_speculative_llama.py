@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -192,3 +193,16 @@ def test_generate_speculates_too(plain: Llama, lookup: Llama) -> None:
     assert got == want
     stats = lookup.speculative_stats
     assert stats is not None and stats.generated >= 10
+
+
+def test_greedy_with_a_logit_bias_equals_plain(plain: Llama, lookup: Llama) -> None:
+    """Each draft row is checked with the biased argmax (SamplerChain.greedy_bias)."""
+    eog = [t for t in range(plain.n_vocab()) if plain.engine.vocab.is_eog(t)]
+    top = plain.tokenize(b" spiral", add_bos=False)[0]
+    bias = {**{t: -math.inf for t in eog}, top: 2.0}
+    kw: dict[str, Any] = dict(max_tokens=48, temperature=0.0, logit_bias=bias)
+    want = plain.create_chat_completion(COPY, **kw)
+    got = lookup.create_chat_completion(COPY, **kw)
+    assert _text(got) == _text(want) and got["usage"] == want["usage"]
+    assert want["choices"][0]["finish_reason"] == "length"  # every end token banned
+    assert lookup.speculative_stats is not None and lookup.speculative_stats.accepted > 0

@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+import numpy as np
+
 from ..core.context import Context
 from ..core.sampler import DEFAULT_SEED, Sampler, SamplerChain
 from ..core.vocab import Vocab
@@ -256,11 +258,17 @@ def build_chain(p: SamplingParams, vocab: Vocab, n_ctx: int) -> SamplerChain:
         checked(p.grammar, p.grammar_root)  # llama.cpp can hang or crash on some grammars
     made: list[Sampler] = []
     try:
-        for step in plan(p, vocab.n_tokens, n_ctx):
+        steps = plan(p, vocab.n_tokens, n_ctx)
+        for step in steps:
             factory = getattr(Sampler, step.name)
             args = (vocab, *step.args) if step.name in _VOCAB_STEPS else step.args
             made.append(factory(*args))
-        return SamplerChain(made)
+        chain = SamplerChain(made)
+        if [s.name for s in steps] == ["logit_bias", "greedy"]:  # (SamplerChain.greedy_bias)
+            bias: dict[int, float] = steps[0].args[1]
+            chain.greedy_bias = (np.fromiter(bias, np.int32, len(bias)),
+                                 np.fromiter(bias.values(), np.float32, len(bias)))
+        return chain
     except BaseException:
         for s in made:
             s.close()
