@@ -11,11 +11,18 @@
 #   PART=3: one call for a session with under 1,000 s of device time: the chat's next turn, the
 #           server, both 1B decodes, the in-process batch, speculative when 100 s are left,
 #           then the trace (no 8B shape).
+#   PART=4: speculative only (lookup, then self-draft), for the last few minutes of device time
+#           (run it with LLAMA_BINDING_SERVER_TOOL=OFF: the build without llama-server).
 #   device runs, carry [".carry"]:  PART=1 BUDGET_S=560 bash bench/gpu_p16_final.sh
 #                                   PART=2 BUDGET_S=420 bash bench/gpu_p16_final.sh
 #                                   PART=3 BUDGET_S=585 bash bench/gpu_p16_final.sh
 source bench/gpu_p16_env.sh
-if [[ ${PART:-1} == 3 ]]; then
+if [[ ${PART:-1} == 4 ]]; then
+    for case in lookup self; do
+        step "spec-$case" 45 python3 bench/speculative_vs_llama.py "${G[@]}" --threads 16 --cases $case --reps 3 \
+            --max-tokens 256 --ignore-eos
+    done
+elif [[ ${PART:-1} == 3 ]]; then
     step chat 70 python3 bench/chat_turns.py "${G[@]}" --conversations 16 --json "$D/chat_turns.json" \
         --log-dir /tmp/res/chat-logs
     step server 80 python3 bench/server_vs_llama_server.py "${G[@]}" --clients 64 --modes t0.8 --seconds 10 \
