@@ -337,6 +337,7 @@ class SamplerChain(NativeHandle[Any]):
         chain selected nothing) and IndexError when output ``i`` has no logits, where
         ``llama_sampler_sample`` would abort or answer an arbitrary token."""
         if self.greedy_bias is not None and self._ctx is None:  # (attached: the backend picked)
+            self.ptr  # noqa: B018 (the closed check)
             tok = biased_argmax(ctx.logits(i), *self.greedy_bias)
             if tok >= 0:
                 return tok  # (a logit bias and greedy accept nothing)

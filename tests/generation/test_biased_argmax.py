@@ -12,7 +12,7 @@ import pytest
 
 from llama_binding import Llama
 from llama_binding.core.sampler import biased_argmax
-from llama_binding.errors import SamplerError
+from llama_binding.errors import ClosedError, SamplerError
 from llama_binding.generation.sampling import SamplingParams, build_chain
 
 
@@ -93,3 +93,11 @@ def test_every_token_banned_still_raises(llm: Llama) -> None:
     ctx.logits(-1)[vocab.n_tokens - 1] = -math.inf  # (the view is the context's row)
     with pytest.raises(SamplerError):
         chain.sample(ctx, -1)
+
+
+def test_a_closed_chain_refuses(llm: Llama) -> None:
+    llm.create_completion("Once upon a time", max_tokens=1, temperature=0.0)
+    chain = build_chain(SamplingParams(temperature=0.0, logit_bias={1: -math.inf}), llm.engine.vocab, 256)
+    chain.close()
+    with pytest.raises(ClosedError):
+        chain.sample(llm.engine.context, -1)
