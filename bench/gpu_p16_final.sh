@@ -17,34 +17,30 @@
 #                                   PART=2 BUDGET_S=420 bash bench/gpu_p16_final.sh
 #                                   PART=3 BUDGET_S=585 bash bench/gpu_p16_final.sh
 source bench/gpu_p16_env.sh
-if [[ ${PART:-1} == 4 ]]; then
-    for case in lookup self; do
-        step "spec-$case" 45 python3 bench/speculative_vs_llama.py "${G[@]}" --threads 16 --cases $case --reps 3 \
-            --max-tokens 256 --ignore-eos
-    done
-elif [[ ${PART:-1} == 3 ]]; then
-    step chat 70 python3 bench/chat_turns.py "${G[@]}" --conversations 16 --json "$D/chat_turns.json" \
-        --log-dir /tmp/res/chat-logs
+# one function per measurement (its step's name, the seconds it needs, the bench)
+server() {
     step server 80 python3 bench/server_vs_llama_server.py "${G[@]}" --clients 64 --modes t0.8 --seconds 10 \
         --drain-timeout 60 --servers ours --procs 4 --bb-reps 3 --log-dir /tmp/res/logs
-    step decode 30 python3 bench/decode.py "$MODEL" --prompt 512 --gen 128 --reps 3 --ngl 99 --fa on
-    step batched 40 python3 bench/batched.py "${G[@]}" --npl 64 --reps 2 --temperature 0.8
-    step spec 100 python3 bench/speculative_vs_llama.py "${G[@]}" --threads 16 --cases self,lookup --reps 3 \
-        --max-tokens 256 --ignore-eos --json "$D/speculative_vs_llama.json"
+}
+chat() {
+    step chat 70 python3 bench/chat_turns.py "${G[@]}" --conversations 16 --json "$D/chat_turns.json" \
+        --log-dir /tmp/res/chat-logs
+}
+chat_trace() {
     step chat-trace 40 python3 bench/chat_turns.py "${G[@]}" --conversations 4 --trace "$D/chat-timeline.txt" \
         --log-dir /tmp/res/chat-trace-logs
-elif [[ ${PART:-1} == 1 ]]; then
-    step server 80 python3 bench/server_vs_llama_server.py "${G[@]}" --clients 64 --modes t0.8 --seconds 10 \
-        --drain-timeout 60 --servers ours --procs 4 --bb-reps 3 --log-dir /tmp/res/logs
-    step chat 70 python3 bench/chat_turns.py "${G[@]}" --conversations 16 --json "$D/chat_turns.json" \
-        --log-dir /tmp/res/chat-logs
-    step chat-trace 45 python3 bench/chat_turns.py "${G[@]}" --conversations 4 --trace "$D/chat-timeline.txt" \
-        --log-dir /tmp/res/chat-trace-logs
-else
-    step decode 30 python3 bench/decode.py "$MODEL" --prompt 512 --gen 128 --reps 3 --ngl 99 --fa on
-    step batched 40 python3 bench/batched.py "${G[@]}" --npl 64 --reps 2 --temperature 0.8
-    step spec 130 python3 bench/speculative_vs_llama.py "${G[@]}" --threads 16 --cases self,lookup --reps 5 \
-        --max-tokens 256 --ignore-eos --json "$D/speculative_vs_llama.json"
-    decode_8b
-fi
+}
+decode() { step decode 30 python3 bench/decode.py "$MODEL" --prompt 512 --gen 128 --reps 3 --ngl 99 --fa on; }
+batched() { step batched 40 python3 bench/batched.py "${G[@]}" --npl 64 --reps 2 --temperature 0.8; }
+# spec NAME CASES REPS SECONDS
+spec() {
+    step "$1" "$4" python3 bench/speculative_vs_llama.py "${G[@]}" --threads 16 --cases "$2" --reps "$3" \
+        --max-tokens 256 --ignore-eos --json "$D/$1.json"
+}
+case ${PART:-1} in
+    1) server; chat; chat_trace ;;
+    2) decode; batched; spec spec self,lookup 5 130; decode_8b ;;
+    3) chat; server; decode; batched; spec spec self,lookup 3 100; chat_trace ;;
+    4) spec spec-lookup lookup 3 45; spec spec-self self 3 45 ;;
+esac
 echo "done with $(left) s left"
