@@ -117,7 +117,8 @@ def main() -> None:
         bench.append(speed.median)
     tg = statistics.median(bench)
     print(f"model {args.model}  ngl {args.ngl}  fa {args.fa}  depth {args.depth}  reps {args.reps}")
-    print(f"llama-bench tg{args.gen} @ d{args.depth}: {tg:8.1f} t/s  (reps {', '.join(f'{b:.1f}' for b in bench)})")
+    reps = ", ".join(f"{b:.1f}" for b in bench)
+    print(f"llama-bench tg{args.gen} @ d{args.depth}: {tg:8.1f} t/s  (reps {reps})")
     for name, runs in results.items():
         med = statistics.median(runs)
         print(f"{name:28s} {med:8.1f} t/s  ratio {med / tg:5.3f}x  ({', '.join(f'{r:.1f}' for r in runs)})")
