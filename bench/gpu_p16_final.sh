@@ -9,8 +9,10 @@
 #           in process (target 3), speculative beside llama.cpp's tools (target 4), the 8B
 #           shape's decode (target 1) when 230 s are left.
 #   PART=3: one call for a session with under 1,000 s of device time: the chat's next turn, the
-#           server, both 1B decodes, the in-process batch, speculative when 100 s are left,
-#           then the trace (no 8B shape).
+#           server, both 1B decodes, the in-process batch, the n-gram lookup when 55 s are left
+#           and the self-draft when 50 are (about 50 s each on an H100; run 21's slow host had
+#           91 s left for both, and one step that needed 100 skipped both), then the trace (no
+#           8B shape).
 #   PART=4: speculative only (lookup, then self-draft), for the last few minutes of device time
 #           (run it with LLAMA_BINDING_SERVER_TOOL=OFF: the build without llama-server).
 #   device runs, carry [".carry"]:  PART=1 BUDGET_S=560 bash bench/gpu_p16_final.sh
@@ -40,7 +42,7 @@ spec() {
 case ${PART:-1} in
     1) server; chat; chat_trace ;;
     2) decode; batched; spec spec self,lookup 5 130; decode_8b ;;
-    3) chat; server; decode; batched; spec spec self,lookup 3 100; chat_trace ;;
+    3) chat; server; decode; batched; spec spec-lookup lookup 3 55; spec spec-self self 3 50; chat_trace ;;
     4) spec spec-lookup lookup 3 45; spec spec-self self 3 45 ;;
 esac
 echo "done with $(left) s left"
