@@ -103,14 +103,16 @@ def main() -> None:
             for name, group, read in (("greedy group", GreedyGroup(), read_token),
                                       ("top-k group", TopKGroup(), read_topk)):
                 chain = SamplerChain([group.sampler()])
-                if not ctx.attach_sampler(0, chain):
-                    results.setdefault(f"{name}: not attached", []).append(0.0)
-                    continue
-                loop_attached(ctx, prompt, args.gen, read)  # the new graph's warm-up
-                results.setdefault(f"{name}, {threads} threads", []).append(
-                    loop_attached(ctx, prompt, args.gen, read))
-                chain.close()
-                group.close()
+                try:
+                    if not ctx.attach_sampler(0, chain):
+                        results.setdefault(f"{name}: not attached", []).append(0.0)
+                        continue
+                    loop_attached(ctx, prompt, args.gen, read)  # the new graph's warm-up
+                    results.setdefault(f"{name}, {threads} threads", []).append(
+                        loop_attached(ctx, prompt, args.gen, read))
+                finally:
+                    chain.close()  # (detaches it first)
+                    group.close()
         (speed,) = benchmark.llama_bench(args.model, n_prompt=0, n_gen=args.gen, depth=args.depth, reps=3,
                                          threads=args.threads, n_gpu_layers=args.ngl,
                                          flash_attn=benchmark.FLASH_ATTN[args.fa])
