@@ -499,16 +499,16 @@ class AsyncLlama:
                     f"{self._outstanding} requests are in flight ({self.scheduler.n_slots} slots + "
                     f"max_waiting={self.max_waiting}): retry later")
             idle = self._outstanding == 0
-            self._handed.clear()  # (set again by the worker: _step)
+            if idle:  # (only then: a later caller must not clear what a waiting one awaits)
+                self._handed.clear()  # (set again by the worker: _step)
             self._outstanding += len(tickets)
             for t in tickets:
                 self._commands.put(("submit", t))
             self.scheduler.pick_launch.knock()  # (a pipelined step waiting now queues nothing)
         if idle:
             # The worker, woken, needs the GIL, which this thread would keep through the
-            # request's remaining Python (a server's response set-up, ~0.3 ms) before the
-            # prompt's evaluation could start: wait until its decode starts (a fixed 20 us
-            # sleep lost that race where the worker's core slept deeper).
+            # request's remaining Python (a server's set-up, ~0.3 ms) before the prompt's
+            # evaluation: wait until its decode starts (a 20 us sleep lost that race).
             self._handed.wait(_HANDOFF_MAX_S)
 
     async def acreate_completion(
