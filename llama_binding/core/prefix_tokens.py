@@ -130,7 +130,7 @@ class PrefixTokenizer:
         if limit <= 0:
             return None
         if e.ends is None:  # once per entry (its text's first reuse)
-            e.ends = self._ends(e.tokens.tolist(), e.text, 0, leading=True) or _UNSPELLED
+            e.ends = self._ends(e.tokens.tolist(), e.text, 0, added_bos=e.add_special) or _UNSPELLED
         ends = e.ends
         if not ends:
             return None
@@ -141,15 +141,17 @@ class PrefixTokenizer:
                 return k, at
         return None
 
-    def _ends(self, tokens: list[int], text: bytes, start: int, leading: bool = False) -> array[int] | None:
+    def _ends(self, tokens: list[int], text: bytes, start: int, added_bos: bool = False) -> array[int] | None:
         """Each token's end offset (plus ``start``) in ``text``, None unless the tokens' pieces
-        spell ``text`` exactly; ``leading``: a BOS that the tokenizer added spells nothing."""
+        spell ``text`` exactly; ``added_bos``: the tokens of a text tokenized with its special
+        tokens added, whose first is then the BOS llama.cpp put there when the model asks for one
+        (it spells nothing, also before a text that begins with the BOS's own text: two BOS)."""
         piece = self.vocab.token_to_piece
         ends = array("i")
         at = 0
-        skip = leading and self.vocab.add_bos() and tokens[:1] == [self.vocab.bos()]
+        skip = added_bos and self.vocab.add_bos() and tokens[:1] == [self.vocab.bos()]
         for i, t in enumerate(tokens):
-            p = b"" if skip and i == 0 and not text.startswith(piece(t, True)) else piece(t, True)
+            p = b"" if skip and i == 0 else piece(t, True)
             if not text.startswith(p, at):
                 return None
             at += len(p)

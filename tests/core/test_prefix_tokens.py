@@ -74,6 +74,23 @@ def test_a_growing_conversation_tokenizes_as_a_whole(vocab: tuple[str, Vocab],
         assert pt.reused_tokens == 0
 
 
+def test_a_conversation_that_begins_with_the_bos_text(vocab: tuple[str, Vocab]) -> None:
+    """A prompt that spells its own BOS (a chat template's rendering) tokenized with special
+    tokens added: llama.cpp puts a second BOS before it. Still the whole text's tokens, and a
+    BPE vocabulary still reuses them (the added BOS spells nothing)."""
+    name, v = vocab
+    if not v.add_bos() or v.bos() < 0 or not v.token_to_piece(v.bos(), True).strip():
+        pytest.skip(f"{name}: no BOS added, or one without text")
+    pt = PrefixTokenizer(v)
+    rng = random.Random(3)
+    text = v.token_to_piece(v.bos(), True).decode() + "System.\n" + _text(rng, 250, [])
+    for turn in range(6):
+        assert pt.tokenize(text) == v.tokenize(text, add_special=True, parse_special=True), (name, turn)
+        text += _text(rng, 30, []) + "\nUser: " + _text(rng, 10, []) + "\nAssistant:"
+    if v.type == capi.LLAMA_VOCAB_TYPE_BPE and not (v.add_eos() or v.add_sep()):
+        assert pt.reused_tokens > 0
+
+
 def test_texts_that_share_only_a_short_beginning(vocab: tuple[str, Vocab]) -> None:
     """Short texts, texts sharing less than the margin, bytes and str, many at once from
     threads: the whole text's tokens every time."""
