@@ -1,0 +1,111 @@
+"""Where our single-stream decode's floor lies against llama-bench's tg (a diagnostic for P16's
+1B decode gap: run 22's bare native loop was 0.943x of tg128 on an H200, the 8B shape 0.98x, a
+fixed ~50-70 us a token).
+
+    python bench/decode_floor.py M.gguf --ngl 99 --fa on [--depth 512 --gen 128 --reps 3]
+
+Each loop decodes one token at a time at the prompt's depth, in the same process and context:
+
+- ``decode+sync``: llama-bench's own loop (decode one token, ``llama_synchronize``, nothing
+  read back) on our context: what a decode costs there with no sampling at all;
+- ``host argmax``: what ``Llama`` does for plain greedy (``Context.argmax_decode``);
+- ``decode+sync, pool detached``: the first, after ``llama_detach_threadpool`` (ggml then
+  computes a one-thread graph inline, with no pool to wake);
+- ``decode+sync, no abort callback``: the first, after ``llama_set_abort_callback(NULL)``.
+
+and llama-bench's tg at the same depth three ways: its default threads, ``-t 1``, and ``-t 1
+--poll 0``, alternating with ours. Prints t/s and the ratio against llama-bench's default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from llama_binding import Llama, benchmark
+from llama_binding.capi import llama as capi
+from llama_binding.core.batch import Batch
+from llama_binding.core.context import Context
+from llama_binding.core.vocab import Vocab
+
+
+def prefill(ctx: Context, prompt: list[int]) -> None:
+    ctx.seq_rm(0, -1, -1)
+    batch = Batch(len(prompt))
+    batch.add_sequence(prompt, 0, 0)
+    ctx.decode(batch)
+    ctx.synchronize()
+
+
+def decode_sync(ctx: Context, prompt: list[int], gen: int, token: int) -> float:
+    prefill(ctx, prompt)
+    batch, pos = Batch(1), len(prompt)
+    t0 = time.perf_counter()
+    for _ in range(gen):
+        ctx.decode_token(batch, token, pos, 0)
+        ctx.synchronize()
+        pos += 1
+    return gen / (time.perf_counter() - t0)
+
+
+def host_argmax(ctx: Context, vocab: Vocab, prompt: list[int], gen: int) -> float:
+    prefill(ctx, prompt)
+    batch, pos = Batch(1), len(prompt)
+    t0 = time.perf_counter()
+    for _ in range(gen):
+        ctx.argmax_decode(vocab, batch, pos, 0, True)
+        pos += 1
+    ctx.synchronize()
+    return gen / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("model")
+    ap.add_argument("--ngl", type=int, default=99)
+    ap.add_argument("--fa", choices=["auto", "on", "off"], default="on")
+    ap.add_argument("--depth", type=int, default=512)
+    ap.add_argument("--gen", type=int, default=128)
+    ap.add_argument("--reps", type=int, default=3)
+    args = ap.parse_args()
+    llm = Llama(args.model, n_ctx=args.depth + args.gen + 16, n_gpu_layers=args.ngl,
+                flash_attn=benchmark.FLASH_ATTN[args.fa], verbose=False)
+    ctx, vocab = llm.engine.context, llm.engine.vocab
+    prompt = [llm.token_bos()] + [(i * 7919) % (llm.n_vocab() - 100) + 50 for i in range(args.depth - 1)]
+    token = prompt[-1]
+    fa = benchmark.FLASH_ATTN[args.fa]
+    tools = {"llama-bench": [], "llama-bench -t 1": ["-t", "1"],
+             "llama-bench -t 1 --poll 0": ["-t", "1", "--poll", "0"]}
+    results: dict[str, list[float]] = {}
+
+    def add(name: str, value: float) -> None:
+        results.setdefault(name, []).append(value)
+
+    for _ in range(args.reps):
+        add("decode+sync", decode_sync(ctx, prompt, args.gen, token))
+        add("host argmax", host_argmax(ctx, vocab, prompt, args.gen))
+        for name, extra in tools.items():
+            (speed,) = benchmark.llama_bench(args.model, n_prompt=0, n_gen=args.gen, depth=args.depth, reps=3,
+                                             n_gpu_layers=args.ngl, flash_attn=fa, extra=extra)
+            add(name, speed.median)
+    capi.llama_set_abort_callback(ctx.ptr, None, None)  # (for the rest of this process)
+    for _ in range(args.reps):
+        add("decode+sync, no abort callback", decode_sync(ctx, prompt, args.gen, token))
+    capi.llama_detach_threadpool(ctx.ptr)
+    for _ in range(args.reps):
+        add("decode+sync, pool detached too", decode_sync(ctx, prompt, args.gen, token))
+    tg = statistics.median(results["llama-bench"])
+    print(f"model {args.model}  ngl {args.ngl}  fa {args.fa}  depth {args.depth}  reps {args.reps}  "
+          f"ours: {ctx.n_threads} thread(s) a token")
+    for name, runs in results.items():
+        med = statistics.median(runs)
+        print(f"{name:32s} {med:8.1f} t/s  ratio {med / tg:5.3f}x  ({', '.join(f'{r:.1f}' for r in runs)})")
+
+
+if __name__ == "__main__":
+    main()
