@@ -77,13 +77,13 @@ def test_a_growing_conversation_tokenizes_as_a_whole(vocab: tuple[str, Vocab],
 def test_a_conversation_that_begins_with_the_bos_text(vocab: tuple[str, Vocab]) -> None:
     """A prompt that spells its own BOS (a chat template's rendering) tokenized with special
     tokens added: llama.cpp puts a second BOS before it. Still the whole text's tokens, and a
-    BPE vocabulary still reuses them (the added BOS spells nothing)."""
+    BPE vocabulary still reuses them (the added BOS spells nothing). A vocabulary that adds no
+    BOS, or one without text, gets the same conversation without it."""
     name, v = vocab
-    if not v.add_bos() or v.bos() < 0 or not v.token_to_piece(v.bos(), True).strip():
-        pytest.skip(f"{name}: no BOS added, or one without text")
+    adds_bos = v.add_bos() and v.bos() >= 0 and v.token_to_piece(v.bos(), True).strip()
     pt = PrefixTokenizer(v)
     rng = random.Random(3)
-    text = v.token_to_piece(v.bos(), True).decode() + "System.\n" + _text(rng, 250, [])
+    text = (v.token_to_piece(v.bos(), True).decode() if adds_bos else "") + "System.\n" + _text(rng, 250, [])
     for turn in range(6):
         assert pt.tokenize(text) == v.tokenize(text, add_special=True, parse_special=True), (name, turn)
         text += _text(rng, 30, []) + "\nUser: " + _text(rng, 10, []) + "\nAssistant:"
