@@ -87,7 +87,7 @@ def measure(args: argparse.Namespace, llama_server: Path, log_dir: Path) -> dict
             cmd = sv.server_cmd(w, args, args.ctx, 1, port, llama_server)
             if w == "ours" and args.trace:  # the same flags, under the timeline's wrappers
                 cmd[1:3] = [str(Path(__file__).with_name("trace_server.py")), str(args.trace.resolve())]
-            out[w] = {"cmd": cmd, "ttft_ms": [], "turn_ms": []}
+            out[w] = {"cmd": cmd, "ttft_ms": [], "turn_ms": [], "option": []}
             procs[w], bases[w] = sl.launch(out[w]["cmd"], log_dir / f"{w}.log"), f"http://127.0.0.1:{port}"
         for w in which:
             sl.wait_health(bases[w], procs[w], args.load_timeout)
@@ -107,6 +107,7 @@ def measure(args: argparse.Namespace, llama_server: Path, log_dir: Path) -> dict
                         if t > 0:  # the first turn of a conversation evaluates its whole prompt
                             out[w]["ttft_ms"].append(first * 1e3)
                             out[w]["turn_ms"].append(total * 1e3)
+                            out[w]["option"].append(t % len(OPTIONS))
     finally:
         for w, proc in procs.items():
             out[w]["exit_status"] = sl.stop(proc, 30.0)
@@ -118,9 +119,27 @@ def pcts(values: list[float]) -> tuple[float, float]:
     return statistics.median(values), q[8]
 
 
+def by_option(results: dict[str, Any], turns: int) -> list[str]:
+    """TTFT p50 of each option set, both servers (a turn's options decide how its first token
+    is sampled: on the GPU by ours for some, on the host by both for others). Results saved
+    before the option was recorded get it from the turn's place: every conversation records
+    its turns 1 to ``turns`` - 1 in order."""
+    lines = []
+    for k, opts in enumerate(OPTIONS):
+        row = []
+        for which in ("ours", "llama-server"):
+            r = results[which]
+            got = r.get("option") or [(1 + i % (turns - 1)) % len(OPTIONS) for i in range(len(r["ttft_ms"]))]
+            v = [x for x, o in zip(r["ttft_ms"], got) if o == k]
+            row.append(statistics.median(v) if v else float("nan"))
+        lines.append(f"  {json.dumps(opts):66s} TTFT p50 ours {row[0]:7.2f} ms  llama-server {row[1]:7.2f} ms"
+                     f"  ({row[0] - row[1]:+.2f})")
+    return lines
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", type=Path, required=True)
+    ap.add_argument("--model", type=Path, help="required unless --report")
     ap.add_argument("--ngl", type=int, default=0)
     ap.add_argument("--fa", default="auto")
     ap.add_argument("--threads", type=int, default=0)
@@ -136,7 +155,14 @@ def main() -> int:
     ap.add_argument("--log-dir", type=Path)
     ap.add_argument("--trace", type=Path, help="run ours under bench/trace_server.py, its timeline "
                     "of each request into this file (a diagnostic: the timing wrappers slow it)")
+    ap.add_argument("--report", type=Path, help="only print the TTFT by option set of a saved --json")
     args = ap.parse_args()
+    if args.report:
+        saved = json.loads(args.report.read_text())
+        print("\n".join(by_option(saved["results"], int(saved["args"]["turns"]))))
+        return 0
+    if args.model is None:
+        ap.error("--model is required")
     args.kv_split = True  # one slot: llama-server's default layout, and ours the same
     args.ours_args = ""  # (server_vs_llama_server.server_cmd's more flags for ours: none)
     llama_server = sv.bin_dir() / "llama-server"
@@ -158,6 +184,8 @@ def main() -> int:
               f"({len(r['ttft_ms'])} turns, exit status {r['exit_status']})")
     ratio_t, ratio_w = med["ours"][0] / med["llama-server"][0], med["ours"][1] / med["llama-server"][1]
     print(f"ours / llama-server: TTFT p50 {ratio_t:.3f}x   turn p50 {ratio_w:.3f}x  (below 1: ours faster)")
+    print("by option set:")
+    print("\n".join(by_option(results, args.turns)))
     if args.json:
         args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
                                          "results": results, "ttft_ratio": ratio_t, "turn_ratio": ratio_w},
