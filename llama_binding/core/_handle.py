@@ -11,6 +11,7 @@ pointing at freed weights.
 
 from __future__ import annotations
 
+import threading
 import weakref
 from typing import Any, Callable, Generic, TypeVar
 
@@ -19,6 +20,7 @@ from ..errors import ClosedError
 __all__ = ["NativeHandle"]
 
 P = TypeVar("P")
+_children_lock = threading.Lock()
 
 
 class _Box:
@@ -45,9 +47,16 @@ class NativeHandle(Generic[P]):
     def __init__(self, ptr: P, free: Callable[[P], None], parent: object = None) -> None:
         self._box = _Box(ptr)
         self._parent = parent
-        self._children: weakref.WeakSet[NativeHandle[Any]] = weakref.WeakSet()
+        # made on a first child: most handles (a request's samplers, batches) never get one
+        self._children: weakref.WeakSet[NativeHandle[Any]] | None = None
         if isinstance(parent, NativeHandle):
-            parent._children.add(self)
+            children = parent._children
+            if children is None:
+                with _children_lock:  # (two threads' first children: one set)
+                    children = parent._children
+                    if children is None:
+                        children = parent._children = weakref.WeakSet()
+            children.add(self)
         self._finalizer = weakref.finalize(self, _release, self._box, free, parent)
 
     @property
@@ -64,7 +73,7 @@ class NativeHandle(Generic[P]):
 
     def close(self) -> None:
         """Free the native object now, after its live children (idempotent)."""
-        for child in list(self._children):
+        for child in list(self._children or ()):
             child.close()
         self._finalizer()
 
