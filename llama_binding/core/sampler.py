@@ -81,6 +81,8 @@ class Sampler(NativeHandle[Any]):
     def __init__(self, ptr: Any) -> None:
         super().__init__(ptr, capi.llama_sampler_free)
         self.top_k_value = 0  # k of a top-k sampler (0: another kind)
+        #: changes no logit until its chain accepts a token (penalties: an empty window)
+        self.idle_until_accept = False
 
     def release(self) -> Any:
         """Give up ownership: return the pointer and leave this object empty."""
@@ -154,7 +156,9 @@ class Sampler(NativeHandle[Any]):
     @classmethod
     def penalties(cls, n_vocab: int, last_n: int = 64, repeat: float = 1.0, freq: float = 0.0,
                   present: float = 0.0) -> Sampler:
-        return _made(capi.llama_sampler_init_penalties(n_vocab, last_n, repeat, freq, present), "penalties")
+        made = _made(capi.llama_sampler_init_penalties(n_vocab, last_n, repeat, freq, present), "penalties")
+        made.idle_until_accept = True  # it penalises the tokens accepted so far: none yet
+        return made
 
     @classmethod
     def dry(cls, vocab: Vocab, multiplier: float = 0.0, base: float = 1.75,
@@ -279,6 +283,12 @@ class SamplerChain(NativeHandle[Any]):
         #: k of a top-k sampler that comes first in the chain, else 0: ``Context.sample_rows``
         #: then takes the k candidates straight from the logits (same result, far less work)
         self.leading_top_k = 0
+        #: the same for the first token a chain samples, before it accepts any: k of a top-k
+        #: that follows only samplers that change nothing until then (penalties, whose window
+        #: is still empty), else :attr:`leading_top_k` (a chat's first token with a repeat
+        #: penalty: 40 candidates instead of llama.cpp's pass over the whole vocabulary)
+        self.first_top_k = 0
+        self._idle_so_far = True  # every sampler added so far idle until an accept
         #: for a chain of only a logit bias and greedy: the bias's token ids and values, so
         #: that :meth:`sample` takes the biased row's argmax itself (set by whoever built the
         #: chain from its plan; llama.cpp's chain builds a candidate per vocabulary entry
@@ -317,6 +327,9 @@ class SamplerChain(NativeHandle[Any]):
             raise ClosedError("this sampler is closed or already in a chain")
         if capi.llama_sampler_chain_n(self.ptr) == 0:
             self.leading_top_k = sampler.top_k_value
+        if self._idle_so_far:
+            self.first_top_k = sampler.top_k_value
+            self._idle_so_far = sampler.idle_until_accept
         capi.llama_sampler_chain_add(self.ptr, sampler.release())
         return self
 

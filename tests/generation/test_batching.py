@@ -438,6 +438,34 @@ def test_a_leading_top_k_is_taken_straight_from_the_logits(rows_decoded: Decoded
         ctx.sample_rows(v, [c.address for c in ours], rows, out, 1, np.zeros(2, dtype=np.int32))
 
 
+def test_a_top_k_after_penalties_is_taken_straight_from_the_logits_for_the_first_token(
+        rows_decoded: Decoded) -> None:
+    """A chain of penalties then top-k (a repeat penalty with llama-cpp-python's top-k 40):
+    its first token, before the chain accepted any, comes from the k largest logits (the
+    penalties' window is empty: they change nothing), the same as llama.cpp's whole chain;
+    the next draws, with a window, take every logit again (first_top_k is for a fresh
+    chain only) and still agree."""
+    v, ctx, _, rows = rows_decoded
+    n = ROWS
+
+    def chain(seed: int) -> SamplerChain:
+        return SamplerChain([Sampler.penalties(v.n_tokens, 64, 1.3, 0.1, 0.2), Sampler.top_k(40),
+                             Sampler.top_p(0.95), Sampler.temp(1.7), Sampler.dist(seed)])
+
+    assert (chain(0).leading_top_k, chain(0).first_top_k) == (0, 40)
+    late = SamplerChain([Sampler.penalties(v.n_tokens), Sampler.temp(0.5), Sampler.top_k(40)])
+    assert late.first_top_k == 0
+    assert SamplerChain([Sampler.top_k(7), Sampler.dist(1)]).first_top_k == 7
+    ours, theirs = [chain(s) for s in range(n)], [chain(s) for s in range(n)]
+    for draw in range(3):  # the first with first_top_k, then with leading_top_k (0: every logit)
+        want = [int(capi.llama_sampler_sample(c.ptr, ctx.ptr, int(r))) for c, r in zip(theirs, rows)]
+        top_k = np.array([c.first_top_k if draw == 0 else c.leading_top_k for c in ours], dtype=np.int32)
+        out = np.full(n, -1, dtype=np.int32)
+        ctx.sample_rows(v, [c.address for c in ours], rows, out, 3, top_k)
+        assert out.tolist() == want, draw
+    assert len(set(want)) > 1
+
+
 def test_a_failing_chain_ends_only_its_request(smol: tuple[Model, Vocab]) -> None:
     m, v = smol
     ctx = Context(m, ContextParams(n_ctx=1024, n_seq_max=3, kv_unified=True))
