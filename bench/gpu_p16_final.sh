@@ -15,9 +15,12 @@
 #           8B shape).
 #   PART=4: speculative only (lookup, then self-draft), for the last few minutes of device time
 #           (run it with LLAMA_BINDING_SERVER_TOOL=OFF: the build without llama-server).
+#   PART=5: bench/decode_floor.py (where the 1B decode's fixed ~60 us a token goes, run 22),
+#           then the 1B decode: a few minutes, with LLAMA_BINDING_SERVER_TOOL=OFF.
 #   device runs, carry [".carry"]:  PART=1 BUDGET_S=560 bash bench/gpu_p16_final.sh
 #                                   PART=2 BUDGET_S=420 bash bench/gpu_p16_final.sh
 #                                   PART=3 BUDGET_S=585 bash bench/gpu_p16_final.sh
+#                                   LLAMA_BINDING_SERVER_TOOL=OFF PART=5 BUDGET_S=400 bash bench/gpu_p16_final.sh
 source bench/gpu_p16_env.sh
 # one function per measurement (its step's name, the seconds it needs, the bench)
 server() {
@@ -32,6 +35,8 @@ chat_trace() {
     step chat-trace 40 python3 bench/chat_turns.py "${G[@]}" --conversations 4 --trace "$D/chat-timeline.txt" \
         --log-dir /tmp/res/chat-trace-logs
 }
+# where the 1B decode's fixed ~60 us a token goes (run 22: 0.910x): llama-bench's loop on our context
+floor() { step floor 70 python3 bench/decode_floor.py "$MODEL" --ngl 99 --fa on --reps 2; }
 decode() { step decode 30 python3 bench/decode.py "$MODEL" --prompt 512 --gen 128 --reps 3 --ngl 99 --fa on; }
 batched() { step batched 40 python3 bench/batched.py "${G[@]}" --npl 64 --reps 2 --temperature 0.8; }
 # spec NAME CASES REPS SECONDS
@@ -44,5 +49,6 @@ case ${PART:-1} in
     2) decode; batched; spec spec self,lookup 5 130; decode_8b ;;
     3) chat; server; decode; batched; spec spec-lookup lookup 3 55; spec spec-self self 3 50; chat_trace ;;
     4) spec spec-lookup lookup 3 45; spec spec-self self 3 45 ;;
+    5) floor; decode ;;
 esac
 echo "done with $(left) s left"
