@@ -31,20 +31,14 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from token_loop import loop_host, prefill
 
 from llama_binding import Llama, benchmark
 from llama_binding.capi import llama as capi
 from llama_binding.core.batch import Batch
 from llama_binding.core.context import Context
-from llama_binding.core.vocab import Vocab
-
-
-def prefill(ctx: Context, prompt: list[int]) -> None:
-    ctx.seq_rm(0, -1, -1)
-    batch = Batch(len(prompt))
-    batch.add_sequence(prompt, 0, 0)
-    ctx.decode(batch)
-    ctx.synchronize()
 
 
 def decode_sync(ctx: Context, prompt: list[int], gen: int, token: int) -> float:
@@ -81,17 +75,6 @@ def process_sync(ctx: Context, prompt: list[int], gen: int, token: int) -> float
         return gen / (time.perf_counter() - t0)
     finally:
         capi.llama_batch_ext_free(b)
-
-
-def host_argmax(ctx: Context, vocab: Vocab, prompt: list[int], gen: int) -> float:
-    prefill(ctx, prompt)
-    batch, pos = Batch(1), len(prompt)
-    t0 = time.perf_counter()
-    for _ in range(gen):
-        ctx.argmax_decode(vocab, batch, pos, 0, True)
-        pos += 1
-    ctx.synchronize()
-    return gen / (time.perf_counter() - t0)
 
 
 def main() -> None:
@@ -132,7 +115,7 @@ def main() -> None:
     for _ in range(args.reps):
         add("decode+sync", decode_sync(ctx, prompt, args.gen, token))
         add("process+sync (llama_batch_ext)", process_sync(ctx, prompt, args.gen, token))
-        add("host argmax", host_argmax(ctx, vocab, prompt, args.gen))
+        add("host argmax", loop_host(ctx, vocab, prompt, args.gen))
         for name, extra in tools.items():
             (speed,) = benchmark.llama_bench(args.model, n_prompt=0, n_gen=args.gen, depth=args.depth, reps=3,
                                              n_gpu_layers=args.ngl, flash_attn=fa, extra=extra)
