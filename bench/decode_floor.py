@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from token_loop import loop_host, prefill
 
-from llama_binding import Llama, benchmark
+from llama_binding import Llama, _log, benchmark
 from llama_binding.capi import llama as capi
 from llama_binding.core.batch import Batch
 from llama_binding.core.context import Context
@@ -77,6 +77,64 @@ def process_sync(ctx: Context, prompt: list[int], gen: int, token: int) -> float
         capi.llama_batch_ext_free(b)
 
 
+def raw_context(model_ptr: object, n_ctx: int, flash_attn: int, threads: int) -> object:
+    """A context made as llama-bench makes its own: llama.cpp's default parameters with its
+    n_ctx, n_batch 2048, n_ubatch 512, flash attention and threads, and nothing of ours on
+    it (no threadpool of ours, no abort callback, no sampler)."""
+    params = capi.llama_context_default_params()
+    params.n_ctx, params.n_batch, params.n_ubatch = n_ctx, 2048, 512
+    params.flash_attn_type = flash_attn
+    params.n_threads = params.n_threads_batch = threads
+    params.no_perf = True
+    ptr = capi.llama_init_from_model(model_ptr, params)
+    if not ptr:
+        raise RuntimeError("llama_init_from_model failed")
+    return ptr
+
+
+def raw_decode_sync(ptr: object, prompt: list[int], gen: int, token: int) -> float:
+    """llama-bench's tg loop on a raw context: llama_batch_get_one of one token, decode, sync."""
+    capi.llama_memory_clear(capi.llama_get_memory(ptr), True)
+    toks = (ctypes.c_int32 * len(prompt))(*prompt)
+    for at in range(0, len(prompt), 512):  # (n_ubatch 512: llama-bench's prompt in batches too)
+        part = (ctypes.c_int32 * min(512, len(prompt) - at)).from_buffer(toks, 4 * at)
+        if capi.llama_decode(ptr, capi.llama_batch_get_one(part, len(part))) != 0:
+            raise RuntimeError("llama_decode failed (prompt)")
+    capi.llama_synchronize(ptr)
+    one = (ctypes.c_int32 * 1)(token)
+    t0 = time.perf_counter()
+    for _ in range(gen):
+        if capi.llama_decode(ptr, capi.llama_batch_get_one(one, 1)) != 0:
+            raise RuntimeError("llama_decode failed")
+        capi.llama_synchronize(ptr)
+    return gen / (time.perf_counter() - t0)
+
+
+def cuda_graph_log(ctx: Context, prompt: list[int], token: int) -> dict[str, int]:
+    """ggml-cuda's debug lines on its CUDA graphs (reused, warm-up, update) over 16 decodes
+    (with the debug log on: not timed)."""
+    seen: dict[str, int] = {}
+
+    class Count(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            text = re.sub(r"\d+", "N", record.getMessage().strip())
+            if re.search(r"graph", text, re.I):
+                seen[text] = seen.get(text, 0) + 1
+
+    native, handler = logging.getLogger("llama_binding.native"), Count()
+    level = native.level
+    native.setLevel(logging.DEBUG)
+    native.addHandler(handler)
+    _log.sync_level()
+    try:
+        decode_sync(ctx, prompt, 16, token)
+    finally:
+        native.removeHandler(handler)
+        native.setLevel(level)
+        _log.sync_level()
+    return seen
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("model")
@@ -88,7 +146,8 @@ def main() -> None:
     args = ap.parse_args()
     lines: list[str] = []  # llama.cpp's own account of the devices, the layers and the graph splits
     wanted = re.compile(r"splits =|sched copies|compute buffer|offloaded|using device|CUDA\d|model buffer"
-                        r"|output buffer", re.I)
+                        r"|output buffer|n_ctx|n_seq|n_batch|n_ubatch|causal|flash_attn|kv_unified|type_k"
+                        r"|graph|reserv", re.I)
 
     class Keep(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
@@ -112,7 +171,13 @@ def main() -> None:
     def add(name: str, value: float) -> None:
         results.setdefault(name, []).append(value)
 
+    fa_type = {"on": 1, "off": 0, "auto": -1}[args.fa]
+    n_ctx = args.depth + args.gen
+    raws = {f"raw context (llama-bench's), {t} threads": raw_context(llm.engine.model.ptr, n_ctx, fa_type, t)
+            for t in (16, 1)}
     for _ in range(args.reps):
+        for name, ptr in raws.items():
+            add(name, raw_decode_sync(ptr, prompt, args.gen, token))
         add("decode+sync", decode_sync(ctx, prompt, args.gen, token))
         add("process+sync (llama_batch_ext)", process_sync(ctx, prompt, args.gen, token))
         add("host argmax", loop_host(ctx, vocab, prompt, args.gen))
@@ -120,6 +185,9 @@ def main() -> None:
             (speed,) = benchmark.llama_bench(args.model, n_prompt=0, n_gen=args.gen, depth=args.depth, reps=3,
                                              n_gpu_layers=args.ngl, flash_attn=fa, extra=extra)
             add(name, speed.median)
+    for ptr in raws.values():
+        capi.llama_free(ptr)
+    graph_lines = cuda_graph_log(ctx, prompt, token)
     capi.llama_set_abort_callback(ctx.ptr, None, None)  # (for the rest of this process)
     for _ in range(args.reps):
         add("decode+sync, no abort callback", decode_sync(ctx, prompt, args.gen, token))
@@ -131,6 +199,8 @@ def main() -> None:
         print(f"  llama.cpp: {text}")
     print(f"model {args.model}  ngl {args.ngl}  fa {args.fa}  depth {args.depth}  reps {args.reps}  "
           f"ours: {ctx.n_threads} thread(s) a token")
+    for text, n in graph_lines.items():
+        print(f"  ggml-cuda debug over 16 decodes: {n:3d}x {text}")
     for name, runs in results.items():
         med = statistics.median(runs)
         print(f"{name:32s} {med:8.1f} t/s  ratio {med / tg:5.3f}x  ({', '.join(f'{r:.1f}' for r in runs)})")
