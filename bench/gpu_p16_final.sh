@@ -17,10 +17,13 @@
 #           (run it with LLAMA_BINDING_SERVER_TOOL=OFF: the build without llama-server).
 #   PART=5: bench/decode_floor.py (where the 1B decode's fixed ~60 us a token goes, run 22),
 #           then the 1B decode: a few minutes, with LLAMA_BINDING_SERVER_TOOL=OFF.
+#   PART=6: PART=5, then the chat's next turn (llama-server built: the leading top-p of
+#           native/top_p.c on the turns with top-k 0).
 #   device runs, carry [".carry"]:  PART=1 BUDGET_S=560 bash bench/gpu_p16_final.sh
 #                                   PART=2 BUDGET_S=420 bash bench/gpu_p16_final.sh
 #                                   PART=3 BUDGET_S=585 bash bench/gpu_p16_final.sh
 #                                   LLAMA_BINDING_SERVER_TOOL=OFF PART=5 BUDGET_S=400 bash bench/gpu_p16_final.sh
+#                                   PART=6 BUDGET_S=560 bash bench/gpu_p16_final.sh
 source bench/gpu_p16_env.sh
 # one function per measurement (its step's name, the seconds it needs, the bench)
 server() {
@@ -50,5 +53,6 @@ case ${PART:-1} in
     3) chat; server; decode; batched; spec spec-lookup lookup 3 55; spec spec-self self 3 50; chat_trace ;;
     4) spec spec-lookup lookup 3 45; spec spec-self self 3 45 ;;
     5) floor; decode ;;
+    6) floor; decode; chat ;;
 esac
 echo "done with $(left) s left"

@@ -39,6 +39,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #if !defined(_WIN32)
 #include <pthread.h>
 #endif
@@ -48,6 +49,7 @@
 #include "rows_pool.h"
 #include "llama.h"
 #include "select.h"
+#include "top_p.h"
 
 #if defined(_WIN32)
 #define LLAMA_BINDING_EXPORT __declspec(dllexport)
@@ -302,8 +304,19 @@ static int32_t row_all(const struct out_row * r, llama_token_data * cur) {
  * abort: 0 with *out set, LLAMA_BINDING_NO_TOKEN (the chain selected nothing),
  * LLAMA_BINDING_NOT_FINITE (every candidate -inf/NaN; nothing is accepted then),
  * LLAMA_BINDING_NO_MEMORY. top_k: the chain's leading top-k (0: none), so that the
- * candidates are cut to it before the chain runs (the same result, sorted). Touches no
- * context: rows of one decode run on several threads, each chain on one. */
+ * candidates are cut to it before the chain runs (the same result, sorted); negative: the
+ * chain leads with a top-p whose p has the bits -top_k (top_p_of), which host_top_p applies
+ * to the host's logits before the chain's other samplers (llama.cpp's result, without its
+ * sort of the whole row). Touches no context: rows of one decode run on several threads,
+ * each chain on one. */
+/* The p of a leading top-p from its code in a top_k argument (negative: -(p's bits)) */
+static float top_p_of(int32_t code) {
+    const uint32_t bits = (uint32_t) -(int64_t) code;
+    float p;
+    memcpy(&p, &bits, sizeof(p));
+    return p;
+}
+
 static int32_t row_sample(const struct out_row * r, struct llama_sampler * chain, int32_t top_k, llama_token * out) {
     if (r->token != LLAMA_TOKEN_NULL) {
         llama_sampler_accept(chain, r->token);
@@ -313,14 +326,16 @@ static int32_t row_sample(const struct out_row * r, struct llama_sampler * chain
     if (r->n <= 0) { /* no candidate at all */
         return LLAMA_BINDING_NO_TOKEN;
     }
-    llama_token_data * cur = cand_get((size_t) r->n);
+    const int host = r->probs == NULL && r->ids == NULL; /* the host's logits */
+    llama_token_data * cur = cand_get((size_t) r->n * (host && top_k < 0 ? 3 : 1));
     if (cur == NULL) {
         return LLAMA_BINDING_NO_MEMORY;
     }
-    int32_t n;
-    if (r->probs == NULL && r->ids == NULL) { /* the host's logits */
+    int32_t n = host && top_k < 0 ? host_top_p(r->logits, r->n, top_p_of(top_k), cur) : 0;
+    const int first = n > 0; /* the chain's leading top-p is done: its other samplers follow */
+    if (!first && host) {
         n = (int32_t) host_candidates(r->logits, r->n, top_k, cur);
-    } else {
+    } else if (!first) {
         n = r->probs == NULL ? row_top_k(r, top_k, cur) : 0;
         n = n == 0 ? row_all(r, cur) : n;
     }
@@ -328,8 +343,15 @@ static int32_t row_sample(const struct out_row * r, struct llama_sampler * chain
     if (n < 0) {
         code = LLAMA_BINDING_NO_TOKEN;
     } else {
-        llama_token_data_array cur_p = {cur, (size_t) n, -1, n < r->n};
-        llama_sampler_apply(chain, &cur_p);
+        llama_token_data_array cur_p = {cur, (size_t) n, -1, n < r->n || first};
+        if (first) {
+            const int32_t n_chain = llama_sampler_chain_n(chain);
+            for (int32_t i = 1; i < n_chain; i++) {
+                llama_sampler_apply(llama_sampler_chain_get(chain, i), &cur_p);
+            }
+        } else {
+            llama_sampler_apply(chain, &cur_p);
+        }
         if (cur_p.selected < 0 || cur_p.selected >= (int64_t) cur_p.size) {
             code = LLAMA_BINDING_NO_TOKEN;
         } else if (!picked_finite(&cur_p.data[cur_p.selected])) {

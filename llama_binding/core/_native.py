@@ -20,6 +20,8 @@ from __future__ import annotations
 import ctypes
 from typing import Any
 
+import numpy as np
+
 from .. import capi
 from ..capi import _loader
 
@@ -51,6 +53,7 @@ __all__ = [
     "sampled_rows",
     "synchronize",
     "top_k",
+    "top_p",
     "topk_group_new",
     "topk_group_release",
     "topk_ids",
@@ -138,7 +141,8 @@ def _lib() -> dict[str, Any]:
                                          [ctypes.c_int32, vp, ctypes.c_int32, ctypes.c_int32, vp]),
                                         ("topk_unpack", ctypes.c_int32,
                                          [ctypes.c_int32, vp, ctypes.c_int32, vp]),
-                                        ("top_k", ctypes.c_int32, [vp, ctypes.c_int32, ctypes.c_int32, vp])):
+                                        ("top_k", ctypes.c_int32, [vp, ctypes.c_int32, ctypes.c_int32, vp]),
+                                        ("top_p", ctypes.c_int32, [vp, ctypes.c_int32, ctypes.c_float, vp])):
             fn = getattr(lib, f"llama_binding_{name}")
             fn.restype, fn.argtypes = restype, argtypes
             _fns[name] = fn
@@ -259,6 +263,19 @@ def top_k(x: Any, k: int) -> list[int] | None:
     ids = (ctypes.c_int32 * max(1, k))()
     kept = _lib()["top_k"](x.ctypes.data, len(x), k, ids)
     return list(ids[:kept]) if kept else None
+
+
+def top_p(x: Any, p: float) -> Any:
+    """What llama.cpp's top-p sampler (min_keep 1) keeps of the float32 array ``x``
+    (C-contiguous), as the native step computes it for a chain that leads with one
+    (``top_p.c``): a structured array of ``id``, ``logit`` and ``p``, sorted by logit
+    descending (the lower id first on ties); None where that does not apply (1,024 logits or
+    fewer, ``p`` not in (0, 1), a NaN, nothing finite: llama.cpp's own top-p runs then)."""
+    if x.dtype.str != "<f4" or not x.flags.c_contiguous:
+        raise ValueError("top_p needs a C-contiguous float32 array")
+    out = np.zeros(3 * max(1, len(x)), dtype=[("id", "<i4"), ("logit", "<f4"), ("p", "<f4")])
+    kept = _lib()["top_p"](x.ctypes.data, len(x), p, out.ctypes.data)
+    return out[:kept].copy() if kept else None
 
 
 def memory_breakdown(ctx: Any) -> tuple[int, ...] | None:

@@ -423,9 +423,11 @@ class Context(NativeHandle[Any]):
         the token ends generation, decode it at ``pos`` of ``seq_id`` at once, in a single
         native call. Returns ``(token, decoded)``. On a GPU the decode runs while the
         caller handles the token. A chain that begins with a top-k runs over the k largest
-        logits, found without sorting the row (the same result)."""
+        logits, found without sorting the row, and one that begins with a top-p gets
+        llama.cpp's top-p without a sort of the whole row (``SamplerChain.leading_cut``:
+        the same result)."""
         code = self._sample_decode(self.ptr, chain.ptr, vocab.ptr, batch.ref, self._abort_ref,
-                                   pos, seq_id, 1, chain.leading_top_k, self._sampled_ref)
+                                   pos, seq_id, 1, chain.host_cut, self._sampled_ref)
         return self._step_result(code)
 
     def argmax_decode(self, vocab: Vocab, batch: Batch, pos: int, seq_id: int = 0,
@@ -458,9 +460,11 @@ class Context(NativeHandle[Any]):
         last decode, and accepts; on up to ``n_threads`` threads, each chain on one. A chain
         that selects nothing, or whose logits are all -inf or NaN, raises :class:`SamplerError`
         (the other rows are sampled; such a row's ``out[k]`` is negative). ``top_k[k]``, when
-        given, is the k of a top-k sampler that comes first in chain ``k``
-        (``SamplerChain.leading_top_k``; 0: none): its candidates are then taken straight
-        from the logits instead of sorting a candidate per vocabulary entry."""
+        given, is what chain ``k`` lets the native step do first (``SamplerChain.leading_cut``,
+        or ``first_cut`` for a chain's first token; 0: nothing): a leading top-k's k (its
+        candidates are then taken straight from the logits instead of sorting a candidate
+        per vocabulary entry), or a leading top-p's code (llama.cpp's top-p without sorting
+        the whole row, then the chain's other samplers)."""
         self._check_rows(rows, out)
         n = len(rows)
         if len(chains) != n:

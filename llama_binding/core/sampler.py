@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import math
+import struct
 import weakref
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -50,6 +51,16 @@ def sample_failure(code: int) -> Exception:
     return SamplerError(NO_TOKEN_SELECTED)
 
 
+def top_p_cut(p: float, min_keep: int = 1) -> int:
+    """The code by which the native step knows a chain's leading top-p (``native/top_p.c``:
+    llama.cpp's result without its sort of the whole row): minus the bits of ``p`` as a C
+    float; 0 where that does not apply (``p`` not in (0, 1) as a float, ``min_keep`` > 1)."""
+    if not 0.0 < p < 1.0 or min_keep > 1:
+        return 0
+    (bits,) = struct.unpack("<i", struct.pack("<f", p))
+    return -bits if 0 < bits < 0x3F800000 else 0
+
+
 def _made(ptr: Any, what: str, mark: int | None = None) -> Sampler:
     if not ptr:
         detail = _log.errors_since(mark) if mark is not None else ""
@@ -81,6 +92,9 @@ class Sampler(NativeHandle[Any]):
     def __init__(self, ptr: Any) -> None:
         super().__init__(ptr, capi.llama_sampler_free)
         self.top_k_value = 0  # k of a top-k sampler (0: another kind)
+        #: what the native step may do itself when this sampler leads a chain: k of a top-k,
+        #: a top-p's :func:`top_p_cut` (negative), 0: nothing
+        self.host_cut = 0
         #: changes no logit until its chain accepts a token (penalties: an empty window)
         self.idle_until_accept = False
 
@@ -109,12 +123,14 @@ class Sampler(NativeHandle[Any]):
     @classmethod
     def top_k(cls, k: int) -> Sampler:
         made = _made(capi.llama_sampler_init_top_k(k), "top-k")
-        made.top_k_value = max(0, k)
+        made.top_k_value = made.host_cut = max(0, k)
         return made
 
     @classmethod
     def top_p(cls, p: float, min_keep: int = 1) -> Sampler:
-        return _made(capi.llama_sampler_init_top_p(p, min_keep), "top-p")
+        made = _made(capi.llama_sampler_init_top_p(p, min_keep), "top-p")
+        made.host_cut = top_p_cut(p, min_keep)
+        return made
 
     @classmethod
     def min_p(cls, p: float, min_keep: int = 1) -> Sampler:
@@ -288,6 +304,12 @@ class SamplerChain(NativeHandle[Any]):
         #: is still empty), else :attr:`leading_top_k` (a chat's first token with a repeat
         #: penalty: 40 candidates instead of llama.cpp's pass over the whole vocabulary)
         self.first_top_k = 0
+        #: what the native step cuts the candidates to before the chain runs: the leading
+        #: sampler's ``host_cut`` (a top-k's k; a top-p's code: llama.cpp's top-p without
+        #: sorting the whole row, then the chain's other samplers), and the same for a
+        #: chain's first token (``first_top_k``, or a leading top-p's code)
+        self.leading_cut = 0
+        self.first_cut = 0
         self._idle_so_far = True  # every sampler added so far idle until an accept
         #: for a chain of only a logit bias and greedy: the bias's token ids and values, so
         #: that :meth:`sample` takes the biased row's argmax itself (set by whoever built the
@@ -325,10 +347,12 @@ class SamplerChain(NativeHandle[Any]):
         """Move ``sampler`` into the chain (the chain owns it from now on)."""
         if sampler.closed:
             raise ClosedError("this sampler is closed or already in a chain")
-        if capi.llama_sampler_chain_n(self.ptr) == 0:
-            self.leading_top_k = sampler.top_k_value
+        leading = capi.llama_sampler_chain_n(self.ptr) == 0
+        if leading:
+            self.leading_top_k, self.leading_cut = sampler.top_k_value, sampler.host_cut
         if self._idle_so_far:
             self.first_top_k = sampler.top_k_value
+            self.first_cut = sampler.host_cut if leading else sampler.top_k_value
             self._idle_so_far = sampler.idle_until_accept
         capi.llama_sampler_chain_add(self.ptr, sampler.release())
         return self
@@ -354,10 +378,16 @@ class SamplerChain(NativeHandle[Any]):
             tok = biased_argmax(ctx.logits(i), *self.greedy_bias)
             if tok >= 0:
                 return tok  # (a logit bias and greedy accept nothing)
-        code = _sample_fn()(ctx.ptr, self.ptr, i, self.leading_top_k, self._picked_ref)
+        code = _sample_fn()(ctx.ptr, self.ptr, i, self.host_cut, self._picked_ref)
         if code:
             raise sample_failure(code)
         return self._picked.value
+
+    @property
+    def host_cut(self) -> int:
+        """:attr:`leading_cut` for a chain sampling on the host (0 while attached: the
+        backend's samplers then ran first)."""
+        return 0 if self._ctx is not None else self.leading_cut
 
     def accept(self, token: int) -> None:
         """Tell the chain that ``token`` was chosen (penalties, grammars advance). A grammar

@@ -458,7 +458,7 @@ class BatchEngine:
             k = len(chained)
             rows, picked, top_k = self._rows[:k], self._picked[:k], self._top_k[:k]
             rows[:] = [r._row for r, _ in chained]
-            top_k[:] = [c.leading_top_k if r.output else c.first_top_k for r, c in chained]
+            top_k[:] = [c.leading_cut if r.output else c.first_cut for r, c in chained]
             try:
                 self.ctx.sample_rows(self.vocab, [c.address for _, c in chained], rows, picked,
                                      self.host_threads, top_k)

@@ -98,7 +98,7 @@ class PickLaunch:
         ints["rows"][:n] = [rows[k] for k in place]
         for g, r in enumerate(grouped[:n_chain]):
             self._chains[g] = r.chain.address  # type: ignore[union-attr]
-        ints["top_k"][:n_chain] = [r.chain.leading_top_k for r in grouped[:n_chain]]  # type: ignore[union-attr]
+        ints["top_k"][:n_chain] = [r.chain.leading_cut for r in grouped[:n_chain]]  # type: ignore[union-attr]
         ints["pos"][:n] = pos = [len(r.prompt) + len(r.output) for r in grouped]
         # the tokens each may take after this one: its cells', its limit's (none: the cells')
         ints["room"][:n] = [min(n_ctx - p,

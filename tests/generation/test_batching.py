@@ -478,3 +478,28 @@ def test_a_failing_chain_ends_only_its_request(smol: tuple[Model, Vocab]) -> Non
     assert good.error is None and len(good.output) == 6
     assert sampled.error is None and len(sampled.output) == 6
     assert all(ctx.seq_pos_max(s) == len(engine.cached(s)) - 1 for s in range(3))
+
+
+@pytest.mark.parametrize("p", [0.5, 0.95, 0.9999])
+def test_a_leading_top_p_is_applied_natively_with_llama_cpps_result(rows_decoded: Decoded, p: float) -> None:
+    """A chain that leads with top-p (top-k 0, then min-p, temperature and a seeded draw):
+    the native step computes llama.cpp's top-p itself (native/top_p.c, no sort of the
+    whole row) and runs the chain's other samplers after it; every draw, the first one
+    included, picks what llama.cpp's whole chain picks."""
+    v, ctx, _, rows = rows_decoded
+    n = ROWS
+
+    def chain(seed: int) -> SamplerChain:
+        return SamplerChain([Sampler.top_p(p), Sampler.min_p(0.02), Sampler.temp(1.9), Sampler.dist(seed)])
+
+    assert chain(0).leading_cut == chain(0).first_cut < 0 and chain(0).leading_top_k == 0
+    assert SamplerChain([Sampler.penalties(v.n_tokens, 64, 1.1), Sampler.top_p(p)]).first_cut == 0
+    ours, theirs = [chain(s) for s in range(n)], [chain(s) for s in range(n)]
+    for draw in range(3):
+        want = [int(capi.llama_sampler_sample(c.ptr, ctx.ptr, int(r))) for c, r in zip(theirs, rows)]
+        cut = np.array([c.first_cut if draw == 0 else c.leading_cut for c in ours], dtype=np.int32)
+        out = np.full(n, -1, dtype=np.int32)
+        ctx.sample_rows(v, [c.address for c in ours], rows, out, 3, cut)
+        assert out.tolist() == want, draw
+    single = chain(7)
+    assert single.sample(ctx, int(rows[0])) == capi.llama_sampler_sample(chain(7).ptr, ctx.ptr, int(rows[0]))
