@@ -62,7 +62,7 @@ struct llama_binding_pick_launch {
     int32_t free_ending; /* drop the cells of the rows that end before queuing */
     const int32_t * rows;       /* each row's batch index in the decode waited for */
     struct llama_sampler ** chains;
-    const int32_t * top_k;      /* per chain row: the k of its leading top-k (0: none) */
+    const int32_t * top_k;      /* per chain row: its leading cut (a top-k's k, a top-p's code; 0: none) */
     const int32_t * room;       /* tokens the row's request may take after this one */
     const uint8_t * ignore_eos;
     const int32_t * pos;        /* the position of the row's next token */

@@ -317,6 +317,43 @@ static float top_p_of(int32_t code) {
     return p;
 }
 
+/* The chain over cur_p (from its second sampler on with skip_first: the native step did
+ * its leading top-p), then the accept: 0 with *out set, LLAMA_BINDING_NO_TOKEN or
+ * LLAMA_BINDING_NOT_FINITE (nothing accepted then) */
+static int32_t chain_pick(llama_token_data_array * cur_p, struct llama_sampler * chain, int skip_first,
+                          llama_token * out) {
+    if (skip_first) {
+        const int32_t n_chain = llama_sampler_chain_n(chain);
+        for (int32_t i = 1; i < n_chain; i++) {
+            llama_sampler_apply(llama_sampler_chain_get(chain, i), cur_p);
+        }
+    } else {
+        llama_sampler_apply(chain, cur_p);
+    }
+    if (cur_p->selected < 0 || cur_p->selected >= (int64_t) cur_p->size) {
+        return LLAMA_BINDING_NO_TOKEN;
+    }
+    if (!picked_finite(&cur_p->data[cur_p->selected])) {
+        return LLAMA_BINDING_NOT_FINITE;
+    }
+    *out = cur_p->data[cur_p->selected].id;
+    llama_sampler_accept(chain, *out);
+    return 0;
+}
+
+/* chain_pick over the host's n logits x, cut first as the chain allows (cut: row_sample's
+ * top_k); cur: room for n candidates, 3 n for a top-p's code */
+static int32_t host_pick(const float * x, int32_t n, struct llama_sampler * chain, int32_t cut,
+                         llama_token_data * cur, llama_token * out) {
+    int32_t kept = cut < 0 ? host_top_p(x, n, top_p_of(cut), cur) : 0;
+    const int top_p_done = kept > 0;
+    if (!top_p_done) {
+        kept = (int32_t) host_candidates(x, n, cut, cur);
+    }
+    llama_token_data_array cur_p = {cur, (size_t) kept, -1, kept < n || top_p_done};
+    return chain_pick(&cur_p, chain, top_p_done, out);
+}
+
 static int32_t row_sample(const struct out_row * r, struct llama_sampler * chain, int32_t top_k, llama_token * out) {
     if (r->token != LLAMA_TOKEN_NULL) {
         llama_sampler_accept(chain, r->token);
@@ -331,35 +368,14 @@ static int32_t row_sample(const struct out_row * r, struct llama_sampler * chain
     if (cur == NULL) {
         return LLAMA_BINDING_NO_MEMORY;
     }
-    int32_t n = host && top_k < 0 ? host_top_p(r->logits, r->n, top_p_of(top_k), cur) : 0;
-    const int first = n > 0; /* the chain's leading top-p is done: its other samplers follow */
-    if (!first && host) {
-        n = (int32_t) host_candidates(r->logits, r->n, top_k, cur);
-    } else if (!first) {
-        n = r->probs == NULL ? row_top_k(r, top_k, cur) : 0;
-        n = n == 0 ? row_all(r, cur) : n;
-    }
-    int32_t code = 0;
-    if (n < 0) {
-        code = LLAMA_BINDING_NO_TOKEN;
+    int32_t code;
+    if (host) {
+        code = host_pick(r->logits, r->n, chain, top_k, cur, out);
     } else {
-        llama_token_data_array cur_p = {cur, (size_t) n, -1, n < r->n || first};
-        if (first) {
-            const int32_t n_chain = llama_sampler_chain_n(chain);
-            for (int32_t i = 1; i < n_chain; i++) {
-                llama_sampler_apply(llama_sampler_chain_get(chain, i), &cur_p);
-            }
-        } else {
-            llama_sampler_apply(chain, &cur_p);
-        }
-        if (cur_p.selected < 0 || cur_p.selected >= (int64_t) cur_p.size) {
-            code = LLAMA_BINDING_NO_TOKEN;
-        } else if (!picked_finite(&cur_p.data[cur_p.selected])) {
-            code = LLAMA_BINDING_NOT_FINITE;
-        } else {
-            *out = cur_p.data[cur_p.selected].id;
-            llama_sampler_accept(chain, *out);
-        }
+        int32_t n = r->probs == NULL ? row_top_k(r, top_k, cur) : 0;
+        n = n == 0 ? row_all(r, cur) : n;
+        llama_token_data_array cur_p = {cur, (size_t) (n > 0 ? n : 0), -1, n < r->n};
+        code = n < 0 ? LLAMA_BINDING_NO_TOKEN : chain_pick(&cur_p, chain, 0, out);
     }
     cand_put(cur);
     return code;
@@ -476,32 +492,28 @@ LLAMA_BINDING_EXPORT int32_t llama_binding_argmax_rows(struct llama_context * ct
 struct sample_rows_arg {
     const float ** logits;
     struct llama_sampler ** chains;
-    const int32_t * top_k; /* NULL, or per row: the k of the chain's leading top-k sampler (0: none) */
+    const int32_t * top_k; /* NULL, or per row: row_sample's top_k (a leading top-k's k, a top-p's code) */
     int32_t n_vocab;
     llama_token * out;
 };
 
 static void sample_rows_share(void * p, int32_t from, int32_t to) {
     const struct sample_rows_arg * a = (const struct sample_rows_arg *) p;
-    llama_token_data * cur = cand_get((size_t) a->n_vocab); /* the caller's thread keeps it */
+    int top_p = 0; /* (a top-p's code: room for 3 n_vocab) */
+    for (int32_t k = from; k < to; k++) {
+        top_p |= a->top_k != NULL && a->top_k[k] < 0;
+    }
+    llama_token_data * cur = cand_get((size_t) a->n_vocab * (top_p ? 3 : 1)); /* the caller's thread keeps it */
     for (int32_t k = from; k < to; k++) {
         a->out[k] = LLAMA_TOKEN_NULL;
         if (cur == NULL) {
             continue;
         }
-        const int32_t top_k = a->top_k != NULL ? a->top_k[k] : 0;
-        const size_t n = host_candidates(a->logits[k], a->n_vocab, top_k, cur);
-        llama_token_data_array cur_p = {cur, n, -1, n < (size_t) a->n_vocab};
-        llama_sampler_apply(a->chains[k], &cur_p);
-        if (cur_p.selected < 0 || cur_p.selected >= (int64_t) cur_p.size) {
-            continue; /* nothing selected (a grammar that allows no token): the caller raises */
-        }
-        if (!picked_finite(&cur_p.data[cur_p.selected])) {
-            a->out[k] = LLAMA_BINDING_TOKEN_NOT_FINITE; /* every logit -inf/NaN: the caller raises */
-            continue;
-        }
-        a->out[k] = cur_p.data[cur_p.selected].id;
-        llama_sampler_accept(a->chains[k], a->out[k]);
+        llama_token tok = LLAMA_TOKEN_NULL;
+        const int32_t code = host_pick(a->logits[k], a->n_vocab, a->chains[k], a->top_k != NULL ? a->top_k[k] : 0,
+                                       cur, &tok);
+        /* nothing selected (a grammar that allows no token), or every logit -inf/NaN: the caller raises */
+        a->out[k] = code == 0 ? tok : code == LLAMA_BINDING_NOT_FINITE ? LLAMA_BINDING_TOKEN_NOT_FINITE : LLAMA_TOKEN_NULL;
     }
     cand_put(cur);
 }
