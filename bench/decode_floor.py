@@ -13,6 +13,8 @@ Each loop decodes one token at a time at the prompt's depth, in the same process
 - ``host argmax``: what ``Llama`` does for plain greedy (``Context.argmax_decode``);
 - ``decode+sync, pool detached``: the first, after ``llama_detach_threadpool`` (ggml then
   computes a one-thread graph inline, with no pool to wake);
+- ``raw context``: llama-bench's own context parameters and pool (16 and 1 threads), and one
+  thread a token on a 16-thread pool (our Context before ContextPools);
 - ``decode+sync, no abort callback``: the first, after ``llama_set_abort_callback(NULL)``.
 
 and llama-bench's tg at the same depth three ways: its default threads, ``-t 1``, and ``-t 1
@@ -39,6 +41,7 @@ from llama_binding import Llama, _log, benchmark
 from llama_binding.capi import llama as capi
 from llama_binding.core.batch import Batch
 from llama_binding.core.context import Context
+from llama_binding.core.threadpool import ThreadPool
 
 
 def decode_sync(ctx: Context, prompt: list[int], gen: int, token: int) -> float:
@@ -77,19 +80,25 @@ def process_sync(ctx: Context, prompt: list[int], gen: int, token: int) -> float
         capi.llama_batch_ext_free(b)
 
 
-def raw_context(model_ptr: object, n_ctx: int, flash_attn: int, threads: int) -> object:
+def raw_context(model_ptr: object, n_ctx: int, flash_attn: int, threads: int,
+                pool_threads: int) -> tuple[object, ThreadPool]:
     """A context made as llama-bench makes its own: llama.cpp's default parameters with its
-    n_ctx, n_batch 2048, n_ubatch 512, flash attention and threads, and nothing of ours on
-    it (no threadpool of ours, no abort callback, no sampler)."""
+    n_ctx, n_batch 2048, n_ubatch 512, flash attention and threads, and a pool of
+    ``pool_threads`` attached (llama-bench's: as many as its threads), nothing else of ours
+    (no abort callback, no sampler)."""
     params = capi.llama_context_default_params()
     params.n_ctx, params.n_batch, params.n_ubatch = n_ctx, 2048, 512
     params.flash_attn_type = flash_attn
-    params.n_threads = params.n_threads_batch = threads
+    params.n_threads = threads
+    params.n_threads_batch = pool_threads
     params.no_perf = True
     ptr = capi.llama_init_from_model(model_ptr, params)
     if not ptr:
         raise RuntimeError("llama_init_from_model failed")
-    return ptr
+    pool = ThreadPool(pool_threads)
+    if pool.ptr:
+        capi.llama_attach_threadpool(ptr, ctypes.cast(pool.ptr, capi.ggml_threadpool_t), None)
+    return ptr, pool
 
 
 def raw_decode_sync(ptr: object, prompt: list[int], gen: int, token: int) -> float:
@@ -173,10 +182,14 @@ def main() -> None:
 
     fa_type = {"on": 1, "off": 0, "auto": -1}[args.fa]
     n_ctx = args.depth + args.gen
-    raws = {f"raw context (llama-bench's), {t} threads": raw_context(llm.engine.model.ptr, n_ctx, fa_type, t)
+    # llama-bench's context at 16 and 1 threads, and one thread a token on a 16-thread pool
+    # (what our Context attached before ContextPools: ggml's kickoff wakes the whole pool)
+    model = llm.engine.model.ptr
+    raws = {f"raw context (llama-bench's), {t} threads": raw_context(model, n_ctx, fa_type, t, t)
             for t in (16, 1)}
+    raws["raw context, 1 thread on a 16-thread pool"] = raw_context(model, n_ctx, fa_type, 1, 16)
     for _ in range(args.reps):
-        for name, ptr in raws.items():
+        for name, (ptr, _) in raws.items():
             add(name, raw_decode_sync(ptr, prompt, args.gen, token))
         add("decode+sync", decode_sync(ctx, prompt, args.gen, token))
         add("process+sync (llama_batch_ext)", process_sync(ctx, prompt, args.gen, token))
@@ -185,8 +198,9 @@ def main() -> None:
             (speed,) = benchmark.llama_bench(args.model, n_prompt=0, n_gen=args.gen, depth=args.depth, reps=3,
                                              n_gpu_layers=args.ngl, flash_attn=fa, extra=extra)
             add(name, speed.median)
-    for ptr in raws.values():
+    for ptr, pool in raws.values():
         capi.llama_free(ptr)
+        pool.free()
     graph_lines = cuda_graph_log(ctx, prompt, token)
     capi.llama_set_abort_callback(ctx.ptr, None, None)  # (for the rest of this process)
     for _ in range(args.reps):

@@ -31,7 +31,7 @@ from ._memory import check_kv_fits, model_arch
 from .batch import Batch
 from .model import Model, set_c_field
 from .state import check_payload
-from .threadpool import ThreadPool
+from .threadpool import ContextPools
 
 if TYPE_CHECKING:
     from .adapter import LoraAdapter
@@ -256,14 +256,13 @@ class Context(NativeHandle[Any]):
             detail = _log.errors_since(mark)
             raise ContextCreateError(
                 "llama.cpp could not create the context" + (f": {detail}" if detail else ""))
-        # a persistent CPU pool, as llama.cpp's tools attach (else ggml spawns threads per graph)
-        pool = ThreadPool(max(cparams.n_threads, cparams.n_threads_batch))
-        if pool.ptr:
-            capi.llama_attach_threadpool(ptr, ctypes.cast(pool.ptr, capi.ggml_threadpool_t), None)
+        # persistent CPU pools, as llama.cpp's tools attach (else ggml spawns threads per graph)
+        pools = self._pools = ContextPools()
+        pools.attach(ptr, cparams.n_threads, cparams.n_threads_batch)
 
         def free(p: Any) -> None:
             capi.llama_free(p)
-            pool.free()  # after the context that uses it
+            pools.free()  # after the context that uses them
 
         super().__init__(ptr, free, parent=model)
         self.model = model
@@ -365,8 +364,10 @@ class Context(NativeHandle[Any]):
     def set_threads(self, n_threads: int, n_threads_batch: int) -> None:
         """Threads of later decodes (checked as :class:`ContextParams`' options are)."""
         default = physical_cores()
-        capi.llama_set_n_threads(self.ptr, checked_threads("n_threads", n_threads, default),
-                                 checked_threads("n_threads_batch", n_threads_batch, default))
+        n_threads = checked_threads("n_threads", n_threads, default)
+        n_threads_batch = checked_threads("n_threads_batch", n_threads_batch, default)
+        self._pools.attach(self.ptr, n_threads, n_threads_batch)  # (larger pools when these need them)
+        capi.llama_set_n_threads(self.ptr, n_threads, n_threads_batch)
 
     # --- running the model ---------------------------------------------------------------
 

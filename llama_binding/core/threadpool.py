@@ -16,7 +16,7 @@ from typing import Any
 from .. import _backend, capi
 from ..capi import _loader
 
-__all__ = ["ThreadPool"]
+__all__ = ["ContextPools", "ThreadPool"]
 
 _NEW = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.POINTER(capi.ggml_threadpool_params))
 _FREE = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
@@ -56,3 +56,39 @@ class ThreadPool:
         ptr, self.ptr = self.ptr, None
         if ptr:
             self._free(ptr)
+
+
+class ContextPools:
+    """A context's CPU pools: one of ``n_threads`` for single-token decodes and, when
+    ``n_threads_batch`` differs, one of that many for batches (``llama_attach_threadpool``
+    takes both). One shared pool sized for batches cost every decode on a GPU (one thread a
+    token, the CPU's share being the token's embedding row) a wake-up of all its idle
+    workers: ggml's kickoff broadcasts to the whole pool whatever the graph's thread count."""
+
+    def __init__(self) -> None:
+        self._pools: list[ThreadPool] = []
+        self.sizes = (0, 0)  # (decode, batch) threads of the pools attached
+
+    def attach(self, ctx: Any, n_threads: int, n_threads_batch: int) -> None:
+        """Attach pools for these counts to the context ``ctx`` (a ``llama_context *``) unless
+        the attached ones hold as many threads; the pools they replace are freed."""
+        if self._pools and n_threads <= self.sizes[0] and n_threads_batch <= self.sizes[1]:
+            return
+        one = ThreadPool(n_threads)
+        many = one if n_threads_batch == n_threads else ThreadPool(n_threads_batch)
+        made = [one] if many is one else [one, many]
+        if one.ptr is None or many.ptr is None:  # no CPU backend functions: ggml's per-graph threads
+            for p in made:
+                p.free()
+            return
+        capi.llama_attach_threadpool(ctx, ctypes.cast(one.ptr, capi.ggml_threadpool_t),
+                                     ctypes.cast(many.ptr, capi.ggml_threadpool_t))
+        old, self._pools, self.sizes = self._pools, made, (n_threads, n_threads_batch)
+        for p in old:  # (llama.cpp uses the new ones from its next graph on)
+            p.free()
+
+    def free(self) -> None:
+        """Free the pools (only after the context that uses them is freed)."""
+        pools, self._pools = self._pools, []
+        for p in pools:
+            p.free()

@@ -36,3 +36,38 @@ def test_argmax_decode_picks_llama_cpps_greedy_token(stories260k: Path) -> None:
     expected = int(logits.argmax())
     tok, decoded = ctx.argmax_decode(vocab, batch, 1, 0)  # the decode overwrites the logits
     assert tok == expected and decoded and ctx.seq_pos_max(0) == 1
+
+
+def test_a_pool_for_single_token_decodes_and_one_for_batches(stories260k: Path) -> None:
+    """One thread a token and four a batch: two pools, each as large as its graphs (one pool
+    of four would wake three idle workers on every token); set_threads grows them; decodes
+    give the same tokens whatever the pools."""
+    from llama_binding.core.threadpool import ContextPools
+
+    m = Model(stories260k)
+    v = Vocab(m)
+    prompt = v.tokenize("Once upon a time", add_special=True)
+    got = []
+    for threads in ((1, 4), (2, 2)):
+        ctx = Context(m, ContextParams(n_ctx=128, n_threads=threads[0], n_threads_batch=threads[1]))
+        pools = ContextPools()
+        pools.attach(ctx.ptr, *threads)
+        assert pools.sizes == threads
+        pools.attach(ctx.ptr, 1, 1)  # fewer: the pools attached already serve
+        assert pools.sizes == threads
+        ctx.set_threads(3, 4)  # (the context's own pools grow: decodes still run)
+        pools.attach(ctx.ptr, 3, 4)
+        assert pools.sizes == (3, 4)
+        batch = Batch(len(prompt))
+        batch.add_sequence(prompt, 0, 0)
+        ctx.decode(batch)
+        one = Batch(1)
+        toks = []
+        for i in range(6):
+            tok, _ = ctx.argmax_decode(v, one, len(prompt) + i, 0, True)
+            toks.append(tok)
+        got.append(toks)
+        ctx.close()
+        pools.free()
+    assert got[0] == got[1]
+    m.close()
