@@ -11,8 +11,8 @@
 #   PART=3: one call for a session with under 1,000 s of device time: the chat's next turn, the
 #           server, both 1B decodes, the in-process batch, the n-gram lookup when 55 s are left
 #           and the self-draft when 50 are (about 50 s each on an H100; run 21's slow host had
-#           91 s left for both, and one step that needed 100 skipped both), then the trace (no
-#           8B shape).
+#           91 s left for both, and one step that needed 100 skipped both), then
+#           bench/decode_floor.py when 70 s are left (it replaced the chat's trace; no 8B shape).
 #   PART=4: speculative only (lookup, then self-draft), for the last few minutes of device time
 #           (run it with LLAMA_BINDING_SERVER_TOOL=OFF: the build without llama-server).
 #   PART=5: bench/decode_floor.py (where the 1B decode's fixed ~60 us a token goes, run 22),
@@ -50,7 +50,7 @@ spec() {
 case ${PART:-1} in
     1) server; chat; chat_trace ;;
     2) decode; batched; spec spec self,lookup 5 130; decode_8b ;;
-    3) chat; server; decode; batched; spec spec-lookup lookup 3 55; spec spec-self self 3 50; chat_trace ;;
+    3) chat; server; decode; batched; spec spec-lookup lookup 3 55; spec spec-self self 3 50; floor ;;
     4) spec spec-lookup lookup 3 45; spec spec-self self 3 45 ;;
     5) floor; decode ;;
     6) floor; decode; chat ;;
