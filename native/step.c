@@ -50,6 +50,7 @@
 #include "llama.h"
 #include "select.h"
 #include "top_p.h"
+#include "penalties.h"
 
 #if defined(_WIN32)
 #define LLAMA_BINDING_EXPORT __declspec(dllexport)
@@ -341,10 +342,50 @@ static int32_t chain_pick(llama_token_data_array * cur_p, struct llama_sampler *
     return 0;
 }
 
+/* For a chain of penalties (penalties.c's, whose window it reads) then a top-k of k: the
+ * candidates that can reach the top-k after the penalties, in cur (room for n): the k + w
+ * largest logits (w: the window's length) and the window's tokens. Only the window's logits
+ * change, so the k largest after the penalties are among them (equal logits aside, where
+ * llama.cpp's order is unspecified). Answers their count, 0 where this does not apply. */
+static int32_t penalized_top_k(const float * x, int32_t n, struct llama_sampler * chain, int32_t k,
+                               llama_token_data * cur) {
+    const llama_token * ring = NULL;
+    const int32_t w = lb_penalties_window(llama_sampler_chain_get(chain, 0), &ring);
+    if (w < 0 || k <= 0 || k + w >= n || top_k_block(n, k + w) == 0) {
+        return 0;
+    }
+    const int32_t m = k + w;
+    if ((int32_t) host_candidates(x, n, m, cur) != m) { /* (NaN among the best: every candidate) */
+        return 0;
+    }
+    const float bound = cur[m - 1].logit; /* every logit above it is in cur[0..m) */
+    int32_t size = m;
+    for (int32_t j = 0; j < w; j++) {
+        const llama_token t = ring[j];
+        if (t < 0 || t >= n || x[t] > bound) {
+            continue;
+        }
+        int in = 0; /* below the bound it is not among the m; at it, it may be */
+        for (int32_t i = x[t] == bound ? 0 : m; i < size && !in; i++) {
+            in = cur[i].id == t;
+        }
+        if (!in) {
+            cur[size++] = (llama_token_data) {t, x[t], 0.0f};
+        }
+    }
+    return size;
+}
+
 /* chain_pick over the host's n logits x, cut first as the chain allows (cut: row_sample's
  * top_k); cur: room for n candidates, 3 n for a top-p's code */
 static int32_t host_pick(const float * x, int32_t n, struct llama_sampler * chain, int32_t cut,
                          llama_token_data * cur, llama_token * out) {
+    if (cut > 0 && (cut & LB_CUT_PENALTIES)) {
+        const int32_t kept = penalized_top_k(x, n, chain, cut & ~LB_CUT_PENALTIES, cur);
+        const int32_t all = kept > 0 ? kept : (int32_t) host_candidates(x, n, 0, cur);
+        llama_token_data_array cur_p = {cur, (size_t) all, -1, false}; /* the whole chain runs over them */
+        return chain_pick(&cur_p, chain, 0, out);
+    }
     int32_t kept = cut < 0 ? host_top_p(x, n, top_p_of(cut), cur) : 0;
     const int top_p_done = kept > 0;
     if (!top_p_done) {

@@ -46,6 +46,7 @@ __all__ = [
     "interrupts",
     "memory_breakdown",
     "now",
+    "penalties_new",
     "pick_launch",
     "sample",
     "sample_decode",
@@ -135,6 +136,9 @@ def _lib() -> dict[str, Any]:
         for name, restype, argtypes in (("greedy_group_new", vp, []), ("greedy_group_release", None, [vp]),
                                         ("greedy_sampler_new", ctypes.POINTER(capi.llama_sampler), [vp]),
                                         ("topk_group_new", vp, [ctypes.c_int32]),
+                                        ("penalties_new", ctypes.POINTER(capi.llama_sampler),
+                                         [ctypes.c_int32, ctypes.c_int32, ctypes.c_float, ctypes.c_float,
+                                          ctypes.c_float]),
                                         ("topk_group_release", None, [vp]),
                                         ("topk_sampler_new", ctypes.POINTER(capi.llama_sampler), [vp]),
                                         ("topk_ids", ctypes.c_int32,
@@ -251,6 +255,17 @@ def synchronize() -> Any:
 def now() -> float:
     """Seconds of the monotonic clock the native timings use."""
     return float(_lib()["now"]())
+
+
+#: a cut code's bit (``native/penalties.h``): the chain leads with :func:`penalties_new`'s
+#: sampler, then a top-k of the code's other bits
+CUT_PENALTIES = 0x40000000
+
+
+def penalties_new(n_vocab: int, last_n: int, repeat: float, freq: float, present: float) -> Any:
+    """llama.cpp's penalties sampler wrapped so that the native step sees its window
+    (``penalties.c``); NULL when out of memory."""
+    return _lib()["penalties_new"](n_vocab, last_n, repeat, freq, present)
 
 
 def top_k(x: Any, k: int) -> list[int] | None:

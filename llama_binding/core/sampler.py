@@ -95,6 +95,7 @@ class Sampler(NativeHandle[Any]):
         #: what the native step may do itself when this sampler leads a chain: k of a top-k,
         #: a top-p's :func:`top_p_cut` (negative), 0: nothing
         self.host_cut = 0
+        self.window = False  # penalties whose window the native step reads (host only)
         #: changes no logit until its chain accepts a token (penalties: an empty window)
         self.idle_until_accept = False
 
@@ -171,9 +172,16 @@ class Sampler(NativeHandle[Any]):
 
     @classmethod
     def penalties(cls, n_vocab: int, last_n: int = 64, repeat: float = 1.0, freq: float = 0.0,
-                  present: float = 0.0) -> Sampler:
-        made = _made(capi.llama_sampler_init_penalties(n_vocab, last_n, repeat, freq, present), "penalties")
+                  present: float = 0.0, window: bool = False) -> Sampler:
+        """llama.cpp's penalties; ``window=True``: wrapped so that the native step sees the
+        tokens it penalises (``native/penalties.c``): followed by a top-k, a chain then
+        takes its candidates from the k + window largest logits and the window's tokens,
+        the same result without a lookup per vocabulary entry; such a sampler has no GPU
+        half (a chain that leads with it samples on the host)."""
+        init = _native.penalties_new if window else capi.llama_sampler_init_penalties
+        made = _made(init(n_vocab, last_n, repeat, freq, present), "penalties")
         made.idle_until_accept = True  # it penalises the tokens accepted so far: none yet
+        made.window = window
         return made
 
     @classmethod
@@ -310,6 +318,8 @@ class SamplerChain(NativeHandle[Any]):
         #: chain's first token (``first_top_k``, or a leading top-p's code)
         self.leading_cut = 0
         self.first_cut = 0
+        #: the leading sampler has no backend (GPU) half: never attach this chain
+        self.host_only = False
         self._idle_so_far = True  # every sampler added so far idle until an accept
         #: for a chain of only a logit bias and greedy: the bias's token ids and values, so
         #: that :meth:`sample` takes the biased row's argmax itself (set by whoever built the
@@ -347,9 +357,13 @@ class SamplerChain(NativeHandle[Any]):
         """Move ``sampler`` into the chain (the chain owns it from now on)."""
         if sampler.closed:
             raise ClosedError("this sampler is closed or already in a chain")
-        leading = capi.llama_sampler_chain_n(self.ptr) == 0
+        n = capi.llama_sampler_chain_n(self.ptr)
+        leading = n == 0
         if leading:
             self.leading_top_k, self.leading_cut = sampler.top_k_value, sampler.host_cut
+            self.host_only = sampler.window
+        elif n == 1 and self.host_only and sampler.top_k_value > 0:  # penalties (their window), then top-k
+            self.leading_cut = _native.CUT_PENALTIES | sampler.top_k_value
         if self._idle_so_far:
             self.first_top_k = sampler.top_k_value
             self.first_cut = sampler.host_cut if leading else sampler.top_k_value

@@ -265,9 +265,13 @@ def build_chain(p: SamplingParams, vocab: Vocab, n_ctx: int) -> SamplerChain:
     made: list[Sampler] = []
     try:
         steps = plan(p, vocab.n_tokens, n_ctx)
-        for step in steps:
+        for i, step in enumerate(steps):
             factory = getattr(Sampler, step.name)
             args = (vocab, *step.args) if step.name in _VOCAB_STEPS else step.args
+            if step.name == "penalties" and i == 0 and i + 1 < len(steps) and steps[i + 1].name == "top_k":
+                n, last_n, repeat, freq, present = args  # (window: the native step's cut)
+                made.append(Sampler.penalties(n, last_n, repeat, freq, present, window=True))
+                continue
             made.append(factory(*args))
         chain = SamplerChain(made)
         greedy_bias = [st.name for st in steps] == ["logit_bias", "greedy"]
@@ -317,7 +321,7 @@ class ChainSlot:
             return cur[1]
         chain = build_chain(p, self.vocab, self.ctx.n_ctx)
         self.detach()
-        if self.backend and not raw_logits and chain.leading_top_k == 0 \
+        if self.backend and not raw_logits and chain.leading_top_k == 0 and not chain.host_only \
                 and on_backend(p, self.vocab.n_tokens) and self.ctx.attach_sampler(self.seq_id, chain):
             self._attached = (p, chain)
         return chain

@@ -6,6 +6,7 @@ kernels change logits slightly): such cases are counted and must stay rare."""
 
 from __future__ import annotations
 
+import ctypes
 import os
 import random
 import signal
@@ -17,7 +18,7 @@ import numpy as np
 import pytest
 
 from llama_binding import capi
-from llama_binding.core import Batch, Context, ContextParams, Model, SamplerChain, Vocab
+from llama_binding.core import Batch, Context, ContextParams, Model, SamplerChain, Vocab, _native
 from llama_binding.core.sampler import GreedyGroup, Sampler
 from llama_binding.errors import QueueFullError, SamplerError
 from llama_binding.generation.batching import BatchEngine, BatchRequest, Greedy
@@ -503,3 +504,46 @@ def test_a_leading_top_p_is_applied_natively_with_llama_cpps_result(rows_decoded
         assert out.tolist() == want, draw
     single = chain(7)
     assert single.sample(ctx, int(rows[0])) == capi.llama_sampler_sample(chain(7).ptr, ctx.ptr, int(rows[0]))
+
+
+@pytest.mark.parametrize("penalties", [(64, 1.3, 0.1, 0.2), (3, 1.1, 0.0, 0.0), (16, 0.7, -0.5, 0.0)])
+def test_penalties_then_top_k_take_their_candidates_from_the_window_and_the_largest_logits(
+        rows_decoded: Decoded, penalties: tuple[int, float, float, float]) -> None:
+    """A chain of penalties then top-k (Ollama's repeat penalty with top-k 40): the native
+    step reads the penalties' window (native/penalties.c wraps llama.cpp's sampler) and runs
+    the chain over the k + window largest logits and the window's tokens; every draw picks
+    what llama.cpp's chain over the whole row picks, as the window fills and wraps (last_n
+    3), with penalties that raise logits too (repeat 0.7, a negative frequency penalty)."""
+    v, ctx, _, rows = rows_decoded
+    n = ROWS
+    last_n, repeat, freq, present = penalties
+
+    def chain(seed: int, window: bool) -> SamplerChain:
+        return SamplerChain([Sampler.penalties(v.n_tokens, last_n, repeat, freq, present, window=window),
+                             Sampler.top_k(40), Sampler.top_p(0.95), Sampler.temp(1.5), Sampler.dist(seed)])
+
+    ours, theirs = [chain(s, True) for s in range(n)], [chain(s, False) for s in range(n)]
+    assert ours[0].leading_cut == _native.CUT_PENALTIES | 40 and ours[0].host_only
+    assert theirs[0].leading_cut == 0 and not theirs[0].host_only
+    seen = []
+    for draw in range(8):
+        want = [int(capi.llama_sampler_sample(c.ptr, ctx.ptr, int(r))) for c, r in zip(theirs, rows)]
+        cut = np.array([c.first_cut if draw == 0 else c.leading_cut for c in ours], dtype=np.int32)
+        out = np.full(n, -1, dtype=np.int32)
+        ctx.sample_rows(v, [c.address for c in ours], rows, out, 2, cut)
+        assert out.tolist() == want, draw
+        seen += want
+        if draw == 4:  # a reset empties both windows
+            for c in [*ours, *theirs]:
+                c.reset()
+    assert len(set(seen)) > n  # (the draws move: the penalties act)
+    a, b = capi.llama_sampler_clone(ours[1].ptr), capi.llama_sampler_clone(theirs[1].ptr)  # windows and all
+    try:
+        want = [int(capi.llama_sampler_sample(b, ctx.ptr, int(rows[1])))]
+        out = np.full(1, -1, dtype=np.int32)
+        address = ctypes.cast(a, ctypes.c_void_p).value or 0
+        ctx.sample_rows(v, [address], rows[1:2], out, 1, np.array([ours[1].leading_cut], dtype=np.int32))
+        assert out.tolist() == want
+    finally:
+        capi.llama_sampler_free(a)
+        capi.llama_sampler_free(b)
