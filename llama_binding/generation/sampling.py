@@ -302,7 +302,8 @@ class ChainSlot:
       a 2-core EPYC) and runs the rest of the chain over them, the same result. On an
       H200 that costs less per token than llama.cpp's chain on the GPU (which sorts the
       whole row for its top-k and still copies logits back), and options can change from
-      call to call with nothing to attach;
+      call to call with nothing to attach; penalties then a top-k likewise (the k + window
+      largest logits and the window's tokens: ``native/penalties.c``);
     - a call that needs the raw logits (logprobs, a Python logits processor).
     """
 
