@@ -23,7 +23,6 @@ and llama-bench's tg at the same depth three ways: its default threads, ``-t 1``
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import logging
 import re
@@ -35,9 +34,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from token_loop import loop_host, prefill
+from token_loop import loaded, loop_host, parser, prefill
 
-from llama_binding import Llama, _log, benchmark
+from llama_binding import _log, benchmark
 from llama_binding.capi import llama as capi
 from llama_binding.core.batch import Batch
 from llama_binding.core.context import Context
@@ -145,14 +144,7 @@ def cuda_graph_log(ctx: Context, prompt: list[int], token: int) -> dict[str, int
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("model")
-    ap.add_argument("--ngl", type=int, default=99)
-    ap.add_argument("--fa", choices=["auto", "on", "off"], default="on")
-    ap.add_argument("--depth", type=int, default=512)
-    ap.add_argument("--gen", type=int, default=128)
-    ap.add_argument("--reps", type=int, default=3)
-    args = ap.parse_args()
+    args = parser().parse_args()
     lines: list[str] = []  # llama.cpp's own account of the devices, the layers and the graph splits
     wanted = re.compile(r"splits =|sched copies|compute buffer|offloaded|using device|CUDA\d|model buffer"
                         r"|output buffer|n_ctx|n_seq|n_batch|n_ubatch|causal|flash_attn|kv_unified|type_k"
@@ -167,10 +159,8 @@ def main() -> None:
     native = logging.getLogger("llama_binding.native")
     native.setLevel(logging.INFO)
     native.addHandler(Keep())
-    llm = Llama(args.model, n_ctx=args.depth + args.gen + 16, n_gpu_layers=args.ngl,
-                flash_attn=benchmark.FLASH_ATTN[args.fa], verbose=False)
+    llm, prompt = loaded(args)
     ctx, vocab = llm.engine.context, llm.engine.vocab
-    prompt = [llm.token_bos()] + [(i * 7919) % (llm.n_vocab() - 100) + 50 for i in range(args.depth - 1)]
     token = prompt[-1]
     fa = benchmark.FLASH_ATTN[args.fa]
     tools = {"llama-bench": [], "llama-bench -t 1": ["-t", "1"],

@@ -68,7 +68,9 @@ def loop_attached(ctx: Context, prompt: list[int], gen: int, read: Callable[[], 
     return gen / (time.perf_counter() - t0)
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
+    """The flags of this bench and bench/decode_floor.py: the model, its offload, the depth,
+    the tokens decoded and the repetitions."""
     ap = argparse.ArgumentParser()
     ap.add_argument("model")
     ap.add_argument("--ngl", type=int, default=99)
@@ -76,12 +78,23 @@ def main() -> None:
     ap.add_argument("--depth", type=int, default=512)
     ap.add_argument("--gen", type=int, default=128)
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=16)
-    args = ap.parse_args()
+    return ap
+
+
+def loaded(args: argparse.Namespace) -> tuple[Llama, list[int]]:
+    """The model of ``args`` with room for the depth and the tokens decoded, and a prompt of
+    ``--depth`` tokens (BOS, then ids spread over the vocabulary)."""
     llm = Llama(args.model, n_ctx=args.depth + args.gen + 16, n_gpu_layers=args.ngl,
                 flash_attn=benchmark.FLASH_ATTN[args.fa], verbose=False)
+    return llm, [llm.token_bos()] + [(i * 7919) % (llm.n_vocab() - 100) + 50 for i in range(args.depth - 1)]
+
+
+def main() -> None:
+    ap = parser()
+    ap.add_argument("--threads", type=int, default=16)
+    args = ap.parse_args()
+    llm, prompt = loaded(args)
     ctx, vocab = llm.engine.context, llm.engine.vocab
-    prompt = [llm.token_bos()] + [(i * 7919) % (llm.n_vocab() - 100) + 50 for i in range(args.depth - 1)]
     ptr = ctx.ptr
 
     def read_token() -> int:

@@ -439,6 +439,20 @@ def test_a_leading_top_k_is_taken_straight_from_the_logits(rows_decoded: Decoded
         ctx.sample_rows(v, [c.address for c in ours], rows, out, 1, np.zeros(2, dtype=np.int32))
 
 
+def assert_draws_as_llama_cpp(rows_decoded: Decoded, ours: list[SamplerChain], theirs: list[SamplerChain],
+                              draw: int, threads: int) -> list[int]:
+    """One draw of each row: ``ours`` through ``Context.sample_rows`` with their cuts (the
+    first draw with ``first_cut``), ``theirs`` through llama.cpp's ``llama_sampler_sample``
+    over the whole row; the same tokens (returned)."""
+    v, ctx, _, rows = rows_decoded
+    want = [int(capi.llama_sampler_sample(c.ptr, ctx.ptr, int(r))) for c, r in zip(theirs, rows)]
+    cut = np.array([c.first_cut if draw == 0 else c.leading_cut for c in ours], dtype=np.int32)
+    out = np.full(len(rows), -1, dtype=np.int32)
+    ctx.sample_rows(v, [c.address for c in ours], rows, out, threads, cut)
+    assert out.tolist() == want, draw
+    return want
+
+
 def test_a_top_k_after_penalties_is_taken_straight_from_the_logits_for_the_first_token(
         rows_decoded: Decoded) -> None:
     """A chain of penalties then top-k (a repeat penalty with llama-cpp-python's top-k 40):
@@ -446,7 +460,7 @@ def test_a_top_k_after_penalties_is_taken_straight_from_the_logits_for_the_first
     penalties' window is empty: they change nothing), the same as llama.cpp's whole chain;
     the next draws, with a window, take every logit again (first_top_k is for a fresh
     chain only) and still agree."""
-    v, ctx, _, rows = rows_decoded
+    v = rows_decoded[0]
     n = ROWS
 
     def chain(seed: int) -> SamplerChain:
@@ -458,12 +472,9 @@ def test_a_top_k_after_penalties_is_taken_straight_from_the_logits_for_the_first
     assert late.first_top_k == 0
     assert SamplerChain([Sampler.top_k(7), Sampler.dist(1)]).first_top_k == 7
     ours, theirs = [chain(s) for s in range(n)], [chain(s) for s in range(n)]
+    assert (chain(0).leading_cut, chain(0).first_cut) == (0, 40)
     for draw in range(3):  # the first with first_top_k, then with leading_top_k (0: every logit)
-        want = [int(capi.llama_sampler_sample(c.ptr, ctx.ptr, int(r))) for c, r in zip(theirs, rows)]
-        top_k = np.array([c.first_top_k if draw == 0 else c.leading_top_k for c in ours], dtype=np.int32)
-        out = np.full(n, -1, dtype=np.int32)
-        ctx.sample_rows(v, [c.address for c in ours], rows, out, 3, top_k)
-        assert out.tolist() == want, draw
+        want = assert_draws_as_llama_cpp(rows_decoded, ours, theirs, draw, 3)
     assert len(set(want)) > 1
 
 
@@ -497,11 +508,7 @@ def test_a_leading_top_p_is_applied_natively_with_llama_cpps_result(rows_decoded
     assert SamplerChain([Sampler.penalties(v.n_tokens, 64, 1.1), Sampler.top_p(p)]).first_cut == 0
     ours, theirs = [chain(s) for s in range(n)], [chain(s) for s in range(n)]
     for draw in range(3):
-        want = [int(capi.llama_sampler_sample(c.ptr, ctx.ptr, int(r))) for c, r in zip(theirs, rows)]
-        cut = np.array([c.first_cut if draw == 0 else c.leading_cut for c in ours], dtype=np.int32)
-        out = np.full(n, -1, dtype=np.int32)
-        ctx.sample_rows(v, [c.address for c in ours], rows, out, 3, cut)
-        assert out.tolist() == want, draw
+        assert_draws_as_llama_cpp(rows_decoded, ours, theirs, draw, 3)
     single = chain(7)
     assert single.sample(ctx, int(rows[0])) == capi.llama_sampler_sample(chain(7).ptr, ctx.ptr, int(rows[0]))
 
@@ -527,12 +534,7 @@ def test_penalties_then_top_k_take_their_candidates_from_the_window_and_the_larg
     assert theirs[0].leading_cut == 0 and not theirs[0].host_only
     seen = []
     for draw in range(8):
-        want = [int(capi.llama_sampler_sample(c.ptr, ctx.ptr, int(r))) for c, r in zip(theirs, rows)]
-        cut = np.array([c.first_cut if draw == 0 else c.leading_cut for c in ours], dtype=np.int32)
-        out = np.full(n, -1, dtype=np.int32)
-        ctx.sample_rows(v, [c.address for c in ours], rows, out, 2, cut)
-        assert out.tolist() == want, draw
-        seen += want
+        seen += assert_draws_as_llama_cpp(rows_decoded, ours, theirs, draw, 2)
         if draw == 4:  # a reset empties both windows
             for c in [*ours, *theirs]:
                 c.reset()
